@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine: `make test` and (with the daily DAG) `make demo`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint bench lock clean
+
+$(STAMP): requirements.txt requirements-test.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python -r requirements.txt -r requirements-test.txt
+	touch $@
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+
+# Starts its own throwaway PostgreSQL and Airflow metadata DB (tests/conftest.py).
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/drift_bench.py
+
+# Re-pin the full dependency set after editing requirements*.in.
+lock: install
+	$(BIN)/uv pip compile requirements.in -o requirements.txt --python-version 3.11 --no-header
+	$(BIN)/uv pip compile requirements-test.in -o requirements-test.txt --python-version 3.11 --no-header
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
