@@ -1,0 +1,215 @@
+"""Domain types shared by the statistics, the store and the operators.
+
+Models are data, not code: ``ModelType`` lists the four default models, but every
+function takes a plain model-name string, so any registered model works.
+Results are small dataclasses whose ``to_dict()`` is JSON-serialisable (NaN/inf
+become ``None``, enums their values, numpy scalars Python numbers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+class TaskKind(enum.StrEnum):
+    REGRESSION = "regression"
+    BINARY_CLASSIFICATION = "binary_classification"
+
+
+class ModelType(enum.StrEnum):
+    """The default models; any other valid model name is accepted wherever a model is named."""
+
+    ROAS_PREDICTOR = "roas_predictor"
+    HOOK_CLASSIFIER = "hook_classifier"
+    VISUAL_PATTERN = "visual_pattern"
+    CTR_PREDICTOR = "ctr_predictor"
+
+
+class DriftType(enum.StrEnum):
+    DATA_DRIFT = "data_drift"
+    CONCEPT_DRIFT = "concept_drift"
+    PREDICTION_DRIFT = "prediction_drift"
+
+
+class Severity(enum.StrEnum):
+    """Ordered severities; ``Severity.rank`` makes them comparable."""
+
+    NONE = "none"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_ORDER.index(self)
+
+    @classmethod
+    def worst(cls, severities) -> Severity:
+        return max(severities, key=lambda s: s.rank, default=cls.NONE)
+
+    def at_least(self, other: Severity | str) -> bool:
+        return self.rank >= Severity(other).rank
+
+
+_SEVERITY_ORDER = list(Severity)
+
+
+class Status(enum.StrEnum):
+    """Whether a statistic could be computed; anything but OK carries a reason."""
+
+    OK = "ok"
+    INSUFFICIENT_DATA = "insufficient_data"
+    INVALID = "invalid"
+
+
+@dataclasses.dataclass(frozen=True)
+class SeverityLadder:
+    """Cut-offs at which an effect size becomes low / medium / high / critical."""
+
+    low: float
+    medium: float
+    high: float
+    critical: float
+
+    def __post_init__(self):
+        cuts = [self.low, self.medium, self.high, self.critical]
+        if any(not math.isfinite(c) or c < 0 for c in cuts) or cuts != sorted(cuts):
+            raise ValueError(f"severity cut-offs must be finite, >= 0 and increasing, got {cuts}")
+
+    def rate(self, value: float | None) -> Severity:
+        if value is None or not math.isfinite(value):
+            return Severity.NONE if value is None or math.isnan(value) else Severity.CRITICAL
+        for severity, cut in (
+            (Severity.CRITICAL, self.critical),
+            (Severity.HIGH, self.high),
+            (Severity.MEDIUM, self.medium),
+            (Severity.LOW, self.low),
+        ):
+            if value >= cut:
+                return severity
+        return Severity.NONE
+
+
+def model_name(model: ModelType | str) -> str:
+    """Validate a model name (a ``ModelType`` or any string of letters, digits, ``_.-``)."""
+    name = model.value if isinstance(model, ModelType) else model
+    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+        raise ValueError(
+            f"model: {name!r} is not a valid model name "
+            "(1-128 characters: letters, digits, '_', '.', '-'; starting with a letter or digit)"
+        )
+    return name
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert results to plain JSON types; non-finite floats become None."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+class Result:
+    """Mixin for result dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec(Result):
+    """A registered model: its name, task kind and the features it is served with."""
+
+    name: str
+    task_kind: TaskKind
+    feature_schema: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    thresholds: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", model_name(self.name))
+        object.__setattr__(self, "task_kind", TaskKind(self.task_kind))
+        for feature, kind in self.feature_schema.items():
+            if kind not in ("numeric", "categorical"):
+                raise ValueError(
+                    f"feature_schema[{feature!r}]: kind must be 'numeric' or 'categorical', got {kind!r}"
+                )
+
+
+DEFAULT_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(ModelType.ROAS_PREDICTOR.value, TaskKind.REGRESSION),
+    ModelSpec(ModelType.HOOK_CLASSIFIER.value, TaskKind.BINARY_CLASSIFICATION),
+    ModelSpec(ModelType.VISUAL_PATTERN.value, TaskKind.BINARY_CLASSIFICATION),
+    ModelSpec(ModelType.CTR_PREDICTOR.value, TaskKind.REGRESSION),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictionOutcome(Result):
+    """One prediction joined with its real outcome; ``error`` is predicted - actual."""
+
+    prediction_id: str
+    model_type: str
+    predicted_value: float
+    actual_value: float
+    features: Mapping[str, Any]
+    timestamp: datetime
+    model_version: str | None = None
+
+    @property
+    def error(self) -> float:
+        return self.predicted_value - self.actual_value
+
+    @property
+    def error_percentage(self) -> float | None:
+        """|error| / |actual| in percent; None where the actual value is 0."""
+        if self.actual_value == 0:
+            return None
+        return abs(self.error) / abs(self.actual_value) * 100.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "error": self.error, "error_percentage": self.error_percentage}
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftReport(Result):
+    """A drift finding of one kind for one model and window.
+
+    ``statistical_tests`` holds the per-feature (or per-test) details; ``severity`` is the
+    worst of them; ``status`` is ``insufficient_data`` when nothing could be tested.
+    """
+
+    drift_type: DriftType
+    severity: Severity
+    affected_features: list[str]
+    statistical_tests: dict[str, Any]
+    recommendation: str
+    status: Status = Status.OK
+    detected_at: datetime | None = None
+
+    @property
+    def drift_detected(self) -> bool:
+        return self.severity is not Severity.NONE

@@ -1,0 +1,80 @@
+"""The retrain decision: several signals, each with a documented threshold.
+
+Defaults: retrain when feature drift is at least ``high``, concept drift at least
+``medium``, MAPE above 30% (regressors) or, if set, log loss above / ROC AUC below a
+limit (classifiers) - but never on fewer than 100 labelled outcomes, because a model
+retrained on a handful of rows is worse than a drifting one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .domain import DriftReport, Result, Severity, Status
+from .performance import ModelPerformance
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainThresholds:
+    feature_drift_severity: Severity = Severity.HIGH
+    concept_drift_severity: Severity = Severity.MEDIUM
+    max_mape: float | None = 30.0
+    max_log_loss: float | None = None
+    min_roc_auc: float | None = None
+    min_labelled_outcomes: int = 100
+
+    def __post_init__(self):
+        object.__setattr__(self, "feature_drift_severity", Severity(self.feature_drift_severity))
+        object.__setattr__(self, "concept_drift_severity", Severity(self.concept_drift_severity))
+        if self.min_labelled_outcomes < 1:
+            raise ValueError(f"min_labelled_outcomes: must be >= 1, got {self.min_labelled_outcomes}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainDecision(Result):
+    """``retrain`` and the reasons for it (or for not retraining); unpacks as a pair."""
+
+    retrain: bool
+    reasons: list[str]
+
+    def __iter__(self):
+        return iter((self.retrain, self.reasons))
+
+
+def should_retrain(
+    *,
+    labelled_outcomes: int,
+    feature_drift: DriftReport | None = None,
+    concept_drift: DriftReport | None = None,
+    performance: ModelPerformance | None = None,
+    thresholds: RetrainThresholds | None = None,
+) -> RetrainDecision:
+    """Decide whether to retrain; every triggered signal is listed in ``reasons``."""
+    t = thresholds or RetrainThresholds()
+    if labelled_outcomes < 0:
+        raise ValueError(f"labelled_outcomes: must be >= 0, got {labelled_outcomes}")
+    if labelled_outcomes < t.min_labelled_outcomes:
+        return RetrainDecision(False, [
+            f"only {labelled_outcomes} labelled outcomes; at least {t.min_labelled_outcomes} needed to retrain"
+        ])
+    reasons = []
+    for label, report, limit in (("feature drift", feature_drift, t.feature_drift_severity),
+                                 ("concept drift", concept_drift, t.concept_drift_severity)):
+        if report is not None and report.status is Status.OK and report.severity is not Severity.NONE \
+                and report.severity.at_least(limit):
+            where = f" in {', '.join(report.affected_features)}" if report.affected_features else ""
+            reasons.append(f"{label} severity {report.severity.value}{where} (threshold {limit.value})")
+    if performance is not None and performance.status is Status.OK:
+        for metric, value, limit, worse_when_higher in (
+            ("MAPE", performance.mape, t.max_mape, True),
+            ("log loss", performance.log_loss, t.max_log_loss, True),
+            ("ROC AUC", performance.roc_auc, t.min_roc_auc, False),
+        ):
+            if value is None or limit is None:
+                continue
+            if (value > limit) if worse_when_higher else (value < limit):
+                relation = "above" if worse_when_higher else "below"
+                reasons.append(f"{metric} {value:.4g} is {relation} the limit {limit:g}")
+    if not reasons:
+        return RetrainDecision(False, ["no signal crossed its threshold"])
+    return RetrainDecision(True, reasons)

@@ -1,0 +1,287 @@
+"""Feature, prediction and concept drift: reference values, properties, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import stats
+from scipy.spatial import distance
+from self_learning.domain import DriftType, Severity, Status
+from self_learning.drift import (
+    DriftThresholds,
+    compare_categorical,
+    compare_numeric,
+    detect_concept_drift,
+    detect_feature_drift,
+    detect_prediction_drift,
+    population_stability_index,
+)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261127)
+
+
+# --- reference values -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("n1", "n2"), [(50, 70), (3000, 1700), (20_000, 15_000)])
+def test_numeric_comparison_equals_scipy(rng, n1, n2):
+    ref = rng.standard_normal(n1)
+    cur = rng.standard_normal(n2) * 1.1 + 0.05
+    result = compare_numeric(ref, cur)
+    ks = stats.ks_2samp(ref, cur)
+    assert result.ks_statistic == pytest.approx(ks.statistic, abs=1e-12)
+    assert result.p_value == pytest.approx(ks.pvalue, rel=1e-9, abs=1e-300)
+    assert result.wasserstein == pytest.approx(stats.wasserstein_distance(ref, cur), rel=1e-9)
+    assert result.wasserstein_norm == pytest.approx(result.wasserstein / ref.std(), rel=1e-12)
+    assert result.mean_shift == pytest.approx(cur.mean() - ref.mean())
+
+
+def test_numeric_comparison_with_ties_equals_scipy(rng):
+    for _ in range(50):
+        ref = rng.integers(0, rng.integers(1, 15), rng.integers(1, 80)).astype(float)
+        cur = rng.integers(0, rng.integers(1, 15), rng.integers(1, 80)).astype(float)
+        result = compare_numeric(ref, cur)
+        assert result.ks_statistic == pytest.approx(stats.ks_2samp(ref, cur).statistic, abs=1e-12)
+        assert result.wasserstein == pytest.approx(stats.wasserstein_distance(ref, cur), abs=1e-12)
+
+
+def test_psi_textbook_value():
+    # shares 0.1/0.2/0.3/0.4 -> 0.2/0.2/0.3/0.3: 0.1 ln 2 + 0.1 ln(4/3)
+    expected = 0.1 * np.log(2) + 0.1 * np.log(4 / 3)
+    assert population_stability_index([10, 20, 30, 40], [20, 20, 30, 30]) == pytest.approx(expected)
+    assert population_stability_index([5, 5], [5, 5]) == 0.0
+
+
+def test_psi_uses_reference_deciles(rng):
+    ref = rng.standard_normal(10_000)
+    cur = rng.standard_normal(10_000) + 0.5
+    edges = np.quantile(ref, np.arange(1, 10) / 10, method="inverted_cdf")
+    counts = [np.bincount(np.searchsorted(edges, x, side="left"), minlength=10) for x in (ref, cur)]
+    assert compare_numeric(ref, cur).psi == pytest.approx(population_stability_index(*counts))
+
+
+def test_categorical_comparison_equals_scipy():
+    ref = ["a"] * 500 + ["b"] * 300 + ["c"] * 200 + ["rare"] * 2
+    cur = ["a"] * 400 + ["b"] * 350 + ["c"] * 240 + ["new"] * 10
+    result = compare_categorical(ref, cur)
+    # rare (expected < 5 in the smaller row) and unseen values share one 'other' column
+    table = np.array([[500, 300, 200, 2], [400, 350, 240, 10]])
+    expected = stats.chi2_contingency(table, correction=False)
+    assert result.chi2 == pytest.approx(expected.statistic)
+    assert result.p_value == pytest.approx(expected.pvalue)
+    assert result.dof == 3
+    assert result.js_distance == pytest.approx(distance.jensenshannon(table[0] / 1002, table[1] / 1000, base=2))
+    assert result.unseen_count == 10
+    assert result.unseen_share == pytest.approx(0.01)
+
+
+# --- properties -------------------------------------------------------------------------------
+
+finite_floats = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+samples = arrays(np.float64, st.integers(1, 60), elements=finite_floats)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ref=samples, cur=samples, seed=st.integers(0, 2**32 - 1))
+def test_numeric_comparison_properties(ref, cur, seed):
+    result = compare_numeric(ref, cur)
+    permuted = np.random.default_rng(seed)
+    again = compare_numeric(permuted.permutation(ref), permuted.permutation(cur))
+    assert again == result  # invariant to row order
+    assert 0.0 <= result.p_value <= 1.0
+    assert 0.0 <= result.ks_statistic <= 1.0
+    assert result.psi >= 0.0
+    assert result.wasserstein >= 0.0
+    assert result.ks_statistic == pytest.approx(stats.ks_2samp(ref, cur).statistic, abs=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    ref=st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=80),
+    cur=st.lists(st.sampled_from("abcdefgxyz"), min_size=1, max_size=80),
+)
+def test_categorical_comparison_properties(ref, cur):
+    result = compare_categorical(ref, cur)
+    assert 0.0 <= result.p_value <= 1.0
+    assert 0.0 <= result.js_distance <= 1.0
+    assert 0.0 <= result.unseen_p_value <= 1.0
+    assert compare_categorical(ref[::-1], cur[::-1]) == result
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ref=arrays(np.float64, st.integers(0, 40), elements=st.floats(allow_nan=True, allow_infinity=True, width=32)),
+    cur=arrays(np.float64, st.integers(0, 40), elements=st.floats(allow_nan=True, allow_infinity=True, width=32)),
+)
+def test_feature_drift_never_crashes_on_nan_and_inf(ref, cur):
+    report = detect_feature_drift({"x": ref}, {"x": cur})
+    detail = report.statistical_tests["features"]["x"]
+    assert detail["status"] in {"ok", "insufficient_data"}
+    json.dumps(report.to_dict(), allow_nan=False)  # strictly JSON-serialisable
+
+
+# --- decisions --------------------------------------------------------------------------------
+
+def test_shift_is_flagged_with_severity_from_effect(rng):
+    ref = pd.DataFrame({"spend": rng.standard_normal(5000), "ctr": rng.standard_normal(5000)})
+    cur = pd.DataFrame({"spend": rng.standard_normal(5000) + 0.6, "ctr": rng.standard_normal(5000)})
+    report = detect_feature_drift(ref, cur, detected_at=pd.Timestamp("2026-11-27", tz="UTC"))
+    assert report.drift_type is DriftType.DATA_DRIFT
+    assert report.affected_features == ["spend"]
+    spend = report.statistical_tests["features"]["spend"]
+    assert spend["checks"]["distribution"]["flagged"]
+    assert report.severity is Severity.CRITICAL  # Wasserstein/std ~0.6 >= 0.5
+    assert "spend" in report.recommendation
+    assert report.to_dict()["detected_at"].startswith("2026-11-27")
+
+
+def test_one_unseen_category_does_not_flag_but_twenty_percent_does(rng):
+    cats = np.array(["feed", "story", "reel", "search"])
+    ref = {"placement": rng.choice(cats, 10_000)}
+    one_new = rng.choice(cats, 10_000).astype(object)
+    one_new[17] = "brand_new"
+    assert detect_feature_drift(ref, {"placement": one_new}).affected_features == []
+
+    many_new = rng.choice(cats, 10_000).astype(object)
+    many_new[:2000] = "brand_new"
+    report = detect_feature_drift(ref, {"placement": many_new})
+    assert report.affected_features == ["placement"]
+    checks = report.statistical_tests["features"]["placement"]["checks"]
+    assert checks["unseen_categories"]["flagged"]
+    assert checks["unseen_categories"]["unseen_share"] == pytest.approx(0.2)
+    assert checks["distribution"]["flagged"]
+
+
+def test_high_cardinality_feature_with_routine_new_values_is_not_flagged(rng):
+    # Campaign ids: new ones appear every day; the reference has many singletons.
+    ref = {"campaign": [f"c{i}" for i in rng.integers(0, 50_000, 5000)]}
+    cur = {"campaign": [f"c{i}" for i in rng.integers(0, 50_000, 2000)]}
+    assert detect_feature_drift(ref, cur).affected_features == []
+
+
+def test_missing_rate_change_is_its_own_check(rng):
+    ref = rng.standard_normal(5000)
+    cur = rng.standard_normal(5000)
+    cur[:1000] = np.nan
+    report = detect_feature_drift({"cpm": ref}, {"cpm": cur})
+    detail = report.statistical_tests["features"]["cpm"]
+    assert detail["missing_rate_current"] == pytest.approx(0.2)
+    assert detail["checks"]["missing_rate"]["flagged"]
+    assert not detail["checks"]["distribution"]["flagged"]
+    assert report.affected_features == ["cpm"]
+    assert "missing" in report.recommendation
+
+
+def test_constant_features(rng):
+    same = detect_feature_drift({"x": np.ones(100)}, {"x": np.ones(100)})
+    assert same.affected_features == [] and same.status is Status.OK
+    moved = detect_feature_drift({"x": np.ones(100)}, {"x": np.full(100, 2.0)})
+    assert moved.affected_features == ["x"]
+    assert moved.statistical_tests["features"]["x"]["statistics"]["wasserstein_norm"] is None
+
+
+def test_insufficient_data_is_a_status_not_drift(rng):
+    report = detect_feature_drift({"x": rng.standard_normal(100)}, {"x": rng.standard_normal(5) + 10})
+    assert report.status is Status.INSUFFICIENT_DATA
+    assert report.severity is Severity.NONE
+    assert report.statistical_tests["features"]["x"]["status"] == "insufficient_data"
+    custom = detect_feature_drift({"x": rng.standard_normal(100)}, {"x": rng.standard_normal(5) + 10},
+                                  thresholds=DriftThresholds(min_samples=3))
+    assert custom.affected_features == ["x"]
+
+
+def test_mixed_types_and_absent_features_get_a_status(rng):
+    ref = {"spend": rng.standard_normal(200), "mixed": [1, "a", 2.5, None] * 50, "gone": rng.standard_normal(200)}
+    cur_spend = rng.standard_normal(200).astype(object)
+    cur_spend[3] = "oops"
+    cur = {"spend": cur_spend, "mixed": [1, "a", 2.5, None] * 50, "new": rng.standard_normal(200)}
+    features = detect_feature_drift(ref, cur).statistical_tests["features"]
+    assert features["spend"]["status"] == "invalid"
+    assert "non-numeric" in features["spend"]["reason"] and "'oops'" in features["spend"]["reason"]
+    assert features["mixed"]["status"] == "ok" and features["mixed"]["kind"] == "categorical"
+    assert features["gone"]["status"] == "invalid" and "current" in features["gone"]["reason"]
+    assert features["new"]["status"] == "invalid" and "reference" in features["new"]["reason"]
+
+
+def test_declared_kind_overrides_inference(rng):
+    codes = {"hook_type": rng.integers(0, 4, 1000)}
+    report = detect_feature_drift(codes, codes, feature_kinds={"hook_type": "categorical"})
+    assert report.statistical_tests["features"]["hook_type"]["kind"] == "categorical"
+    with pytest.raises(ValueError, match=r"feature_kinds\['hook_type'\]"):
+        detect_feature_drift(codes, codes, feature_kinds={"hook_type": "ordinal"})
+
+
+def test_prediction_drift(rng):
+    ref = rng.gamma(2.0, 1.0, 4000)
+    stable = detect_prediction_drift(ref, rng.gamma(2.0, 1.0, 4000))
+    assert stable.severity is Severity.NONE and stable.affected_features == []
+    shifted = detect_prediction_drift(ref, rng.gamma(2.0, 1.0, 4000) * 1.5)
+    assert shifted.drift_type is DriftType.PREDICTION_DRIFT
+    assert shifted.severity.at_least(Severity.MEDIUM)
+    assert shifted.statistical_tests["mean_shift"] == pytest.approx(1.0, abs=0.15)
+    assert "up" in shifted.recommendation
+
+
+def test_concept_drift_regression(rng):
+    y_ref, y_cur = rng.gamma(2.0, 1.5, 3000), rng.gamma(2.0, 1.5, 3000)
+    pred_ref = y_ref + rng.normal(0, 0.5, 3000)
+    same = detect_concept_drift(y_ref, pred_ref, y_cur, y_cur + rng.normal(0, 0.5, 3000))
+    assert same.severity is Severity.NONE
+    worse = detect_concept_drift(y_ref, pred_ref, y_cur, y_cur + rng.normal(0, 0.8, 3000))
+    tests = worse.statistical_tests
+    assert tests["metric"] == "mae"
+    assert tests["pct_change"] == pytest.approx(60, abs=8)
+    assert worse.severity is Severity.CRITICAL
+    better = detect_concept_drift(y_ref, pred_ref, y_cur, y_cur + rng.normal(0, 0.2, 3000))
+    assert better.severity is Severity.NONE and "improved" in better.recommendation
+
+
+def test_concept_drift_p_values_equal_scipy(rng):
+    y = rng.normal(size=500)
+    p_ref, p_cur = y + rng.normal(0, 1, 500), y + rng.normal(0, 1.2, 500)
+    tests = detect_concept_drift(y, p_ref, y, p_cur).statistical_tests
+    loss_ref, loss_cur = np.abs(p_ref - y), np.abs(p_cur - y)
+    assert tests["welch_t_test"]["p_value"] == pytest.approx(stats.ttest_ind(loss_cur, loss_ref, equal_var=False).pvalue)
+    assert tests["mann_whitney_u"]["p_value"] == pytest.approx(stats.mannwhitneyu(loss_cur, loss_ref).pvalue)
+
+
+def test_concept_drift_classification_uses_log_loss(rng):
+    y = rng.integers(0, 2, 4000).astype(float)
+    good = np.clip(np.where(y == 1, 0.8, 0.2) + rng.normal(0, 0.05, 4000), 0.01, 0.99)
+    bad = np.clip(np.where(y == 1, 0.6, 0.4) + rng.normal(0, 0.05, 4000), 0.01, 0.99)
+    report = detect_concept_drift(y, good, y, bad, task_kind="binary_classification")
+    assert report.statistical_tests["metric"] == "log_loss"
+    assert report.severity is Severity.CRITICAL
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+def test_bad_input_names_the_field():
+    with pytest.raises(ValueError, match="reference: needs at least 1"):
+        compare_numeric([], [1.0])
+    with pytest.raises(ValueError, match="current: non-numeric value 'x'"):
+        compare_numeric([1.0, 2.0], ["1", "x"])
+    with pytest.raises(ValueError, match="current_predicted: non-finite"):
+        detect_prediction_drift(np.ones(20), [1.0] * 19 + [np.nan])
+    with pytest.raises(ValueError, match="length mismatch: actual=3, predicted=2"):
+        detect_concept_drift([1, 2, 3], [1, 2], [1], [1])
+    with pytest.raises(ValueError, match="actual: binary classification labels"):
+        detect_concept_drift([0, 2], [0.1, 0.2], [0, 1], [0.1, 0.2], task_kind="binary_classification")
+    with pytest.raises(ValueError, match="alpha"):
+        DriftThresholds(alpha=1.5)
+
+
+def test_empty_windows_are_insufficient_not_errors():
+    assert detect_prediction_drift([], []).status is Status.INSUFFICIENT_DATA
+    assert detect_concept_drift([], [], [], []).status is Status.INSUFFICIENT_DATA
+    assert detect_feature_drift({}, {}).status is Status.INSUFFICIENT_DATA
+    all_nan = detect_feature_drift({"x": [np.nan] * 50}, {"x": [np.nan] * 50})
+    assert all_nan.status is Status.INSUFFICIENT_DATA
