@@ -1,10 +1,15 @@
 """Error distribution and systematic errors by segment (errors are predicted - actual).
 
-Systematic errors: every feature is cut into buckets (reference-free quantile bins for
-numeric features, a missing-value bucket, categories for categorical ones); each bucket's
-mean error is t-tested against 0 and Benjamini-Hochberg controls the false discoveries
-across all buckets of all features. A pattern is reported only when it is significant
-after correction and its mean error is at least ``min_relative_effect`` of the overall MAE.
+Systematic errors: every feature is cut into buckets (quantile bins for numeric features,
+a missing-value bucket, categories for categorical ones). A bucket is a systematic error
+when its errors are both (a) non-zero on average (one-sample t-test against 0) and (b)
+different from the rest of the rows (Welch t-test), in the same direction: it is where the
+model is more wrong than elsewhere. The bucket's p-value is the larger of the two (an
+intersection-union test, valid at level alpha), and Benjamini-Hochberg controls false
+discoveries across all buckets of all features. Test (b) matters: a global bias (reported
+by ``analyze_error_distribution``) or one strongly biased segment would otherwise make
+every bucket of every feature look "systematic". A pattern is also required to deviate
+from the rest by at least ``min_relative_effect`` of the overall MAE.
 """
 
 from __future__ import annotations
@@ -96,14 +101,17 @@ class SystematicErrorPattern(Result):
     bucket: str
     sample_count: int
     mean_error: float
-    relative_effect: float | None  # mean error / overall MAE
-    t_statistic: float
-    p_value: float
+    deviation: float  # mean error of the bucket - mean error of all other rows
+    relative_effect: float | None  # deviation / overall MAE
+    t_statistic: float  # one-sample, against 0
+    p_value_zero: float  # mean error != 0
+    p_value_rest: float  # mean error != the rest's
+    p_value: float  # max of the two
     p_adjusted: float
 
     @property
     def direction(self) -> str:
-        return "over-prediction" if self.mean_error > 0 else "under-prediction"
+        return "over-prediction" if self.deviation > 0 else "under-prediction"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +119,7 @@ class SystematicErrors(Result):
     patterns: list[SystematicErrorPattern]
     buckets_tested: int
     overall_mae: float | None
+    overall_mean_error: float | None
     alpha: float
     status: Status = Status.OK
     notes: tuple[str, ...] = ()
@@ -127,7 +136,7 @@ def identify_systematic_errors(
     max_categories: int = 50,
     feature_kinds: Mapping[str, str] | None = None,
 ) -> SystematicErrors:
-    """Segments (feature buckets) whose mean error differs from 0, most significant first."""
+    """Segments (feature buckets) where the model errs more than elsewhere, most significant first."""
     check_alpha(alpha)
     if bins < 2:
         raise ValueError(f"bins: must be >= 2, got {bins}")
@@ -136,7 +145,7 @@ def identify_systematic_errors(
     if len(frame) != e.size:
         raise ValueError(f"length mismatch: features={len(frame)}, errors={e.size}")
     if e.size < min_bucket_size:
-        return SystematicErrors([], 0, None, alpha, Status.INSUFFICIENT_DATA,
+        return SystematicErrors([], 0, None, None, alpha, Status.INSUFFICIENT_DATA,
                                 (f"{e.size} errors; a bucket needs at least {min_bucket_size}",))
     overall_mae = float(np.abs(e).mean())
     kinds = dict(feature_kinds or {})
@@ -144,24 +153,31 @@ def identify_systematic_errors(
     for name in frame.columns:
         buckets = _buckets(frame[name], kinds.get(str(name)), bins, max_categories)
         for label, positions in buckets.groupby(buckets, observed=True).indices.items():
-            values = e[positions]
-            if values.size < min_bucket_size or np.ptp(values) == 0:
+            values, rest = e[positions], np.delete(e, positions)
+            if values.size < min_bucket_size or rest.size < 2 or np.ptp(values) == 0:
                 continue
-            test = stats.ttest_1samp(values, 0.0)
-            candidates.append((str(name), str(label), values, float(test.statistic), float(test.pvalue)))
+            zero = stats.ttest_1samp(values, 0.0)
+            p_rest = float(stats.ttest_ind(values, rest, equal_var=False).pvalue)
+            deviation = float(values.mean() - rest.mean())
+            same_direction = np.sign(values.mean()) == np.sign(deviation)
+            p_zero = float(zero.pvalue)
+            candidates.append({
+                "feature": str(name), "bucket": str(label), "sample_count": int(values.size),
+                "mean_error": float(values.mean()), "deviation": deviation,
+                "relative_effect": deviation / overall_mae if overall_mae > 0 else None,
+                "t_statistic": float(zero.statistic), "p_value_zero": p_zero, "p_value_rest": p_rest,
+                "p_value": max(p_zero, p_rest) if same_direction else 1.0,
+            })
     if not candidates:
-        return SystematicErrors([], 0, overall_mae, alpha, notes=("no bucket had enough rows",))
-    adjusted = stats.false_discovery_control([c[4] for c in candidates], method="bh")
-    patterns = []
-    for (name, label, values, t, p), p_adj in zip(candidates, adjusted, strict=False):
-        mean_error = float(values.mean())
-        relative = abs(mean_error) / overall_mae if overall_mae > 0 else None
-        if p_adj < alpha and (relative is None or relative >= min_relative_effect):
-            patterns.append(SystematicErrorPattern(name, label, int(values.size), mean_error,
-                                                   mean_error / overall_mae if overall_mae > 0 else None,
-                                                   t, p, float(p_adj)))
-    patterns.sort(key=lambda pattern: (pattern.p_adjusted, -abs(pattern.mean_error)))
-    return SystematicErrors(patterns, len(candidates), overall_mae, alpha)
+        return SystematicErrors([], 0, overall_mae, float(e.mean()), alpha, notes=("no bucket had enough rows",))
+    adjusted = stats.false_discovery_control([c["p_value"] for c in candidates], method="bh")
+    patterns = [
+        SystematicErrorPattern(**c, p_adjusted=float(p_adj))
+        for c, p_adj in zip(candidates, adjusted, strict=True)
+        if p_adj < alpha and (c["relative_effect"] is None or abs(c["relative_effect"]) >= min_relative_effect)
+    ]
+    patterns.sort(key=lambda pattern: (pattern.p_adjusted, -abs(pattern.deviation)))
+    return SystematicErrors(patterns, len(candidates), overall_mae, float(e.mean()), alpha)
 
 
 def _buckets(column: pd.Series, kind: str | None, bins: int, max_categories: int) -> pd.Series:

@@ -85,7 +85,8 @@ def regression_performance(
     nonzero = y != 0
     mape = None
     if nonzero.any():
-        mape = float(np.mean(np.abs(error[nonzero] / y[nonzero])) * 100.0)
+        with np.errstate(over="ignore"):  # a huge ratio is an honest inf, reported as None
+            mape = float(np.mean(np.abs(error[nonzero] / y[nonzero])) * 100.0)
     else:
         notes.append("mape undefined: every actual value is 0")
     if not nonzero.all() and nonzero.any():

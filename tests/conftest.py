@@ -1,0 +1,59 @@
+"""Test session set-up: an isolated Airflow home and a throwaway PostgreSQL server.
+
+The Airflow environment is set here, at import time, because Airflow reads its
+configuration when first imported. Nothing here needs a server started by hand.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="self-learning-airflow-"))
+atexit.register(shutil.rmtree, AIRFLOW_HOME, True)
+os.environ.update(
+    AIRFLOW_HOME=str(AIRFLOW_HOME),
+    AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+    AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+    AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    AIRFLOW__CORE__UNIT_TEST_MODE="True",
+    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
+)
+
+from pg_server import ThrowawayPostgres  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the whole session, stopped at the end even on failure."""
+    server = ThrowawayPostgres().start()
+    atexit.register(server.stop)  # also on an interrupted session
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_database_numbers = itertools.count()
+
+
+@pytest.fixture
+def pg_url(postgres) -> str:
+    """URL of a fresh, empty database on the session server."""
+    return postgres.create_database(f"test_{os.getpid()}_{next(_database_numbers)}")
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """The isolated Airflow metadata database, created on first use (about 5 s)."""
+    from airflow.utils import db
+
+    db.resetdb()
+    return AIRFLOW_HOME

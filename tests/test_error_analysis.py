@@ -1,0 +1,94 @@
+"""Error distribution and systematic errors by segment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from self_learning.domain import Status
+from self_learning.error_analysis import analyze_error_distribution, identify_systematic_errors
+
+
+def test_distribution_statistics_equal_scipy():
+    rng = np.random.default_rng(11)
+    errors = rng.standard_t(5, 400)
+    result = analyze_error_distribution(errors)
+    assert result.mean == pytest.approx(errors.mean())
+    assert result.median == pytest.approx(np.median(errors))
+    assert result.std == pytest.approx(errors.std(ddof=1))
+    assert result.percentiles["p90"] == pytest.approx(np.percentile(errors, 90))
+    assert set(result.percentiles) == {"p25", "p50", "p75", "p90", "p95"}
+    assert result.skewness == pytest.approx(stats.skew(errors))
+    assert result.kurtosis == pytest.approx(stats.kurtosis(errors))
+    assert result.normality_test == "shapiro_wilk"
+    assert result.normality_p_value == pytest.approx(stats.shapiro(errors).pvalue)
+    assert result.bias_p_value == pytest.approx(stats.ttest_1samp(errors, 0).pvalue)
+
+
+def test_large_samples_use_dagostino_pearson():
+    errors = np.random.default_rng(2).normal(0.3, 1, 6000)
+    result = analyze_error_distribution(errors)
+    assert result.normality_test == "dagostino_pearson"
+    assert result.normality_p_value == pytest.approx(stats.normaltest(errors).pvalue)
+    assert result.systematic_bias  # mean 0.3 at n = 6000
+
+
+def test_degenerate_error_samples():
+    assert analyze_error_distribution([0.1, 0.2]).status is Status.INSUFFICIENT_DATA
+    constant = analyze_error_distribution([0.5] * 20)
+    assert constant.status is Status.OK and constant.skewness is None and constant.systematic_bias
+    assert analyze_error_distribution([0.0] * 20).systematic_bias is False
+    with pytest.raises(ValueError, match="errors: non-finite"):
+        analyze_error_distribution([0.1, np.inf, 0.3])
+
+
+def _segment_data(seed: int, bias_in_story: float):
+    rng = np.random.default_rng(seed)
+    n = 3000
+    features = pd.DataFrame({
+        "placement": rng.choice(["feed", "story", "reel", "search"], n),
+        "spend": rng.lognormal(3, 1, n),
+        "audience": rng.integers(1_000, 1_000_000, n),
+    })
+    errors = rng.normal(0, 1, n) + np.where(features["placement"] == "story", bias_in_story, 0.0)
+    return features, errors
+
+
+def test_systematic_error_in_one_segment_is_found_alone():
+    features, errors = _segment_data(5, bias_in_story=0.6)
+    result = identify_systematic_errors(features, errors)
+    assert [(p.feature, p.bucket) for p in result.patterns] == [("placement", "story")]
+    pattern = result.patterns[0]
+    story = errors[features["placement"] == "story"]
+    assert pattern.sample_count == story.size
+    rest = errors[features["placement"] != "story"]
+    assert pattern.p_value_zero == pytest.approx(stats.ttest_1samp(story, 0).pvalue)
+    assert pattern.p_value_rest == pytest.approx(stats.ttest_ind(story, rest, equal_var=False).pvalue)
+    assert pattern.p_value == max(pattern.p_value_zero, pattern.p_value_rest)
+    assert pattern.mean_error == pytest.approx(story.mean())
+    assert pattern.deviation == pytest.approx(story.mean() - rest.mean())
+    assert pattern.direction == "over-prediction"
+    assert result.buckets_tested == 4 + 5 + 5  # categories + quantile bins of two numeric features
+
+
+def test_global_bias_alone_is_not_a_segment_pattern():
+    features, errors = _segment_data(6, bias_in_story=0.0)
+    result = identify_systematic_errors(features, errors + 0.8)
+    assert result.patterns == []
+    assert result.overall_mean_error == pytest.approx(errors.mean() + 0.8)
+
+
+def test_no_pattern_without_systematic_error():
+    found = sum(bool(identify_systematic_errors(*_segment_data(seed, 0.0)).patterns) for seed in range(40))
+    assert found <= 4  # BH keeps false discoveries rare (expected ~5% of runs at alpha 0.05)
+
+
+def test_missing_values_get_their_own_bucket_and_bad_input_is_named():
+    features = pd.DataFrame({"cpm": [1.0, np.nan] * 100})
+    errors = np.where(features["cpm"].isna(), 1.0, 0.0) + np.random.default_rng(0).normal(0, 0.1, 200)
+    result = identify_systematic_errors(features, errors, min_bucket_size=30)
+    assert [(p.feature, p.bucket) for p in result.patterns] == [("cpm", "missing")]
+    with pytest.raises(ValueError, match="length mismatch: features=200, errors=3"):
+        identify_systematic_errors(features, [1.0, 2.0, 3.0])
+    assert identify_systematic_errors(features.head(10), errors[:10]).status is Status.INSUFFICIENT_DATA
