@@ -66,3 +66,17 @@ def test_tiny_shift_at_a_million_rows_is_never_above_low():
         assert not report.severity.at_least(Severity.MEDIUM)
         assert report.statistical_tests["features"]["spend"]["statistics"]["p_value"] < 0.05  # detectable...
         assert report.severity is Severity.NONE  # ...but not practically significant
+
+
+def test_null_false_alarm_rate_with_high_cardinality_features():
+    """Zipf-distributed categories (2,000 values): new values every window are normal."""
+    rng = np.random.default_rng(4)
+    weights = 1 / np.arange(1, 2001)
+    weights /= weights.sum()
+    labels = np.array([f"v{i}" for i in range(2000)])
+    repetitions, alarms = 40, 0
+    for _ in range(repetitions):
+        reference = {f"c{i}": rng.choice(labels, 5000, p=weights) for i in range(50)}
+        current = {f"c{i}": rng.choice(labels, 5000, p=weights) for i in range(50)}
+        alarms += bool(detect_feature_drift(reference, current).affected_features)
+    assert alarms / repetitions <= 0.05

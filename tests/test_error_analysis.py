@@ -92,3 +92,14 @@ def test_missing_values_get_their_own_bucket_and_bad_input_is_named():
     with pytest.raises(ValueError, match="length mismatch: features=200, errors=3"):
         identify_systematic_errors(features, [1.0, 2.0, 3.0])
     assert identify_systematic_errors(features.head(10), errors[:10]).status is Status.INSUFFICIENT_DATA
+
+
+def test_binary_and_discrete_features_get_one_bucket_per_value():
+    rng = np.random.default_rng(8)
+    is_mobile = (rng.random(2000) < 0.3).astype(int)
+    errors = rng.normal(0, 1, 2000) + 1.0 * is_mobile
+    result = identify_systematic_errors({"is_mobile": is_mobile}, errors)
+    assert [(p.feature, p.bucket) for p in result.patterns] == [("is_mobile", "1")]
+    nullable = pd.Series(is_mobile.astype(bool), dtype="boolean")
+    result = identify_systematic_errors(pd.DataFrame({"is_mobile": nullable}), errors)
+    assert [(p.feature, p.bucket) for p in result.patterns] == [("is_mobile", "True")]

@@ -41,7 +41,8 @@ RATE_LADDER = SeverityLadder(low=0.05, medium=0.1, high=0.2, critical=0.4)
 # Relative increase of the loss (MAE or log loss), in percent.
 CONCEPT_LADDER = SeverityLadder(low=10.0, medium=20.0, high=35.0, critical=50.0)
 
-PSI_EPSILON = 1e-4  # floor for empty bins, so one empty bin gives a large but finite PSI
+PSI_PSEUDO_COUNT = 0.5  # added to every bin, so an empty bin gives a large but finite, stable PSI
+PSI_MIN_PER_BIN = 20  # fewer bins for small windows: PSI's noise grows with bins / n
 _EXACT_KS_MAX_N = 10_000  # scipy's own 'auto' limit for the exact two-sample KS p-value
 _NUMERIC_INFERRED = {"floating", "integer", "mixed-integer-float", "decimal"}
 
@@ -99,7 +100,7 @@ class CategoricalComparison(Result):
     categories_tested: int
     unseen_count: int
     unseen_share: float
-    expected_unseen_share: float  # Good-Turing estimate from the reference
+    expected_unseen_share: float  # Good-Turing: reference singletons / n_reference
     unseen_p_value: float
 
 
@@ -166,9 +167,12 @@ def _ks_and_wasserstein(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]
     np.abs(gap_cur, out=gap_cur)
     step_cur = np.minimum(cur_next, np.concatenate((ref, [np.inf]))[upto], out=cur_next)
     step_cur -= cur
-    # The largest value of all has no next value (infinite step): it adds nothing to W1.
-    step_ref[np.isinf(step_ref)] = 0.0
-    step_cur[np.isinf(step_cur)] = 0.0
+    # The largest value of all has no next value (the +inf sentinel): it adds nothing to W1.
+    # Zero it by position: a finite span larger than the float range is an honest inf.
+    if below[-1] == n2:
+        step_ref[-1] = 0.0
+    if upto[-1] == n1:
+        step_cur[-1] = 0.0
     wasserstein = float(gap_ref @ step_ref) + float(gap_cur @ step_cur)
     # (At the largest value both ECDFs are 1, so skipping it loses nothing.)
     ks = max(float(gap_ref[step_ref > 0].max(initial=0.0)), float(gap_cur[step_cur > 0].max(initial=0.0)))
@@ -176,7 +180,12 @@ def _ks_and_wasserstein(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]
 
 
 def _psi_sorted(ref: np.ndarray, cur: np.ndarray, bins: int) -> float:
-    """Population stability index over bins cut at reference quantiles (sorted inputs)."""
+    """Population stability index over bins cut at reference quantiles (sorted inputs).
+
+    At most one bin per ``PSI_MIN_PER_BIN`` values of the smaller window: with 10 bins and 10
+    current rows PSI is mostly noise (median ~1 with no drift at all).
+    """
+    bins = int(max(2, min(bins, min(ref.size, cur.size) // PSI_MIN_PER_BIN)))
     quantile_index = np.ceil(np.arange(1, bins) / bins * ref.size).astype(np.int64) - 1
     edges = np.unique(ref[np.clip(quantile_index, 0, ref.size - 1)])
     return population_stability_index(_bin_counts(ref, edges), _bin_counts(cur, edges))
@@ -187,55 +196,101 @@ def _bin_counts(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.diff(np.concatenate(([0], cumulative, [sorted_values.size])))
 
 
-def population_stability_index(expected_counts, actual_counts, *, epsilon: float = PSI_EPSILON) -> float:
-    """PSI = sum((a - e) * ln(a / e)) over bin shares, empty bins floored at ``epsilon``."""
+def population_stability_index(expected_counts, actual_counts, *, pseudo_count: float = PSI_PSEUDO_COUNT,
+                               epsilon: float = 1e-4) -> float:
+    """PSI = sum((a - e) * ln(a / e)) over bin shares.
+
+    Shares are smoothed with ``pseudo_count`` per bin; with ``pseudo_count=0`` empty bins are
+    floored at ``epsilon`` instead (the textbook variant).
+    """
     expected = as_float_array("expected_counts", expected_counts)
     actual = as_float_array("actual_counts", actual_counts)
     check_same_length(expected_counts=expected, actual_counts=actual)
     if (expected < 0).any() or (actual < 0).any() or expected.sum() == 0 or actual.sum() == 0:
         raise ValueError("counts: must be non-negative with a positive total")
+    if pseudo_count < 0:
+        raise ValueError(f"pseudo_count: must be >= 0, got {pseudo_count}")
+    expected, actual = expected + pseudo_count, actual + pseudo_count
     e = np.maximum(expected / expected.sum(), epsilon)
     a = np.maximum(actual / actual.sum(), epsilon)
     return float(np.sum((a - e) * np.log(a / e)))
 
 
 def compare_categorical(reference, current, *, min_expected_count: float = 5.0) -> CategoricalComparison:
-    """Chi-squared homogeneity test, JS distance and unseen-category share of two label samples."""
-    ref_counts = pd.Series(np.asarray(reference, dtype=object)).value_counts()
-    cur_counts = pd.Series(np.asarray(current, dtype=object)).value_counts()
+    """Chi-squared homogeneity test, JS distance and unseen-category test of two label samples.
+
+    - Chi-squared homogeneity over every category of either window. Categories whose pooled
+      count is small are merged, smallest first, into groups until each group's expected
+      count in the smaller window reaches ``min_expected_count``; so one rare or new value
+      can never dominate the statistic, and many rare categories stay testable. Grouping
+      depends only on the pooled counts (the margins the test conditions on), which keeps
+      it valid: grouping by "unseen in the reference" would bias it towards drift.
+    - JS distance (base 2) over the same groups: the effect size of the distribution check.
+    - Unseen values: with no drift, the chance that a current value never occurred in the
+      reference is the reference's missing mass, which Good-Turing estimates as
+      singletons / n_reference (high for ids, ~0 for a handful of categories). Both counts
+      are noisy, so they are compared as two Poisson counts (conditional binomial test:
+      unseen | unseen + singletons). The effect is the excess share over that estimate.
+    """
+    ref_counts = pd.Series(np.atleast_1d(np.asarray(reference, dtype=object))).value_counts()
+    cur_counts = pd.Series(np.atleast_1d(np.asarray(current, dtype=object))).value_counts()
     n1, n2 = int(ref_counts.sum()), int(cur_counts.sum())
     if n1 == 0 or n2 == 0:
         raise ValueError(f"reference/current: both need values, got {n1} and {n2}")
-    cur_on_ref = cur_counts.reindex(ref_counts.index, fill_value=0).to_numpy()
-    unseen = n2 - int(cur_on_ref.sum())
-    table = np.vstack([ref_counts.to_numpy(), cur_on_ref]).astype(np.float64)
-    smallest_expected = table.sum(axis=0) * min(n1, n2) / (n1 + n2)
-    rare = smallest_expected < min_expected_count
-    other = np.array([[table[0, rare].sum()], [table[1, rare].sum() + unseen]])
-    table = table[:, ~rare]
-    if other.sum() > 0:
-        table = np.hstack([table, other])
+    counts = pd.concat([ref_counts, cur_counts], axis=1).fillna(0)
+    counts = counts.iloc[np.argsort(counts.index.astype(str), kind="stable")]  # ties in label order
+    table = _merge_small_columns(counts.to_numpy(dtype=np.float64).T, min_expected_count * (n1 + n2) / min(n1, n2))
     if table.shape[1] < 2:
         chi2, p_value, dof = 0.0, 1.0, 0
     else:
         result = stats.chi2_contingency(table, correction=False)
         chi2, p_value, dof = float(result.statistic), float(result.pvalue), int(result.dof)
-    # Good-Turing: the share of singletons estimates the mass of categories not yet seen.
-    expected_unseen = (int((ref_counts == 1).sum()) + 1) / (n1 + 1)
-    unseen_p = stats.binomtest(unseen, n2, expected_unseen, alternative="greater").pvalue if unseen else 1.0
+    unseen = n2 - int(cur_counts.reindex(ref_counts.index, fill_value=0).sum())
+    singletons = int((ref_counts == 1).sum())
+    unseen_p = stats.binomtest(unseen, unseen + singletons, n2 / (n1 + n2), alternative="greater").pvalue \
+        if unseen else 1.0
+    js = float(distance.jensenshannon(table[0] / n1, table[1] / n2, base=2))
     return CategoricalComparison(
         n_reference=n1,
         n_current=n2,
         chi2=chi2,
         dof=dof,
         p_value=p_value,
-        js_distance=float(distance.jensenshannon(table[0] / n1, table[1] / n2, base=2)),
+        js_distance=js if np.isfinite(js) else 0.0,  # sqrt of a rounding-negative ~0 divergence
         categories_tested=int(table.shape[1]),
         unseen_count=unseen,
         unseen_share=unseen / n2,
-        expected_unseen_share=expected_unseen,
+        expected_unseen_share=singletons / n1,
         unseen_p_value=float(unseen_p),
     )
+
+
+def _merge_small_columns(table: np.ndarray, min_total: float) -> np.ndarray:
+    """Merge columns, smallest pooled total first, into groups whose total reaches ``min_total``.
+
+    A last group still too small joins the smallest column that was large enough on its own
+    (or the last group formed).
+    """
+    totals = table.sum(axis=0)
+    order = np.argsort(totals, kind="stable")
+    small = order[totals[order] < min_total]
+    large = order[totals[order] >= min_total]
+    groups, pending = [], np.zeros(2)
+    for column in small:
+        pending = pending + table[:, column]
+        if pending.sum() >= min_total:
+            groups.append(pending)
+            pending = np.zeros(2)
+    columns = [table[:, c] for c in large]
+    if pending.any():
+        if columns:
+            columns[0] = columns[0] + pending
+        elif groups:
+            groups[-1] = groups[-1] + pending
+        else:
+            groups.append(pending)
+    merged = groups + columns
+    return np.column_stack(merged) if merged else np.zeros((2, 0))
 
 
 @dataclasses.dataclass
@@ -279,6 +334,8 @@ def detect_feature_drift(
     thresholds = thresholds or DriftThresholds()
     feature_kinds = dict(feature_kinds or {})
     names = list(dict.fromkeys([*_columns(reference), *_columns(current)]))
+    if len({str(n) for n in names}) != len(names):
+        raise ValueError("features: column names clash when converted to text (e.g. 0 and '0')")
     details: dict[str, dict[str, Any]] = {}
     checks: list[_Check] = []
     for name in names:
@@ -324,7 +381,12 @@ def detect_feature_drift(
 
 
 def _columns(frame) -> list:
-    return list(frame.columns if hasattr(frame, "columns") else frame.keys())
+    names = list(frame.columns if hasattr(frame, "columns") else frame.keys())
+    texts = [str(n) for n in names]
+    if len(set(texts)) != len(texts):
+        duplicated = sorted({t for t in texts if texts.count(t) > 1})
+        raise ValueError(f"features: duplicate column names {duplicated}")
+    return names
 
 
 def _feature_checks(name, reference, current, declared_kind, thresholds):
@@ -374,8 +436,9 @@ def _feature_checks(name, reference, current, declared_kind, thresholds):
         checks.append(_Check(str(name), "distribution", comparison.p_value, "js_distance", comparison.js_distance,
                              thresholds.effect))
         if comparison.unseen_count:
-            checks.append(_Check(str(name), "unseen_categories", comparison.unseen_p_value, "unseen_share",
-                                 comparison.unseen_share, thresholds.rate))
+            excess = max(0.0, comparison.unseen_share - comparison.expected_unseen_share)
+            checks.append(_Check(str(name), "unseen_categories", comparison.unseen_p_value, "unseen_excess_share",
+                                 excess, thresholds.rate))
     detail["statistics"] = comparison.to_dict()
 
     ref_missing, cur_missing = ref_values.size - n_ref, cur_values.size - n_cur
@@ -391,19 +454,23 @@ def _status_detail(kind, status: Status, reason: str | None) -> dict[str, Any]:
     return {"kind": kind, "status": status.value, "reason": reason, "checks": {}}
 
 
-def _column(frame, name: str):
+def _column(frame, name) -> pd.Series | None:
     if hasattr(frame, "columns"):
-        return frame[name].to_numpy() if name in frame.columns else None
+        return frame[name].reset_index(drop=True) if name in frame.columns else None
     values = frame.get(name)
-    return None if values is None else np.asarray(values)
+    if values is None:
+        return None
+    return values.reset_index(drop=True) if isinstance(values, pd.Series) else pd.Series(np.atleast_1d(values))
 
 
-def _infer_kind(reference: np.ndarray, current: np.ndarray) -> str:
+def _infer_kind(reference: pd.Series, current: pd.Series) -> str:
+    """Categorical for category/bool/string data, numeric for numbers, datetimes and durations."""
     for values in (reference, current):
-        if values.dtype.kind in "iuf":
-            return "numeric"
-        if values.dtype.kind == "b":
+        dtype = values.dtype
+        if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype):
             return "categorical"
+        if pd.api.types.is_numeric_dtype(dtype) or dtype.kind in "mM" or isinstance(dtype, pd.DatetimeTZDtype):
+            return "numeric"
         inferred = pd.api.types.infer_dtype(values, skipna=True)
         if inferred != "empty":
             return "numeric" if inferred in _NUMERIC_INFERRED else "categorical"
@@ -416,23 +483,47 @@ def _finite_sorted(values: np.ndarray) -> np.ndarray:
     return ordered[np.searchsorted(ordered, -np.inf, side="right"):np.searchsorted(ordered, np.inf, side="left")]
 
 
-def _numeric_values(values: np.ndarray) -> tuple[np.ndarray, str | None]:
-    """Float values (missing as NaN) and a description of non-numeric entries, if any."""
-    if values.dtype.kind in "iuf":
-        return values.astype(np.float64, copy=False), None
-    numeric = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.isnan(numeric) & ~pd.isna(values)
-    if values.dtype.kind == "b" or bad.any():
-        examples = pd.unique(values[bad] if bad.any() else values)[:3]
-        return numeric, f"{int(bad.sum()) or values.size} rows, e.g. {', '.join(repr(plain(v)) for v in examples)}"
+def _numeric_values(values: pd.Series) -> tuple[np.ndarray, str | None]:
+    """Float values (missing as NaN) and a description of non-numeric entries, if any.
+
+    Booleans count as 0/1, datetimes as seconds since the epoch, durations as seconds.
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    if values.dtype.kind == "M":
+        return _seconds(values - pd.Timestamp(0)), None
+    if values.dtype.kind == "m":
+        return _seconds(values), None
+    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan), None
+    raw = values.to_numpy(dtype=object)
+    numeric = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.isnan(numeric) & ~pd.isna(raw)
+    if bad.any():
+        examples = pd.unique(raw[bad])[:3]
+        return numeric, f"{int(bad.sum())} rows, e.g. {', '.join(repr(plain(v)) for v in examples)}"
     return numeric, None
 
 
-def _labels(values: np.ndarray) -> np.ndarray:
-    """Category labels as strings; missing values stay missing."""
-    series = pd.Series(values, dtype=object)
-    missing = series.isna()
-    return series.astype(str).where(~missing, None).to_numpy(dtype=object)
+def _seconds(durations: pd.Series) -> np.ndarray:
+    return durations.dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _labels(values: pd.Series) -> np.ndarray:
+    """Category labels as text; missing values stay missing.
+
+    Whole floats print as integers, so code 3 stays "3" when a NaN turns the column float.
+    """
+    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
+    texts = np.array([_label(u) for u in uniques] + [None], dtype=object)
+    return texts[codes]
+
+
+def _label(value) -> str:
+    value = plain(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _feature_recommendation(status, severity, affected, details) -> str:
@@ -502,7 +593,8 @@ def pointwise_loss(actual, predicted, task_kind: TaskKind | str) -> np.ndarray:
         raise ValueError("actual: binary classification labels must be 0 or 1")
     if ((p < 0) | (p > 1)).any():
         raise ValueError("predicted: probabilities must lie in [0, 1]")
-    p = np.clip(p, 1e-15, 1 - 1e-15)
+    eps = np.finfo(np.float64).eps  # sklearn.metrics.log_loss clips the same way
+    p = np.clip(p, eps, 1 - eps)
     return -(y * np.log(p) + (1 - y) * np.log1p(-p))
 
 

@@ -181,17 +181,26 @@ def identify_systematic_errors(
 
 
 def _buckets(column: pd.Series, kind: str | None, bins: int, max_categories: int) -> pd.Series:
-    """Bucket label per row: quantile bins (numeric) or categories, with 'missing' and 'other'."""
-    numeric = pd.to_numeric(column, errors="coerce") if kind != "categorical" else None
-    is_numeric = kind == "numeric" or (
-        kind is None and numeric is not None and column.dtype != bool
-        and numeric.notna().sum() == column.notna().sum() and numeric.notna().any()
+    """Bucket label per row, with 'missing' for missing values.
+
+    Numeric: one bucket per value when there are at most ``bins`` distinct values (binary
+    and small discrete features), quantile bins otherwise. Categorical (and boolean, and
+    category-dtype): one bucket per category, the least frequent beyond ``max_categories``
+    pooled as 'other'.
+    """
+    categorical_dtype = isinstance(column.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(column.dtype)
+    numeric = None
+    if kind == "numeric" or (kind is None and not categorical_dtype):
+        numeric = pd.to_numeric(column, errors="coerce").astype("float64")
+    is_numeric = numeric is not None and (
+        kind == "numeric" or (numeric.notna().sum() == column.notna().sum() and numeric.notna().any())
     )
     if is_numeric:
         finite = numeric.where(np.isfinite(numeric))
-        if finite.nunique() < 2:
-            return finite.astype(str).where(finite.notna(), "missing")
-        labels = pd.qcut(finite, q=bins, duplicates="drop").astype(str)
+        if finite.nunique() <= bins:
+            labels = finite.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
+        else:
+            labels = pd.qcut(finite, q=bins, duplicates="drop").astype(str)
         return labels.where(finite.notna(), "missing")
     labels = column.astype(str).where(column.notna(), "missing")
     top = labels.value_counts().index[:max_categories]
