@@ -494,6 +494,8 @@ def _numeric_values(values: pd.Series) -> tuple[np.ndarray, str | None]:
         return _seconds(values - pd.Timestamp(0)), None
     if values.dtype.kind == "m":
         return _seconds(values), None
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf":
+        return values.to_numpy().astype(np.float64, copy=False), None  # no copy for float64
     if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
         return values.to_numpy(dtype=np.float64, na_value=np.nan), None
     raw = values.to_numpy(dtype=object)
