@@ -25,6 +25,7 @@ test: lint
 
 bench: install
 	$(BIN)/python bench/drift_bench.py
+	$(BIN)/python bench/ingest_bench.py
 
 # Re-pin the full dependency set after editing requirements*.in.
 lock: install

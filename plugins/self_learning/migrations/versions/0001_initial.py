@@ -14,6 +14,7 @@ branch_labels = None
 depends_on = None
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+FLOAT_ARRAY = sa.JSON().with_variant(postgresql.ARRAY(sa.Float(53)), "postgresql")
 NOW = sa.text("CURRENT_TIMESTAMP")
 
 
@@ -50,6 +51,17 @@ def upgrade() -> None:
         _timestamp("created_at", default=True),
         _timestamp("updated_at", default=True),
     )
+    # Feature keys per model. Numeric features are stored as a float8[] in key order (binary COPY,
+    # no float text on the way in or out); categorical ones as a JSON object.
+    op.create_table(
+        "model_features",
+        sa.Column("model", sa.String(128), nullable=False),
+        sa.Column("feature", sa.String(256), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("position", sa.Integer, nullable=False),
+        sa.PrimaryKeyConstraint("model", "feature"),
+        sa.UniqueConstraint("model", "kind", "position", name="uq_model_features_position"),
+    )
     op.create_table(
         "predictions",
         sa.Column("prediction_id", sa.String(128), primary_key=True),
@@ -57,7 +69,8 @@ def upgrade() -> None:
         sa.Column("model_version", sa.String(128), nullable=False),
         sa.Column("predicted_value", sa.Float(53), nullable=False),
         sa.Column("predicted_label", sa.Integer),
-        sa.Column("features", JSON, nullable=False),
+        sa.Column("num_features", FLOAT_ARRAY, nullable=False),
+        sa.Column("cat_features", JSON, nullable=False),
         sa.Column("unit_id", sa.String(256)),
         _timestamp("served_at", default=True),
         _timestamp("ingested_at", default=True),

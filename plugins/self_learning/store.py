@@ -1,0 +1,975 @@
+"""The feedback store: every SQL statement of the package lives here.
+
+Predictions, their real outcomes and every result the DAGs produce, in PostgreSQL (production)
+or an embedded SQLite file (demo, zero set-up) through one SQLAlchemy Core code path. Only two
+places are PostgreSQL-specific because speed demands it: bulk prediction/outcome ingest uses
+binary COPY, and window reads use ``COPY (SELECT ...) TO STDOUT``.
+
+Storage of features: numeric features are a ``float8[]`` in the order of the model's feature
+registry (``model_features``), categorical ones a JSON object. Formatting floats as JSON text
+and parsing them again costs more than everything else in ingest (bench/ingest_bench.py).
+
+Guarantees:
+- registering the same prediction twice is a no-op; a different payload under a known id is
+  rejected with the differing fields named, and the stored row is untouched;
+- an outcome may arrive before its prediction (an orphan, see ``orphan_outcomes``) or days
+  later; it is joined whenever both exist;
+- a corrected outcome replaces the value and the old one is kept in ``outcome_history``;
+- result writes are upserts on their natural key, so re-running a DAG interval leaves one row;
+- every value is a bound parameter; identifiers from user data (feature keys) are quoted with
+  ``psycopg.sql`` where they reach SQL text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from . import pgcopy
+from .domain import DEFAULT_MODELS, ModelSpec, Result, TaskKind, model_name, to_jsonable
+
+DEFAULT_VERSION = "unversioned"
+ALL_VERSIONS = "*"  # model_version of results computed over every version of a model
+MAX_FEATURES = 500
+MAX_KEY_LENGTH = 256
+MAX_TEXT_LENGTH = 1024
+MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "self_learning_alembic_version"
+RESERVED = ("prediction_id", "model", "model_version", "predicted_value", "predicted_label", "unit_id", "served_at")
+WINDOW_COLUMNS = (*RESERVED[:1], "model_version", "served_at", "predicted_value", "predicted_label", "unit_id",
+                  "actual_value", "observed_at")
+
+_JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+_FLOAT_ARRAY = sa.JSON().with_variant(postgresql.ARRAY(sa.Float(53)), "postgresql")
+_TS = sa.DateTime(timezone=True)
+
+metadata = sa.MetaData()
+models = sa.Table(
+    "models", metadata,
+    sa.Column("name", sa.String(128), primary_key=True), sa.Column("task_kind", sa.String(32)),
+    sa.Column("feature_schema", _JSON), sa.Column("thresholds", _JSON), sa.Column("active", sa.Boolean),
+    sa.Column("created_at", _TS), sa.Column("updated_at", _TS),
+)
+model_features = sa.Table(
+    "model_features", metadata,
+    sa.Column("model", sa.String(128), primary_key=True), sa.Column("feature", sa.String(256), primary_key=True),
+    sa.Column("kind", sa.String(16)), sa.Column("position", sa.Integer),
+)
+predictions = sa.Table(
+    "predictions", metadata,
+    sa.Column("prediction_id", sa.String(128), primary_key=True), sa.Column("model", sa.String(128)),
+    sa.Column("model_version", sa.String(128)), sa.Column("predicted_value", sa.Float(53)),
+    sa.Column("predicted_label", sa.Integer), sa.Column("num_features", _FLOAT_ARRAY),
+    sa.Column("cat_features", _JSON), sa.Column("unit_id", sa.String(256)), sa.Column("served_at", _TS),
+    sa.Column("ingested_at", _TS),
+)
+outcomes = sa.Table(
+    "outcomes", metadata,
+    sa.Column("prediction_id", sa.String(128), primary_key=True), sa.Column("actual_value", sa.Float(53)),
+    sa.Column("observed_at", _TS), sa.Column("recorded_at", _TS), sa.Column("revision", sa.Integer),
+)
+outcome_history = sa.Table(
+    "outcome_history", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("prediction_id", sa.String(128)),
+    sa.Column("actual_value", sa.Float(53)), sa.Column("observed_at", _TS), sa.Column("recorded_at", _TS),
+    sa.Column("revision", sa.Integer), sa.Column("replaced_at", _TS),
+)
+outcome_inbox = sa.Table(
+    "outcome_inbox", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("prediction_id", sa.String(128)),
+    sa.Column("actual_value", sa.Float(53)), sa.Column("observed_at", _TS), sa.Column("received_at", _TS),
+)
+ingest_rejects = sa.Table(
+    "ingest_rejects", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("record_kind", sa.String(32)),
+    sa.Column("row_number", sa.Integer), sa.Column("prediction_id", sa.String(128)),
+    sa.Column("field", sa.String(256)), sa.Column("reason", sa.Text), sa.Column("payload", _JSON),
+    sa.Column("rejected_at", _TS),
+)
+
+
+def _window_table(name: str, *extra: sa.Column) -> sa.Table:
+    return sa.Table(
+        name, metadata,
+        sa.Column("model", sa.String(128), primary_key=True),
+        sa.Column("model_version", sa.String(128), primary_key=True),
+        sa.Column("window_start", _TS, primary_key=True), sa.Column("window_end", _TS, primary_key=True),
+        sa.Column("kind", sa.String(64), primary_key=True), *extra,
+        sa.Column("result", _JSON), sa.Column("computed_at", _TS),
+    )
+
+
+performance_snapshots = _window_table(
+    "performance_snapshots", sa.Column("sample_count", sa.Integer), sa.Column("label_coverage", sa.Float(53)),
+    sa.Column("provisional", sa.Boolean),
+    *(sa.Column(m, sa.Float(53)) for m in ("mae", "rmse", "r2", "mape", "wape", "roc_auc", "log_loss")),
+)
+drift_reports = _window_table(
+    "drift_reports", sa.Column("severity", sa.String(16)), sa.Column("status", sa.String(32)),
+    sa.Column("affected_features", _JSON),
+)
+error_analyses = _window_table("error_analyses")
+feature_importance = _window_table("feature_importance", sa.Column("feature", sa.String(256), primary_key=True))
+RESULT_TABLES = {t.name: t for t in (performance_snapshots, drift_reports, error_analyses, feature_importance)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RowError(Result):
+    """One rejected input row: its position in the input, its id if known, the field and why."""
+
+    row: int
+    prediction_id: str | None
+    field: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestReport(Result):
+    received: int
+    inserted: int
+    unchanged: int  # already stored with the same payload (idempotent re-send)
+    corrected: int  # outcomes only: an existing value replaced (old value kept in outcome_history)
+    rejected: list[RowError]
+
+
+class ConflictError(ValueError):
+    """A known prediction id arrived with a different payload; nothing was overwritten."""
+
+
+class FeedbackStore:
+    """The store API, usable from serving code (no Airflow needed) and from the operators."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        self._registry_cache: dict[str, dict[str, tuple[str, int]]] = {}  # append-only, so safe to cache
+        self._known_models: set[str] = set()
+
+    @classmethod
+    def from_url(cls, url: str | sa.URL, **engine_options: Any) -> FeedbackStore:
+        """``postgresql://user@host/db`` (psycopg 3 is used) or ``sqlite:////abs/path.db``."""
+        parsed = sa.make_url(url)
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        if parsed.get_backend_name() == "sqlite":
+            engine_options.setdefault("connect_args", {"timeout": 30})
+        engine = sa.create_engine(parsed, **engine_options)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_connect)
+            sa.event.listen(engine, "begin", _sqlite_begin)
+        return cls(engine)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def ensure_schema(self) -> str:
+        """Apply pending migrations (idempotent, safe to run concurrently); seed default models."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            if self.is_postgres:  # one migrator at a time across workers
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('self_learning.migrations'))"))
+            config.attributes.update(connection=conn, version_table=VERSION_TABLE)
+            command.upgrade(config, "head")
+            for spec in DEFAULT_MODELS:
+                conn.execute(self._insert(models).values(**_model_row(spec)).on_conflict_do_nothing())
+            return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
+
+    def _insert(self, table: sa.Table):
+        return (postgresql.insert if self.is_postgres else sqlite.insert)(table)
+
+    # -- models --------------------------------------------------------------------------------
+
+    def register_model(self, spec: ModelSpec, *, active: bool = True) -> None:
+        """Create or update a model; its declared features join the feature registry."""
+        row = _model_row(spec) | {"active": active}
+        with self.engine.begin() as conn:
+            statement = self._insert(models).values(**row)
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["name"],
+                set_={k: statement.excluded[k] for k in ("task_kind", "feature_schema", "thresholds", "active")}
+                | {"updated_at": sa.func.current_timestamp()},
+            ))
+            self._register_features(conn, spec.name, dict(spec.feature_schema))
+
+    def get_model(self, name: str) -> ModelSpec:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(models).where(models.c.name == model_name(name))).mappings().first()
+        if row is None:
+            raise KeyError(f"model: {name!r} is not registered")
+        return _spec(row)
+
+    def list_models(self, *, active_only: bool = True) -> list[ModelSpec]:
+        query = sa.select(models).order_by(models.c.name)
+        if active_only:
+            query = query.where(models.c.active)
+        with self.engine.connect() as conn:
+            return [_spec(row) for row in conn.execute(query).mappings()]
+
+    def _models_known(self, conn) -> set[str]:
+        """Registered model names, re-read only when asked about one not seen yet."""
+        self._known_models = {name for (name,) in conn.execute(sa.select(models.c.name))}
+        return self._known_models
+
+    def feature_registry(self, model: str) -> dict[str, tuple[str, int]]:
+        """Feature key -> (kind, position) for a model."""
+        with self.engine.connect() as conn:
+            return self._feature_registry(conn, model)
+
+    def _feature_registry(self, conn, model: str) -> dict[str, tuple[str, int]]:
+        rows = conn.execute(sa.select(model_features.c.feature, model_features.c.kind, model_features.c.position)
+                            .where(model_features.c.model == model))
+        return {feature: (kind, position) for feature, kind, position in rows}
+
+    def _register_features(self, conn, model: str, kinds: Mapping[str, str]) -> dict[str, tuple[str, int]]:
+        """Add unknown feature keys at the next free position of their kind; return the registry."""
+        registry = self._registry_cache.get(model, {})
+        if all(key in registry for key in kinds):
+            return registry
+        registry = self._feature_registry(conn, model)
+        if all(key in registry for key in kinds):
+            self._registry_cache[model] = registry
+            return registry
+        if self.is_postgres:  # positions are allocated under a per-model lock
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                         {"key": f"self_learning.features.{model}"})
+            registry = self._feature_registry(conn, model)
+        for key, kind in kinds.items():
+            if key in registry:
+                continue
+            position = 1 + max((p for k, p in registry.values() if k == kind), default=0)
+            conn.execute(model_features.insert().values(model=model, feature=key, kind=kind, position=position))
+            registry[key] = (kind, position)
+        self._registry_cache.pop(model, None)  # cached only once committed (next lookup re-reads)
+        return registry
+
+    # -- predictions ---------------------------------------------------------------------------
+
+    def register_prediction(
+        self,
+        model: str,
+        predicted_value: float,
+        features: Mapping[str, Any],
+        *,
+        prediction_id: str | None = None,
+        model_version: str = DEFAULT_VERSION,
+        predicted_label: int | None = None,
+        unit_id: str | None = None,
+        served_at: datetime | None = None,
+    ) -> str:
+        """Store one prediction; return its id (a new UUID unless given).
+
+        Raises ``ValueError`` naming the field for bad input and ``ConflictError`` when the id
+        is already stored with a different payload.
+        """
+        prediction_id = prediction_id if prediction_id is not None else uuid.uuid4().hex
+        for field, problem in (
+            ("prediction_id", _text_problem(prediction_id, 128)),
+            ("model", None if _valid_model(model) else f"{model!r} is not a valid model name"),
+            ("model_version", _text_problem(model_version, 128)),
+            ("predicted_value", _number_problem(predicted_value)),
+            ("predicted_label", None if predicted_label is None else _label_problem(predicted_label)),
+            ("unit_id", None if unit_id is None else _text_problem(str(unit_id), 256)),
+            ("features", None if isinstance(features, Mapping) else "must be a mapping of feature name to value"),
+            ("features", f"more than {MAX_FEATURES} features" if len(features) > MAX_FEATURES else None),
+            *(("features", _key_problem(key)) for key in features),
+        ):
+            if problem:
+                raise ValueError(f"{field}: {problem}")
+        row = {"prediction_id": prediction_id, "model": model, "model_version": model_version,
+               "predicted_value": float(predicted_value), "unit_id": None if unit_id is None else str(unit_id),
+               "predicted_label": None if predicted_label is None else int(predicted_label)}
+        if served_at is not None:
+            try:
+                row["served_at"] = _utc(served_at).to_pydatetime()
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"served_at: not a timestamp: {served_at!r}") from error
+        with self.engine.begin() as conn:
+            if model not in self._known_models and model not in self._models_known(conn):
+                raise ValueError(f"model: {model!r} is not registered (register_model first)")
+            kinds = {key: self._registry_cache.get(model, {}).get(key, (_scalar_kind(value), 0))[0]
+                     for key, value in features.items() if not _is_missing(value)}
+            registry = self._register_features(conn, model, kinds)
+            vector = np.full(max((p for k, p in registry.values() if k == "numeric"), default=0), np.nan)
+            categories = {}
+            for key, kind in kinds.items():
+                value = features[key]
+                if kind == "numeric":
+                    problem = _number_problem(value)
+                    if problem:
+                        raise ValueError(f"features.{key}: {problem}")
+                    vector[registry[key][1] - 1] = float(value)
+                else:
+                    try:
+                        categories[key] = _category_text(value)
+                    except ValueError as error:
+                        raise ValueError(f"features.{key}: {error}") from None
+            stored_vector = list(vector) if self.is_postgres else [None if math.isnan(v) else v for v in vector]
+            inserted = conn.execute(
+                self._insert(predictions).values(**row, num_features=stored_vector, cat_features=categories)
+                .on_conflict_do_nothing().returning(predictions.c.prediction_id)).first()
+            if inserted is None:
+                stored = self._stored_predictions(conn, [prediction_id])[prediction_id]
+                row.setdefault("served_at", _utc(stored["served_at"]))  # the server chose it before
+                differing = _differing_fields(row | {"cat_json": json.dumps(categories)}, vector, stored)
+                if differing:
+                    raise ConflictError(f"prediction_id: {prediction_id!r} already registered with a different "
+                                        f"payload ({', '.join(differing)} differ)")
+        return prediction_id
+
+    def register_predictions(self, rows, *, batch_size: int = 100_000, quarantine: bool = False) -> IngestReport:
+        """Bulk registration from a DataFrame or an iterable of mappings.
+
+        A DataFrame carries either a ``features`` column of mappings or one column per feature
+        (every column that is not one of ``RESERVED``). Bad rows are reported (and with
+        ``quarantine`` also stored in ``ingest_rejects``); the good rows of each batch land in
+        one transaction.
+        """
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
+        totals = {"received": 0, "inserted": 0, "unchanged": 0, "corrected": 0}
+        rejected: list[RowError] = []
+        for start in range(0, len(frame), batch_size):
+            report = self._register_batch(frame.iloc[start:start + batch_size].reset_index(drop=True), start,
+                                          quarantine)
+            for key in totals:
+                totals[key] += getattr(report, key)
+            rejected.extend(report.rejected)
+        return IngestReport(**totals, rejected=rejected)
+
+    def _register_batch(self, frame: pd.DataFrame, offset: int, quarantine: bool):
+        meta, features, errors = _validate_predictions(frame, offset)
+        with self.engine.begin() as conn:
+            known = {name for (name,) in conn.execute(sa.select(models.c.name))}
+            unknown = ~meta["model"].isin(known) & meta["_ok"]
+            for i in np.flatnonzero(unknown.to_numpy()):
+                errors.append(RowError(offset + int(i), meta.at[i, "prediction_id"], "model",
+                                       f"{meta.at[i, 'model']!r} is not registered (register_model first)"))
+            meta.loc[unknown, "_ok"] = False
+            if pd.isna(meta["served_at"]).any():
+                meta["served_at"] = meta["served_at"].fillna(_database_now(conn))
+            inserted = unchanged = 0
+            for model, group in meta[meta["_ok"]].groupby("model", sort=False):
+                rows, row_errors = self._encode_group(conn, model, group, features.loc[group.index], offset)
+                errors.extend(row_errors)
+                new, same, conflicts = self._write_predictions(conn, rows)
+                inserted += new
+                unchanged += same
+                errors.extend(RowError(offset + int(i), pid, "prediction_id", reason) for i, pid, reason in conflicts)
+            errors.sort(key=lambda e: e.row)
+            if quarantine and errors:
+                self._quarantine(conn, "prediction", errors, frame, offset)
+        return IngestReport(len(frame), inserted, unchanged, 0, errors)
+
+    def _encode_group(self, conn, model: str, meta: pd.DataFrame, features: pd.DataFrame, offset: int):
+        """Rows of one model as stored columns; feature values checked against the registry."""
+        errors: list[RowError] = []
+        features = features.dropna(axis=1, how="all")
+        registry = self._feature_registry(conn, model)
+        kinds = {key: registry[key][0] if key in registry else _infer_feature_kind(features[key])
+                 for key in features.columns}
+        bad = pd.Series(False, index=meta.index)
+        converted = {}
+        for key, kind in kinds.items():
+            values, problems = (_numeric_feature if kind == "numeric" else _category_feature)(features[key])
+            for i, reason in problems.items():
+                errors.append(RowError(offset + int(i), meta.at[i, "prediction_id"], f"features.{key}", reason))
+                bad[i] = True
+            converted[key] = values
+        registry = self._register_features(conn, model, kinds)
+        keep = meta.index[~bad]
+        width = max((p for k, p in registry.values() if k == "numeric"), default=0)
+        matrix = np.full((len(keep), width), np.nan)
+        categorical = {}
+        for key, values in converted.items():
+            if kinds[key] == "numeric":
+                matrix[:, registry[key][1] - 1] = values.loc[keep].to_numpy()
+            else:
+                categorical[key] = values.loc[keep].reset_index(drop=True)
+        rows = meta.loc[keep, list(RESERVED)].reset_index()
+        rows["cat_json"] = pgcopy.json_objects(pd.DataFrame(categorical, index=rows.index))
+        return (rows, matrix), errors
+
+    def _write_predictions(self, conn, encoded) -> tuple[int, int, list[tuple[int, str, str]]]:
+        """Insert new rows; compare rows whose id exists. Returns (inserted, unchanged, conflicts)."""
+        rows, matrix = encoded
+        if rows.empty:
+            return 0, 0, []
+        if self.is_postgres:
+            from psycopg.errors import UniqueViolation
+
+            savepoint = conn.begin_nested()
+            try:
+                self._copy_predictions(conn, rows, matrix)
+                savepoint.commit()
+                return len(rows), 0, []
+            except UniqueViolation:
+                savepoint.rollback()  # some ids exist already: compare first, then insert the rest
+        existing = self._stored_predictions(conn, rows["prediction_id"].tolist())
+        is_new = ~rows["prediction_id"].isin(existing.keys()).to_numpy()
+        conflicts = []
+        for i in np.flatnonzero(~is_new):
+            differing = _differing_fields(rows.iloc[i], matrix[i], existing[rows.at[i, "prediction_id"]])
+            if differing:
+                conflicts.append((rows.at[i, "index"], rows.at[i, "prediction_id"],
+                                  f"already registered with a different payload ({', '.join(differing)} differ)"))
+        new_rows, new_matrix = rows[is_new].reset_index(drop=True), matrix[is_new]
+        if self.is_postgres:
+            self._copy_predictions(conn, new_rows, new_matrix)
+        elif len(new_rows):
+            conn.execute(predictions.insert(), [
+                {**{k: _plain(r[k]) for k in RESERVED}, "num_features": [None if math.isnan(v) else v for v in m],
+                 "cat_features": json.loads(r["cat_json"])}
+                for r, m in zip(new_rows.to_dict("records"), new_matrix, strict=True)
+            ])
+        return len(new_rows), int((~is_new).sum()) - len(conflicts), conflicts
+
+    def _copy_predictions(self, conn, rows: pd.DataFrame, matrix: np.ndarray) -> None:
+        fixed = [
+            pgcopy.float8_column(rows["predicted_value"].to_numpy(dtype=np.float64)),
+            pgcopy.timestamptz_column(rows["served_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()),
+            pgcopy.float8_array_column(matrix),
+        ]
+        variable = [
+            pgcopy.text_pieces(rows["prediction_id"]), pgcopy.text_pieces(rows["model"]),
+            pgcopy.text_pieces(rows["model_version"]), pgcopy.int4_pieces(rows["predicted_label"]),
+            pgcopy.text_pieces(rows["unit_id"]), pgcopy.jsonb_pieces(rows["cat_json"]),
+        ]
+        _copy(conn, "COPY predictions (predicted_value, served_at, num_features, prediction_id, model, "
+              "model_version, predicted_label, unit_id, cat_features) FROM STDIN (FORMAT binary)",
+              pgcopy.encode_rows(fixed, variable))
+
+    def _stored_predictions(self, conn, ids: list[str]) -> dict[str, dict[str, Any]]:
+        found = {}
+        for chunk in _chunks(ids, 10_000):
+            query = sa.select(predictions).where(predictions.c.prediction_id.in_(chunk))
+            found.update({row["prediction_id"]: dict(row) for row in conn.execute(query).mappings()})
+        return found
+
+    def _quarantine(self, conn, kind: str, errors: list[RowError], frame: pd.DataFrame, offset: int) -> None:
+        conn.execute(ingest_rejects.insert(), [
+            {"record_kind": kind, "row_number": e.row, "prediction_id": e.prediction_id, "field": e.field,
+             "reason": e.reason, "payload": _json_row(frame, e.row - offset)}
+            for e in errors
+        ])
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def record_outcome(self, prediction_id: str, actual_value: float, *, observed_at: datetime | None = None) -> str:
+        """Store a real outcome: returns ``recorded``, ``unchanged`` or ``corrected``."""
+        report = self.record_outcomes([{"prediction_id": prediction_id, "actual_value": actual_value,
+                                        "observed_at": observed_at}])
+        if report.rejected:
+            raise ValueError(f"{report.rejected[0].field}: {report.rejected[0].reason}")
+        return "recorded" if report.inserted else "corrected" if report.corrected else "unchanged"
+
+    def record_outcomes(self, rows, *, batch_size: int = 100_000, quarantine: bool = False) -> IngestReport:
+        """Bulk outcomes from a DataFrame or an iterable of mappings (prediction_id, actual_value,
+        optional observed_at). Unknown prediction ids are kept as orphans."""
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
+        totals = dict.fromkeys(("received", "inserted", "unchanged", "corrected"), 0)
+        rejected: list[RowError] = []
+        for start in range(0, len(frame), batch_size):
+            batch = frame.iloc[start:start + batch_size].reset_index(drop=True)
+            clean, errors = _validate_outcomes(batch, start)
+            with self.engine.begin() as conn:
+                counts = self._write_outcomes(conn, clean)
+                if quarantine and errors:
+                    self._quarantine(conn, "outcome", errors, batch, start)
+            totals["received"] += len(batch)
+            for key, value in counts.items():
+                totals[key] += value
+            rejected.extend(errors)
+        return IngestReport(**totals, rejected=rejected)
+
+    def _write_outcomes(self, conn, clean: pd.DataFrame) -> dict[str, int]:
+        if clean.empty:
+            return {}
+        if clean["observed_at"].isna().any():
+            clean["observed_at"] = clean["observed_at"].fillna(_database_now(conn))
+        existing = {}
+        for chunk in _chunks(clean["prediction_id"].tolist(), 10_000):
+            query = sa.select(outcomes).where(outcomes.c.prediction_id.in_(chunk))
+            existing.update({row["prediction_id"]: dict(row) for row in conn.execute(query).mappings()})
+        known = clean["prediction_id"].isin(existing.keys())
+        new = clean[~known]
+        changed = [r for r in clean[known].to_dict("records")
+                   if existing[r["prediction_id"]]["actual_value"] != r["actual_value"]]
+        if len(new):
+            if self.is_postgres:
+                fixed = [pgcopy.float8_column(new["actual_value"].to_numpy(dtype=np.float64)),
+                         pgcopy.timestamptz_column(
+                             new["observed_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy())]
+                _copy(conn, "COPY outcomes (actual_value, observed_at, prediction_id) FROM STDIN (FORMAT binary)",
+                      pgcopy.encode_rows(fixed, [pgcopy.text_pieces(new["prediction_id"])]))
+            else:
+                conn.execute(outcomes.insert(), [{k: _plain(v) for k, v in r.items()}
+                                                 for r in new.to_dict("records")])
+        if changed:
+            conn.execute(outcome_history.insert(), [
+                {k: existing[r["prediction_id"]][k]
+                 for k in ("prediction_id", "actual_value", "observed_at", "recorded_at", "revision")}
+                for r in changed
+            ])
+            conn.execute(
+                outcomes.update().where(outcomes.c.prediction_id == sa.bindparam("pid")).values(
+                    actual_value=sa.bindparam("value"), observed_at=sa.bindparam("observed"),
+                    recorded_at=sa.func.current_timestamp(), revision=outcomes.c.revision + 1),
+                [{"pid": r["prediction_id"], "value": r["actual_value"], "observed": _plain(r["observed_at"])}
+                 for r in changed],
+            )
+        return {"inserted": len(new), "corrected": len(changed), "unchanged": int(known.sum()) - len(changed)}
+
+    def outcome_history_of(self, prediction_id: str) -> list[dict[str, Any]]:
+        """Earlier values of a corrected outcome, oldest first."""
+        query = (sa.select(outcome_history).where(outcome_history.c.prediction_id == prediction_id)
+                 .order_by(outcome_history.c.revision))
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def count_orphan_outcomes(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM orphan_outcomes")).scalar_one()
+
+    # -- window reads --------------------------------------------------------------------------
+
+    def count_predictions(self, model: str, start: datetime, end: datetime, *, version: str | None = None) -> int:
+        """Predictions served in [start, end) - the denominator of label coverage."""
+        query = sa.select(sa.func.count()).select_from(predictions).where(*self._window(model, start, end, version))
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    def _window(self, model, start, end, version):
+        _check_window(start, end)
+        start, end = _utc(start).to_pydatetime(), _utc(end).to_pydatetime()  # SQLite compares UTC text
+        conditions = [predictions.c.model == model_name(model), predictions.c.served_at >= start,
+                      predictions.c.served_at < end]
+        if version is not None:
+            conditions.append(predictions.c.model_version == version)
+        return conditions
+
+    def read_window(self, model: str, start: datetime, end: datetime, *, version: str | None = None,
+                    labelled_only: bool = True) -> pd.DataFrame:
+        """Predictions served in [start, end) with outcome, error (predicted - actual) and one typed
+        column per feature (float64 for numeric, object for categorical), oldest first."""
+        registry = self.feature_registry(model)
+        numeric = sorted((p, k) for k, (kind, p) in registry.items() if kind == "numeric")
+        categorical = sorted(k for k, (kind, _) in registry.items() if kind == "categorical")
+        join = predictions.join(outcomes, predictions.c.prediction_id == outcomes.c.prediction_id,
+                                isouter=not labelled_only)
+        p, o = predictions.c, outcomes.c
+        if self.is_postgres:  # timestamps as epoch microseconds: exact and cheap to parse
+            epoch = [sa.func.round(sa.func.date_part("epoch", c) * 1_000_000).cast(sa.BigInteger) for c in
+                     (p.served_at, o.observed_at)]
+            vector = sa.type_coerce(p.num_features, postgresql.ARRAY(sa.Float(53)))
+            columns = [p.prediction_id, p.model_version, epoch[0], p.predicted_value, p.predicted_label, p.unit_id,
+                       o.actual_value, epoch[1], *(vector[position] for position, _ in numeric),
+                       *(p.cat_features[key].as_string() for key in categorical)]
+        else:
+            columns = [p.prediction_id, p.model_version, p.served_at, p.predicted_value, p.predicted_label, p.unit_id,
+                       o.actual_value, o.observed_at, p.num_features, p.cat_features]
+        query = (sa.select(*columns).select_from(join).where(*self._window(model, start, end, version))
+                 .order_by(p.served_at, p.prediction_id))
+        if self.is_postgres:
+            frame = self._copy_out(query, [k for _, k in numeric], categorical)
+        else:
+            with self.engine.connect() as conn:
+                frame = _decode_sqlite_window(conn.execute(query).all(), numeric, categorical)
+        frame["predicted_label"] = frame["predicted_label"].astype("Int64")
+        frame.insert(WINDOW_COLUMNS.index("observed_at") + 1, "error", frame["predicted_value"] - frame["actual_value"])
+        return frame
+
+    def _copy_out(self, query, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+        """Run ``query`` through COPY TO STDOUT and parse the CSV with pandas' C parser.
+
+        psycopg 3 hands COPY output to Python one row at a time (~8 us a row); psycopg2's
+        ``copy_expert`` drains it in C, so reads use a short-lived psycopg2 connection.
+        Parameters are bound client-side by psycopg2 (``mogrify``), never pasted as text.
+        """
+        import psycopg2  # PostgreSQL only
+
+        compiled = query.compile(dialect=postgresql.psycopg2.dialect(), compile_kwargs={"render_postcompile": True})
+        url = self.engine.url.set(drivername="postgresql")
+        buffer = io.BytesIO()
+        with psycopg2.connect(url.render_as_string(hide_password=False)) as raw, raw.cursor() as cursor:
+            select = cursor.mogrify(compiled.string, compiled.params).decode()
+            cursor.copy_expert(f"COPY ({select}) TO STDOUT (FORMAT csv, NULL '\\N')", buffer)
+        raw.close()
+        buffer.seek(0)
+        names = [*WINDOW_COLUMNS, *numeric, *categorical]
+        dtypes = {"prediction_id": object, "model_version": object, "unit_id": object, "predicted_value": np.float64,
+                  "actual_value": np.float64, **dict.fromkeys(numeric, np.float64),
+                  **dict.fromkeys(categorical, object)}
+        missing = {name: ["\\N", "NaN"] if dtypes.get(name) is np.float64 else ["\\N"] for name in names}
+        frame = pd.read_csv(buffer, header=None, names=names, dtype=dtypes, na_values=missing, keep_default_na=False)
+        for column in ("served_at", "observed_at"):
+            frame[column] = pd.to_datetime(frame[column].astype("Int64"), unit="us", utc=True)
+        return frame
+
+    # -- results -------------------------------------------------------------------------------
+
+    def save_result(self, table: str, *, model: str, model_version: str, window_start: datetime,
+                    window_end: datetime, kind: str, result: Result | Mapping[str, Any], **columns: Any) -> None:
+        """Upsert one result on its natural key (model, model_version, window, kind[, feature])."""
+        target = RESULT_TABLES[table]
+        _check_window(window_start, window_end)
+        row = {"model": model_name(model), "model_version": model_version, "window_start": window_start,
+               "window_end": window_end, "kind": kind, "result": to_jsonable(result), **columns}
+        statement = self._insert(target).values(**row)
+        keys = [c.name for c in target.primary_key.columns]
+        updates = {k: statement.excluded[k] for k in row if k not in keys}
+        with self.engine.begin() as conn:
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=keys, set_=updates | {"computed_at": sa.func.current_timestamp()}))
+
+    def read_results(self, table: str, *, model: str | None = None, kind: str | None = None,
+                     model_version: str | None = None) -> list[dict[str, Any]]:
+        target = RESULT_TABLES[table]
+        query = sa.select(target).order_by(target.c.window_end, target.c.model, target.c.model_version)
+        for column, value in (("model", model), ("kind", kind), ("model_version", model_version)):
+            if value is not None:
+                query = query.where(target.c[column] == value)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+
+# -- validation and encoding helpers ----------------------------------------------------------------
+
+def _copy(conn, statement: str, chunks: Iterable[bytes]) -> None:
+    """Stream a binary COPY into PostgreSQL on the connection's own transaction."""
+    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for chunk in chunks:
+            copy.write(chunk)
+
+
+def _decode_sqlite_window(rows, numeric, categorical) -> pd.DataFrame:
+    frame = pd.DataFrame([r[:8] for r in rows], columns=list(WINDOW_COLUMNS))
+    frame = frame.astype({"predicted_value": np.float64, "actual_value": np.float64})
+    for column in ("served_at", "observed_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    vectors = [r[8] or [] for r in rows]
+    for position, key in numeric:
+        frame[key] = np.array([v[position - 1] if position <= len(v) and v[position - 1] is not None else np.nan
+                               for v in vectors], dtype=np.float64)
+    for key in categorical:
+        frame[key] = pd.Series([(r[9] or {}).get(key) for r in rows], dtype=object)
+    return frame
+
+
+def _sqlite_connect(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None  # transactions are begun by _sqlite_begin
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(conn) -> None:
+    """Take SQLite's write lock at BEGIN: a deferred transaction that read first cannot upgrade
+    once another writer committed, so concurrent writers would fail instead of waiting."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _model_row(spec: ModelSpec) -> dict[str, Any]:
+    return {"name": spec.name, "task_kind": spec.task_kind.value, "feature_schema": dict(spec.feature_schema),
+            "thresholds": to_jsonable(dict(spec.thresholds))}
+
+
+def _spec(row) -> ModelSpec:
+    return ModelSpec(row["name"], TaskKind(row["task_kind"]), row["feature_schema"] or {}, row["thresholds"] or {})
+
+
+def _check_window(start: datetime, end: datetime) -> None:
+    for name, value in (("window_start", start), ("window_end", end)):
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"{name}: must be a timezone-aware datetime, got {value!r}")
+    if end <= start:
+        raise ValueError(f"window_end: {end.isoformat()} is not after window_start {start.isoformat()}")
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _plain(value):
+    """pandas/numpy scalars to what a DB-API driver binds (NaN/NaT -> None)."""
+    if value is None or (not isinstance(value, (str, bytes, list, dict)) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _database_now(conn) -> pd.Timestamp:
+    """The database's clock: default served_at / observed_at of rows sent without one."""
+    return _utc(conn.execute(sa.select(sa.func.current_timestamp())).scalar_one())
+
+
+def _utc(value) -> pd.Timestamp:
+    """A timestamp from either dialect as UTC (SQLite hands back naive UTC datetimes)."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _json_row(frame: pd.DataFrame, position: int) -> dict[str, Any] | None:
+    if not 0 <= position < len(frame):
+        return None
+    return json.loads(json.dumps(to_jsonable(frame.iloc[position].to_dict()), default=str))
+
+
+def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFrame, pd.DataFrame, list[RowError]]:
+    """Split a batch into validated reserved columns (``meta``, with an ``_ok`` mask) and features."""
+    errors: list[RowError] = []
+    n = len(frame)
+    if "features" in frame.columns:
+        raw = frame["features"]
+        not_mapping = ~raw.map(lambda v: isinstance(v, Mapping))
+        features = pd.DataFrame.from_records([dict(v) if isinstance(v, Mapping) else {} for v in raw],
+                                             index=frame.index)
+    else:
+        not_mapping = pd.Series(False, index=frame.index)
+        features = frame[[c for c in frame.columns if c not in RESERVED]]
+    meta = pd.DataFrame(index=frame.index)
+    ok = pd.Series(True, index=frame.index)
+
+    def reject(mask: pd.Series, field: str, reason) -> None:
+        for i in np.flatnonzero((mask & ok).to_numpy()):
+            pid = meta["prediction_id"].iat[i] if "prediction_id" in meta else None
+            errors.append(RowError(offset + int(i), pid if isinstance(pid, str) else None, field,
+                                   reason(i) if callable(reason) else reason))
+        ok[mask] = False
+
+    ids = frame["prediction_id"] if "prediction_id" in frame.columns else pd.Series([None] * n, index=frame.index)
+    missing_id = ids.isna()
+    meta["prediction_id"] = ids.astype(object)
+    meta.loc[missing_id, "prediction_id"] = [uuid.uuid4().hex for _ in range(int(missing_id.sum()))]
+    reject(~_is_short_text(meta["prediction_id"], 128), "prediction_id",
+           "must be a non-empty string of at most 128 characters")
+    reject(not_mapping, "features", "must be a mapping of feature name to value")
+    if "model" not in frame.columns:
+        reject(pd.Series(True, index=frame.index), "model", "is required")
+        meta["model"] = None
+    else:
+        meta["model"] = frame["model"]
+        valid = {m: _valid_model(m) for m in frame["model"].dropna().unique()}
+        reject(~frame["model"].map(lambda m: valid.get(m, False)), "model",
+               lambda i: f"{frame['model'].iat[i]!r} is not a valid model name")
+    version = frame.get("model_version", pd.Series(DEFAULT_VERSION, index=frame.index))
+    meta["model_version"] = version.fillna(DEFAULT_VERSION)
+    reject(~_is_short_text(meta["model_version"], 128), "model_version",
+           "must be a non-empty string of at most 128 characters")
+    if "predicted_value" not in frame.columns:
+        reject(pd.Series(True, index=frame.index), "predicted_value", "is required")
+        meta["predicted_value"] = np.nan
+    else:
+        values = pd.to_numeric(frame["predicted_value"], errors="coerce").astype(np.float64)
+        meta["predicted_value"] = values
+        reject(values.isna() & frame["predicted_value"].notna(), "predicted_value",
+               lambda i: f"must be a number, got {frame['predicted_value'].iat[i]!r}")
+        reject(~np.isfinite(values), "predicted_value", lambda i: f"must be finite, got {values.iat[i]}")
+    label = frame["predicted_label"] if "predicted_label" in frame.columns else pd.Series([None] * n, index=frame.index)
+    label_numbers = pd.to_numeric(label, errors="coerce").astype(np.float64)
+    integral = label_numbers.map(lambda v: bool(np.isfinite(v)) and float(v).is_integer())
+    reject(label.notna() & ~integral, "predicted_label",
+           lambda i: f"must be an integer class label, got {label.iat[i]!r}")
+    meta["predicted_label"] = label_numbers.where(integral).astype("Int64")
+    unit = frame["unit_id"] if "unit_id" in frame.columns else pd.Series([None] * n, index=frame.index)
+    meta["unit_id"] = unit.astype(object).where(unit.isna(), unit.astype(str)).where(unit.notna(), None)
+    reject(unit.notna() & ~_is_short_text(meta["unit_id"], 256), "unit_id", "longer than 256 characters")
+    served = frame["served_at"] if "served_at" in frame.columns else pd.Series([None] * n, index=frame.index)
+    parsed = pd.to_datetime(served, utc=True, errors="coerce", format="mixed").astype("datetime64[us, UTC]")
+    meta["served_at"] = parsed
+    reject(parsed.isna() & served.notna(), "served_at", lambda i: f"not a timestamp: {served.iat[i]!r}")
+    if features.shape[1] > MAX_FEATURES:
+        reject(pd.Series(True, index=frame.index), "features", f"more than {MAX_FEATURES} features")
+    for key in features.columns:
+        problem = _key_problem(key)
+        if problem:
+            reject(features[key].notna(), "features", problem)
+    duplicated = meta["prediction_id"].duplicated(keep="first") & ok
+    reject(duplicated, "prediction_id", "appears more than once in the batch")
+    meta["_ok"] = ok
+    return meta, features, errors
+
+
+def _valid_model(name) -> bool:
+    try:
+        model_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_short_text(values: pd.Series, limit: int) -> pd.Series:
+    """Row mask: a non-empty string of at most ``limit`` characters (vectorised when all are text)."""
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        lengths = values.astype(str).str.len()
+        return (lengths > 0) & (lengths <= limit)
+    return values.map(lambda v: _text_problem(v, limit) is None).astype(bool)
+
+
+def _text_problem(value, limit: int) -> str | None:
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        return f"must be a non-empty string of at most {limit} characters, got {value!r}"
+    return None
+
+
+def _number_problem(value) -> str | None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return f"must be a number, got {value!r}"
+    if not math.isfinite(value):
+        return f"must be finite, got {value}"
+    return None
+
+
+def _label_problem(value) -> str | None:
+    if _number_problem(value) or not float(value).is_integer():
+        return f"must be an integer class label, got {value!r}"
+    return None
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
+
+
+def _scalar_kind(value) -> str:
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    return "numeric" if is_number else "categorical"
+
+
+def _key_problem(key) -> str | None:
+    if not isinstance(key, str) or not key:
+        return f"feature names must be non-empty strings, got {key!r}"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"feature name longer than {MAX_KEY_LENGTH} characters: {key[:40]!r}..."
+    if key in RESERVED or key in ("actual_value", "observed_at", "error"):
+        return f"feature name {key!r} is reserved"
+    return None
+
+
+def _infer_feature_kind(column: pd.Series) -> str:
+    """Kind of a feature key seen for the first time: numeric when most of its values are numbers
+    (the others are then rejected as bad values), categorical otherwise."""
+    if pd.api.types.is_bool_dtype(column.dtype) or isinstance(column.dtype, pd.CategoricalDtype):
+        return "categorical"
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return "numeric"
+    present = column.dropna()
+    numbers = present.map(lambda v: _scalar_kind(v) == "numeric").sum()
+    return "numeric" if numbers * 2 > len(present) else "categorical"
+
+
+def _numeric_feature(column: pd.Series) -> tuple[pd.Series, dict[int, str]]:
+    """Float values (missing -> NaN) and, by row, why a value is not a finite number."""
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+        values = column.astype(np.float64)
+        problems = {}
+    else:
+        is_number = column.map(lambda v: isinstance(v, (int, float, np.integer, np.floating))
+                               and not isinstance(v, (bool, np.bool_)))
+        not_number = ~is_number & column.notna()
+        problems = {i: f"expected a number, got {column.at[i]!r}" for i in column.index[not_number]}
+        values = pd.to_numeric(column.where(is_number), errors="coerce").astype(np.float64)
+    problems |= {i: f"must be finite, got {values.at[i]}" for i in values.index[np.isinf(values.to_numpy())]}
+    return values.where(np.isfinite(values)), problems
+
+
+def _category_feature(column: pd.Series) -> tuple[pd.Series, dict[int, str]]:
+    """Category labels as text (missing stays missing) and, by row, why a value is refused.
+
+    Each distinct value is checked once; rows holding unhashable values (dicts, lists) are
+    checked one by one.
+    """
+    try:
+        codes, uniques = pd.factorize(column.astype(object), use_na_sentinel=True)
+    except TypeError:
+        codes, uniques = np.arange(len(column)), column.to_numpy(dtype=object)
+    texts = np.empty(len(uniques) + 1, dtype=object)
+    reasons = np.full(len(uniques) + 1, None, dtype=object)
+    for position, value in enumerate(uniques):
+        if value is None or (not isinstance(value, (str, Mapping, list, tuple, set)) and pd.isna(value)):
+            continue
+        try:
+            texts[position] = _category_text(value)
+        except ValueError as error:
+            reasons[position] = str(error)
+    problems = {column.index[i]: reasons[c] for i, c in enumerate(codes) if c >= 0 and reasons[c] is not None} \
+        if any(r is not None for r in reasons) else {}
+    return pd.Series(texts[codes], index=column.index, dtype=object), problems
+
+
+def _category_text(value) -> str:
+    if isinstance(value, (Mapping, list, tuple, set)):
+        raise ValueError(f"nested values are not supported: {value!r}")
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value)
+    if len(text) > MAX_TEXT_LENGTH:
+        raise ValueError(f"text longer than {MAX_TEXT_LENGTH} characters")
+    return text
+
+
+def _differing_fields(new: pd.Series, new_vector: np.ndarray, stored: Mapping[str, Any]) -> list[str]:
+    differing = [f for f in ("model", "model_version", "unit_id") if (new[f] or None) != (stored[f] or None)]
+    if float(new["predicted_value"]) != float(stored["predicted_value"]):
+        differing.append("predicted_value")
+    if _plain(new["predicted_label"]) != stored["predicted_label"]:
+        differing.append("predicted_label")
+    if pd.Timestamp(new["served_at"]) != _utc(stored["served_at"]):
+        differing.append("served_at")
+    old_vector = np.array([np.nan if v is None else v for v in (stored["num_features"] or [])], dtype=np.float64)
+    width = max(old_vector.size, new_vector.size)
+    padded_old = np.pad(old_vector, (0, width - old_vector.size), constant_values=np.nan)
+    padded_new = np.pad(new_vector, (0, width - new_vector.size), constant_values=np.nan)
+    if not np.array_equal(padded_old, padded_new, equal_nan=True) or json.loads(new["cat_json"]) != (
+            stored["cat_features"] or {}):
+        differing.append("features")
+    return differing
+
+
+def _validate_outcomes(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFrame, list[RowError]]:
+    errors: list[RowError] = []
+    n = len(frame)
+    ids = frame["prediction_id"] if "prediction_id" in frame.columns else pd.Series([None] * n)
+    ok = _is_short_text(ids, 128)
+    for i in np.flatnonzero(~ok.to_numpy()):
+        errors.append(RowError(offset + int(i), None, "prediction_id",
+                               "must be a non-empty string of at most 128 characters"))
+    raw = frame["actual_value"] if "actual_value" in frame.columns else pd.Series([None] * n)
+    values = pd.to_numeric(raw, errors="coerce").astype(np.float64)
+    for i in np.flatnonzero((ok & ~np.isfinite(values)).to_numpy()):
+        reason = "is required" if raw.iat[i] is None else f"must be a finite number, got {raw.iat[i]!r}"
+        errors.append(RowError(offset + int(i), ids.iat[i], "actual_value", reason))
+    ok &= np.isfinite(values)
+    observed_raw = frame["observed_at"] if "observed_at" in frame.columns else pd.Series([None] * n)
+    observed = pd.to_datetime(observed_raw, utc=True, errors="coerce", format="mixed").astype("datetime64[us, UTC]")
+    for i in np.flatnonzero((ok & observed.isna() & observed_raw.notna()).to_numpy()):
+        errors.append(RowError(offset + int(i), ids.iat[i], "observed_at", f"not a timestamp: {observed_raw.iat[i]!r}"))
+    ok &= ~(observed.isna() & observed_raw.notna())
+    clean = pd.DataFrame({"prediction_id": ids, "actual_value": values, "observed_at": observed})[ok]
+    conflicting = clean.groupby("prediction_id")["actual_value"].transform("nunique") > 1
+    for i in clean.index[conflicting & clean["prediction_id"].duplicated(keep="first")]:
+        errors.append(RowError(offset + int(i), ids.iat[i], "actual_value",
+                               "the batch holds different values for this prediction_id"))
+    clean = clean[~(conflicting & clean["prediction_id"].duplicated(keep="first"))]
+    clean = clean.drop_duplicates("prediction_id", keep="first").reset_index(drop=True)
+    errors.sort(key=lambda e: e.row)
+    return clean, errors

@@ -1,0 +1,256 @@
+"""The feedback store on a real PostgreSQL server and on an embedded SQLite file."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from self_learning.domain import ModelSpec, TaskKind
+from self_learning.store import ALL_VERSIONS, DEFAULT_VERSION, MAX_FEATURES, ConflictError, FeedbackStore
+
+DAY = datetime(2026, 11, 1, tzinfo=UTC)
+NEXT_DAY = DAY + timedelta(days=1)
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def store(request, tmp_path) -> FeedbackStore:
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else f"sqlite:///{tmp_path / 'feedback.db'}"
+    feedback = FeedbackStore.from_url(url)
+    feedback.ensure_schema()
+    return feedback
+
+
+def _frame(n: int, *, seed: int = 0, start: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "prediction_id": [f"p{i}" for i in range(start, start + n)],
+        "model": "roas_predictor",
+        "model_version": "v1",
+        "predicted_value": rng.gamma(2, 1.5, n),
+        "served_at": pd.Timestamp(DAY) + pd.to_timedelta(rng.integers(0, 86_400, n), unit="s"),
+        "spend": rng.lognormal(3, 1, n),
+        "ctr": rng.uniform(0, 0.1, n),
+        "platform": rng.choice(["meta", "tiktok"], n),
+    })
+
+
+def _count(store: FeedbackStore, table: str) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def test_migrations_from_empty_and_again(store):
+    assert store.ensure_schema() == "0001"  # re-running is a no-op
+    assert [m.name for m in store.list_models()] == ["ctr_predictor", "hook_classifier", "roas_predictor",
+                                                     "visual_pattern"]
+    store.register_model(ModelSpec("cpa_model", "regression", {"spend": "numeric"}))
+    store.register_model(ModelSpec("roas_predictor", "regression"), active=False)
+    store.ensure_schema()  # seeding never overwrites what users changed
+    assert "roas_predictor" not in [m.name for m in store.list_models()]
+    assert store.get_model("cpa_model").task_kind is TaskKind.REGRESSION
+    assert store.feature_registry("cpa_model") == {"spend": ("numeric", 1)}
+
+
+def test_single_round_trip(store):
+    pid = store.register_prediction("roas_predictor", 2.5, {"spend": 120.0, "platform": "meta", "is_video": True},
+                                    model_version="v3", unit_id="campaign-7", served_at=DAY + timedelta(hours=5))
+    assert store.record_outcome(pid, 2.75, observed_at=DAY + timedelta(days=3)) == "recorded"
+    window = store.read_window("roas_predictor", DAY, NEXT_DAY)
+    assert len(window) == 1
+    row = window.iloc[0]
+    assert row["prediction_id"] == pid and row["model_version"] == "v3" and row["unit_id"] == "campaign-7"
+    assert row["served_at"] == pd.Timestamp(DAY + timedelta(hours=5))
+    assert row["predicted_value"] == 2.5 and row["actual_value"] == 2.75
+    assert row["error"] == pytest.approx(-0.25)
+    assert row["spend"] == 120.0 and row["platform"] == "meta" and row["is_video"] == "True"
+    assert window["spend"].dtype == np.float64
+    assert store.count_predictions("roas_predictor", DAY, NEXT_DAY) == 1
+
+
+def test_bulk_ingest_is_idempotent_and_rejects_changed_payloads(store):
+    frame = _frame(500)
+    first = store.register_predictions(frame)
+    assert (first.received, first.inserted, first.unchanged, first.rejected) == (500, 500, 0, [])
+    again = store.register_predictions(frame)
+    assert (again.inserted, again.unchanged, again.rejected) == (0, 500, [])
+    assert _count(store, "predictions") == 500
+
+    changed = frame.copy()
+    changed.loc[7, "spend"] = 1.0
+    changed.loc[9, "predicted_value"] = 99.0
+    report = store.register_predictions(changed)
+    assert [(e.row, e.prediction_id, e.field) for e in report.rejected] == [
+        (7, "p7", "prediction_id"), (9, "p9", "prediction_id")]
+    assert "features differ" in report.rejected[0].reason and "predicted_value" in report.rejected[1].reason
+    stored = store.read_window("roas_predictor", DAY, NEXT_DAY, labelled_only=False).set_index("prediction_id")
+    assert stored.at["p7", "spend"] == frame.at[7, "spend"]  # nothing overwritten
+    with pytest.raises(ConflictError, match="prediction_id: 'p9' already registered with a different payload"):
+        store.register_prediction("roas_predictor", 99.0, {}, prediction_id="p9", model_version="v1")
+    store.register_prediction("roas_predictor", frame.at[3, "predicted_value"],
+                              {k: frame.at[3, k] for k in ("spend", "ctr", "platform")}, prediction_id="p3",
+                              model_version="v1", served_at=frame.at[3, "served_at"])  # identical: a no-op
+
+
+def test_orphan_late_and_corrected_outcomes(store):
+    assert store.record_outcome("early-bird", 1.5) == "recorded"  # the prediction is not there yet
+    assert store.count_orphan_outcomes() == 1
+    assert store.read_window("roas_predictor", DAY, NEXT_DAY).empty
+    store.register_prediction("roas_predictor", 1.0, {"spend": 3.0}, prediction_id="early-bird", served_at=DAY)
+    assert store.count_orphan_outcomes() == 0
+    assert store.read_window("roas_predictor", DAY, NEXT_DAY)["actual_value"].tolist() == [1.5]
+
+    store.register_prediction("roas_predictor", 2.0, {"spend": 4.0}, prediction_id="late", served_at=DAY)
+    labelled = store.read_window("roas_predictor", DAY, NEXT_DAY)
+    assert labelled["prediction_id"].tolist() == ["early-bird"]
+    assert store.record_outcome("late", 2.2, observed_at=DAY + timedelta(days=9)) == "recorded"
+    assert set(store.read_window("roas_predictor", DAY, NEXT_DAY)["prediction_id"]) == {"early-bird", "late"}
+
+    assert store.record_outcome("late", 2.2) == "unchanged"
+    assert store.record_outcome("late", 2.6) == "corrected"
+    history = store.outcome_history_of("late")
+    assert [(h["actual_value"], h["revision"]) for h in history] == [(2.2, 1)]
+    assert store.read_window("roas_predictor", DAY, NEXT_DAY).set_index("prediction_id").at["late", "actual_value"] \
+        == 2.6
+
+
+def test_bulk_outcomes(store):
+    store.register_predictions(_frame(100))
+    outcomes = pd.DataFrame({"prediction_id": [f"p{i}" for i in range(100)] + ["ghost", "p1", None],
+                             "actual_value": [float(i) for i in range(100)] + [1.0, 5.0, 1.0]})
+    report = store.record_outcomes(outcomes)
+    assert report.inserted == 101  # 100 joined + the orphan 'ghost'
+    assert [(e.row, e.field) for e in report.rejected] == [(101, "actual_value"), (102, "prediction_id")]
+    assert store.count_orphan_outcomes() == 1
+    again = store.record_outcomes(outcomes.iloc[:100].assign(actual_value=lambda f: f["actual_value"] + 1))
+    assert (again.inserted, again.corrected, again.unchanged) == (0, 100, 0)
+    assert _count(store, "outcome_history") == 100
+
+
+def test_window_reads_are_half_open_and_filter_versions(store):
+    store.register_prediction("roas_predictor", 1.0, {"x": 1.0}, prediction_id="at-start", served_at=DAY)
+    store.register_prediction("roas_predictor", 1.0, {"x": 1.0}, prediction_id="at-end", served_at=NEXT_DAY,
+                              model_version="v2")
+    store.register_prediction("ctr_predictor", 1.0, {"x": 1.0}, prediction_id="other-model", served_at=DAY)
+    for pid in ("at-start", "at-end", "other-model"):
+        store.record_outcome(pid, 1.0)
+    assert store.read_window("roas_predictor", DAY, NEXT_DAY)["prediction_id"].tolist() == ["at-start"]
+    assert store.read_window("roas_predictor", DAY, NEXT_DAY + timedelta(seconds=1), version="v2")[
+        "prediction_id"].tolist() == ["at-end"]
+    assert store.count_predictions("roas_predictor", DAY, NEXT_DAY, version=DEFAULT_VERSION) == 1
+    with pytest.raises(ValueError, match=r"window_end: .* is not after window_start"):
+        store.read_window("roas_predictor", NEXT_DAY, DAY)
+    with pytest.raises(ValueError, match="window_start: must be a timezone-aware datetime"):
+        store.read_window("roas_predictor", datetime(2026, 11, 1), NEXT_DAY)
+
+
+def test_new_feature_keys_extend_the_registry(store):
+    store.register_prediction("roas_predictor", 1.0, {"spend": 1.0}, prediction_id="old", served_at=DAY)
+    store.register_predictions(pd.DataFrame({"prediction_id": ["new"], "model": "roas_predictor",
+                                             "predicted_value": [2.0], "served_at": [DAY], "spend": [2.0],
+                                             "cpm": [7.5], "hook": ["question"]}))
+    window = store.read_window("roas_predictor", DAY, NEXT_DAY, labelled_only=False).set_index("prediction_id")
+    assert window.at["new", "cpm"] == 7.5 and np.isnan(window.at["old", "cpm"])
+    assert window.at["new", "hook"] == "question" and pd.isna(window.at["old", "hook"])
+
+
+def test_results_are_upserted_on_their_natural_key(store):
+    key = {"model": "roas_predictor", "model_version": ALL_VERSIONS, "window_start": DAY, "window_end": NEXT_DAY,
+           "kind": "daily"}
+    store.save_result("performance_snapshots", **key, result={"mae": 0.5}, sample_count=10, provisional=True,
+                      mae=0.5)
+    store.save_result("performance_snapshots", **key, result={"mae": 0.4}, sample_count=12, provisional=False,
+                      mae=0.4)
+    rows = store.read_results("performance_snapshots", model="roas_predictor")
+    assert len(rows) == 1
+    assert (rows[0]["mae"], rows[0]["sample_count"], rows[0]["provisional"], rows[0]["result"]) == (
+        0.4, 12, False, {"mae": 0.4})
+    store.save_result("drift_reports", **key | {"kind": "data_drift"}, result={"severity": "low"}, severity="low",
+                      status="ok", affected_features=["spend"])
+    assert store.read_results("drift_reports")[0]["affected_features"] == ["spend"]
+
+
+def test_hostile_feature_key_is_data(store):
+    hostile = 'x"; DROP TABLE predictions; --'
+    store.register_prediction("roas_predictor", 1.0, {hostile: 3.0, "label'--": "a'b"}, prediction_id="h1",
+                              served_at=DAY)
+    store.register_predictions(pd.DataFrame({"prediction_id": ["h2"], "model": ["roas_predictor"],
+                                             "predicted_value": [2.0], "served_at": [DAY], hostile: [4.0]}))
+    store.record_outcomes([{"prediction_id": "h1", "actual_value": 1.0}, {"prediction_id": "h2", "actual_value": 2.0}])
+    window = store.read_window("roas_predictor", DAY, NEXT_DAY)
+    assert window[hostile].tolist() == [3.0, 4.0]
+    assert window["label'--"].tolist()[0] == "a'b"
+    assert _count(store, "predictions") == 2
+    with pytest.raises(ValueError, match=r"model: .* is not a valid model name"):
+        store.register_prediction("x'; DROP TABLE models; --", 1.0, {})
+
+
+def test_bad_input_is_named_and_good_rows_still_land(store):
+    with pytest.raises(ValueError, match="predicted_value: must be finite, got nan"):
+        store.register_prediction("roas_predictor", float("nan"), {})
+    with pytest.raises(ValueError, match="model: 'nobody' is not registered"):
+        store.register_prediction("nobody", 1.0, {})
+    with pytest.raises(ValueError, match=r"features\.spend: must be finite, got inf"):
+        store.register_prediction("roas_predictor", 1.0, {"spend": float("inf")})
+    with pytest.raises(ValueError, match=r"features\.meta: nested values are not supported"):
+        store.register_prediction("roas_predictor", 1.0, {"meta": {"a": 1}})
+    with pytest.raises(ValueError, match=f"features: more than {MAX_FEATURES} features"):
+        store.register_prediction("roas_predictor", 1.0, {f"f{i}": 1.0 for i in range(MAX_FEATURES + 1)})
+    with pytest.raises(ValueError, match="served_at: not a timestamp"):
+        store.register_prediction("roas_predictor", 1.0, {}, served_at="yesterday-ish")
+    with pytest.raises(ValueError, match="actual_value: must be a finite number"):
+        store.record_outcome("p1", float("inf"))
+
+    rows = [
+        {"prediction_id": "ok-1", "model": "roas_predictor", "predicted_value": 1.0, "features": {"spend": 1.0}},
+        {"prediction_id": "bad-value", "model": "roas_predictor", "predicted_value": "high", "features": {}},
+        {"prediction_id": "bad-model", "model": "nobody", "predicted_value": 1.0, "features": {}},
+        {"prediction_id": "bad-feature", "model": "roas_predictor", "predicted_value": 1.0,
+         "features": {"spend": "lots"}},
+        {"prediction_id": "no-value", "model": "roas_predictor", "features": {}},
+        {"prediction_id": "ok-2", "model": "roas_predictor", "predicted_value": 2.0, "features": {"spend": 2.0}},
+    ]
+    report = store.register_predictions(rows, quarantine=True)
+    assert report.inserted == 2
+    assert [(e.row, e.prediction_id, e.field) for e in report.rejected] == [
+        (1, "bad-value", "predicted_value"), (2, "bad-model", "model"), (3, "bad-feature", "features.spend"),
+        (4, "no-value", "predicted_value")]
+    assert "expected a number, got 'lots'" in report.rejected[2].reason
+    assert _count(store, "ingest_rejects") == 4
+    with store.engine.connect() as conn:
+        payload = conn.execute(sa.text("SELECT payload FROM ingest_rejects WHERE prediction_id = 'bad-value'")).scalar()
+    assert (payload if isinstance(payload, dict) else __import__("json").loads(payload))["predicted_value"] == "high"
+
+
+def test_concurrent_writers_lose_nothing(store):
+    batches = [_frame(300, seed=s, start=s * 1000) for s in range(2)]
+    errors = []
+
+    def ingest(frame):
+        try:
+            assert store.register_predictions(frame, batch_size=50).inserted == len(frame)
+        except Exception as error:  # reported to the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=ingest, args=(b,)) for b in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert _count(store, "predictions") == 600
+
+
+def test_hook_builds_stores_from_airflow_connections(monkeypatch, pg_url, tmp_path):
+    from self_learning.hooks import FeedbackStoreHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_DB", pg_url)
+    store = FeedbackStoreHook().get_store()
+    assert store.is_postgres
+    assert store.ensure_schema() == "0001"
+    monkeypatch.setenv("AIRFLOW_CONN_EMBEDDED", f"sqlite:///{tmp_path / 'embedded.db'}")
+    embedded = FeedbackStoreHook("embedded").get_store()
+    assert not embedded.is_postgres and embedded.ensure_schema() == "0001"
