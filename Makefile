@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint bench lock clean
+FEEDBACK_DB_URL ?= sqlite:///$(CURDIR)/.demo/feedback.db
+
+.PHONY: install test lint bench lock clean migrate
 
 $(STAMP): requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +24,12 @@ lint: install
 # Starts its own throwaway PostgreSQL and Airflow metadata DB (tests/conftest.py).
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Create or upgrade the feedback-store schema (idempotent): make migrate FEEDBACK_DB_URL=postgresql://...
+migrate: install
+	mkdir -p .demo
+	PYTHONPATH=plugins $(BIN)/python -c "import sys; from self_learning.store import FeedbackStore; \
+	print('feedback store at revision', FeedbackStore.from_url(sys.argv[1]).ensure_schema())" '$(FEEDBACK_DB_URL)'
 
 bench: install
 	$(BIN)/python bench/drift_bench.py

@@ -59,7 +59,7 @@ def test_single_round_trip(store):
     pid = store.register_prediction("roas_predictor", 2.5, {"spend": 120.0, "platform": "meta", "is_video": True},
                                     model_version="v3", unit_id="campaign-7", served_at=DAY + timedelta(hours=5))
     assert store.record_outcome(pid, 2.75, observed_at=DAY + timedelta(days=3)) == "recorded"
-    window = store.read_window("roas_predictor", DAY, NEXT_DAY)
+    window = store.read_window("roas_predictor", DAY, NEXT_DAY, with_ids=True)
     assert len(window) == 1
     row = window.iloc[0]
     assert row["prediction_id"] == pid and row["model_version"] == "v3" and row["unit_id"] == "campaign-7"
@@ -68,6 +68,10 @@ def test_single_round_trip(store):
     assert row["error"] == pytest.approx(-0.25)
     assert row["spend"] == 120.0 and row["platform"] == "meta" and row["is_video"] == "True"
     assert window["spend"].dtype == np.float64
+    assert pd.api.types.is_string_dtype(window["platform"].dtype)
+    default = store.read_window("roas_predictor", DAY, NEXT_DAY)
+    assert list(default.columns[:7]) == ["model_version", "served_at", "predicted_value", "predicted_label",
+                                        "actual_value", "observed_at", "error"]
     assert store.count_predictions("roas_predictor", DAY, NEXT_DAY) == 1
 
 
@@ -86,7 +90,8 @@ def test_bulk_ingest_is_idempotent_and_rejects_changed_payloads(store):
     assert [(e.row, e.prediction_id, e.field) for e in report.rejected] == [
         (7, "p7", "prediction_id"), (9, "p9", "prediction_id")]
     assert "features differ" in report.rejected[0].reason and "predicted_value" in report.rejected[1].reason
-    stored = store.read_window("roas_predictor", DAY, NEXT_DAY, labelled_only=False).set_index("prediction_id")
+    stored = store.read_window(
+        "roas_predictor", DAY, NEXT_DAY, labelled_only=False, with_ids=True).set_index("prediction_id")
     assert stored.at["p7", "spend"] == frame.at[7, "spend"]  # nothing overwritten
     with pytest.raises(ConflictError, match="prediction_id: 'p9' already registered with a different payload"):
         store.register_prediction("roas_predictor", 99.0, {}, prediction_id="p9", model_version="v1")
@@ -98,22 +103,24 @@ def test_bulk_ingest_is_idempotent_and_rejects_changed_payloads(store):
 def test_orphan_late_and_corrected_outcomes(store):
     assert store.record_outcome("early-bird", 1.5) == "recorded"  # the prediction is not there yet
     assert store.count_orphan_outcomes() == 1
-    assert store.read_window("roas_predictor", DAY, NEXT_DAY).empty
+    assert store.read_window("roas_predictor", DAY, NEXT_DAY, with_ids=True).empty
     store.register_prediction("roas_predictor", 1.0, {"spend": 3.0}, prediction_id="early-bird", served_at=DAY)
     assert store.count_orphan_outcomes() == 0
-    assert store.read_window("roas_predictor", DAY, NEXT_DAY)["actual_value"].tolist() == [1.5]
+    assert store.read_window("roas_predictor", DAY, NEXT_DAY, with_ids=True)["actual_value"].tolist() == [1.5]
 
     store.register_prediction("roas_predictor", 2.0, {"spend": 4.0}, prediction_id="late", served_at=DAY)
-    labelled = store.read_window("roas_predictor", DAY, NEXT_DAY)
+    labelled = store.read_window("roas_predictor", DAY, NEXT_DAY, with_ids=True)
     assert labelled["prediction_id"].tolist() == ["early-bird"]
     assert store.record_outcome("late", 2.2, observed_at=DAY + timedelta(days=9)) == "recorded"
-    assert set(store.read_window("roas_predictor", DAY, NEXT_DAY)["prediction_id"]) == {"early-bird", "late"}
+    assert set(store.read_window(
+        "roas_predictor", DAY, NEXT_DAY, with_ids=True)["prediction_id"]) == {"early-bird", "late"}
 
     assert store.record_outcome("late", 2.2) == "unchanged"
     assert store.record_outcome("late", 2.6) == "corrected"
     history = store.outcome_history_of("late")
     assert [(h["actual_value"], h["revision"]) for h in history] == [(2.2, 1)]
-    assert store.read_window("roas_predictor", DAY, NEXT_DAY).set_index("prediction_id").at["late", "actual_value"] \
+    assert store.read_window(
+        "roas_predictor", DAY, NEXT_DAY, with_ids=True).set_index("prediction_id").at["late", "actual_value"] \
         == 2.6
 
 
@@ -137,14 +144,14 @@ def test_window_reads_are_half_open_and_filter_versions(store):
     store.register_prediction("ctr_predictor", 1.0, {"x": 1.0}, prediction_id="other-model", served_at=DAY)
     for pid in ("at-start", "at-end", "other-model"):
         store.record_outcome(pid, 1.0)
-    assert store.read_window("roas_predictor", DAY, NEXT_DAY)["prediction_id"].tolist() == ["at-start"]
-    assert store.read_window("roas_predictor", DAY, NEXT_DAY + timedelta(seconds=1), version="v2")[
+    assert store.read_window("roas_predictor", DAY, NEXT_DAY, with_ids=True)["prediction_id"].tolist() == ["at-start"]
+    assert store.read_window("roas_predictor", DAY, NEXT_DAY + timedelta(seconds=1), version="v2", with_ids=True)[
         "prediction_id"].tolist() == ["at-end"]
     assert store.count_predictions("roas_predictor", DAY, NEXT_DAY, version=DEFAULT_VERSION) == 1
     with pytest.raises(ValueError, match=r"window_end: .* is not after window_start"):
-        store.read_window("roas_predictor", NEXT_DAY, DAY)
+        store.read_window("roas_predictor", NEXT_DAY, DAY, with_ids=True)
     with pytest.raises(ValueError, match="window_start: must be a timezone-aware datetime"):
-        store.read_window("roas_predictor", datetime(2026, 11, 1), NEXT_DAY)
+        store.read_window("roas_predictor", datetime(2026, 11, 1), NEXT_DAY, with_ids=True)
 
 
 def test_new_feature_keys_extend_the_registry(store):
@@ -152,7 +159,8 @@ def test_new_feature_keys_extend_the_registry(store):
     store.register_predictions(pd.DataFrame({"prediction_id": ["new"], "model": "roas_predictor",
                                              "predicted_value": [2.0], "served_at": [DAY], "spend": [2.0],
                                              "cpm": [7.5], "hook": ["question"]}))
-    window = store.read_window("roas_predictor", DAY, NEXT_DAY, labelled_only=False).set_index("prediction_id")
+    window = store.read_window(
+        "roas_predictor", DAY, NEXT_DAY, labelled_only=False, with_ids=True).set_index("prediction_id")
     assert window.at["new", "cpm"] == 7.5 and np.isnan(window.at["old", "cpm"])
     assert window.at["new", "hook"] == "question" and pd.isna(window.at["old", "hook"])
 
@@ -180,7 +188,7 @@ def test_hostile_feature_key_is_data(store):
     store.register_predictions(pd.DataFrame({"prediction_id": ["h2"], "model": ["roas_predictor"],
                                              "predicted_value": [2.0], "served_at": [DAY], hostile: [4.0]}))
     store.record_outcomes([{"prediction_id": "h1", "actual_value": 1.0}, {"prediction_id": "h2", "actual_value": 2.0}])
-    window = store.read_window("roas_predictor", DAY, NEXT_DAY)
+    window = store.read_window("roas_predictor", DAY, NEXT_DAY, with_ids=True)
     assert window[hostile].tolist() == [3.0, 4.0]
     assert window["label'--"].tolist()[0] == "a'b"
     assert _count(store, "predictions") == 2

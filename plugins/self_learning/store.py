@@ -26,6 +26,7 @@ import dataclasses
 import io
 import json
 import math
+import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -43,6 +44,7 @@ from .domain import DEFAULT_MODELS, ModelSpec, Result, TaskKind, model_name, to_
 DEFAULT_VERSION = "unversioned"
 ALL_VERSIONS = "*"  # model_version of results computed over every version of a model
 MAX_FEATURES = 500
+ANALYZE_AFTER_ROWS = 50_000
 MAX_KEY_LENGTH = 256
 MAX_TEXT_LENGTH = 1024
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -69,8 +71,9 @@ model_features = sa.Table(
 )
 predictions = sa.Table(
     "predictions", metadata,
-    sa.Column("prediction_id", sa.String(128), primary_key=True), sa.Column("model", sa.String(128)),
-    sa.Column("model_version", sa.String(128)), sa.Column("predicted_value", sa.Float(53)),
+    sa.Column("prediction_id", sa.String(128), primary_key=True), sa.Column("row_id", sa.BigInteger),
+    sa.Column("model", sa.String(128)), sa.Column("model_version", sa.String(128)),
+    sa.Column("predicted_value", sa.Float(53)),
     sa.Column("predicted_label", sa.Integer), sa.Column("num_features", _FLOAT_ARRAY),
     sa.Column("cat_features", _JSON), sa.Column("unit_id", sa.String(256)), sa.Column("served_at", _TS),
     sa.Column("ingested_at", _TS),
@@ -351,7 +354,15 @@ class FeedbackStore:
             for key in totals:
                 totals[key] += getattr(report, key)
             rejected.extend(report.rejected)
+        self._refresh_statistics("predictions", totals["inserted"])
         return IngestReport(**totals, rejected=rejected)
+
+    def _refresh_statistics(self, table: str, inserted: int) -> None:
+        """After a large bulk load, refresh planner statistics now rather than when autovacuum
+        gets to it: with stale counts the next window read plans a nested loop over a million rows."""
+        if self.is_postgres and inserted >= ANALYZE_AFTER_ROWS:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(f"ANALYZE {table}")
 
     def _register_batch(self, frame: pd.DataFrame, offset: int, quarantine: bool):
         meta, features, errors = _validate_predictions(frame, offset)
@@ -496,6 +507,7 @@ class FeedbackStore:
             for key, value in counts.items():
                 totals[key] += value
             rejected.extend(errors)
+        self._refresh_statistics("outcomes", totals["inserted"])
         return IngestReport(**totals, rejected=rejected)
 
     def _write_outcomes(self, conn, clean: pd.DataFrame) -> dict[str, int]:
@@ -565,62 +577,87 @@ class FeedbackStore:
         return conditions
 
     def read_window(self, model: str, start: datetime, end: datetime, *, version: str | None = None,
-                    labelled_only: bool = True) -> pd.DataFrame:
-        """Predictions served in [start, end) with outcome, error (predicted - actual) and one typed
-        column per feature (float64 for numeric, object for categorical), oldest first."""
+                    labelled_only: bool = True, with_ids: bool = False) -> pd.DataFrame:
+        """Predictions served in [start, end), oldest first: model_version, served_at, predicted_value,
+        predicted_label, actual_value, observed_at, error (predicted - actual) and one typed column per
+        feature (float64 numeric, text for categorical). ``with_ids`` adds prediction_id and
+        unit_id (costly at a million rows: every id becomes a Python string)."""
         registry = self.feature_registry(model)
         numeric = sorted((p, k) for k, (kind, p) in registry.items() if kind == "numeric")
         categorical = sorted(k for k, (kind, _) in registry.items() if kind == "categorical")
-        join = predictions.join(outcomes, predictions.c.prediction_id == outcomes.c.prediction_id,
-                                isouter=not labelled_only)
-        p, o = predictions.c, outcomes.c
-        if self.is_postgres:  # timestamps as epoch microseconds: exact and cheap to parse
-            epoch = [sa.func.round(sa.func.date_part("epoch", c) * 1_000_000).cast(sa.BigInteger) for c in
-                     (p.served_at, o.observed_at)]
-            vector = sa.type_coerce(p.num_features, postgresql.ARRAY(sa.Float(53)))
-            columns = [p.prediction_id, p.model_version, epoch[0], p.predicted_value, p.predicted_label, p.unit_id,
-                       o.actual_value, epoch[1], *(vector[position] for position, _ in numeric),
-                       *(p.cat_features[key].as_string() for key in categorical)]
-        else:
-            columns = [p.prediction_id, p.model_version, p.served_at, p.predicted_value, p.predicted_label, p.unit_id,
-                       o.actual_value, o.observed_at, p.num_features, p.cat_features]
-        query = (sa.select(*columns).select_from(join).where(*self._window(model, start, end, version))
-                 .order_by(p.served_at, p.prediction_id))
+        names = [c for c in WINDOW_COLUMNS if with_ids or c not in ("prediction_id", "unit_id")]
+        conditions = self._window(model, start, end, version)
         if self.is_postgres:
-            frame = self._copy_out(query, [k for _, k in numeric], categorical)
+            frame = self._read_postgres(conditions, labelled_only, [k for _, k in numeric], categorical,
+                                        [c for c in names if c in TEXT_COLUMNS])
         else:
+            p, o = predictions.c, outcomes.c
+            join = predictions.join(outcomes, p.prediction_id == o.prediction_id, isouter=not labelled_only)
+            columns = [(o if c in ("actual_value", "observed_at") else p)[c] for c in names]
+            query = sa.select(*columns, p.num_features, p.cat_features).select_from(join).where(*conditions)
             with self.engine.connect() as conn:
-                frame = _decode_sqlite_window(conn.execute(query).all(), numeric, categorical)
-        frame["predicted_label"] = frame["predicted_label"].astype("Int64")
-        frame.insert(WINDOW_COLUMNS.index("observed_at") + 1, "error", frame["predicted_value"] - frame["actual_value"])
+                frame = _decode_sqlite_window(conn.execute(query).all(), names, numeric, categorical)
+        frame = frame[[*names, *(k for _, k in numeric), *categorical]]
+        frame.insert(names.index("observed_at") + 1, "error", frame["predicted_value"] - frame["actual_value"])
         return frame
 
-    def _copy_out(self, query, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
-        """Run ``query`` through COPY TO STDOUT and parse the CSV with pandas' C parser.
+    def _read_postgres(self, conditions, labelled_only: bool, numeric: list[str], categorical: list[str],
+                       text_columns: list[str]) -> pd.DataFrame:
+        """Two COPYs of the same rows in one snapshot, matched on ``row_id``.
 
-        psycopg 3 hands COPY output to Python one row at a time (~8 us a row); psycopg2's
-        ``copy_expert`` drains it in C, so reads use a short-lived psycopg2 connection.
-        Parameters are bound client-side by psycopg2 (``mogrify``), never pasted as text.
+        Numbers travel as fixed-width binary rows (timestamps, values, the feature vector padded
+        to the registry's width) that numpy reads without parsing; only the text columns
+        (version, categories, ids) go through the CSV parser. psycopg 3 hands COPY output to
+        Python one row at a time (~8 us a row), psycopg2's ``copy_expert`` drains it in C, so
+        reads use short-lived psycopg2 connections, one per stream, running concurrently.
+        Values are bound client-side by psycopg2 (``mogrify``), never pasted as text.
         """
-        import psycopg2  # PostgreSQL only
-
-        compiled = query.compile(dialect=postgresql.psycopg2.dialect(), compile_kwargs={"render_postcompile": True})
-        url = self.engine.url.set(drivername="postgresql")
-        buffer = io.BytesIO()
-        with psycopg2.connect(url.render_as_string(hide_password=False)) as raw, raw.cursor() as cursor:
-            select = cursor.mogrify(compiled.string, compiled.params).decode()
-            cursor.copy_expert(f"COPY ({select}) TO STDOUT (FORMAT csv, NULL '\\N')", buffer)
-        raw.close()
-        buffer.seek(0)
-        names = [*WINDOW_COLUMNS, *numeric, *categorical]
-        dtypes = {"prediction_id": object, "model_version": object, "unit_id": object, "predicted_value": np.float64,
-                  "actual_value": np.float64, **dict.fromkeys(numeric, np.float64),
-                  **dict.fromkeys(categorical, object)}
-        missing = {name: ["\\N", "NaN"] if dtypes.get(name) is np.float64 else ["\\N"] for name in names}
-        frame = pd.read_csv(buffer, header=None, names=names, dtype=dtypes, na_values=missing, keep_default_na=False)
-        for column in ("served_at", "observed_at"):
-            frame[column] = pd.to_datetime(frame[column].astype("Int64"), unit="us", utc=True)
-        return frame
+        dialect = postgresql.psycopg2.dialect()
+        where = sa.and_(*conditions).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        source = "predictions JOIN outcomes" if labelled_only else "predictions LEFT JOIN outcomes"
+        source += " ON outcomes.prediction_id = predictions.prediction_id"
+        width = len(numeric)
+        padded = ("CASE WHEN cardinality(num_features) = %(width)s THEN num_features "
+                  "ELSE num_features || array_fill('NaN'::float8, ARRAY[%(width)s - cardinality(num_features)]) END")
+        vector = (f"CASE WHEN array_position(num_features, NULL) IS NULL THEN {padded} "
+                  f"ELSE array_replace({padded}, NULL, 'NaN') END")
+        fixed = ["predictions.row_id", _EPOCH_US.format("predictions.served_at"),
+                 f"COALESCE({_EPOCH_US.format('outcomes.observed_at')}, {_NO_TIME})", "predicted_value",
+                 "COALESCE(actual_value, 'NaN')", f"COALESCE(predicted_label, {_NO_LABEL})",
+                 *([vector] if width else [])]
+        texts = ["predictions.row_id", *(f"predictions.{c}" for c in text_columns),
+                 *(f"cat_features ->> %(cat_{i})s" for i in range(len(categorical)))]
+        params = dict(where.params, width=width, **{f"cat_{i}": key for i, key in enumerate(categorical)})
+        statements = [
+            (f"SELECT {', '.join(columns)} FROM {source} WHERE {where.string}", fmt, io.BytesIO())
+            for columns, fmt in ((fixed, "binary"), (texts, "csv, NULL '\\N'"))
+        ]
+        _parallel_copy_out(self.engine.url, statements, params)
+        (_, _, binary), (_, _, csv) = statements
+        numbers = _decode_fixed_rows(binary.getbuffer(), width)
+        csv.seek(0)
+        text = pd.read_csv(csv, header=None, names=["row_id", *text_columns, *categorical], na_values=["\\N"],
+                           keep_default_na=False,
+                           dtype={"row_id": np.int64} | dict.fromkeys([*text_columns, *categorical], str))
+        text_keys, number_keys = text["row_id"].to_numpy(), numbers["key"].astype(np.int64)
+        text_order, number_order = np.argsort(text_keys), np.argsort(number_keys)  # row_id is unique
+        if not np.array_equal(text_keys[text_order], number_keys[number_order]):
+            raise RuntimeError("window read: the two COPY streams returned different rows")
+        by_time = np.argsort(numbers["served"].astype(np.int64)[number_order], kind="stable")  # oldest first
+        take_numbers, take_text = number_order[by_time], text_order[by_time]
+        frame = text.drop(columns="row_id").take(take_text).reset_index(drop=True)
+        for column, field in (("served_at", "served"), ("observed_at", "observed")):
+            # numpy's NaT is the int64 minimum, the sentinel for a missing observed_at
+            stamps = numbers[field][take_numbers].astype(np.int64).view("datetime64[us]")
+            frame[column] = pd.Series(stamps).dt.tz_localize("UTC")
+        for column in ("predicted_value", "actual_value"):
+            frame[column] = numbers[column][take_numbers].astype(np.float64)
+        labels = pd.Series(numbers["label"][take_numbers].astype(np.int64))
+        frame["predicted_label"] = labels.where(labels != _NO_LABEL).astype("Int64")
+        if not width:
+            return frame
+        values = np.ascontiguousarray(numbers["elements"]["value"][take_numbers], dtype=np.float64)
+        return pd.concat([frame, pd.DataFrame(values, columns=numeric)], axis=1)
 
     # -- results -------------------------------------------------------------------------------
 
@@ -658,18 +695,88 @@ def _copy(conn, statement: str, chunks: Iterable[bytes]) -> None:
             copy.write(chunk)
 
 
-def _decode_sqlite_window(rows, numeric, categorical) -> pd.DataFrame:
-    frame = pd.DataFrame([r[:8] for r in rows], columns=list(WINDOW_COLUMNS))
-    frame = frame.astype({"predicted_value": np.float64, "actual_value": np.float64})
+_EPOCH_US = "round(date_part('epoch', {}) * 1000000)::bigint"
+_NO_TIME = -(2**63)  # sentinels keep every binary row the same width
+_NO_LABEL = -(2**31)
+TEXT_COLUMNS = ("prediction_id", "model_version", "unit_id")
+
+
+def _parallel_copy_out(url: sa.URL, statements: list[tuple[str, str, io.BytesIO]], params: dict) -> None:
+    """Run each ``COPY (select) TO STDOUT`` on its own psycopg2 connection, concurrently, all in
+    one exported REPEATABLE READ snapshot, so they see exactly the same rows."""
+    import psycopg2  # PostgreSQL only
+
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    connections = [psycopg2.connect(dsn) for _ in statements]
+    errors: list[BaseException] = []
+    try:
+        cursors = []
+        snapshot = None
+        for connection in connections:
+            connection.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            cursor = connection.cursor()
+            if snapshot is None:
+                cursor.execute("SELECT pg_export_snapshot()")
+                snapshot = cursor.fetchone()[0]
+            else:
+                cursor.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+            cursors.append(cursor)
+
+        def run(cursor, select, fmt, buffer):
+            try:
+                cursor.copy_expert(f"COPY ({cursor.mogrify(select, params).decode()}) TO STDOUT (FORMAT {fmt})",
+                                   buffer)
+            except BaseException as error:  # re-raised in the caller's thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=run, args=(c, *s)) for c, s in zip(cursors, statements, strict=True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for connection in connections:
+            connection.close()
+    if errors:
+        raise errors[0]
+
+
+def _decode_fixed_rows(data: memoryview, width: int) -> np.ndarray:
+    """Rows of a binary COPY whose fields all have a fixed width, as a numpy record array."""
+    fields = [("key", ">i8"), ("served", ">i8"), ("observed", ">i8"), ("predicted_value", ">f8"),
+              ("actual_value", ">f8"), ("label", ">i4")]
+    layout = [("count", ">i2")]
+    for name, dtype in fields:
+        layout += [(f"{name}_length", ">i4"), (name, dtype)]
+    if width:
+        layout += [("vector_length", ">i4"), ("header", ">i4", (5,)),
+                   ("elements", [("length", ">i4"), ("value", ">f8")], (width,))]
+    row = np.dtype(layout)
+    header = len(pgcopy.HEADER)
+    body = len(data) - header - len(pgcopy.TRAILER)
+    if body % row.itemsize or bytes(data[:header]) != pgcopy.HEADER:
+        raise RuntimeError("window read: unexpected binary COPY layout")
+    rows = np.frombuffer(data, dtype=row, count=body // row.itemsize, offset=header)
+    if len(rows) and ((rows["count"] != len(fields) + bool(width)).any()
+                      or (width and (rows["elements"]["length"] != 8).any())):
+        raise RuntimeError("window read: a binary COPY row has NULLs or another width")
+    return rows
+
+
+def _decode_sqlite_window(rows, columns: list[str], numeric, categorical) -> pd.DataFrame:
+    width = len(columns)
+    frame = pd.DataFrame([r[:width] for r in rows], columns=columns)
+    frame = frame.astype({"predicted_value": np.float64, "actual_value": np.float64, "model_version": str})
     for column in ("served_at", "observed_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
-    vectors = [r[8] or [] for r in rows]
+    vectors = [r[width] or [] for r in rows]
     for position, key in numeric:
         frame[key] = np.array([v[position - 1] if position <= len(v) and v[position - 1] is not None else np.nan
                                for v in vectors], dtype=np.float64)
     for key in categorical:
-        frame[key] = pd.Series([(r[9] or {}).get(key) for r in rows], dtype=object)
-    return frame
+        frame[key] = pd.Series([(r[width + 1] or {}).get(key) for r in rows], dtype=str)
+    frame["predicted_label"] = frame["predicted_label"].astype("Int64")
+    return frame.sort_values("served_at", kind="stable", ignore_index=True)
 
 
 def _sqlite_connect(dbapi_connection, _record) -> None:

@@ -41,6 +41,7 @@ def _window_result(name: str, *key: sa.Column, columns: tuple = ()) -> None:
 
 
 def upgrade() -> None:
+    postgres = op.get_bind().dialect.name == "postgresql"
     op.create_table(
         "models",
         sa.Column("name", sa.String(128), primary_key=True),
@@ -65,6 +66,8 @@ def upgrade() -> None:
     op.create_table(
         "predictions",
         sa.Column("prediction_id", sa.String(128), primary_key=True),
+        # A cheap row key for reads that fetch one window in two streams (PostgreSQL only).
+        sa.Column("row_id", sa.BigInteger, *([sa.Identity(cache=1000)] if postgres else [])),
         sa.Column("model", sa.String(128), nullable=False),
         sa.Column("model_version", sa.String(128), nullable=False),
         sa.Column("predicted_value", sa.Float(53), nullable=False),
