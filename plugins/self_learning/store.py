@@ -893,13 +893,15 @@ def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFram
         reject(~np.isfinite(values), "predicted_value", lambda i: f"must be finite, got {values.iat[i]}")
     label = frame["predicted_label"] if "predicted_label" in frame.columns else pd.Series([None] * n, index=frame.index)
     label_numbers = pd.to_numeric(label, errors="coerce").astype(np.float64)
-    integral = label_numbers.map(lambda v: bool(np.isfinite(v)) and float(v).is_integer())
+    integral = np.isfinite(label_numbers) & (label_numbers == np.floor(label_numbers))
     reject(label.notna() & ~integral, "predicted_label",
            lambda i: f"must be an integer class label, got {label.iat[i]!r}")
     meta["predicted_label"] = label_numbers.where(integral).astype("Int64")
     unit = frame["unit_id"] if "unit_id" in frame.columns else pd.Series([None] * n, index=frame.index)
     meta["unit_id"] = unit.astype(object).where(unit.isna(), unit.astype(str)).where(unit.notna(), None)
-    reject(unit.notna() & ~_is_short_text(meta["unit_id"], 256), "unit_id", "longer than 256 characters")
+    present_units = meta["unit_id"].dropna()
+    reject((~_is_short_text(present_units, 256)).reindex(frame.index, fill_value=False), "unit_id",
+           "longer than 256 characters")
     served = frame["served_at"] if "served_at" in frame.columns else pd.Series([None] * n, index=frame.index)
     parsed = pd.to_datetime(served, utc=True, errors="coerce", format="mixed").astype("datetime64[us, UTC]")
     meta["served_at"] = parsed
@@ -926,8 +928,8 @@ def _valid_model(name) -> bool:
 
 def _is_short_text(values: pd.Series, limit: int) -> pd.Series:
     """Row mask: a non-empty string of at most ``limit`` characters (vectorised when all are text)."""
-    if pd.api.types.infer_dtype(values, skipna=False) == "string":
-        lengths = values.astype(str).str.len()
+    if pd.api.types.is_string_dtype(values.dtype) and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        lengths = values.str.len()
         return (lengths > 0) & (lengths <= limit)
     return values.map(lambda v: _text_problem(v, limit) is None).astype(bool)
 
@@ -979,6 +981,8 @@ def _infer_feature_kind(column: pd.Series) -> str:
     if pd.api.types.is_numeric_dtype(column.dtype):
         return "numeric"
     present = column.dropna()
+    if pd.api.types.infer_dtype(present, skipna=True) in ("string", "empty"):
+        return "categorical"
     numbers = present.map(lambda v: _scalar_kind(v) == "numeric").sum()
     return "numeric" if numbers * 2 > len(present) else "categorical"
 
