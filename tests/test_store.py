@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -262,3 +262,93 @@ def test_hook_builds_stores_from_airflow_connections(monkeypatch, pg_url, tmp_pa
     monkeypatch.setenv("AIRFLOW_CONN_EMBEDDED", f"sqlite:///{tmp_path / 'embedded.db'}")
     embedded = FeedbackStoreHook("embedded").get_store()
     assert not embedded.is_postgres and embedded.ensure_schema() == "0001"
+
+
+def test_registered_kinds_decide_how_values_are_stored(store):
+    store.register_model(ModelSpec("m1", "regression", {"a": "numeric", "color": "categorical"}))
+    fresh = FeedbackStore(store.engine)  # an empty registry cache, as in a new serving process
+    fresh.register_prediction("m1", 1.0, {"a": 1.0, "color": 7}, prediction_id="k1", served_at=DAY)
+    with pytest.raises(ValueError, match=r"features\.a: must be a number, got 'oops'"):
+        fresh.register_prediction("m1", 1.0, {"a": "oops"}, prediction_id="k2", served_at=DAY)
+    fresh.record_outcome("k1", 1.0)
+    row = fresh.read_window("m1", DAY, NEXT_DAY).iloc[0]
+    assert row["a"] == 1.0 and row["color"] == "7"
+
+
+def test_resending_without_served_at_is_unchanged(store):
+    rows = [{"prediction_id": "p1", "model": "roas_predictor", "predicted_value": 1.0, "spend": 2.0}]
+    assert store.register_predictions(rows).inserted == 1
+    again = store.register_predictions(rows)
+    assert (again.unchanged, again.rejected) == (1, [])
+
+
+def test_repeats_inside_one_batch(store):
+    row = {"prediction_id": "r1", "model": "roas_predictor", "predicted_value": 1.0, "served_at": DAY, "x": 1.0}
+    report = store.register_predictions([row, dict(row), dict(row, predicted_value=2.0)])
+    assert (report.inserted, report.unchanged) == (1, 1)
+    assert [(e.row, e.field) for e in report.rejected] == [(2, "prediction_id")]
+
+
+def test_text_and_numbers_postgres_cannot_hold_are_named(store):
+    for features, field in (({"c": "a\x00b"}, r"features\.c: contains a NUL"),
+                            ({"c": "a\ud800"}, r"features\.c: is not valid Unicode"),
+                            ({"x\x00": 1.0}, "features: feature name .* contains a NUL"),
+                            ({"big": 10**400}, r"features\.big: must be finite")):
+        with pytest.raises(ValueError, match=field):
+            store.register_prediction("roas_predictor", 1.0, features)
+    with pytest.raises(ValueError, match="predicted_label: must be an integer class label within"):
+        store.register_prediction("roas_predictor", 1.0, {}, predicted_label=2**31)
+    with pytest.raises(ValueError, match="predicted_value: must be finite"):
+        store.register_prediction("roas_predictor", 10**400, {})
+    report = store.register_predictions([
+        {"prediction_id": "n1\x00", "model": "roas_predictor", "predicted_value": 1.0},
+        {"prediction_id": "n2", "model": "roas_predictor", "predicted_value": 10**400},
+        {"prediction_id": "n3", "model": "roas_predictor", "predicted_value": 1.0, "predicted_label": -(2**31)},
+        {"prediction_id": "n4", "model": "roas_predictor", "predicted_value": 1.0},
+    ])
+    assert report.inserted == 1
+    assert [(e.row, e.field) for e in report.rejected] == [
+        (0, "prediction_id"), (1, "predicted_value"), (2, "predicted_label")]
+
+
+def test_read_back_is_exact_for_awkward_values(store):
+    late = datetime(2150, 6, 1, 12, 0, 0, 123457, tzinfo=UTC)
+    store.register_prediction("roas_predictor", 1.0, {"c": "\\N", "row_id": "r", "n": 1.5}, prediction_id="a1",
+                              served_at=late, unit_id="\\N", predicted_label=-(2**31) + 1)
+    store.register_prediction("roas_predictor", 2.0, {"c": "", "n": float("nan")}, prediction_id="a2",
+                              served_at=late, unit_id=12)
+    window = store.read_window("roas_predictor", late, late + timedelta(seconds=1), labelled_only=False,
+                               with_ids=True).set_index("prediction_id")
+    assert window.at["a1", "c"] == "\\N" and window.at["a1", "unit_id"] == "\\N" and window.at["a1", "row_id"] == "r"
+    assert window.at["a2", "c"] == "" and pd.isna(window.at["a2", "row_id"]) and window.at["a2", "unit_id"] == "12"
+    assert window.at["a1", "predicted_label"] == -(2**31) + 1
+    assert (window["served_at"] == pd.Timestamp(late)).all()
+    assert window.at["a1", "n"] == 1.5 and np.isnan(window.at["a2", "n"])
+
+
+def test_bulk_integer_unit_ids_keep_their_text(store):
+    frame = pd.DataFrame({"prediction_id": ["u1", "u2"], "model": "roas_predictor", "predicted_value": [1.0, 2.0],
+                          "served_at": [DAY, DAY], "unit_id": [123, None]})
+    store.register_predictions(frame)
+    store.register_prediction("roas_predictor", 1.0, {}, prediction_id="u1", unit_id=123, served_at=DAY)  # same
+    window = store.read_window("roas_predictor", DAY, NEXT_DAY, labelled_only=False, with_ids=True)
+    assert window.set_index("prediction_id").at["u1", "unit_id"] == "123"
+
+
+def test_result_windows_are_instants_not_wall_clocks(store):
+    plus_one = timezone(timedelta(hours=1))
+    key = {"model": "roas_predictor", "model_version": ALL_VERSIONS, "kind": "daily"}
+    store.save_result("error_analyses", **key, window_start=DAY, window_end=NEXT_DAY, result={"v": 1})
+    store.save_result("error_analyses", **key, window_start=DAY.astimezone(plus_one),
+                      window_end=NEXT_DAY.astimezone(plus_one), result={"v": 2})
+    rows = store.read_results("error_analyses")
+    assert [r["result"] for r in rows] == [{"v": 2}]
+
+
+def test_hook_keeps_libpq_options(monkeypatch, pg_url):
+    from self_learning.hooks import FeedbackStoreHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_DB", pg_url + "?sslmode=disable&application_name=self-learning")
+    store = FeedbackStoreHook().get_store()
+    assert store.engine.url.query == {"sslmode": "disable", "application_name": "self-learning"}
+    assert store.ensure_schema() == "0001"

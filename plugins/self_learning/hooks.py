@@ -6,6 +6,12 @@ from airflow.providers.postgres.hooks.postgres import PostgresHook
 
 from .store import FeedbackStore
 
+LIBPQ_OPTIONS = {
+    "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslcrl", "connect_timeout", "options",
+    "application_name", "target_session_attrs", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "gssencmode", "channel_binding",
+}
+
 
 class FeedbackStoreHook(PostgresHook):
     """A ``PostgresHook`` on the ``feedback_db`` connection that hands out a ``FeedbackStore``.
@@ -27,4 +33,7 @@ class FeedbackStoreHook(PostgresHook):
             if not path:
                 raise ValueError(f"{self.postgres_conn_id}: a sqlite connection needs the database path as host")
             return FeedbackStore.from_url(f"sqlite:///{path}")
-        return FeedbackStore.from_url(self.sqlalchemy_url)
+        url = self.sqlalchemy_url
+        # PostgresHook keeps only extra["sqlalchemy_query"]; libpq options such as sslmode matter too.
+        options = {k: str(v) for k, v in connection.extra_dejson.items() if k in LIBPQ_OPTIONS}
+        return FeedbackStore.from_url(url.update_query_dict(options) if options else url)

@@ -29,6 +29,7 @@ import math
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -307,9 +308,11 @@ class FeedbackStore:
         with self.engine.begin() as conn:
             if model not in self._known_models and model not in self._models_known(conn):
                 raise ValueError(f"model: {model!r} is not registered (register_model first)")
-            kinds = {key: self._registry_cache.get(model, {}).get(key, (_scalar_kind(value), 0))[0]
-                     for key, value in features.items() if not _is_missing(value)}
-            registry = self._register_features(conn, model, kinds)
+            known = self._registry_cache.get(model) or self._feature_registry(conn, model)
+            present = {key: value for key, value in features.items() if not _is_missing(value)}
+            registry = self._register_features(conn, model, {
+                key: known[key][0] if key in known else _scalar_kind(value) for key, value in present.items()})
+            kinds = {key: registry[key][0] for key in present}  # a key's registered kind wins
             vector = np.full(max((p for k, p in registry.values() if k == "numeric"), default=0), np.nan)
             categories = {}
             for key, kind in kinds.items():
@@ -348,12 +351,19 @@ class FeedbackStore:
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
         totals = {"received": 0, "inserted": 0, "unchanged": 0, "corrected": 0}
         rejected: list[RowError] = []
-        for start in range(0, len(frame), batch_size):
-            report = self._register_batch(frame.iloc[start:start + batch_size].reset_index(drop=True), start,
-                                          quarantine)
-            for key in totals:
-                totals[key] += getattr(report, key)
-            rejected.extend(report.rejected)
+        batches = [(frame.iloc[start:start + batch_size].reset_index(drop=True), start)
+                   for start in range(0, len(frame), batch_size)]
+        # The next batch is validated while this one is written (the GIL is free during COPY waits).
+        with ThreadPoolExecutor(max_workers=1) as validator:
+            upcoming = [validator.submit(_validate_predictions, *batch) for batch in batches[:1]]
+            for number, (batch, start) in enumerate(batches):
+                validated = upcoming.pop().result()
+                if number + 1 < len(batches):
+                    upcoming.append(validator.submit(_validate_predictions, *batches[number + 1]))
+                report = self._register_batch(batch, start, quarantine, validated)
+                for key in totals:
+                    totals[key] += getattr(report, key)
+                rejected.extend(report.rejected)
         self._refresh_statistics("predictions", totals["inserted"])
         return IngestReport(**totals, rejected=rejected)
 
@@ -364,8 +374,8 @@ class FeedbackStore:
             with self.engine.begin() as conn:
                 conn.exec_driver_sql(f"ANALYZE {table}")
 
-    def _register_batch(self, frame: pd.DataFrame, offset: int, quarantine: bool):
-        meta, features, errors = _validate_predictions(frame, offset)
+    def _register_batch(self, frame: pd.DataFrame, offset: int, quarantine: bool, validated):
+        meta, features, errors = validated
         with self.engine.begin() as conn:
             known = {name for (name,) in conn.execute(sa.select(models.c.name))}
             unknown = ~meta["model"].isin(known) & meta["_ok"]
@@ -374,8 +384,8 @@ class FeedbackStore:
                                        f"{meta.at[i, 'model']!r} is not registered (register_model first)"))
             meta.loc[unknown, "_ok"] = False
             if pd.isna(meta["served_at"]).any():
-                meta["served_at"] = meta["served_at"].fillna(_database_now(conn))
-            inserted = unchanged = 0
+                meta["served_at"] = meta["served_at"].fillna(_database_now(conn))  # _served_given keeps which
+            inserted, unchanged = 0, int(meta["_repeat"].sum())
             for model, group in meta[meta["_ok"]].groupby("model", sort=False):
                 rows, row_errors = self._encode_group(conn, model, group, features.loc[group.index], offset)
                 errors.extend(row_errors)
@@ -413,7 +423,7 @@ class FeedbackStore:
                 matrix[:, registry[key][1] - 1] = values.loc[keep].to_numpy()
             else:
                 categorical[key] = values.loc[keep].reset_index(drop=True)
-        rows = meta.loc[keep, list(RESERVED)].reset_index()
+        rows = meta.loc[keep, [*RESERVED, "_served_given"]].reset_index()
         rows["cat_json"] = pgcopy.json_objects(pd.DataFrame(categorical, index=rows.index))
         return (rows, matrix), errors
 
@@ -617,7 +627,9 @@ class FeedbackStore:
         source = "predictions JOIN outcomes" if labelled_only else "predictions LEFT JOIN outcomes"
         source += " ON outcomes.prediction_id = predictions.prediction_id"
         width = len(numeric)
+        # Pad older, shorter vectors; cut a vector that grew after the registry was read.
         padded = ("CASE WHEN cardinality(num_features) = %(width)s THEN num_features "
+                  "WHEN cardinality(num_features) > %(width)s THEN num_features[1:%(width)s] "
                   "ELSE num_features || array_fill('NaN'::float8, ARRAY[%(width)s - cardinality(num_features)]) END")
         vector = (f"CASE WHEN array_position(num_features, NULL) IS NULL THEN {padded} "
                   f"ELSE array_replace({padded}, NULL, 'NaN') END")
@@ -625,27 +637,34 @@ class FeedbackStore:
                  f"COALESCE({_EPOCH_US.format('outcomes.observed_at')}, {_NO_TIME})", "predicted_value",
                  "COALESCE(actual_value, 'NaN')", f"COALESCE(predicted_label, {_NO_LABEL})",
                  *([vector] if width else [])]
-        texts = ["predictions.row_id", *(f"predictions.{c}" for c in text_columns),
-                 *(f"cat_features ->> %(cat_{i})s" for i in range(len(categorical)))]
+        # Every text value comes with an is-null flag: no NULL marker can be told apart from data.
+        nullable = [f"predictions.{c}" for c in text_columns] + [
+            f"(cat_features ->> %(cat_{i})s)" for i in range(len(categorical))]
+        texts = ["predictions.row_id", *(part for value in nullable
+                                         for part in (f"COALESCE({value}, '')", f"{value} IS NULL"))]
         params = dict(where.params, width=width, **{f"cat_{i}": key for i, key in enumerate(categorical)})
         statements = [
             (f"SELECT {', '.join(columns)} FROM {source} WHERE {where.string}", fmt, io.BytesIO())
-            for columns, fmt in ((fixed, "binary"), (texts, "csv, NULL '\\N'"))
+            for columns, fmt in ((fixed, "binary"), (texts, "csv"))
         ]
         _parallel_copy_out(self.engine.url, statements, params)
         (_, _, binary), (_, _, csv) = statements
         numbers = _decode_fixed_rows(binary.getbuffer(), width)
         csv.seek(0)
-        text = pd.read_csv(csv, header=None, names=["row_id", *text_columns, *categorical], na_values=["\\N"],
-                           keep_default_na=False,
-                           dtype={"row_id": np.int64} | dict.fromkeys([*text_columns, *categorical], str))
-        text_keys, number_keys = text["row_id"].to_numpy(), numbers["key"].astype(np.int64)
+        width_text = 1 + 2 * (len(text_columns) + len(categorical))
+        raw = pd.read_csv(csv, header=None, dtype=str, na_filter=False) if csv.getbuffer().nbytes else \
+            pd.DataFrame({i: pd.Series(dtype=str) for i in range(width_text)})
+        text = pd.DataFrame({"__row_id__": raw[0].astype(np.int64)})
+        for position, name in enumerate([*text_columns, *categorical]):
+            values, is_null = raw[1 + 2 * position], raw[2 + 2 * position] == "t"
+            text[name] = values.where(~is_null)
+        text_keys, number_keys = text["__row_id__"].to_numpy(dtype=np.int64), numbers["key"].astype(np.int64)
         text_order, number_order = np.argsort(text_keys), np.argsort(number_keys)  # row_id is unique
         if not np.array_equal(text_keys[text_order], number_keys[number_order]):
             raise RuntimeError("window read: the two COPY streams returned different rows")
         by_time = np.argsort(numbers["served"].astype(np.int64)[number_order], kind="stable")  # oldest first
         take_numbers, take_text = number_order[by_time], text_order[by_time]
-        frame = text.drop(columns="row_id").take(take_text).reset_index(drop=True)
+        frame = text.drop(columns="__row_id__").take(take_text).reset_index(drop=True)
         for column, field in (("served_at", "served"), ("observed_at", "observed")):
             # numpy's NaT is the int64 minimum, the sentinel for a missing observed_at
             stamps = numbers[field][take_numbers].astype(np.int64).view("datetime64[us]")
@@ -666,8 +685,9 @@ class FeedbackStore:
         """Upsert one result on its natural key (model, model_version, window, kind[, feature])."""
         target = RESULT_TABLES[table]
         _check_window(window_start, window_end)
-        row = {"model": model_name(model), "model_version": model_version, "window_start": window_start,
-               "window_end": window_end, "kind": kind, "result": to_jsonable(result), **columns}
+        row = {"model": model_name(model), "model_version": model_version,
+               "window_start": _utc(window_start).to_pydatetime(), "window_end": _utc(window_end).to_pydatetime(),
+               "kind": kind, "result": to_jsonable(result), **columns}
         statement = self._insert(target).values(**row)
         keys = [c.name for c in target.primary_key.columns]
         updates = {k: statement.excluded[k] for k in row if k not in keys}
@@ -695,7 +715,7 @@ def _copy(conn, statement: str, chunks: Iterable[bytes]) -> None:
             copy.write(chunk)
 
 
-_EPOCH_US = "round(date_part('epoch', {}) * 1000000)::bigint"
+_EPOCH_US = "(extract(epoch FROM {}) * 1000000)::bigint"  # numeric: exact to the microsecond
 _NO_TIME = -(2**63)  # sentinels keep every binary row the same width
 _NO_LABEL = -(2**31)
 TEXT_COLUMNS = ("prediction_id", "model_version", "unit_id")
@@ -886,25 +906,27 @@ def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFram
         reject(pd.Series(True, index=frame.index), "predicted_value", "is required")
         meta["predicted_value"] = np.nan
     else:
-        values = pd.to_numeric(frame["predicted_value"], errors="coerce").astype(np.float64)
+        values = _to_float(frame["predicted_value"])
         meta["predicted_value"] = values
         reject(values.isna() & frame["predicted_value"].notna(), "predicted_value",
                lambda i: f"must be a number, got {frame['predicted_value'].iat[i]!r}")
         reject(~np.isfinite(values), "predicted_value", lambda i: f"must be finite, got {values.iat[i]}")
     label = frame["predicted_label"] if "predicted_label" in frame.columns else pd.Series([None] * n, index=frame.index)
-    label_numbers = pd.to_numeric(label, errors="coerce").astype(np.float64)
-    integral = np.isfinite(label_numbers) & (label_numbers == np.floor(label_numbers))
+    label_numbers = _to_float(label)
+    integral = (np.isfinite(label_numbers) & (label_numbers == np.floor(label_numbers))
+                & label_numbers.between(*LABEL_RANGE))
     reject(label.notna() & ~integral, "predicted_label",
-           lambda i: f"must be an integer class label, got {label.iat[i]!r}")
+           lambda i: f"must be an integer class label within {LABEL_RANGE}, got {label.iat[i]!r}")
     meta["predicted_label"] = label_numbers.where(integral).astype("Int64")
     unit = frame["unit_id"] if "unit_id" in frame.columns else pd.Series([None] * n, index=frame.index)
-    meta["unit_id"] = unit.astype(object).where(unit.isna(), unit.astype(str)).where(unit.notna(), None)
+    meta["unit_id"] = unit.astype(object).map(_text_value, na_action="ignore").where(unit.notna(), None)
     present_units = meta["unit_id"].dropna()
     reject((~_is_short_text(present_units, 256)).reindex(frame.index, fill_value=False), "unit_id",
            "longer than 256 characters")
     served = frame["served_at"] if "served_at" in frame.columns else pd.Series([None] * n, index=frame.index)
     parsed = pd.to_datetime(served, utc=True, errors="coerce", format="mixed").astype("datetime64[us, UTC]")
     meta["served_at"] = parsed
+    meta["_served_given"] = served.notna()  # a re-send without served_at matches whatever was stored
     reject(parsed.isna() & served.notna(), "served_at", lambda i: f"not a timestamp: {served.iat[i]!r}")
     if features.shape[1] > MAX_FEATURES:
         reject(pd.Series(True, index=frame.index), "features", f"more than {MAX_FEATURES} features")
@@ -912,8 +934,18 @@ def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFram
         problem = _key_problem(key)
         if problem:
             reject(features[key].notna(), "features", problem)
-    duplicated = meta["prediction_id"].duplicated(keep="first") & ok
-    reject(duplicated, "prediction_id", "appears more than once in the batch")
+    # A row repeated within the batch is a re-send (unchanged); the same id with another payload is rejected.
+    repeated = meta["prediction_id"].duplicated(keep=False)
+    meta["_repeat"] = False
+    if repeated.any():
+        rows = frame[repeated].astype(str).assign(_id=meta.loc[repeated, "prediction_id"])
+        payload = pd.util.hash_pandas_object(rows.drop(columns="_id"), index=False)
+        first = payload.groupby(rows["_id"]).transform("first")
+        later = meta["prediction_id"].duplicated(keep="first") & ok
+        identical = later & (payload == first).reindex(frame.index, fill_value=False)
+        meta.loc[identical, "_repeat"] = True
+        ok[identical] = False
+        reject(later & ~identical, "prediction_id", "appears more than once in the batch with different payloads")
     meta["_ok"] = ok
     return meta, features, errors
 
@@ -930,27 +962,56 @@ def _is_short_text(values: pd.Series, limit: int) -> pd.Series:
     """Row mask: a non-empty string of at most ``limit`` characters (vectorised when all are text)."""
     if pd.api.types.is_string_dtype(values.dtype) and pd.api.types.infer_dtype(values, skipna=False) == "string":
         lengths = values.str.len()
-        return (lengths > 0) & (lengths <= limit)
+        ok = (lengths > 0) & (lengths <= limit) & ~values.str.contains("\x00", regex=False)
+        try:
+            "".join(values.dropna()).encode("utf-8")
+            return ok
+        except UnicodeEncodeError:
+            pass  # some value holds a lone surrogate: check one by one
     return values.map(lambda v: _text_problem(v, limit) is None).astype(bool)
+
+
+def _text_value(value) -> str:
+    """Text of an id or label: whole floats (ints that pandas turned into floats) print as ints."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _storable_problem(text: str) -> str | None:
+    """PostgreSQL text holds no NUL character and only valid UTF-8 (no lone surrogates)."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (lone surrogate)"
+    return None
 
 
 def _text_problem(value, limit: int) -> str | None:
     if not isinstance(value, str) or not 0 < len(value) <= limit:
         return f"must be a non-empty string of at most {limit} characters, got {value!r}"
-    return None
+    return _storable_problem(value)
 
 
 def _number_problem(value) -> str | None:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         return f"must be a number, got {value!r}"
-    if not math.isfinite(value):
-        return f"must be finite, got {value}"
-    return None
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        finite = False
+    return None if finite else f"must be finite, got {value}"
+
+
+LABEL_RANGE = (-(2**31) + 1, 2**31 - 1)  # int4, minus the value the window read uses for "no label"
 
 
 def _label_problem(value) -> str | None:
-    if _number_problem(value) or not float(value).is_integer():
-        return f"must be an integer class label, got {value!r}"
+    if _number_problem(value) or not float(value).is_integer() or not LABEL_RANGE[0] <= value <= LABEL_RANGE[1]:
+        return f"must be an integer class label within {LABEL_RANGE}, got {value!r}"
     return None
 
 
@@ -970,7 +1031,8 @@ def _key_problem(key) -> str | None:
         return f"feature name longer than {MAX_KEY_LENGTH} characters: {key[:40]!r}..."
     if key in RESERVED or key in ("actual_value", "observed_at", "error"):
         return f"feature name {key!r} is reserved"
-    return None
+    problem = _storable_problem(key)
+    return f"feature name {key[:40]!r} {problem}" if problem else None
 
 
 def _infer_feature_kind(column: pd.Series) -> str:
@@ -987,6 +1049,23 @@ def _infer_feature_kind(column: pd.Series) -> str:
     return "numeric" if numbers * 2 > len(present) else "categorical"
 
 
+def _to_float(values: pd.Series) -> pd.Series:
+    """pd.to_numeric(errors="coerce") as float64; ints beyond the float range become inf."""
+    try:
+        return pd.to_numeric(values, errors="coerce").astype(np.float64)
+    except OverflowError:
+        return values.map(lambda v: np.nan if _is_missing(v) else _float_or_nan(v)).astype(np.float64)
+
+
+def _float_or_nan(value) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _numeric_feature(column: pd.Series) -> tuple[pd.Series, dict[int, str]]:
     """Float values (missing -> NaN) and, by row, why a value is not a finite number."""
     if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
@@ -997,7 +1076,7 @@ def _numeric_feature(column: pd.Series) -> tuple[pd.Series, dict[int, str]]:
                                and not isinstance(v, (bool, np.bool_)))
         not_number = ~is_number & column.notna()
         problems = {i: f"expected a number, got {column.at[i]!r}" for i in column.index[not_number]}
-        values = pd.to_numeric(column.where(is_number), errors="coerce").astype(np.float64)
+        values = _to_float(column.where(is_number))
     problems |= {i: f"must be finite, got {values.at[i]}" for i in values.index[np.isinf(values.to_numpy())]}
     return values.where(np.isfinite(values)), problems
 
@@ -1029,22 +1108,23 @@ def _category_feature(column: pd.Series) -> tuple[pd.Series, dict[int, str]]:
 def _category_text(value) -> str:
     if isinstance(value, (Mapping, list, tuple, set)):
         raise ValueError(f"nested values are not supported: {value!r}")
-    value = value.item() if isinstance(value, np.generic) else value
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    text = str(value)
+    text = _text_value(value)
     if len(text) > MAX_TEXT_LENGTH:
         raise ValueError(f"text longer than {MAX_TEXT_LENGTH} characters")
+    problem = _storable_problem(text)
+    if problem:
+        raise ValueError(problem)
     return text
 
 
 def _differing_fields(new: pd.Series, new_vector: np.ndarray, stored: Mapping[str, Any]) -> list[str]:
     differing = [f for f in ("model", "model_version", "unit_id") if (new[f] or None) != (stored[f] or None)]
+    served_given = new.get("_served_given", True) if hasattr(new, "get") else True
     if float(new["predicted_value"]) != float(stored["predicted_value"]):
         differing.append("predicted_value")
     if _plain(new["predicted_label"]) != stored["predicted_label"]:
         differing.append("predicted_label")
-    if pd.Timestamp(new["served_at"]) != _utc(stored["served_at"]):
+    if served_given and pd.Timestamp(new["served_at"]) != _utc(stored["served_at"]):
         differing.append("served_at")
     old_vector = np.array([np.nan if v is None else v for v in (stored["num_features"] or [])], dtype=np.float64)
     width = max(old_vector.size, new_vector.size)
@@ -1065,7 +1145,7 @@ def _validate_outcomes(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFrame, 
         errors.append(RowError(offset + int(i), None, "prediction_id",
                                "must be a non-empty string of at most 128 characters"))
     raw = frame["actual_value"] if "actual_value" in frame.columns else pd.Series([None] * n)
-    values = pd.to_numeric(raw, errors="coerce").astype(np.float64)
+    values = _to_float(raw)
     for i in np.flatnonzero((ok & ~np.isfinite(values)).to_numpy()):
         reason = "is required" if raw.iat[i] is None else f"must be a finite number, got {raw.iat[i]!r}"
         errors.append(RowError(offset + int(i), ids.iat[i], "actual_value", reason))
