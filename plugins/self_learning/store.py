@@ -633,15 +633,16 @@ class FeedbackStore:
                   "ELSE num_features || array_fill('NaN'::float8, ARRAY[%(width)s - cardinality(num_features)]) END")
         vector = (f"CASE WHEN array_position(num_features, NULL) IS NULL THEN {padded} "
                   f"ELSE array_replace({padded}, NULL, 'NaN') END")
-        fixed = ["predictions.row_id", _EPOCH_US.format("predictions.served_at"),
-                 f"COALESCE({_EPOCH_US.format('outcomes.observed_at')}, {_NO_TIME})", "predicted_value",
+        # timestamptz travels as its own binary form (microseconds since 2000-01-01); a missing
+        # observed_at as -infinity, whose binary form is numpy's NaT.
+        fixed = ["predictions.row_id", "predictions.served_at", "COALESCE(outcomes.observed_at, '-infinity')",
+                 "predicted_value",
                  "COALESCE(actual_value, 'NaN')", f"COALESCE(predicted_label, {_NO_LABEL})",
                  *([vector] if width else [])]
-        # Every text value comes with an is-null flag: no NULL marker can be told apart from data.
-        nullable = [f"predictions.{c}" for c in text_columns] + [
-            f"(cat_features ->> %(cat_{i})s)" for i in range(len(categorical))]
-        texts = ["predictions.row_id", *(part for value in nullable
-                                         for part in (f"COALESCE({value}, '')", f"{value} IS NULL"))]
+        # Every present text value gets a "=" prefix, so a NULL (an empty field) cannot be confused
+        # with any value, "\\N" and "" included.
+        texts = ["predictions.row_id", *(f"'=' || predictions.{c}" for c in text_columns),
+                 *(f"'=' || (cat_features ->> %(cat_{i})s)" for i in range(len(categorical)))]
         params = dict(where.params, width=width, **{f"cat_{i}": key for i, key in enumerate(categorical)})
         statements = [
             (f"SELECT {', '.join(columns)} FROM {source} WHERE {where.string}", fmt, io.BytesIO())
@@ -651,13 +652,12 @@ class FeedbackStore:
         (_, _, binary), (_, _, csv) = statements
         numbers = _decode_fixed_rows(binary.getbuffer(), width)
         csv.seek(0)
-        width_text = 1 + 2 * (len(text_columns) + len(categorical))
+        width_text = 1 + len(text_columns) + len(categorical)
         raw = pd.read_csv(csv, header=None, dtype=str, na_filter=False) if csv.getbuffer().nbytes else \
             pd.DataFrame({i: pd.Series(dtype=str) for i in range(width_text)})
         text = pd.DataFrame({"__row_id__": raw[0].astype(np.int64)})
-        for position, name in enumerate([*text_columns, *categorical]):
-            values, is_null = raw[1 + 2 * position], raw[2 + 2 * position] == "t"
-            text[name] = values.where(~is_null)
+        for position, name in enumerate([*text_columns, *categorical], start=1):
+            text[name] = raw[position].str.slice(1).where(raw[position] != "")
         text_keys, number_keys = text["__row_id__"].to_numpy(dtype=np.int64), numbers["key"].astype(np.int64)
         text_order, number_order = np.argsort(text_keys), np.argsort(number_keys)  # row_id is unique
         if not np.array_equal(text_keys[text_order], number_keys[number_order]):
@@ -666,8 +666,8 @@ class FeedbackStore:
         take_numbers, take_text = number_order[by_time], text_order[by_time]
         frame = text.drop(columns="__row_id__").take(take_text).reset_index(drop=True)
         for column, field in (("served_at", "served"), ("observed_at", "observed")):
-            # numpy's NaT is the int64 minimum, the sentinel for a missing observed_at
-            stamps = numbers[field][take_numbers].astype(np.int64).view("datetime64[us]")
+            micros = numbers[field][take_numbers].astype(np.int64)
+            stamps = np.where(micros == _NO_TIME, micros, micros + _POSTGRES_EPOCH_US).view("datetime64[us]")
             frame[column] = pd.Series(stamps).dt.tz_localize("UTC")
         for column in ("predicted_value", "actual_value"):
             frame[column] = numbers[column][take_numbers].astype(np.float64)
@@ -715,8 +715,8 @@ def _copy(conn, statement: str, chunks: Iterable[bytes]) -> None:
             copy.write(chunk)
 
 
-_EPOCH_US = "(extract(epoch FROM {}) * 1000000)::bigint"  # numeric: exact to the microsecond
-_NO_TIME = -(2**63)  # sentinels keep every binary row the same width
+_POSTGRES_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970
+_NO_TIME = -(2**63)  # -infinity's binary form, and numpy's NaT; sentinels keep binary rows fixed-width
 _NO_LABEL = -(2**31)
 TEXT_COLUMNS = ("prediction_id", "model_version", "unit_id")
 
