@@ -715,7 +715,7 @@ def _copy(conn, statement: str, chunks: Iterable[bytes]) -> None:
             copy.write(chunk)
 
 
-_POSTGRES_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970
+_POSTGRES_EPOCH_US = int(pgcopy.POSTGRES_EPOCH.astype(np.int64))  # 2000-01-01 in microseconds since 1970
 _NO_TIME = -(2**63)  # -infinity's binary form, and numpy's NaT; sentinels keep binary rows fixed-width
 _NO_LABEL = -(2**31)
 TEXT_COLUMNS = ("prediction_id", "model_version", "unit_id")
