@@ -105,3 +105,11 @@ def test_throwaway_postgres_is_real(postgres, pg_url):
 @pytest.mark.parametrize("module", STATISTICS_MODULES)
 def test_statistics_modules_have_a_docstring(module):
     assert ast.get_docstring(ast.parse((PACKAGE / f"{module}.py").read_text()))
+
+
+def test_airflow_metadata_db_is_isolated(airflow_db):
+    import sqlalchemy as sa
+    from airflow import settings
+
+    assert settings.engine.url.database.startswith(str(airflow_db))
+    assert "dag_run" in sa.inspect(settings.engine).get_table_names()
