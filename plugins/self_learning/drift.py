@@ -34,7 +34,7 @@ from scipy import stats
 from scipy.spatial import distance
 
 from .domain import DriftReport, DriftType, Result, Severity, SeverityLadder, Status, TaskKind
-from .validation import as_float_array, check_alpha, check_same_length, plain
+from .validation import as_float_array, check_alpha, check_same_length, label_text, plain
 
 EFFECT_LADDER = SeverityLadder(low=0.1, medium=0.2, high=0.3, critical=0.5)
 RATE_LADDER = SeverityLadder(low=0.05, medium=0.1, high=0.2, critical=0.4)
@@ -517,15 +517,8 @@ def _labels(values: pd.Series) -> np.ndarray:
     Whole floats print as integers, so code 3 stays "3" when a NaN turns the column float.
     """
     codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
-    texts = np.array([_label(u) for u in uniques] + [None], dtype=object)
+    texts = np.array([label_text(u) for u in uniques] + [None], dtype=object)
     return texts[codes]
-
-
-def _label(value) -> str:
-    value = plain(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _feature_recommendation(status, severity, affected, details) -> str:

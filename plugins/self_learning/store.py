@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from . import pgcopy
 from .domain import DEFAULT_MODELS, ModelSpec, Result, TaskKind, model_name, to_jsonable
+from .validation import label_text
 
 DEFAULT_VERSION = "unversioned"
 ALL_VERSIONS = "*"  # model_version of results computed over every version of a model
@@ -332,7 +333,7 @@ class FeedbackStore:
                 self._insert(predictions).values(**row, num_features=stored_vector, cat_features=categories)
                 .on_conflict_do_nothing().returning(predictions.c.prediction_id)).first()
             if inserted is None:
-                stored = self._stored_predictions(conn, [prediction_id])[prediction_id]
+                stored = self._stored_rows(conn, predictions, [prediction_id])[prediction_id]
                 row.setdefault("served_at", _utc(stored["served_at"]))  # the server chose it before
                 differing = _differing_fields(row | {"cat_json": json.dumps(categories)}, vector, stored)
                 if differing:
@@ -442,7 +443,7 @@ class FeedbackStore:
                 return len(rows), 0, []
             except UniqueViolation:
                 savepoint.rollback()  # some ids exist already: compare first, then insert the rest
-        existing = self._stored_predictions(conn, rows["prediction_id"].tolist())
+        existing = self._stored_rows(conn, predictions, rows["prediction_id"].tolist())
         is_new = ~rows["prediction_id"].isin(existing.keys()).to_numpy()
         conflicts = []
         for i in np.flatnonzero(~is_new):
@@ -476,10 +477,12 @@ class FeedbackStore:
               "model_version, predicted_label, unit_id, cat_features) FROM STDIN (FORMAT binary)",
               pgcopy.encode_rows(fixed, variable))
 
-    def _stored_predictions(self, conn, ids: list[str]) -> dict[str, dict[str, Any]]:
+    @staticmethod
+    def _stored_rows(conn, table: sa.Table, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Stored rows of ``table`` by prediction_id, for the ids that exist."""
         found = {}
         for chunk in _chunks(ids, 10_000):
-            query = sa.select(predictions).where(predictions.c.prediction_id.in_(chunk))
+            query = sa.select(table).where(table.c.prediction_id.in_(chunk))
             found.update({row["prediction_id"]: dict(row) for row in conn.execute(query).mappings()})
         return found
 
@@ -525,10 +528,7 @@ class FeedbackStore:
             return {}
         if clean["observed_at"].isna().any():
             clean["observed_at"] = clean["observed_at"].fillna(_database_now(conn))
-        existing = {}
-        for chunk in _chunks(clean["prediction_id"].tolist(), 10_000):
-            query = sa.select(outcomes).where(outcomes.c.prediction_id.in_(chunk))
-            existing.update({row["prediction_id"]: dict(row) for row in conn.execute(query).mappings()})
+        existing = self._stored_rows(conn, outcomes, clean["prediction_id"].tolist())
         known = clean["prediction_id"].isin(existing.keys())
         new = clean[~known]
         changed = [r for r in clean[known].to_dict("records")
@@ -919,7 +919,7 @@ def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFram
            lambda i: f"must be an integer class label within {LABEL_RANGE}, got {label.iat[i]!r}")
     meta["predicted_label"] = label_numbers.where(integral).astype("Int64")
     unit = frame["unit_id"] if "unit_id" in frame.columns else pd.Series([None] * n, index=frame.index)
-    meta["unit_id"] = unit.astype(object).map(_text_value, na_action="ignore").where(unit.notna(), None)
+    meta["unit_id"] = unit.astype(object).map(label_text, na_action="ignore").where(unit.notna(), None)
     present_units = meta["unit_id"].dropna()
     reject((~_is_short_text(present_units, 256)).reindex(frame.index, fill_value=False), "unit_id",
            "longer than 256 characters")
@@ -969,14 +969,6 @@ def _is_short_text(values: pd.Series, limit: int) -> pd.Series:
         except UnicodeEncodeError:
             pass  # some value holds a lone surrogate: check one by one
     return values.map(lambda v: _text_problem(v, limit) is None).astype(bool)
-
-
-def _text_value(value) -> str:
-    """Text of an id or label: whole floats (ints that pandas turned into floats) print as ints."""
-    value = value.item() if isinstance(value, np.generic) else value
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _storable_problem(text: str) -> str | None:
@@ -1108,7 +1100,7 @@ def _category_feature(column: pd.Series) -> tuple[pd.Series, dict[int, str]]:
 def _category_text(value) -> str:
     if isinstance(value, (Mapping, list, tuple, set)):
         raise ValueError(f"nested values are not supported: {value!r}")
-    text = _text_value(value)
+    text = label_text(value)
     if len(text) > MAX_TEXT_LENGTH:
         raise ValueError(f"text longer than {MAX_TEXT_LENGTH} characters")
     problem = _storable_problem(text)

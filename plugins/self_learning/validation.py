@@ -42,6 +42,15 @@ def plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def label_text(value) -> str:
+    """A category label as text; whole floats print as integers, so code 3 stays "3" when a
+    missing value has made pandas store the column as floats."""
+    value = plain(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def check_same_length(**arrays: np.ndarray) -> int:
     """Raise ``ValueError`` unless all arrays have one length; return it."""
     lengths = {name: len(a) for name, a in arrays.items()}

@@ -22,6 +22,11 @@ def _timestamp(name: str, nullable: bool = False, default: bool = False) -> sa.C
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable, server_default=NOW if default else None)
 
 
+def _surrogate_id() -> sa.Column:
+    # SQLite autoincrements only an INTEGER PRIMARY KEY
+    return sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True)
+
+
 def _window_result(name: str, *key: sa.Column, columns: tuple = ()) -> None:
     """A result table keyed by (model, model_version, window_start, window_end, kind)."""
     op.create_table(
@@ -92,7 +97,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "outcome_history",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        _surrogate_id(),
         sa.Column("prediction_id", sa.String(128), nullable=False, index=True),
         sa.Column("actual_value", sa.Float(53), nullable=False),
         _timestamp("observed_at"),
@@ -106,7 +111,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "outcome_inbox",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        _surrogate_id(),
         sa.Column("prediction_id", sa.String(128), nullable=False),
         sa.Column("actual_value", sa.Float(53), nullable=False),
         _timestamp("observed_at", default=True),
@@ -115,7 +120,7 @@ def upgrade() -> None:
     op.create_index("ix_outcome_inbox_received_at", "outcome_inbox", ["received_at"])
     op.create_table(
         "ingest_rejects",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        _surrogate_id(),
         sa.Column("record_kind", sa.String(32), nullable=False),
         sa.Column("row_number", sa.Integer),
         sa.Column("prediction_id", sa.String(128)),
@@ -139,7 +144,7 @@ def upgrade() -> None:
     _window_result("feature_importance", sa.Column("feature", sa.String(256), nullable=False))
     op.create_table(
         "alerts",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        _surrogate_id(),
         sa.Column("dedupe_key", sa.String(512), nullable=False),
         sa.Column("model", sa.String(128), nullable=False),
         sa.Column("alert_type", sa.String(64), nullable=False),
