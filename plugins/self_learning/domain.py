@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import math
 import re
+import typing
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -138,6 +139,24 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        """Rebuild a result from its ``to_dict()`` form (e.g. stored JSON); other keys are ignored."""
+        hints = typing.get_type_hints(cls)
+        return cls(**{f.name: _from_jsonable(hints[f.name], data[f.name])
+                      for f in dataclasses.fields(cls) if f.name in data})
+
+
+def _from_jsonable(hint, value):
+    if value is None:
+        return None
+    for option in typing.get_args(hint) or (hint,):
+        if isinstance(option, type) and issubclass(option, enum.Enum):
+            return option(value)
+        if option is datetime:
+            return datetime.fromisoformat(value)
+    return tuple(value) if typing.get_origin(hint) is tuple else value
 
 
 @dataclasses.dataclass(frozen=True)

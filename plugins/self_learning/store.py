@@ -23,6 +23,7 @@ Guarantees:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -30,7 +31,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import pgcopy
-from .domain import DEFAULT_MODELS, ModelSpec, Result, TaskKind, model_name, to_jsonable
+from .domain import DEFAULT_MODELS, ModelSpec, Result, Severity, TaskKind, model_name, to_jsonable
 from .validation import label_text
 
 DEFAULT_VERSION = "unversioned"
@@ -95,6 +96,19 @@ outcome_inbox = sa.Table(
     "outcome_inbox", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("prediction_id", sa.String(128)),
     sa.Column("actual_value", sa.Float(53)), sa.Column("observed_at", _TS), sa.Column("received_at", _TS),
+)
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("dedupe_key", sa.String(512)),
+    sa.Column("model", sa.String(128)), sa.Column("alert_type", sa.String(64)), sa.Column("severity", sa.String(16)),
+    sa.Column("status", sa.String(16)), sa.Column("details", _JSON), sa.Column("window_end", _TS),
+    sa.Column("created_at", _TS), sa.Column("updated_at", _TS),
+)
+retrain_requests = sa.Table(
+    "retrain_requests", metadata,
+    sa.Column("request_id", sa.String(256), primary_key=True), sa.Column("model", sa.String(128)),
+    sa.Column("reasons", _JSON), sa.Column("status", sa.String(16)), sa.Column("window_end", _TS),
+    sa.Column("result_version", sa.String(128)), sa.Column("requested_at", _TS), sa.Column("updated_at", _TS),
 )
 ingest_rejects = sa.Table(
     "ingest_rejects", metadata,
@@ -558,6 +572,57 @@ class FeedbackStore:
             )
         return {"inserted": len(new), "corrected": len(changed), "unchanged": int(known.sum()) - len(changed)}
 
+    def enqueue_outcomes(self, rows) -> IngestReport:
+        """Put outcomes in ``outcome_inbox``, the daily DAG's default outcome source (columns
+        prediction_id, actual_value, optional observed_at and received_at). Bad rows are reported."""
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
+        frame = frame.reset_index(drop=True)
+        clean, errors = _validate_outcomes(frame, 0, keep_repeats=True)
+        raw = frame["received_at"] if "received_at" in frame.columns else pd.Series([None] * len(frame))
+        received = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
+        bad = clean.index[(received.isna() & raw.notna()).loc[clean.index].to_numpy()]
+        errors.extend(RowError(int(i), clean.at[i, "prediction_id"], "received_at", f"not a timestamp: {raw.iat[i]!r}")
+                      for i in bad)
+        clean = clean.drop(index=bad)
+        errors.sort(key=lambda e: e.row)
+        with self.engine.begin() as conn:
+            now = _database_now(conn)
+            clean["observed_at"] = clean["observed_at"].fillna(now)
+            clean["received_at"] = received.loc[clean.index].fillna(now)
+            if len(clean):
+                conn.execute(outcome_inbox.insert(), [
+                    {k: _plain(v) for k, v in r.items()}
+                    for r in clean[["prediction_id", "actual_value", "observed_at", "received_at"]].to_dict("records")])
+        return IngestReport(len(frame), len(clean), 0, 0, errors)
+
+    def read_outcome_inbox(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Outcomes received in [start, end), in arrival order (a later row for the same prediction
+        is a correction of an earlier one)."""
+        _check_window(start, end)
+        query = (sa.select(outcome_inbox.c.prediction_id, outcome_inbox.c.actual_value, outcome_inbox.c.observed_at)
+                 .where(outcome_inbox.c.received_at >= _utc(start).to_pydatetime(),
+                        outcome_inbox.c.received_at < _utc(end).to_pydatetime())
+                 .order_by(outcome_inbox.c.received_at, outcome_inbox.c.id))
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).all(), columns=["prediction_id", "actual_value", "observed_at"])
+        frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True)
+        return frame
+
+    def outcome_join_counts(self, prediction_ids: Iterable[str], served_before: datetime) -> dict[str, int]:
+        """How outcomes join: ``matched`` (their prediction is stored), ``orphan`` (not yet) and
+        ``late`` (matched to a prediction served before ``served_before``)."""
+        ids = list(dict.fromkeys(prediction_ids))
+        matched = late = 0
+        cutoff = _utc(served_before).to_pydatetime()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(ids, 10_000):
+                row = conn.execute(sa.select(
+                    sa.func.count(), sa.func.count().filter(predictions.c.served_at < cutoff),
+                ).where(predictions.c.prediction_id.in_(chunk))).one()
+                matched += row[0]
+                late += row[1] or 0
+        return {"matched": matched, "orphan": len(ids) - matched, "late": late}
+
     def outcome_history_of(self, prediction_id: str) -> list[dict[str, Any]]:
         """Earlier values of a corrected outcome, oldest first."""
         query = (sa.select(outcome_history).where(outcome_history.c.prediction_id == prediction_id)
@@ -587,12 +652,13 @@ class FeedbackStore:
         return conditions
 
     def read_window(self, model: str, start: datetime, end: datetime, *, version: str | None = None,
-                    labelled_only: bool = True, with_ids: bool = False) -> pd.DataFrame:
+                    labelled_only: bool = True, with_ids: bool = False, features: bool = True) -> pd.DataFrame:
         """Predictions served in [start, end), oldest first: model_version, served_at, predicted_value,
         predicted_label, actual_value, observed_at, error (predicted - actual) and one typed column per
         feature (float64 numeric, text for categorical). ``with_ids`` adds prediction_id and
-        unit_id (costly at a million rows: every id becomes a Python string)."""
-        registry = self.feature_registry(model)
+        unit_id (costly at a million rows: every id becomes a Python string); ``features=False``
+        leaves the feature columns out (metrics need none)."""
+        registry = self.feature_registry(model) if features else {}
         numeric = sorted((p, k) for k, (kind, p) in registry.items() if kind == "numeric")
         categorical = sorted(k for k, (kind, _) in registry.items() if kind == "categorical")
         names = [c for c in WINDOW_COLUMNS if with_ids or c not in ("prediction_id", "unit_id")]
@@ -696,12 +762,96 @@ class FeedbackStore:
                 index_elements=keys, set_=updates | {"computed_at": sa.func.current_timestamp()}))
 
     def read_results(self, table: str, *, model: str | None = None, kind: str | None = None,
-                     model_version: str | None = None) -> list[dict[str, Any]]:
+                     model_version: str | None = None, window_end: datetime | None = None) -> list[dict[str, Any]]:
+        """Stored results, oldest window first, optionally filtered on parts of the natural key."""
         target = RESULT_TABLES[table]
-        query = sa.select(target).order_by(target.c.window_end, target.c.model, target.c.model_version)
+        query = sa.select(target).order_by(target.c.window_end, target.c.model, target.c.model_version,
+                                           target.c.kind)
+        if window_end is not None:
+            query = query.where(target.c.window_end == _utc(window_end).to_pydatetime())
         for column, value in (("model", model), ("kind", kind), ("model_version", model_version)):
             if value is not None:
                 query = query.where(target.c[column] == value)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    # -- alerts and retrain requests ---------------------------------------------------------
+
+    def raise_alert(self, *, model: str, alert_type: str, severity: Severity | str, cause: str,
+                    details: Mapping[str, Any], window_end: datetime,
+                    cooldown: timedelta = timedelta(0)) -> dict[str, Any]:
+        """Store one finding as an alert, once per (cause, window end): re-running a window
+        updates the same row. The alert is ``suppressed`` when the same cause already alerted at
+        the same or a higher severity within ``cooldown`` before ``window_end``; an acknowledged
+        or resolved alert keeps its status. Returns id, dedupe_key and status."""
+        severity = Severity(severity)
+        if severity is Severity.NONE:
+            raise ValueError("severity: an alert needs a severity above 'none'")
+        if cooldown < timedelta(0):
+            raise ValueError(f"cooldown: must not be negative, got {cooldown}")
+        end = _utc(window_end).to_pydatetime()
+        key = alert_key(model, alert_type, cause)
+        with self.engine.begin() as conn:
+            earlier = conn.execute(sa.select(alerts.c.severity).where(
+                alerts.c.dedupe_key == key, alerts.c.status != "suppressed",
+                alerts.c.window_end >= end - cooldown, alerts.c.window_end < end)).scalars().all()
+            status = "suppressed" if any(Severity(s).rank >= severity.rank for s in earlier) else "open"
+            statement = self._insert(alerts).values(
+                dedupe_key=key, model=model_name(model), alert_type=alert_type, severity=severity.value,
+                status=status, details=to_jsonable(dict(details)), window_end=end)
+            kept = sa.case((alerts.c.status.in_(("open", "suppressed")), statement.excluded.status),
+                           else_=alerts.c.status)
+            row = conn.execute(statement.on_conflict_do_update(
+                index_elements=["dedupe_key", "window_end"],
+                set_={"severity": statement.excluded.severity, "details": statement.excluded.details,
+                      "status": kept, "updated_at": sa.func.current_timestamp()},
+            ).returning(alerts.c.id, alerts.c.status)).one()
+        return {"id": row.id, "dedupe_key": key, "status": row.status, "severity": severity.value}
+
+    def create_alert(self, alert_type: str, model: str, details: Mapping[str, Any], *,
+                     severity: Severity | str = Severity.MEDIUM, cause: str = "manual",
+                     window_end: datetime | None = None) -> int:
+        """An alert raised by hand or by other code (no cooldown); returns its id."""
+        if window_end is None:
+            with self.engine.connect() as conn:
+                window_end = _database_now(conn)
+        return self.raise_alert(model=model, alert_type=alert_type, severity=severity, cause=cause,
+                                details=details, window_end=window_end)["id"]
+
+    def check_alerts(self, *, hours: float = 24, until: datetime | None = None, model: str | None = None,
+                     include_suppressed: bool = False) -> list[dict[str, Any]]:
+        """Alerts whose window ended within ``hours`` before ``until`` (default: the database
+        clock), most severe first."""
+        with self.engine.connect() as conn:
+            end = _utc(until) if until is not None else _database_now(conn)
+            query = sa.select(alerts).where(alerts.c.window_end > (end - pd.Timedelta(hours=hours)).to_pydatetime(),
+                                            alerts.c.window_end <= end.to_pydatetime())
+            if model is not None:
+                query = query.where(alerts.c.model == model)
+            if not include_suppressed:
+                query = query.where(alerts.c.status != "suppressed")
+            rows = [dict(row) for row in conn.execute(query.order_by(alerts.c.window_end, alerts.c.id)).mappings()]
+        return sorted(rows, key=lambda r: -Severity(r["severity"]).rank)
+
+    def request_retrain(self, *, request_id: str, model: str, reasons: list[str], window_end: datetime) -> str:
+        """Record a retrain request once per id (re-runs refresh the reasons, keep the status);
+        returns its status."""
+        statement = self._insert(retrain_requests).values(
+            request_id=request_id, model=model_name(model), reasons=list(reasons), status="requested",
+            window_end=_utc(window_end).to_pydatetime())
+        with self.engine.begin() as conn:
+            return conn.execute(statement.on_conflict_do_update(
+                index_elements=["request_id"],
+                set_={"reasons": statement.excluded.reasons, "updated_at": sa.func.current_timestamp()},
+            ).returning(retrain_requests.c.status)).scalar_one()
+
+    def retrain_request_list(self, *, model: str | None = None, window_end: datetime | None = None
+                             ) -> list[dict[str, Any]]:
+        query = sa.select(retrain_requests).order_by(retrain_requests.c.window_end, retrain_requests.c.model)
+        if model is not None:
+            query = query.where(retrain_requests.c.model == model)
+        if window_end is not None:
+            query = query.where(retrain_requests.c.window_end == _utc(window_end).to_pydatetime())
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
@@ -820,6 +970,14 @@ def _model_row(spec: ModelSpec) -> dict[str, Any]:
 
 def _spec(row) -> ModelSpec:
     return ModelSpec(row["name"], TaskKind(row["task_kind"]), row["feature_schema"] or {}, row["thresholds"] or {})
+
+
+def alert_key(model: str, alert_type: str, cause: str) -> str:
+    """The dedupe key of an alert: the same model, type and cause are the same alert."""
+    key = f"{model_name(model)}|{alert_type}|{cause}"
+    if len(key) > 512:  # keep it readable where possible, unique always
+        key = f"{key[:440]}|sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+    return key
 
 
 def _check_window(start: datetime, end: datetime) -> None:
@@ -1128,7 +1286,11 @@ def _differing_fields(new: pd.Series, new_vector: np.ndarray, stored: Mapping[st
     return differing
 
 
-def _validate_outcomes(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFrame, list[RowError]]:
+def _validate_outcomes(frame: pd.DataFrame, offset: int, *, keep_repeats: bool = False
+                       ) -> tuple[pd.DataFrame, list[RowError]]:
+    """Valid rows (prediction_id, actual_value, observed_at) and the errors of the others.
+    Repeated ids are collapsed (different values are an error) unless ``keep_repeats``, which
+    also keeps the frame's index on the valid rows."""
     errors: list[RowError] = []
     n = len(frame)
     ids = frame["prediction_id"] if "prediction_id" in frame.columns else pd.Series([None] * n)
@@ -1148,6 +1310,9 @@ def _validate_outcomes(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFrame, 
         errors.append(RowError(offset + int(i), ids.iat[i], "observed_at", f"not a timestamp: {observed_raw.iat[i]!r}"))
     ok &= ~(observed.isna() & observed_raw.notna())
     clean = pd.DataFrame({"prediction_id": ids, "actual_value": values, "observed_at": observed})[ok]
+    if keep_repeats:
+        errors.sort(key=lambda e: e.row)
+        return clean, errors
     conflicting = clean.groupby("prediction_id")["actual_value"].transform("nunique") > 1
     for i in clean.index[conflicting & clean["prediction_id"].duplicated(keep="first")]:
         errors.append(RowError(offset + int(i), ids.iat[i], "actual_value",

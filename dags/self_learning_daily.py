@@ -1,0 +1,108 @@
+"""
+### Self-learning loop, daily
+
+For the day that just ended (the run's data interval): pull the outcomes that arrived and join
+them to their predictions, then for every model in parallel: performance per version over the
+current window, feature / prediction / concept drift against the reference window, error
+analysis, alerts (deduplicated with a cooldown) and the retrain decision, which triggers
+`self_learning_retrain` when it says yes. A summary of the run is logged at the end.
+
+Everything is stored in the feedback store (connection `feedback_db`) and upserted on natural
+keys: re-running or backfilling an interval replaces its results. For a manual run, set
+`window_end` to analyse the window ending then.
+
+Outcome source: the store's `outcome_inbox` table, or any SQL query on any Airflow connection
+(Variables `self_learning_outcome_conn_id` and `self_learning_outcome_sql`; the query returns
+`prediction_id, actual_value[, observed_at]` with `:start` and `:end` bound to the interval).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import DAG, Param, task_group
+from airflow.timetables.interval import CronDataIntervalTimetable
+from self_learning.operators import (
+    DB_POOL,
+    AlertOperator,
+    DriftOperator,
+    EnsureSchemaOperator,
+    ErrorAnalysisOperator,
+    PerformanceOperator,
+    PullOutcomesOperator,
+    RetrainDecisionOperator,
+    RetrainTriggerOperator,
+    RunSummaryOperator,
+    SelectModelsOperator,
+)
+
+SEVERITIES = ["low", "medium", "high", "critical"]
+
+with DAG(
+    dag_id="self_learning_daily",
+    description="Outcomes -> performance -> drift -> errors -> alerts -> retrain decision, per model",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=2,
+    dagrun_timeout=timedelta(hours=6),
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True,
+                  "pool": DB_POOL},
+    tags=["self-learning", "monitoring", "daily"],
+    doc_md=__doc__,
+    params={
+        "models": Param([], type="array", items={"type": "string"}, title="Models",
+                        description="Model names to analyse; empty = every active model."),
+        "current_window_days": Param(7, type="integer", minimum=1, maximum=366, title="Current window (days)",
+                                     description="Days ending at the interval end that are analysed."),
+        "reference_window_days": Param(30, type="integer", minimum=1, maximum=3660,
+                                       title="Reference window (days)",
+                                       description="Days before the current window that drift is measured against."),
+        "alpha": Param(0.05, type="number", exclusiveMinimum=0, exclusiveMaximum=0.5, title="Significance level",
+                       description="False discovery rate of the drift checks (Benjamini-Hochberg) and α of the "
+                                   "other tests."),
+        "min_label_coverage": Param(0.8, type="number", minimum=0, maximum=1, title="Minimum label coverage",
+                                    description="Below this share of labelled predictions, metrics are provisional."),
+        "alert_cooldown_days": Param(3, type="number", minimum=0, maximum=365, title="Alert cooldown (days)",
+                                     description="The same cause does not alert again at the same or lower "
+                                                 "severity within this many days."),
+        "feature_drift_severity": Param("high", enum=SEVERITIES, title="Retrain on feature drift from",
+                                        description="Feature drift at or above this severity triggers a retrain."),
+        "concept_drift_severity": Param("medium", enum=SEVERITIES, title="Retrain on concept drift from",
+                                        description="Concept drift at or above this severity triggers a retrain."),
+        "max_mape": Param(30.0, type=["null", "number"], minimum=0, title="Retrain above MAPE (%)",
+                          description="Regressors: retrain when MAPE exceeds this; empty = never."),
+        "max_log_loss": Param(None, type=["null", "number"], minimum=0, title="Retrain above log loss",
+                              description="Classifiers: retrain when log loss exceeds this; empty = never."),
+        "min_roc_auc": Param(None, type=["null", "number"], minimum=0, maximum=1, title="Retrain below ROC AUC",
+                             description="Classifiers: retrain when ROC AUC falls below this; empty = never."),
+        "min_labelled_outcomes": Param(100, type="integer", minimum=1, title="Minimum labelled outcomes",
+                                       description="Never retrain on fewer labelled outcomes in the window."),
+        "window_end": Param(None, type=["null", "string"], format="date-time", title="Window end (manual runs)",
+                            description="Analyse the window ending at this UTC time instead of the run's data "
+                                        "interval end, e.g. 2026-11-01T00:00:00+00:00."),
+    },
+) as dag:
+    schema = EnsureSchemaOperator(task_id="ensure_schema")
+    outcomes = PullOutcomesOperator(
+        task_id="pull_outcomes",
+        source_conn_id="{{ var.value.get('self_learning_outcome_conn_id', '') }}",
+        source_sql="{{ var.value.get('self_learning_outcome_sql', '') }}",
+    )
+    models = SelectModelsOperator(task_id="select_models")
+
+    @task_group(group_id="model")
+    def per_model(model):
+        checks = [
+            PerformanceOperator(task_id="performance", model=model),
+            DriftOperator(task_id="drift", model=model),
+            ErrorAnalysisOperator(task_id="error_analysis", model=model),
+        ]
+        alerts = AlertOperator(task_id="alerts", model=model)
+        decision = RetrainDecisionOperator(task_id="retrain_decision", model=model)
+        trigger = RetrainTriggerOperator(task_id="trigger_retrain", decision=decision.output, pool="default_pool")
+        checks >> alerts >> decision >> trigger
+
+    analysed = per_model.expand(model=models.output)
+    summary = RunSummaryOperator(task_id="run_summary", models=models.output, trigger_rule="all_done")
+    schema >> outcomes >> models >> analysed >> summary

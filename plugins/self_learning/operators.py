@@ -1,0 +1,553 @@
+"""Airflow operators of the feedback loop: thin steps that read a window from the store, call the
+statistics and write the results.
+
+Windows come only from the run: the ``window_end`` param if given, else the run's data interval
+end, else (a manual run without a logical date) its ``run_after`` floored to midnight UTC - never
+from the clock at execution time. Every write is an upsert on a natural key, so a re-run of an
+interval leaves exactly one row per result, and XCom carries only small summaries.
+
+The DAG files import this module at parse time, so it imports Airflow only; the store (pandas,
+SQLAlchemy) and the statistics (scipy, scikit-learn) are imported when a task runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+FEEDBACK_CONN_ID = "feedback_db"
+DB_POOL = "self_learning_db"
+RETRAIN_DAG_ID = "self_learning_retrain"
+SEVERITIES = ("low", "medium", "high", "critical")
+
+# Run settings a model may override through its registered ``thresholds``.
+MODEL_OVERRIDABLE = ("alpha", "min_label_coverage", "alert_cooldown_days", "feature_drift_severity",
+                     "concept_drift_severity", "max_mape", "max_log_loss", "min_roc_auc", "min_labelled_outcomes")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """The validated params of one run, with the windows they define."""
+
+    window_end: datetime
+    interval_start: datetime
+    current_window_days: int = 7
+    reference_window_days: int = 30
+    alpha: float = 0.05
+    min_label_coverage: float = 0.8
+    alert_cooldown_days: float = 3.0
+    feature_drift_severity: str = "high"
+    concept_drift_severity: str = "medium"
+    max_mape: float | None = 30.0
+    max_log_loss: float | None = None
+    min_roc_auc: float | None = None
+    min_labelled_outcomes: int = 100
+    models: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        for name, low, high in (("current_window_days", 1, 366), ("reference_window_days", 1, 3660)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"params.{name}: must be an integer in {low}..{high}, got {value!r}")
+        _check_number("alpha", self.alpha, 0.0, 0.5, inclusive=False)
+        _check_number("min_label_coverage", self.min_label_coverage, 0.0, 1.0)
+        _check_number("alert_cooldown_days", self.alert_cooldown_days, 0.0, 365.0)
+        for name in ("feature_drift_severity", "concept_drift_severity"):
+            if getattr(self, name) not in SEVERITIES:
+                raise ValueError(f"params.{name}: must be one of {', '.join(SEVERITIES)}, got {getattr(self, name)!r}")
+        for name, low, high in (("max_mape", 0.0, 1e6), ("max_log_loss", 0.0, 1e3), ("min_roc_auc", 0.0, 1.0)):
+            if getattr(self, name) is not None:
+                _check_number(name, getattr(self, name), low, high)
+        if not isinstance(self.min_labelled_outcomes, int) or self.min_labelled_outcomes < 1:
+            raise ValueError(
+                f"params.min_labelled_outcomes: must be an integer >= 1, got {self.min_labelled_outcomes!r}")
+
+    @property
+    def current_start(self) -> datetime:
+        return self.window_end - timedelta(days=self.current_window_days)
+
+    @property
+    def reference_start(self) -> datetime:
+        return self.current_start - timedelta(days=self.reference_window_days)
+
+    def for_model(self, thresholds: Mapping[str, Any]) -> RunSettings:
+        """These settings with a model's registered threshold overrides applied."""
+        unknown = sorted(set(thresholds) - set(MODEL_OVERRIDABLE))
+        if unknown:
+            raise ValueError(f"thresholds: unknown keys {unknown}; a model may override {', '.join(MODEL_OVERRIDABLE)}")
+        return dataclasses.replace(self, **{k: v for k, v in thresholds.items() if k in MODEL_OVERRIDABLE})
+
+    def summary(self) -> dict[str, Any]:
+        return {"window_end": self.window_end.isoformat(), "current_start": self.current_start.isoformat(),
+                "reference_start": self.reference_start.isoformat()}
+
+
+def _check_number(name: str, value, low: float, high: float, *, inclusive: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        low <= value <= high if inclusive else low < value < high)
+    if not ok:
+        bounds = f"[{low}, {high}]" if inclusive else f"({low}, {high})"
+        raise ValueError(f"params.{name}: must be a number in {bounds}, got {value!r}")
+
+
+def run_settings(context: Mapping[str, Any]) -> RunSettings:
+    """Validated settings of the running DAG run (see the module docstring for the window)."""
+    params = dict(context.get("params") or {})
+    explicit = params.pop("window_end", None)
+    if explicit:
+        try:
+            end = datetime.fromisoformat(str(explicit))
+        except ValueError:
+            raise ValueError(f"params.window_end: not an ISO 8601 timestamp: {explicit!r}") from None
+        end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
+        start = end - timedelta(days=1)
+    elif context.get("data_interval_end") is not None and context["data_interval_end"] > context["data_interval_start"]:
+        start, end = context["data_interval_start"], context["data_interval_end"]
+    else:  # a manual run without a logical date: the last complete day before it was queued
+        run_after = context["dag_run"].run_after.astimezone(UTC)
+        end = run_after.replace(hour=0, minute=0, second=0, microsecond=0)
+        start = end - timedelta(days=1)
+    known = {f.name for f in dataclasses.fields(RunSettings)} - {"window_end", "interval_start"}
+    models = params.pop("models", None) or ()
+    if isinstance(models, str) or not all(isinstance(m, str) for m in models):
+        raise ValueError(f"params.models: must be a list of model names, got {models!r}")
+    return RunSettings(window_end=_utc(end), interval_start=_utc(start), models=tuple(models),
+                       **{k: v for k, v in params.items() if k in known})
+
+
+def _utc(value: datetime) -> datetime:
+    """A plain ``datetime`` in UTC (Airflow hands out pendulum instances)."""
+    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
+
+
+class FeedbackStoreOperator(BaseOperator):
+    """Base of the steps: the feedback-store connection and the run's settings."""
+
+    def __init__(self, *, feedback_conn_id: str = FEEDBACK_CONN_ID, **kwargs):
+        super().__init__(**kwargs)
+        self.feedback_conn_id = feedback_conn_id
+
+    def store(self):
+        from .hooks import FeedbackStoreHook
+
+        return FeedbackStoreHook(self.feedback_conn_id).get_store()
+
+
+class EnsureSchemaOperator(FeedbackStoreOperator):
+    """Create or upgrade the feedback-store schema (idempotent); returns the revision."""
+
+    def execute(self, context):
+        revision = self.store().ensure_schema()
+        self.log.info("feedback store at schema revision %s", revision)
+        return revision
+
+
+class PullOutcomesOperator(FeedbackStoreOperator):
+    """Pull the outcomes that arrived during the run's interval and join them to predictions.
+
+    Default source: the store's ``outcome_inbox`` (rows received in the interval). Any other
+    source: ``source_sql`` on the Airflow connection ``source_conn_id``, returning
+    ``prediction_id, actual_value[, observed_at]`` with ``:start`` and ``:end`` bound to the
+    interval. Logs and returns matched / orphan / late counts.
+    """
+
+    template_fields: Sequence[str] = ("source_conn_id", "source_sql")
+
+    def __init__(self, *, source_conn_id: str | None = None, source_sql: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.source_conn_id = source_conn_id
+        self.source_sql = source_sql
+
+    def execute(self, context):
+        settings = run_settings(context)
+        start, end = settings.interval_start, settings.window_end
+        store = self.store()
+        if self.source_sql:
+            if not self.source_conn_id:
+                raise ValueError("source_conn_id: required when source_sql is set")
+            frame = self._query_source(start, end)
+            source = f"connection {self.source_conn_id!r}"
+        else:
+            frame = store.read_outcome_inbox(start, end)
+            source = "outcome_inbox"
+        frame = frame.drop_duplicates("prediction_id", keep="last")  # the latest value of a corrected outcome
+        report = store.record_outcomes(frame)
+        counts = store.outcome_join_counts(frame["prediction_id"], served_before=start)
+        summary = {"source": source, "interval_start": start.isoformat(), "interval_end": end.isoformat(),
+                   "received": report.received, "recorded": report.inserted, "corrected": report.corrected,
+                   "unchanged": report.unchanged, "rejected": len(report.rejected), **counts,
+                   "orphans_waiting": store.count_orphan_outcomes()}
+        self.log.info("outcomes %s..%s from %s: %d received, %d matched (%d late), %d orphan, %d corrected, "
+                      "%d rejected", start, end, source, report.received, counts["matched"], counts["late"],
+                      counts["orphan"], report.corrected, len(report.rejected))
+        for error in report.rejected[:20]:
+            self.log.warning("rejected outcome row %d (%s): %s %s", error.row, error.prediction_id, error.field,
+                             error.reason)
+        return summary
+
+    def _query_source(self, start: datetime, end: datetime):
+        import pandas as pd
+        import sqlalchemy as sa
+
+        hook = BaseHook.get_connection(self.source_conn_id).get_hook()
+        with hook.get_sqlalchemy_engine().connect() as conn:
+            frame = pd.read_sql(sa.text(self.source_sql), conn, params={"start": start, "end": end})
+        missing = {"prediction_id", "actual_value"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"source_sql: the query must return {sorted(missing)} (got {list(frame.columns)})")
+        return frame
+
+
+class SelectModelsOperator(FeedbackStoreOperator):
+    """The models of this run: ``params.models`` or every active model. Returns their names."""
+
+    def execute(self, context):
+        settings = run_settings(context)
+        active = [spec.name for spec in self.store().list_models()]
+        if not settings.models:
+            self.log.info("models: all %d active models: %s", len(active), ", ".join(active))
+            return active
+        known = {spec.name for spec in self.store().list_models(active_only=False)}
+        unknown = [m for m in settings.models if m not in known]
+        if unknown:
+            raise ValueError(f"params.models: not registered: {unknown}; registered models: {sorted(known)}")
+        return list(dict.fromkeys(settings.models))
+
+
+class ModelStepOperator(FeedbackStoreOperator):
+    """A per-model step (mapped over the models); ``model`` is templated."""
+
+    template_fields: Sequence[str] = ("model",)
+
+    def __init__(self, *, model: str, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+
+    def execute(self, context):
+        store = self.store()
+        spec = store.get_model(self.model)
+        settings = run_settings(context).for_model(spec.thresholds)
+        return self.run(store, spec, settings)
+
+    def run(self, store, spec, settings: RunSettings) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class PerformanceOperator(ModelStepOperator):
+    """Metrics of the current window, per served version and over all versions, with label
+    coverage; provisional below ``min_label_coverage``."""
+
+    def run(self, store, spec, settings):
+        from .performance import compute_performance
+        from .store import ALL_VERSIONS
+
+        start, end = settings.current_start, settings.window_end
+        window = store.read_window(spec.name, start, end, features=False)
+        summary = {}
+        versions = [(ALL_VERSIONS, None), *((v, v) for v in sorted(window["model_version"].unique()))]
+        for label, version in versions:
+            rows = window if version is None else window[window["model_version"] == version]
+            served = store.count_predictions(spec.name, start, end, version=version)
+            performance = compute_performance(
+                spec.task_kind, rows["actual_value"], rows["predicted_value"], n_predicted=served,
+                min_label_coverage=settings.min_label_coverage, model_type=spec.name, model_version=label)
+            metrics = {m: getattr(performance, m) for m in ("mae", "rmse", "r2", "mape", "wape", "roc_auc", "log_loss")}
+            store.save_result("performance_snapshots", model=spec.name, model_version=label, window_start=start,
+                              window_end=end, kind="performance", result=performance,
+                              sample_count=performance.sample_count, label_coverage=performance.label_coverage,
+                              provisional=performance.provisional, **metrics)
+            summary[label] = {"status": performance.status.value, "sample_count": performance.sample_count,
+                              "label_coverage": performance.label_coverage, "provisional": performance.provisional,
+                              **{k: v for k, v in metrics.items() if v is not None}}
+            self.log.info("%s %s: %s", spec.name, label, summary[label])
+        return summary
+
+
+class DriftOperator(ModelStepOperator):
+    """Feature, prediction and concept drift of the current vs the reference window."""
+
+    def run(self, store, spec, settings):
+        from .drift import DriftThresholds, detect_concept_drift, detect_feature_drift, detect_prediction_drift
+        from .store import ALL_VERSIONS
+
+        registry = store.feature_registry(spec.name)
+        kinds = {key: kind for key, (kind, _) in registry.items()}
+        reference = store.read_window(spec.name, settings.reference_start, settings.current_start, labelled_only=False)
+        current = store.read_window(spec.name, settings.current_start, settings.window_end, labelled_only=False)
+        thresholds = DriftThresholds(alpha=settings.alpha)
+        detected_at = settings.window_end
+        ref_labelled = reference[reference["actual_value"].notna()]
+        cur_labelled = current[current["actual_value"].notna()]
+        reports = {
+            "feature_drift": detect_feature_drift(reference[list(kinds)], current[list(kinds)], feature_kinds=kinds,
+                                                  thresholds=thresholds, detected_at=detected_at),
+            "prediction_drift": detect_prediction_drift(reference["predicted_value"], current["predicted_value"],
+                                                        thresholds=thresholds, detected_at=detected_at),
+            "concept_drift": detect_concept_drift(
+                ref_labelled["actual_value"], ref_labelled["predicted_value"], cur_labelled["actual_value"],
+                cur_labelled["predicted_value"], task_kind=spec.task_kind, alpha=settings.alpha,
+                min_samples=thresholds.min_samples, detected_at=detected_at),
+        }
+        summary = {"reference_rows": len(reference), "current_rows": len(current)}
+        for kind, report in reports.items():
+            store.save_result("drift_reports", model=spec.name, model_version=ALL_VERSIONS,
+                              window_start=settings.current_start, window_end=settings.window_end, kind=kind,
+                              result=report, severity=report.severity.value, status=report.status.value,
+                              affected_features=report.affected_features)
+            summary[kind] = {"severity": report.severity.value, "status": report.status.value,
+                             "affected_features": report.affected_features}
+            self.log.info("%s %s: severity %s (%s) %s", spec.name, kind, report.severity.value, report.status.value,
+                          report.recommendation)
+        return summary
+
+
+class ErrorAnalysisOperator(ModelStepOperator):
+    """Error distribution and systematic errors (feature segments where the model errs) of the
+    labelled rows of the current window."""
+
+    def run(self, store, spec, settings):
+        from .error_analysis import analyze_error_distribution, identify_systematic_errors
+        from .store import ALL_VERSIONS
+
+        kinds = {key: kind for key, (kind, _) in store.feature_registry(spec.name).items()}
+        window = store.read_window(spec.name, settings.current_start, settings.window_end)
+        distribution = analyze_error_distribution(window["error"], alpha=settings.alpha)
+        systematic = identify_systematic_errors(window[list(kinds)], window["error"], alpha=settings.alpha,
+                                                feature_kinds=kinds)
+        for kind, result in (("error_distribution", distribution), ("systematic_errors", systematic)):
+            store.save_result("error_analyses", model=spec.name, model_version=ALL_VERSIONS,
+                              window_start=settings.current_start, window_end=settings.window_end, kind=kind,
+                              result=result)
+        self.log.info("%s errors: mean %s, std %s, %d systematic patterns", spec.name, distribution.mean,
+                      distribution.std, len(systematic.patterns))
+        return {"sample_count": len(window), "mean_error": distribution.mean,
+                "systematic_patterns": len(systematic.patterns)}
+
+
+# Severity of a systematic-error pattern by its deviation relative to the model's MAE.
+SYSTEMATIC_ERROR_LADDER = (("low", 0.1), ("medium", 0.25), ("high", 0.5), ("critical", 1.0))
+
+
+class AlertOperator(ModelStepOperator):
+    """One alert per finding of the window, deduplicated by cause with a cooldown."""
+
+    def run(self, store, spec, settings):
+        findings = findings_of(store, spec, settings)
+        cooldown = timedelta(days=settings.alert_cooldown_days)
+        raised = []
+        for finding in findings:
+            alert = store.raise_alert(model=spec.name, window_end=settings.window_end, cooldown=cooldown, **finding)
+            raised.append({"type": finding["alert_type"], "cause": finding["cause"], **alert})
+            if alert["status"] == "open":
+                self.log.warning("ALERT %s [%s] %s: %s - %s", spec.name, alert["severity"], finding["alert_type"],
+                                 finding["cause"], finding["details"].get("summary", ""))
+            else:
+                self.log.info("alert %s %s %s is %s (same cause within the %s-day cooldown)", spec.name,
+                              finding["alert_type"], finding["cause"], alert["status"], settings.alert_cooldown_days)
+        if not findings:
+            self.log.info("%s: no findings, no alerts", spec.name)
+        return raised
+
+
+def findings_of(store, spec, settings: RunSettings) -> list[dict[str, Any]]:
+    """The window's findings from the stored results: drift (feature by feature), performance
+    limits crossed and systematic errors."""
+    from .store import ALL_VERSIONS
+
+    end = settings.window_end
+    findings = []
+    for row in store.read_results("drift_reports", model=spec.name, model_version=ALL_VERSIONS, window_end=end):
+        if row["status"] != "ok" or row["severity"] == "none":
+            continue
+        tests = row["result"]["statistical_tests"]
+        if row["kind"] == "feature_drift":
+            for feature in row["affected_features"]:
+                detail = tests["features"][feature]
+                findings.append(_finding("feature_drift", feature, detail["severity"], {
+                    "summary": f"feature {feature!r} drifted ({detail['kind']})", "feature": feature,
+                    "checks": detail["checks"]}))
+        else:
+            findings.append(_finding(row["kind"], row["kind"], row["severity"], {
+                "summary": row["result"]["recommendation"], "statistical_tests": tests}))
+    performance = _stored_performance(store, spec.name, end)
+    if performance is not None:
+        for limit in _performance_breaches(performance, settings):
+            findings.append(_finding("performance", limit["metric"], "high", limit))
+    for row in store.read_results("error_analyses", model=spec.name, kind="systematic_errors", window_end=end):
+        for pattern in row["result"]["patterns"]:
+            effect = abs(pattern["relative_effect"] or 0.0)
+            severity = next((s for s, cut in reversed(SYSTEMATIC_ERROR_LADDER) if effect >= cut), None)
+            if severity:
+                cause = f"{pattern['feature']}={pattern['bucket']}"
+                direction = "over" if pattern["deviation"] > 0 else "under"
+                findings.append(_finding("systematic_error", cause, severity, {
+                    "summary": f"{direction}-predicts where {cause} (deviation {pattern['deviation']:.4g}, "
+                               f"{effect:.0%} of MAE, n={pattern['sample_count']})", **pattern}))
+    return findings
+
+
+def _finding(alert_type: str, cause: str, severity: str, details: dict[str, Any]) -> dict[str, Any]:
+    return {"alert_type": alert_type, "cause": cause, "severity": severity, "details": details}
+
+
+def _stored_performance(store, model: str, end: datetime):
+    from .performance import ModelPerformance
+    from .store import ALL_VERSIONS
+
+    rows = store.read_results("performance_snapshots", model=model, model_version=ALL_VERSIONS, window_end=end)
+    return ModelPerformance.from_dict(rows[-1]["result"]) if rows else None
+
+
+def _performance_breaches(performance, settings: RunSettings) -> list[dict[str, Any]]:
+    if performance.status.value != "ok":
+        return []
+    breaches = []
+    for metric, value, limit, higher_is_worse in (("mape", performance.mape, settings.max_mape, True),
+                                                  ("log_loss", performance.log_loss, settings.max_log_loss, True),
+                                                  ("roc_auc", performance.roc_auc, settings.min_roc_auc, False)):
+        if value is not None and limit is not None and ((value > limit) if higher_is_worse else (value < limit)):
+            breaches.append({"metric": metric, "value": value, "limit": limit,
+                             "summary": f"{metric} {value:.4g} is {'above' if higher_is_worse else 'below'} {limit:g}"})
+    return breaches
+
+
+class RetrainDecisionOperator(ModelStepOperator):
+    """``should_retrain`` on the window's stored results; a yes is stored as a retrain request."""
+
+    def run(self, store, spec, settings):
+        from .domain import DriftReport
+        from .retraining import RetrainThresholds, should_retrain
+        from .store import ALL_VERSIONS
+
+        end = settings.window_end
+        drift = {row["kind"]: DriftReport.from_dict(row["result"]) for row in
+                 store.read_results("drift_reports", model=spec.name, model_version=ALL_VERSIONS, window_end=end)}
+        performance = _stored_performance(store, spec.name, end)
+        decision = should_retrain(
+            labelled_outcomes=performance.sample_count if performance else 0,
+            feature_drift=drift.get("feature_drift"), concept_drift=drift.get("concept_drift"),
+            performance=performance,
+            thresholds=RetrainThresholds(
+                feature_drift_severity=settings.feature_drift_severity,
+                concept_drift_severity=settings.concept_drift_severity, max_mape=settings.max_mape,
+                max_log_loss=settings.max_log_loss, min_roc_auc=settings.min_roc_auc,
+                min_labelled_outcomes=settings.min_labelled_outcomes))
+        result = {"model": spec.name, "retrain": decision.retrain, "reasons": decision.reasons,
+                  "window_end": end.isoformat(), "request_id": None}
+        if decision.retrain:
+            result["request_id"] = f"{spec.name}@{end:%Y-%m-%dT%H:%M}Z"
+            status = store.request_retrain(request_id=result["request_id"], model=spec.name,
+                                           reasons=decision.reasons, window_end=end)
+            self.log.warning("RETRAIN %s requested (%s, status %s): %s", spec.name, result["request_id"], status,
+                             "; ".join(decision.reasons))
+        else:
+            self.log.info("%s: no retrain - %s", spec.name, "; ".join(decision.reasons))
+        return result
+
+
+class RetrainTriggerOperator(BaseOperator):
+    """Trigger the retrain DAG for a positive decision, once per request: a deterministic run id
+    and "skip when it already exists", so retries and re-runs never start a second retrain.
+    Skips, saying why, when there is nothing to retrain or the retrain DAG is not deployed (the
+    request stays stored). Raises the task SDK's ``DagRunTriggerException`` as Airflow 3's
+    ``TriggerDagRunOperator`` does, without importing that operator's Airflow-2 compatibility
+    layer (SQLAlchemy, ORM models) into every parse of the DAG file."""
+
+    template_fields: Sequence[str] = ("decision",)
+
+    def __init__(self, *, decision: Any, trigger_dag_id: str = RETRAIN_DAG_ID, **kwargs):
+        super().__init__(**kwargs)
+        self.decision = decision
+        self.trigger_dag_id = trigger_dag_id
+
+    def execute(self, context):
+        from airflow.sdk.exceptions import DagRunTriggerException
+
+        decision = self.decision
+        if not decision or not decision.get("retrain"):
+            raise AirflowSkipException(f"no retrain: {'; '.join((decision or {}).get('reasons') or ['no decision'])}")
+        if not self._dag_deployed(context):
+            raise AirflowSkipException(
+                f"retrain DAG {self.trigger_dag_id!r} is not deployed; retrain request {decision['request_id']} "
+                "is stored in retrain_requests and waits for it")
+        run_id = "retrain__" + "".join(c if c.isalnum() or c in "-_.@" else "_" for c in decision["request_id"])
+        conf = {"model": decision["model"], "reason": "; ".join(decision["reasons"]),
+                "request_id": decision["request_id"], "window_end": decision["window_end"]}
+        self.log.info("triggering %s run %s for %s", self.trigger_dag_id, run_id, decision["model"])
+        raise DagRunTriggerException(
+            trigger_dag_id=self.trigger_dag_id, dag_run_id=run_id, conf=conf, logical_date=None,
+            reset_dag_run=False, skip_when_already_exists=True, wait_for_completion=False,
+            allowed_states=["success"], failed_states=["failed"], poke_interval=60, deferrable=False)
+
+    def _dag_deployed(self, context) -> bool:
+        from airflow.sdk.api.client import ServerResponseError
+
+        try:
+            context["ti"].get_dag(self.trigger_dag_id)
+        except ServerResponseError as error:
+            if error.response is not None and error.response.status_code == 404:
+                return False
+            raise
+        return True
+
+
+class RunSummaryOperator(FeedbackStoreOperator):
+    """Log one line per model: performance, drift severities, alerts and the retrain decision.
+    Runs whatever happened upstream and fails the run when a model has no results."""
+
+    template_fields: Sequence[str] = ("models",)
+
+    def __init__(self, *, models: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.models = models
+
+    def execute(self, context):
+        from .store import ALL_VERSIONS
+
+        settings = run_settings(context)
+        store = self.store()
+        end = settings.window_end
+        alerts = {}
+        for alert in store.check_alerts(hours=24, until=end, include_suppressed=True):
+            alerts.setdefault(alert["model"], []).append(alert)
+        requests = {r["model"]: r for r in store.retrain_request_list(window_end=end)}
+        summary, missing = {}, []
+        self.log.info("run summary for the window ending %s (current %s..%s, reference from %s)", end,
+                      settings.current_start, end, settings.reference_start)
+        for model in self.models or []:
+            performance = _stored_performance(store, model, end)
+            drift = {r["kind"]: r["severity"] if r["status"] == "ok" else r["status"] for r in
+                     store.read_results("drift_reports", model=model, model_version=ALL_VERSIONS, window_end=end)}
+            if performance is None or len(drift) < 3:
+                missing.append(model)
+            model_alerts = alerts.get(model, [])
+            summary[model] = {
+                "sample_count": performance.sample_count if performance else None,
+                "label_coverage": performance.label_coverage if performance else None,
+                "provisional": performance.provisional if performance else None,
+                "main_metric": _main_metric(performance),
+                "drift": drift,
+                "alerts_open": sum(a["status"] == "open" for a in model_alerts),
+                "alerts_suppressed": sum(a["status"] == "suppressed" for a in model_alerts),
+                "retrain": model in requests,
+                "retrain_reasons": requests[model]["reasons"] if model in requests else [],
+            }
+            self.log.info("%-20s %s", model, summary[model])
+        if missing:
+            raise AirflowException(f"no complete results for {missing} in the window ending {end}; see their tasks")
+        return summary
+
+
+def _main_metric(performance) -> dict[str, float] | None:
+    if performance is None:
+        return None
+    for metric in ("mape", "mae", "log_loss", "roc_auc"):
+        value = getattr(performance, metric)
+        if value is not None:
+            return {metric: value}
+    return None

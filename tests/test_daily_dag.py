@@ -1,0 +1,253 @@
+"""The daily DAG end to end: real DAG runs (``dag.test()``) against the session's PostgreSQL.
+
+All DAG runs live in this one module so Airflow's start-up cost is paid once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from conftest import ROOT
+from self_learning.domain import Severity
+from self_learning.store import ALL_VERSIONS, FeedbackStore
+from self_learning.synthetic import DRIFTED_FEATURES, MODEL_FEATURES, Scenario, generate
+
+DAG_ID = "self_learning_daily"
+DAYS = 40  # 30 reference + 7 current days, and a few more
+END = datetime(2026, 11, 1, tzinfo=UTC)
+STAMP_COLUMNS = {"computed_at", "updated_at", "created_at", "recorded_at", "ingested_at", "requested_at",
+                 "replaced_at"}
+RESULT_TABLES = ("performance_snapshots", "drift_reports", "error_analyses", "alerts", "retrain_requests",
+                 "outcomes", "outcome_history", "predictions")
+
+
+@pytest.fixture(scope="module")
+def daily_dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.get_dag(DAG_ID)
+
+
+@pytest.fixture
+def feedback_db(pg_url, monkeypatch) -> FeedbackStore:
+    """A fresh store that the DAG reaches through the ``feedback_db`` connection."""
+    monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_DB", pg_url)
+    store = FeedbackStore.from_url(pg_url)
+    store.ensure_schema()
+    return store
+
+
+def load(store: FeedbackStore, scenario: Scenario, *, interval_end: datetime = END) -> None:
+    """Predictions up to the scenario's end; outcomes received before the interval as already
+    recorded, those received during the interval waiting in the inbox (the DAG pulls them)."""
+    data = generate(scenario)
+    for spec in data.models:
+        store.register_model(spec)
+    assert not store.register_predictions(data.predictions).rejected
+    interval_start = interval_end - timedelta(days=1)
+    store.record_outcomes(data.outcomes_received(end=interval_start))
+    store.enqueue_outcomes(data.outcomes_received(interval_start, interval_end))
+
+
+def run(dag, *, end: datetime | None = END, **conf):
+    """One DAG run whose data interval ends at ``end`` (None: a manual run without a logical date).
+    ``dag.test()`` keeps earlier runs' conf in the DAG's params, so every run restates them."""
+    result = dag.test(logical_date=end, run_conf={"models": [], "window_end": None, **conf})
+    assert result.state == "success", f"DAG run ended {result.state}"
+    return result
+
+
+def drift(store: FeedbackStore, end: datetime = END) -> dict[tuple[str, str], dict]:
+    return {(r["model"], r["kind"]): r for r in store.read_results("drift_reports", window_end=end)}
+
+
+def alert_types(store: FeedbackStore, end: datetime = END) -> set[tuple[str, str]]:
+    return {(a["model"], a["alert_type"]) for a in store.check_alerts(until=end, include_suppressed=True)}
+
+
+def requested(store: FeedbackStore, end: datetime = END) -> set[str]:
+    return {r["model"] for r in store.retrain_request_list(window_end=end)}
+
+
+def snapshot(store: FeedbackStore) -> dict[str, list[tuple]]:
+    """Every row of the tables the DAG writes, without audit timestamps, sorted."""
+    out = {}
+    with store.engine.connect() as conn:
+        for name in RESULT_TABLES:
+            table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+            columns = [c for c in table.columns if c.name not in STAMP_COLUMNS and c.name != "id"]
+            out[name] = sorted(repr(tuple(row)) for row in conn.execute(sa.select(*columns)))
+    return out
+
+
+def test_stable_scenario_raises_no_drift_alert(daily_dag, feedback_db):
+    load(feedback_db, Scenario(days=DAYS, rows_per_day=300, seed=11))
+    run(daily_dag)
+    reports = drift(feedback_db)
+    assert len(reports) == 3 * len(MODEL_FEATURES)
+    assert {k: r["severity"] for k, r in reports.items() if r["severity"] != "none"} == {}
+    assert not {t for _, t in alert_types(feedback_db) if t.endswith("_drift")}
+    assert requested(feedback_db) == set()
+    performance = feedback_db.read_results("performance_snapshots", window_end=END, model_version=ALL_VERSIONS)
+    assert {r["model"] for r in performance} == set(MODEL_FEATURES)
+    assert all(r["result"]["status"] == "ok" and 0 < r["label_coverage"] < 1 for r in performance)
+
+
+def test_feature_drift_flags_exactly_the_drifted_features_and_requests_retraining(daily_dag, feedback_db):
+    load(feedback_db, Scenario(days=DAYS, rows_per_day=300, seed=12, feature_drift_day=DAYS - 7))
+    run(daily_dag)
+    reports = drift(feedback_db)
+    for model, features in MODEL_FEATURES.items():
+        expected = set(features) & set(DRIFTED_FEATURES)
+        assert set(reports[model, "feature_drift"]["affected_features"]) == expected, model
+        assert reports[model, "concept_drift"]["severity"] == "none", model
+    drifting = {m for m, features in MODEL_FEATURES.items() if set(features) & set(DRIFTED_FEATURES)}
+    assert requested(feedback_db) == drifting
+    assert {(m, "feature_drift") for m in drifting} <= alert_types(feedback_db)
+
+
+def test_concept_shift_flags_concept_drift_not_feature_drift(daily_dag, feedback_db):
+    load(feedback_db, Scenario(days=DAYS, rows_per_day=300, seed=13, concept_shift_day=DAYS - 7,
+                               concept_shift_model="ctr_predictor"))
+    run(daily_dag)
+    reports = drift(feedback_db)
+    assert reports["ctr_predictor", "concept_drift"]["severity"] in ("medium", "high", "critical")
+    assert all(reports[m, "feature_drift"]["severity"] == "none" for m in MODEL_FEATURES)
+    assert all(reports[m, "concept_drift"]["severity"] == "none" for m in MODEL_FEATURES if m != "ctr_predictor")
+    assert requested(feedback_db) == {"ctr_predictor"}
+    retrain = feedback_db.retrain_request_list(model="ctr_predictor")[0]
+    assert any("concept drift" in reason for reason in retrain["reasons"])
+
+
+def test_reruns_leave_identical_contents_and_consecutive_intervals_add_a_result_set(daily_dag, feedback_db):
+    load(feedback_db, Scenario(days=DAYS, rows_per_day=200, seed=14, feature_drift_day=DAYS - 4))
+    run(daily_dag)
+    first = snapshot(feedback_db)
+    run(daily_dag)
+    run(daily_dag)
+    assert snapshot(feedback_db) == first
+    assert first["drift_reports"] and first["alerts"]
+
+    day_before = END - timedelta(days=1)
+    run(daily_dag, end=day_before)
+    for table in ("performance_snapshots", "drift_reports", "error_analyses"):
+        ends = {r["window_end"] for r in feedback_db.read_results(table)}
+        assert ends == {day_before, END}, table
+    # END ran first, and a cooldown looks back only: its alerts are all open
+    assert {a["status"] for a in feedback_db.check_alerts(until=END, include_suppressed=True)} == {"open"}
+    run(daily_dag)  # re-run END now that the day before has alerted: same cause, no worse -> suppressed
+    earlier = {a["dedupe_key"]: Severity(a["severity"]) for a in feedback_db.check_alerts(until=day_before)}
+    statuses = {}
+    for alert in feedback_db.check_alerts(until=END, include_suppressed=True):
+        before = earlier.get(alert["dedupe_key"])
+        repeated = before is not None and before.rank >= Severity(alert["severity"]).rank
+        assert alert["status"] == ("suppressed" if repeated else "open"), alert
+        statuses[alert["status"]] = statuses.get(alert["status"], 0) + 1
+    assert statuses.get("suppressed"), statuses
+
+
+def test_late_labels_raise_coverage_and_update_metrics_in_place(daily_dag, feedback_db):
+    scenario = Scenario(days=DAYS, rows_per_day=200, seed=15)
+    load(feedback_db, scenario)
+    run(daily_dag, models=["roas_predictor"])
+    before = feedback_db.read_results("performance_snapshots", model="roas_predictor", model_version=ALL_VERSIONS)
+    late = generate(scenario).outcomes_received(END, END + timedelta(days=10))
+    feedback_db.enqueue_outcomes(late.assign(received_at=END - timedelta(hours=1)))  # arrives within the interval
+    run(daily_dag, models=["roas_predictor"])
+    after = feedback_db.read_results("performance_snapshots", model="roas_predictor", model_version=ALL_VERSIONS)
+    assert len(before) == len(after) == 1
+    assert after[0]["label_coverage"] > before[0]["label_coverage"] + 0.2
+    assert after[0]["sample_count"] > before[0]["sample_count"]
+    assert after[0]["mae"] != before[0]["mae"]
+
+
+def test_manual_run_without_logical_date(daily_dag, feedback_db):
+    load(feedback_db, Scenario(days=DAYS, rows_per_day=100, seed=16))
+    run(daily_dag, end=None, window_end=END.isoformat(), models=["hook_classifier"])
+    assert {r["model"] for r in feedback_db.read_results("drift_reports", window_end=END)} == {"hook_classifier"}
+    # no window given: the last complete day before the run was queued, which has no data here
+    run(daily_dag, end=None, models=["hook_classifier"])
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = feedback_db.read_results("drift_reports", window_end=today)
+    assert rows and {r["status"] for r in rows} == {"insufficient_data"}
+
+
+def test_outcomes_from_a_sql_query_on_any_connection(daily_dag, feedback_db, pg_url, monkeypatch):
+    load(feedback_db, Scenario(days=DAYS, rows_per_day=50, seed=17, models=("roas_predictor",)))
+    ids = [r["prediction_id"] for r in feedback_db.read_window(
+        "roas_predictor", END - timedelta(days=30), END, labelled_only=False, with_ids=True).to_dict("records")
+        if pd.isna(r["actual_value"])][:5]
+    with feedback_db.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE crm_results (pid text, roas float8, at timestamptz)")
+        conn.execute(sa.text("INSERT INTO crm_results VALUES (:pid, 9.5, :at)"),
+                     [{"pid": pid, "at": END - timedelta(hours=2)} for pid in [*ids, "never-served"]])
+    monkeypatch.setenv("AIRFLOW_CONN_CRM", pg_url)
+    monkeypatch.setenv("AIRFLOW_VAR_SELF_LEARNING_OUTCOME_CONN_ID", "crm")
+    monkeypatch.setenv("AIRFLOW_VAR_SELF_LEARNING_OUTCOME_SQL",
+                       "SELECT pid AS prediction_id, roas AS actual_value, at AS observed_at FROM crm_results "
+                       "WHERE at >= :start AND at < :end")
+    run(daily_dag, models=["roas_predictor"])
+    window = feedback_db.read_window("roas_predictor", END - timedelta(days=30), END, with_ids=True)
+    assert set(window.loc[window["prediction_id"].isin(ids), "actual_value"]) == {9.5}
+    assert len(window[window["prediction_id"].isin(ids)]) == len(ids)
+    assert feedback_db.count_orphan_outcomes() == 1
+
+
+def test_invalid_params_are_rejected(daily_dag, feedback_db):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    for conf in ({"alpha": 0.9}, {"current_window_days": 0}, {"feature_drift_severity": "huge"},
+                 {"models": "roas_predictor"}):
+        with pytest.raises(ParamValidationError):
+            daily_dag.test(logical_date=END, run_conf=conf)
+
+
+def test_dag_integrity(daily_dag):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    assert bag.dag_ids
+    for dag in bag.dags.values():
+        assert dag.tags, dag.dag_id
+        for task in dag.tasks:
+            touches_db = getattr(task, "feedback_conn_id", None) is not None
+            assert not touches_db or task.retries >= 2, f"{dag.dag_id}.{task.task_id} retries {task.retries}"
+        dag.topological_sort()  # raises on a cycle
+
+
+_IMPORT_PROBE = """
+import importlib.util, json, sys, time
+import airflow.sdk, airflow.timetables.interval  # the DAG processor has these loaded already
+before = set(sys.modules)
+start = time.perf_counter()
+spec = importlib.util.spec_from_file_location("dag_under_test", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+elapsed = time.perf_counter() - start
+heavy = sorted({m.split(".")[0] for m in set(sys.modules) - before} & {"pandas", "scipy", "sklearn"})
+print(json.dumps({"seconds": elapsed, "heavy": heavy}))
+"""
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "dags").glob("*.py")), ids=lambda p: p.name)
+def test_dag_file_parses_fast_without_heavy_imports(path):
+    import json
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    best = None
+    for _ in range(2):  # the first import may pay for a cold disk cache
+        result = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, str(path)], capture_output=True, text=True,
+                                env=env, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        probe = json.loads(result.stdout.strip().splitlines()[-1])
+        assert probe["heavy"] == []
+        best = probe["seconds"] if best is None else min(best, probe["seconds"])
+    assert best <= 0.3, f"{path.name} takes {best:.2f} s to import"
