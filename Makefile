@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 FEEDBACK_DB_URL ?= sqlite:///$(CURDIR)/.demo/feedback.db
 
-.PHONY: install test lint bench lock clean migrate
+.PHONY: install test lint bench lock clean migrate demo
 
 $(STAMP): requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ migrate: install
 	mkdir -p .demo
 	PYTHONPATH=plugins $(BIN)/python -c "import sys; from self_learning.store import FeedbackStore; \
 	print('feedback store at revision', FeedbackStore.from_url(sys.argv[1]).ensure_schema())" '$(FEEDBACK_DB_URL)'
+
+# The daily loop on the embedded default: SQLite store + SQLite Airflow under .demo/, synthetic data,
+# the daily DAG run for the last days with `airflow dags test`, and a summary of what it found.
+demo: install
+	PYTHONPATH=plugins $(BIN)/python -m self_learning.demo $(DEMO_ARGS)
 
 bench: install
 	$(BIN)/python bench/drift_bench.py

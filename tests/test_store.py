@@ -352,3 +352,66 @@ def test_hook_keeps_libpq_options(monkeypatch, pg_url):
     store = FeedbackStoreHook().get_store()
     assert store.engine.url.query == {"sslmode": "disable", "application_name": "self-learning"}
     assert store.ensure_schema() == "0001"
+
+
+def test_outcome_inbox_keeps_arrival_order_and_join_counts(store):
+    store.register_predictions(_frame(3))
+    report = store.enqueue_outcomes([
+        {"prediction_id": "p0", "actual_value": 1.0, "received_at": DAY + timedelta(hours=1)},
+        {"prediction_id": "p0", "actual_value": 1.5, "received_at": DAY + timedelta(hours=2)},  # a correction
+        {"prediction_id": "ghost", "actual_value": 2.0, "received_at": DAY + timedelta(hours=3)},
+        {"prediction_id": "p1", "actual_value": 3.0, "received_at": NEXT_DAY},  # the next interval
+        {"prediction_id": "p2", "actual_value": 4.0, "received_at": "not a time"},
+    ])
+    assert report.inserted == 4
+    assert [(e.row, e.field) for e in report.rejected] == [(4, "received_at")]
+    pulled = store.read_outcome_inbox(DAY, NEXT_DAY)
+    assert pulled[["prediction_id", "actual_value"]].values.tolist() == [["p0", 1.0], ["p0", 1.5], ["ghost", 2.0]]
+    counts = store.outcome_join_counts(pulled["prediction_id"], served_before=NEXT_DAY)
+    assert counts == {"matched": 1, "orphan": 1, "late": 1}
+    assert store.outcome_join_counts(["p0"], served_before=DAY) == {"matched": 1, "orphan": 0, "late": 0}
+
+
+def test_alerts_are_deduplicated_per_window_and_cooled_down(store):
+    def raise_(day, severity, cause="spend"):
+        return store.raise_alert(model="roas_predictor", alert_type="feature_drift", severity=severity, cause=cause,
+                                 details={"summary": "x"}, window_end=DAY + timedelta(days=day),
+                                 cooldown=timedelta(days=3))
+
+    first = raise_(0, "medium")
+    assert first["status"] == "open"
+    assert raise_(0, "medium") == first  # a re-run of the same window updates the same alert
+    assert raise_(1, "medium")["status"] == "suppressed"  # same cause, no worse, within the cooldown
+    assert raise_(2, "high")["status"] == "open"  # worse: alerts again
+    assert raise_(2, "low", cause="ctr")["status"] == "open"  # another cause
+    assert raise_(6, "high")["status"] == "open"  # the cooldown has passed
+    assert len(store.check_alerts(until=DAY + timedelta(days=2))) == 2
+    assert len(store.check_alerts(until=DAY + timedelta(days=1), include_suppressed=True)) == 1
+    with store.engine.begin() as conn:  # a person acknowledged it; re-runs keep that
+        conn.execute(sa.text("UPDATE alerts SET status = 'acknowledged' WHERE id = :id"), {"id": first["id"]})
+    assert raise_(0, "medium")["status"] == "acknowledged"
+    with pytest.raises(ValueError, match="severity"):
+        raise_(0, "none")
+    alert_id = store.create_alert("custom", "ctr_predictor", {"note": "by hand"}, severity="high", window_end=DAY)
+    assert [a["id"] for a in store.check_alerts(until=DAY, model="ctr_predictor")] == [alert_id]
+    long = store.raise_alert(model="roas_predictor", alert_type="systematic_error", severity="low", cause="x" * 600,
+                             details={}, window_end=DAY)
+    assert len(long["dedupe_key"]) <= 512
+
+
+def test_retrain_requests_are_recorded_once(store):
+    assert store.request_retrain(request_id="r1", model="roas_predictor", reasons=["a"], window_end=DAY) == "requested"
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE retrain_requests SET status = 'running'"))
+    assert store.request_retrain(request_id="r1", model="roas_predictor", reasons=["a", "b"], window_end=DAY) \
+        == "running"
+    [request] = store.retrain_request_list(model="roas_predictor")
+    assert request["reasons"] == ["a", "b"]
+
+
+def test_window_reads_without_features(store):
+    store.register_predictions(_frame(20))
+    store.record_outcomes([{"prediction_id": f"p{i}", "actual_value": 1.0} for i in range(20)])
+    frame = store.read_window("roas_predictor", DAY, NEXT_DAY, features=False)
+    assert len(frame) == 20
+    assert not {"spend", "ctr", "platform"} & set(frame.columns)
