@@ -39,6 +39,7 @@ demo: install
 bench: install
 	$(BIN)/python bench/drift_bench.py
 	$(BIN)/python bench/ingest_bench.py
+	$(BIN)/python bench/daily_bench.py
 
 # Re-pin the full dependency set after editing requirements*.in.
 lock: install

@@ -15,6 +15,7 @@ from the rest by at least ``min_relative_effect`` of the overall MAE.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping
 
 import numpy as np
@@ -150,22 +151,39 @@ def identify_systematic_errors(
     overall_mae = float(np.abs(e).mean())
     kinds = dict(feature_kinds or {})
     candidates = []
+    # Per-bucket counts and sums come from one bincount per feature; the rest of the rows enter
+    # Welch's test through the totals (errors centred first, so the subtraction stays exact
+    # enough), and the one-sample test through the bucket's own mean and deviation.
+    centred = e - e.mean()
+    total, total_squares = centred.sum(), np.square(centred).sum()
     for name in frame.columns:
-        buckets = _buckets(frame[name], kinds.get(str(name)), bins, max_categories)
-        for label, positions in buckets.groupby(buckets, observed=True).indices.items():
-            values, rest = e[positions], np.delete(e, positions)
-            if values.size < min_bucket_size or rest.size < 2 or np.ptp(values) == 0:
+        codes, labels = _buckets(frame[name], kinds.get(str(name)), bins, max_categories)
+        count = np.bincount(codes, minlength=len(labels))
+        inside_sum = np.bincount(codes, weights=centred, minlength=len(labels))
+        inside_squares = np.bincount(codes, weights=np.square(centred), minlength=len(labels))
+        for code, label in enumerate(labels):
+            n = int(count[code])
+            rest_n = e.size - n
+            if n < min_bucket_size or rest_n < 2:
                 continue
-            zero = stats.ttest_1samp(values, 0.0)
-            p_rest = float(stats.ttest_ind(values, rest, equal_var=False).pvalue)
-            deviation = float(values.mean() - rest.mean())
-            same_direction = np.sign(values.mean()) == np.sign(deviation)
-            p_zero = float(zero.pvalue)
+            mean_c = inside_sum[code] / n
+            var = (inside_squares[code] - n * mean_c**2) / (n - 1)
+            if var <= 1e-24 * max(total_squares / e.size, 1e-300):  # a constant bucket
+                continue
+            mean_error = mean_c + e.mean()
+            t_zero = mean_error / np.sqrt(var / n)
+            rest_mean = (total - inside_sum[code]) / rest_n
+            rest_var = max((total_squares - inside_squares[code] - rest_n * rest_mean**2) / (rest_n - 1), 0.0)
+            p_rest = float(stats.ttest_ind_from_stats(mean_c, np.sqrt(var), n, rest_mean, np.sqrt(rest_var), rest_n,
+                                                      equal_var=False).pvalue)
+            p_zero = float(2 * stats.t.sf(abs(t_zero), n - 1))
+            deviation = float(mean_c - rest_mean)
+            same_direction = np.sign(mean_error) == np.sign(deviation)
             candidates.append({
-                "feature": str(name), "bucket": str(label), "sample_count": int(values.size),
-                "mean_error": float(values.mean()), "deviation": deviation,
+                "feature": str(name), "bucket": label, "sample_count": n,
+                "mean_error": float(mean_error), "deviation": deviation,
                 "relative_effect": deviation / overall_mae if overall_mae > 0 else None,
-                "t_statistic": float(zero.statistic), "p_value_zero": p_zero, "p_value_rest": p_rest,
+                "t_statistic": float(t_zero), "p_value_zero": p_zero, "p_value_rest": p_rest,
                 "p_value": max(p_zero, p_rest) if same_direction else 1.0,
             })
     if not candidates:
@@ -180,8 +198,8 @@ def identify_systematic_errors(
     return SystematicErrors(patterns, len(candidates), overall_mae, float(e.mean()), alpha)
 
 
-def _buckets(column: pd.Series, kind: str | None, bins: int, max_categories: int) -> pd.Series:
-    """Bucket label per row, with 'missing' for missing values.
+def _buckets(column: pd.Series, kind: str | None, bins: int, max_categories: int) -> tuple[np.ndarray, list[str]]:
+    """Bucket code per row and the buckets' labels, with 'missing' for missing values.
 
     Numeric: one bucket per value when there are at most ``bins`` distinct values (binary
     and small discrete features), quantile bins otherwise. Categorical (and boolean, and
@@ -196,12 +214,22 @@ def _buckets(column: pd.Series, kind: str | None, bins: int, max_categories: int
         kind == "numeric" or (numeric.notna().sum() == column.notna().sum() and numeric.notna().any())
     )
     if is_numeric:
-        finite = numeric.where(np.isfinite(numeric))
-        if finite.nunique() <= bins:
-            labels = finite.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
-        else:
-            labels = pd.qcut(finite, q=bins, duplicates="drop").astype(str)
-        return labels.where(finite.notna(), "missing")
-    labels = column.astype(str).where(column.notna(), "missing")
-    top = labels.value_counts().index[:max_categories]
-    return labels.where(labels.isin(top), "other")
+        values = numeric.to_numpy()
+        present = np.isfinite(values)
+        finite = values[present]
+        # Quantile edges by selection, not a full sort; equal edges mean few distinct values.
+        edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1))) if finite.size else np.array([])
+        distinct = np.sort(pd.unique(finite)) if edges.size <= bins else None
+        if distinct is not None and distinct.size <= bins:
+            codes = np.searchsorted(distinct, values)
+            labels = [str(int(v)) if float(v).is_integer() else str(v) for v in distinct]
+        else:  # quantile bins, right-closed like pandas.qcut: (e0, e1], (e1, e2], ...
+            codes = np.searchsorted(edges[1:-1], values, side="left")
+            labels = [f"({low:.6g}, {high:.6g}]" for low, high in itertools.pairwise(edges)]
+        codes = np.where(present, codes, len(labels))
+        return codes.astype(np.int64), [*labels, "missing"]
+    text = column.astype(str).where(column.notna(), "missing")
+    top = text.value_counts().index[:max_categories]
+    text = text.where(text.isin(top), "other")
+    codes, labels = pd.factorize(text, sort=True)
+    return codes.astype(np.int64), [str(label) for label in labels]
