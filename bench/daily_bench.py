@@ -40,7 +40,7 @@ NUMERIC, CATEGORICAL = 45, 5
 CATEGORIES = [["meta", "tiktok", "google", "youtube"], ["video", "image", "carousel"],
               ["question", "testimonial", "humor", "statistic", "problem"], [f"region_{i}" for i in range(20)],
               ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
-READS = ("read_window", "count_predictions", "feature_registry", "read_results")
+READS = ("read_window", "count_predictions_by_version", "feature_registry", "read_results")
 WRITES = ("save_result", "raise_alert", "request_retrain")
 
 

@@ -103,3 +103,26 @@ def test_binary_and_discrete_features_get_one_bucket_per_value():
     nullable = pd.Series(is_mobile.astype(bool), dtype="boolean")
     result = identify_systematic_errors(pd.DataFrame({"is_mobile": nullable}), errors)
     assert [(p.feature, p.bucket) for p in result.patterns] == [("is_mobile", "True")]
+
+
+def test_coded_categories_and_plain_text_give_the_same_patterns():
+    rng = np.random.default_rng(5)
+    n = 4000
+    platform = rng.choice(["meta", "tiktok", "google"], n)
+    errors = rng.normal(0, 1, n) + np.where(platform == "tiktok", 0.6, 0.0)
+    spend = rng.lognormal(3, 1, n)
+    plain = identify_systematic_errors(pd.DataFrame({"platform": platform, "spend": spend}), errors)
+    coded = identify_systematic_errors(pd.DataFrame({"platform": pd.Categorical(platform), "spend": spend}), errors)
+    assert plain == coded
+    assert [(p.feature, p.bucket) for p in coded.patterns][:1] == [("platform", "tiktok")]
+
+
+def test_welch_from_totals_matches_scipy_on_the_rows():
+    rng = np.random.default_rng(6)
+    segment = rng.random(3000) < 0.2
+    errors = rng.normal(5.0, 1.0, 3000) + np.where(segment, 0.5, 0.0)  # far from 0: tests the centring
+    result = identify_systematic_errors(pd.DataFrame({"flag": np.where(segment, "yes", "no")}), errors)
+    pattern = next(p for p in result.patterns if p.bucket == "yes")
+    expected = stats.ttest_ind(errors[segment], errors[~segment], equal_var=False).pvalue
+    assert pattern.p_value_rest == pytest.approx(expected, rel=1e-6)
+    assert pattern.p_value_zero == pytest.approx(stats.ttest_1samp(errors[segment], 0.0).pvalue, rel=1e-6, abs=1e-300)

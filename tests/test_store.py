@@ -68,7 +68,8 @@ def test_single_round_trip(store):
     assert row["error"] == pytest.approx(-0.25)
     assert row["spend"] == 120.0 and row["platform"] == "meta" and row["is_video"] == "True"
     assert window["spend"].dtype == np.float64
-    assert pd.api.types.is_string_dtype(window["platform"].dtype)
+    assert isinstance(window["platform"].dtype, pd.CategoricalDtype)
+    assert pd.api.types.is_string_dtype(window["platform"].cat.categories.dtype)
     default = store.read_window("roas_predictor", DAY, NEXT_DAY)
     assert list(default.columns[:7]) == ["model_version", "served_at", "predicted_value", "predicted_label",
                                         "actual_value", "observed_at", "error"]
@@ -415,3 +416,11 @@ def test_window_reads_without_features(store):
     frame = store.read_window("roas_predictor", DAY, NEXT_DAY, features=False)
     assert len(frame) == 20
     assert not {"spend", "ctr", "platform"} & set(frame.columns)
+
+
+def test_predictions_are_counted_per_version(store):
+    frame = _frame(30)
+    frame.loc[:9, "model_version"] = "v2"
+    store.register_predictions(frame)
+    assert store.count_predictions_by_version("roas_predictor", DAY, NEXT_DAY) == {"v1": 20, "v2": 10}
+    assert store.count_predictions_by_version("roas_predictor", NEXT_DAY, NEXT_DAY + timedelta(days=1)) == {}

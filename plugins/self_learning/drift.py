@@ -516,7 +516,10 @@ def _labels(values: pd.Series) -> np.ndarray:
 
     Whole floats print as integers, so code 3 stays "3" when a NaN turns the column float.
     """
-    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
+    if isinstance(values.dtype, pd.CategoricalDtype):  # already coded (window reads return these)
+        codes, uniques = values.cat.codes.to_numpy(), values.cat.categories
+    else:
+        codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
     texts = np.array([label_text(u) for u in uniques] + [None], dtype=object)
     return texts[codes]
 

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from .domain import Result, Status
-from .validation import as_float_array, check_alpha
+from .validation import as_float_array, check_alpha, label_text
 
 SHAPIRO_MAX_N = 5000  # scipy's Shapiro-Wilk p-value is not accurate above this
 PERCENTILES = (25, 50, 75, 90, 95)
@@ -228,8 +228,25 @@ def _buckets(column: pd.Series, kind: str | None, bins: int, max_categories: int
             labels = [f"({low:.6g}, {high:.6g}]" for low, high in itertools.pairwise(edges)]
         codes = np.where(present, codes, len(labels))
         return codes.astype(np.int64), [*labels, "missing"]
+    if isinstance(column.dtype, pd.CategoricalDtype) and column.cat.categories.is_unique:
+        return _category_codes(column, max_categories)
     text = column.astype(str).where(column.notna(), "missing")
     top = text.value_counts().index[:max_categories]
     text = text.where(text.isin(top), "other")
     codes, labels = pd.factorize(text, sort=True)
     return codes.astype(np.int64), [str(label) for label in labels]
+
+
+def _category_codes(column: pd.Series, max_categories: int) -> tuple[np.ndarray, list[str]]:
+    """``_buckets`` of an already coded column, working on the codes instead of the rows."""
+    codes = column.cat.codes.to_numpy().astype(np.int64)
+    names = [label_text(c) for c in column.cat.categories]
+    counts = np.bincount(codes[codes >= 0], minlength=len(names))
+    order = np.argsort(-counts, kind="stable")
+    order = order[counts[order] > 0]
+    top, rest = order[:max_categories], order[max_categories:]
+    labels = [names[i] for i in top] + (["other"] if rest.size else []) + ["missing"]
+    mapping = np.full(len(names) + 1, len(labels) - 1)  # the extra last slot is code -1: missing
+    mapping[top] = np.arange(top.size)
+    mapping[rest] = top.size
+    return mapping[codes], labels

@@ -248,11 +248,12 @@ class PerformanceOperator(ModelStepOperator):
 
         start, end = settings.current_start, settings.window_end
         window = store.read_window(spec.name, start, end, features=False)
+        served_per_version = store.count_predictions_by_version(spec.name, start, end)
         summary = {}
         versions = [(ALL_VERSIONS, None), *((v, v) for v in sorted(window["model_version"].unique()))]
         for label, version in versions:
             rows = window if version is None else window[window["model_version"] == version]
-            served = store.count_predictions(spec.name, start, end, version=version)
+            served = sum(served_per_version.values()) if version is None else served_per_version.get(version, 0)
             performance = compute_performance(
                 spec.task_kind, rows["actual_value"], rows["predicted_value"], n_predicted=served,
                 min_label_coverage=settings.min_label_coverage, model_type=spec.name, model_version=label)
