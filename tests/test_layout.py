@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "plugins" / "self_learning"
 STATISTICS_MODULES = ["domain", "validation", "performance", "error_analysis", "drift", "retraining"]
-ALLOWED_IMPORTS = {"__future__", "collections", "dataclasses", "datetime", "enum", "math", "re", "typing",
+ALLOWED_IMPORTS = {"__future__", "collections", "dataclasses", "datetime", "enum", "itertools", "math", "re", "typing",
                    "warnings", "numpy", "pandas", "scipy", "sklearn"}
 
 # Runs in a fresh interpreter: imports the statistics and exercises every public entry point with
