@@ -44,7 +44,7 @@ def _count(store: FeedbackStore, table: str) -> int:
 
 
 def test_migrations_from_empty_and_again(store):
-    assert store.ensure_schema() == "0001"  # re-running is a no-op
+    assert store.ensure_schema() == "0002"  # re-running is a no-op
     assert [m.name for m in store.list_models()] == ["ctr_predictor", "hook_classifier", "roas_predictor",
                                                      "visual_pattern"]
     store.register_model(ModelSpec("cpa_model", "regression", {"spend": "numeric"}))
@@ -259,10 +259,10 @@ def test_hook_builds_stores_from_airflow_connections(monkeypatch, pg_url, tmp_pa
     monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_DB", pg_url)
     store = FeedbackStoreHook().get_store()
     assert store.is_postgres
-    assert store.ensure_schema() == "0001"
+    assert store.ensure_schema() == "0002"
     monkeypatch.setenv("AIRFLOW_CONN_EMBEDDED", f"sqlite:///{tmp_path / 'embedded.db'}")
     embedded = FeedbackStoreHook("embedded").get_store()
-    assert not embedded.is_postgres and embedded.ensure_schema() == "0001"
+    assert not embedded.is_postgres and embedded.ensure_schema() == "0002"
 
 
 def test_registered_kinds_decide_how_values_are_stored(store):
@@ -352,7 +352,7 @@ def test_hook_keeps_libpq_options(monkeypatch, pg_url):
     monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_DB", pg_url + "?sslmode=disable&application_name=self-learning")
     store = FeedbackStoreHook().get_store()
     assert store.engine.url.query == {"sslmode": "disable", "application_name": "self-learning"}
-    assert store.ensure_schema() == "0001"
+    assert store.ensure_schema() == "0002"
 
 
 def test_outcome_inbox_keeps_arrival_order_and_join_counts(store):
@@ -424,3 +424,23 @@ def test_predictions_are_counted_per_version(store):
     store.register_predictions(frame)
     assert store.count_predictions_by_version("roas_predictor", DAY, NEXT_DAY) == {"v1": 20, "v2": 10}
     assert store.count_predictions_by_version("roas_predictor", NEXT_DAY, NEXT_DAY + timedelta(days=1)) == {}
+
+
+def test_feature_vectors_stored_as_arrays_are_packed_by_the_upgrade(pg_url):
+    store = FeedbackStore.from_url(pg_url)
+    assert store.ensure_schema("0001") == "0001"
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO model_features VALUES ('roas_predictor', 'spend', 'numeric', 1), "
+                             "('roas_predictor', 'ctr', 'numeric', 2), ('roas_predictor', 'cpm', 'numeric', 3)"))
+        conn.execute(sa.text(
+            "INSERT INTO predictions (prediction_id, model, model_version, predicted_value, num_features, "
+            "cat_features, served_at) VALUES ('old-1', 'roas_predictor', 'v1', 2.0, ARRAY[1.5, NULL, -0.25], '{}', "
+            ":day), ('old-2', 'roas_predictor', 'v1', 3.0, ARRAY[7.0], '{}', :day)"), {"day": DAY})
+    assert store.ensure_schema() == "0002"
+    store.record_outcomes([{"prediction_id": "old-1", "actual_value": 1.0}, {"prediction_id": "old-2",
+                                                                               "actual_value": 1.0}])
+    window = store.read_window("roas_predictor", DAY, NEXT_DAY, with_ids=True).set_index("prediction_id")
+    assert window.loc["old-1", ["spend", "ctr", "cpm"]].tolist() == pytest.approx([1.5, np.nan, -0.25], nan_ok=True)
+    assert window.loc["old-2", ["spend", "ctr", "cpm"]].tolist() == pytest.approx([7.0, np.nan, np.nan], nan_ok=True)
+    store.register_prediction("roas_predictor", 2.0, {"spend": 1.5, "cpm": -0.25}, prediction_id="old-1",
+                              model_version="v1", served_at=DAY)  # identical to the upgraded row: a no-op

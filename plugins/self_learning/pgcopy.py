@@ -19,7 +19,6 @@ HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big
 TRAILER = b"\xff\xff"
 NULL = (-1).to_bytes(4, "big", signed=True)
 POSTGRES_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
-FLOAT8_OID = 701
 
 
 def float8_column(values: np.ndarray) -> tuple[np.dtype, np.ndarray]:
@@ -33,21 +32,13 @@ def timestamptz_column(values: np.ndarray) -> tuple[np.dtype, np.ndarray]:
     return np.dtype([("len", ">i4"), ("value", ">i8")]), _with_length(micros.astype(">i8"), 8)
 
 
-def float8_array_column(matrix: np.ndarray) -> tuple[np.dtype, np.ndarray]:
-    """A float8[] field per row from an (n, k) matrix; NaN elements stay NaN (not NULL)."""
+def float8_vector_column(matrix: np.ndarray) -> tuple[np.dtype, np.ndarray]:
+    """A bytea field per row holding the row of an (n, k) matrix as big-endian float8 bytes."""
     n, k = matrix.shape
-    dtype = np.dtype([
-        ("len", ">i4"), ("ndim", ">i4"), ("has_null", ">i4"), ("oid", ">i4"), ("dim", ">i4"), ("lbound", ">i4"),
-        ("elements", [("len", ">i4"), ("value", ">f8")], (k,)),
-    ])
-    packed = np.zeros(n, dtype=dtype)
-    packed["len"] = 20 + 12 * k
-    packed["ndim"] = 1
-    packed["oid"] = FLOAT8_OID
-    packed["dim"] = k
-    packed["lbound"] = 1
-    packed["elements"]["len"] = 8
-    packed["elements"]["value"] = matrix
+    dtype = np.dtype([("len", ">i4"), ("value", ">f8", (k,))])
+    packed = np.empty(n, dtype=dtype)
+    packed["len"] = 8 * k
+    packed["value"] = matrix
     return dtype, packed
 
 

@@ -5,9 +5,11 @@ or an embedded SQLite file (demo, zero set-up) through one SQLAlchemy Core code 
 places are PostgreSQL-specific because speed demands it: bulk prediction/outcome ingest uses
 binary COPY, and window reads use ``COPY (SELECT ...) TO STDOUT``.
 
-Storage of features: numeric features are a ``float8[]`` in the order of the model's feature
-registry (``model_features``), categorical ones a JSON object. Formatting floats as JSON text
-and parsing them again costs more than everything else in ingest (bench/ingest_bench.py).
+Storage of features: numeric features are packed float8 bytes (``bytea`` on PostgreSQL, a JSON
+list on SQLite) in the order of the model's feature registry (``model_features``), categorical
+ones a JSON object. Formatting floats as JSON text and parsing them again costs more than
+everything else in ingest, and sending a ``float8[]`` costs the server a call per element
+(bench/ingest_bench.py, bench/daily_bench.py).
 
 Guarantees:
 - registering the same prediction twice is a no-op; a different payload under a known id is
@@ -57,7 +59,8 @@ WINDOW_COLUMNS = (*RESERVED[:1], "model_version", "served_at", "predicted_value"
                   "actual_value", "observed_at")
 
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-_FLOAT_ARRAY = sa.JSON().with_variant(postgresql.ARRAY(sa.Float(53)), "postgresql")
+# Numeric features: packed big-endian float8 bytes on PostgreSQL (migration 0002), a JSON list on SQLite.
+_VECTOR = sa.JSON().with_variant(postgresql.BYTEA(), "postgresql")
 _TS = sa.DateTime(timezone=True)
 
 metadata = sa.MetaData()
@@ -77,7 +80,7 @@ predictions = sa.Table(
     sa.Column("prediction_id", sa.String(128), primary_key=True), sa.Column("row_id", sa.BigInteger),
     sa.Column("model", sa.String(128)), sa.Column("model_version", sa.String(128)),
     sa.Column("predicted_value", sa.Float(53)),
-    sa.Column("predicted_label", sa.Integer), sa.Column("num_features", _FLOAT_ARRAY),
+    sa.Column("predicted_label", sa.Integer), sa.Column("num_features", _VECTOR),
     sa.Column("cat_features", _JSON), sa.Column("unit_id", sa.String(256)), sa.Column("served_at", _TS),
     sa.Column("ingested_at", _TS),
 )
@@ -195,8 +198,9 @@ class FeedbackStore:
 
     # -- schema --------------------------------------------------------------------------------
 
-    def ensure_schema(self) -> str:
-        """Apply pending migrations (idempotent, safe to run concurrently); seed default models."""
+    def ensure_schema(self, revision: str = "head") -> str:
+        """Apply pending migrations up to ``revision`` (idempotent, safe to run concurrently);
+        seed the default models. Returns the schema revision."""
         from alembic import command
         from alembic.config import Config
 
@@ -206,7 +210,7 @@ class FeedbackStore:
             if self.is_postgres:  # one migrator at a time across workers
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('self_learning.migrations'))"))
             config.attributes.update(connection=conn, version_table=VERSION_TABLE)
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
             for spec in DEFAULT_MODELS:
                 conn.execute(self._insert(models).values(**_model_row(spec)).on_conflict_do_nothing())
             return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
@@ -342,7 +346,7 @@ class FeedbackStore:
                         categories[key] = _category_text(value)
                     except ValueError as error:
                         raise ValueError(f"features.{key}: {error}") from None
-            stored_vector = list(vector) if self.is_postgres else [None if math.isnan(v) else v for v in vector]
+            stored_vector = _pack(vector) if self.is_postgres else [None if math.isnan(v) else v for v in vector]
             inserted = conn.execute(
                 self._insert(predictions).values(**row, num_features=stored_vector, cat_features=categories)
                 .on_conflict_do_nothing().returning(predictions.c.prediction_id)).first()
@@ -480,7 +484,7 @@ class FeedbackStore:
         fixed = [
             pgcopy.float8_column(rows["predicted_value"].to_numpy(dtype=np.float64)),
             pgcopy.timestamptz_column(rows["served_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()),
-            pgcopy.float8_array_column(matrix),
+            pgcopy.float8_vector_column(matrix),
         ]
         variable = [
             pgcopy.text_pieces(rows["prediction_id"]), pgcopy.text_pieces(rows["model"]),
@@ -701,12 +705,11 @@ class FeedbackStore:
         source = "predictions JOIN outcomes" if labelled_only else "predictions LEFT JOIN outcomes"
         source += " ON outcomes.prediction_id = predictions.prediction_id"
         width = len(numeric)
-        # Pad older, shorter vectors; cut a vector that grew after the registry was read.
-        padded = ("CASE WHEN cardinality(num_features) = %(width)s THEN num_features "
-                  "WHEN cardinality(num_features) > %(width)s THEN num_features[1:%(width)s] "
-                  "ELSE num_features || array_fill('NaN'::float8, ARRAY[%(width)s - cardinality(num_features)]) END")
-        vector = (f"CASE WHEN array_position(num_features, NULL) IS NULL THEN {padded} "
-                  f"ELSE array_replace({padded}, NULL, 'NaN') END")
+        # Pad older, shorter vectors with NaN; cut a vector that grew after the registry was read.
+        vector = ("CASE WHEN length(num_features) = 8 * %(width)s THEN num_features "
+                  "WHEN length(num_features) > 8 * %(width)s THEN substring(num_features FROM 1 FOR 8 * %(width)s) "
+                  "ELSE num_features || decode(repeat('7ff8000000000000', %(width)s - length(num_features) / 8), "
+                  "'hex') END")
         # timestamptz travels as its own binary form (microseconds since 2000-01-01); a missing
         # observed_at as -infinity, whose binary form is numpy's NaT.
         fixed = ["predictions.row_id", "predictions.served_at", "COALESCE(outcomes.observed_at, '-infinity')",
@@ -756,7 +759,7 @@ class FeedbackStore:
             return frame
         # Convert the strided big-endian block in stream order first, then move whole rows; the
         # raw stream is released before the rows are moved (peak memory of big windows).
-        values = np.ascontiguousarray(numbers["elements"]["value"], dtype=np.float64)
+        values = np.ascontiguousarray(numbers["vector"], dtype=np.float64)
         del numbers
         statements.clear()
         binary.close()
@@ -951,8 +954,7 @@ def _decode_fixed_rows(data: memoryview, width: int) -> np.ndarray:
     for name, dtype in fields:
         layout += [(f"{name}_length", ">i4"), (name, dtype)]
     if width:
-        layout += [("vector_length", ">i4"), ("header", ">i4", (5,)),
-                   ("elements", [("length", ">i4"), ("value", ">f8")], (width,))]
+        layout += [("vector_length", ">i4"), ("vector", ">f8", (width,))]
     row = np.dtype(layout)
     header = len(pgcopy.HEADER)
     body = len(data) - header - len(pgcopy.TRAILER)
@@ -960,7 +962,7 @@ def _decode_fixed_rows(data: memoryview, width: int) -> np.ndarray:
         raise RuntimeError("window read: unexpected binary COPY layout")
     rows = np.frombuffer(data, dtype=row, count=body // row.itemsize, offset=header)
     if len(rows) and ((rows["count"] != len(fields) + bool(width)).any()
-                      or (width and (rows["elements"]["length"] != 8).any())):
+                      or (width and (rows["vector_length"] != 8 * width).any())):
         raise RuntimeError("window read: a binary COPY row has NULLs or another width")
     return rows
 
@@ -1299,6 +1301,18 @@ def _category_text(value) -> str:
     return text
 
 
+def _pack(vector: np.ndarray) -> bytes:
+    """A numeric feature vector as stored on PostgreSQL: big-endian float8 bytes, NaN = missing."""
+    return np.asarray(vector, dtype=">f8").tobytes()
+
+
+def _unpack(stored) -> np.ndarray:
+    """A stored feature vector (PostgreSQL bytes or SQLite JSON list) as float64, NaN = missing."""
+    if isinstance(stored, (bytes, bytearray, memoryview)):
+        return np.frombuffer(bytes(stored), dtype=">f8").astype(np.float64)
+    return np.array([np.nan if v is None else v for v in (stored or [])], dtype=np.float64)
+
+
 def _differing_fields(new: pd.Series, new_vector: np.ndarray, stored: Mapping[str, Any]) -> list[str]:
     differing = [f for f in ("model", "model_version", "unit_id") if (new[f] or None) != (stored[f] or None)]
     served_given = new.get("_served_given", True) if hasattr(new, "get") else True
@@ -1308,7 +1322,7 @@ def _differing_fields(new: pd.Series, new_vector: np.ndarray, stored: Mapping[st
         differing.append("predicted_label")
     if served_given and pd.Timestamp(new["served_at"]) != _utc(stored["served_at"]):
         differing.append("served_at")
-    old_vector = np.array([np.nan if v is None else v for v in (stored["num_features"] or [])], dtype=np.float64)
+    old_vector = _unpack(stored["num_features"])
     width = max(old_vector.size, new_vector.size)
     padded_old = np.pad(old_vector, (0, width - old_vector.size), constant_values=np.nan)
     padded_new = np.pad(new_vector, (0, width - new_vector.size), constant_values=np.nan)
