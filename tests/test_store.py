@@ -444,3 +444,17 @@ def test_feature_vectors_stored_as_arrays_are_packed_by_the_upgrade(pg_url):
     assert window.loc["old-2", ["spend", "ctr", "cpm"]].tolist() == pytest.approx([7.0, np.nan, np.nan], nan_ok=True)
     store.register_prediction("roas_predictor", 2.0, {"spend": 1.5, "cpm": -0.25}, prediction_id="old-1",
                               model_version="v1", served_at=DAY)  # identical to the upgraded row: a no-op
+
+
+def test_batches_written_in_parallel_lose_nothing_and_repeats_across_batches_keep_the_first(store):
+    frame = _frame(1000)
+    report = store.register_predictions(frame, batch_size=100, writers=3)
+    assert (report.received, report.inserted, report.rejected) == (1000, 1000, [])
+    assert _count(store, "predictions") == 1000
+    again = pd.concat([_frame(300, start=1000), _frame(300, start=1000)], ignore_index=True)
+    again.loc[450, "predicted_value"] = -1.0  # row 150 again, in a later batch, with another payload
+    report = store.register_predictions(again, batch_size=100, writers=3)
+    assert (report.inserted, report.unchanged) == (300, 299)
+    assert [(e.row, e.prediction_id) for e in report.rejected] == [(450, "p1150")]
+    window = store.read_window("roas_predictor", DAY, NEXT_DAY, labelled_only=False, with_ids=True)
+    assert window.set_index("prediction_id").at["p1150", "predicted_value"] == again.at[150, "predicted_value"]
