@@ -65,6 +65,17 @@ def run(dag, *, end: datetime | None = END, **conf):
     return result
 
 
+def mapped_labels(dag_run, task_id: str) -> set[str]:
+    """The names the UI shows for the mapped instances of a task (its rendered map index)."""
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        instances = session.query(TaskInstance).filter(TaskInstance.run_id == dag_run.run_id,
+                                                       TaskInstance.task_id == task_id)
+        return {ti.rendered_map_index for ti in instances}
+
+
 def drift(store: FeedbackStore, end: datetime = END) -> dict[tuple[str, str], dict]:
     return {(r["model"], r["kind"]): r for r in store.read_results("drift_reports", window_end=end)}
 
@@ -90,7 +101,7 @@ def snapshot(store: FeedbackStore) -> dict[str, list[tuple]]:
 
 def test_stable_scenario_raises_no_drift_alert(daily_dag, feedback_db):
     load(feedback_db, Scenario(days=DAYS, rows_per_day=300, seed=11))
-    run(daily_dag)
+    result = run(daily_dag)
     reports = drift(feedback_db)
     assert len(reports) == 3 * len(MODEL_FEATURES)
     assert {k: r["severity"] for k, r in reports.items() if r["severity"] != "none"} == {}
@@ -98,6 +109,7 @@ def test_stable_scenario_raises_no_drift_alert(daily_dag, feedback_db):
     assert requested(feedback_db) == set()
     performance = feedback_db.read_results("performance_snapshots", window_end=END, model_version=ALL_VERSIONS)
     assert {r["model"] for r in performance} == set(MODEL_FEATURES)
+    assert mapped_labels(result, "model.drift") == mapped_labels(result, "model.trigger_retrain") == set(MODEL_FEATURES)
     assert all(r["result"]["status"] == "ok" and 0 < r["label_coverage"] < 1 for r in performance)
 
 

@@ -225,6 +225,7 @@ class ModelStepOperator(FeedbackStoreOperator):
     template_fields: Sequence[str] = ("model",)
 
     def __init__(self, *, model: str, **kwargs):
+        kwargs.setdefault("map_index_template", "{{ task.model }}")  # the UI lists mapped runs by model
         super().__init__(**kwargs)
         self.model = model
 
@@ -462,6 +463,7 @@ class RetrainTriggerOperator(BaseOperator):
     template_fields: Sequence[str] = ("decision",)
 
     def __init__(self, *, decision: Any, trigger_dag_id: str = RETRAIN_DAG_ID, **kwargs):
+        kwargs.setdefault("map_index_template", "{{ task.decision.model if task.decision else '' }}")
         super().__init__(**kwargs)
         self.decision = decision
         self.trigger_dag_id = trigger_dag_id
