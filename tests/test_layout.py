@@ -13,8 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "plugins" / "self_learning"
 STATISTICS_MODULES = ["domain", "validation", "performance", "error_analysis", "drift", "retraining"]
-ALLOWED_IMPORTS = {"__future__", "collections", "dataclasses", "datetime", "enum", "itertools", "math", "re", "typing",
-                   "warnings", "numpy", "pandas", "scipy", "sklearn"}
+ALLOWED_IMPORTS = {"__future__", "collections", "concurrent", "dataclasses", "datetime", "enum", "itertools",
+                   "math", "re", "typing", "warnings", "numpy", "pandas", "scipy", "sklearn"}
 
 # Runs in a fresh interpreter: imports the statistics and exercises every public entry point with
 # an audit hook that records any file write, network, subprocess or database access.

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+FEATURE_THREADS = 2  # per-feature statistics (sorts, binning) release the GIL: use both cores of a small worker
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +34,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
-from .domain import DriftReport, DriftType, Result, Severity, SeverityLadder, Status, TaskKind
+from .domain import FEATURE_THREADS, DriftReport, DriftType, Result, Severity, SeverityLadder, Status, TaskKind
 from .validation import as_float_array, check_alpha, check_same_length, label_text, plain
 
 EFFECT_LADDER = SeverityLadder(low=0.1, medium=0.2, high=0.3, critical=0.5)
@@ -338,10 +339,14 @@ def detect_feature_drift(
         raise ValueError("features: column names clash when converted to text (e.g. 0 and '0')")
     details: dict[str, dict[str, Any]] = {}
     checks: list[_Check] = []
-    for name in names:
-        detail, feature_checks = _feature_checks(name, reference, current, feature_kinds.get(str(name)), thresholds)
-        details[str(name)] = detail
-        checks.extend(feature_checks)
+    # Features are independent and their sorts release the GIL: two threads use both cores of a
+    # small worker (measured on bench/daily_bench.py data); results keep the column order.
+    with ThreadPoolExecutor(max_workers=FEATURE_THREADS) as pool:
+        results = pool.map(lambda name: _feature_checks(name, reference, current, feature_kinds.get(str(name)),
+                                                        thresholds), names)
+        for name, (detail, feature_checks) in zip(names, results, strict=True):
+            details[str(name)] = detail
+            checks.extend(feature_checks)
 
     if checks:
         adjusted = stats.false_discovery_control([c.p_value for c in checks], method="bh")

@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .domain import Result, Status
+from .domain import FEATURE_THREADS, Result, Status
 from .validation import as_float_array, check_alpha, label_text
 
 SHAPIRO_MAX_N = 5000  # scipy's Shapiro-Wilk p-value is not accurate above this
@@ -155,12 +156,18 @@ def identify_systematic_errors(
     # Welch's test through the totals (errors centred first, so the subtraction stays exact
     # enough), and the one-sample test through the bucket's own mean and deviation.
     centred = e - e.mean()
-    total, total_squares = centred.sum(), np.square(centred).sum()
-    for name in frame.columns:
+    squares = np.square(centred)
+    total, total_squares = centred.sum(), squares.sum()
+
+    def bucket_sums(name):
         codes, labels = _buckets(frame[name], kinds.get(str(name)), bins, max_categories)
-        count = np.bincount(codes, minlength=len(labels))
-        inside_sum = np.bincount(codes, weights=centred, minlength=len(labels))
-        inside_squares = np.bincount(codes, weights=np.square(centred), minlength=len(labels))
+        return (labels, np.bincount(codes, minlength=len(labels)),
+                np.bincount(codes, weights=centred, minlength=len(labels)),
+                np.bincount(codes, weights=squares, minlength=len(labels)))
+
+    with ThreadPoolExecutor(max_workers=FEATURE_THREADS) as pool:  # features are independent
+        sums = list(pool.map(bucket_sums, frame.columns))
+    for name, (labels, count, inside_sum, inside_squares) in zip(frame.columns, sums, strict=True):
         for code, label in enumerate(labels):
             n = int(count[code])
             rest_n = e.size - n
