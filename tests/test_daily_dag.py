@@ -264,3 +264,17 @@ def test_dag_file_parses_fast_without_heavy_imports(path):
         assert probe["heavy"] == []
         best = probe["seconds"] if best is None else min(best, probe["seconds"])
     assert best <= 0.3, f"{path.name} takes {best:.2f} s to import"
+
+
+def test_make_demo_runs_the_daily_dag_on_the_embedded_default(tmp_path):
+    """What ``make demo`` runs, smaller: SQLite store, SQLite Airflow, ``airflow dags test``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST"))}
+    env["PYTHONPATH"] = str(ROOT / "plugins")
+    result = subprocess.run(
+        [sys.executable, "-m", "self_learning.demo", "--home", str(tmp_path / "demo"), "--days-to-run", "1",
+         "--rows-per-day", "120"], capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "== window ending 2026-11-01" in result.stdout
+    assert "ctr_predictor: MAPE" in result.stdout and "concept_drift: " in result.stdout
+    assert "RETRAIN requested" in result.stdout
+    assert (tmp_path / "demo" / "feedback.db").exists()
