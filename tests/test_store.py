@@ -458,3 +458,30 @@ def test_batches_written_in_parallel_lose_nothing_and_repeats_across_batches_kee
     assert [(e.row, e.prediction_id) for e in report.rejected] == [(450, "p1150")]
     window = store.read_window("roas_predictor", DAY, NEXT_DAY, labelled_only=False, with_ids=True)
     assert window.set_index("prediction_id").at["p1150", "predicted_value"] == again.at[150, "predicted_value"]
+
+
+def test_packed_vectors_downgrade_to_arrays_exactly(pg_url):
+    from alembic import command
+    from alembic.config import Config
+    from self_learning.store import MIGRATIONS, VERSION_TABLE
+
+    store = FeedbackStore.from_url(pg_url)
+    store.ensure_schema()
+    values = [1.5, np.nan, -0.0, 5e-324, -2.5e-310, 1.7976931348623157e308, -3.0e-300, 0.1, 7.0]
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO predictions (prediction_id, model, model_version, predicted_value, num_features, "
+            "cat_features, served_at) VALUES ('v', 'roas_predictor', 'v1', 1.0, :packed, '{}', :day)"),
+            {"packed": np.array(values, dtype=">f8").tobytes(), "day": DAY})
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as conn:
+        config.attributes.update(connection=conn, version_table=VERSION_TABLE)
+        command.downgrade(config, "0001")
+        stored = conn.execute(sa.text("SELECT num_features FROM predictions")).scalar_one()
+    assert np.array_equal(np.array(stored, dtype=float), np.array(values), equal_nan=True)
+    assert np.signbit(stored[2])  # -0.0 keeps its sign
+    assert store.ensure_schema() == "0002"  # and up again, to the same bytes
+    with store.engine.connect() as conn:
+        packed = conn.execute(sa.text("SELECT num_features FROM predictions")).scalar_one()
+    assert bytes(packed) == np.array(values, dtype=">f8").tobytes()

@@ -12,6 +12,7 @@ SQLAlchemy) and the statistics (scipy, scikit-learn) are imported when a task ru
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -235,8 +236,9 @@ class ModelStepOperator(FeedbackStoreOperator):
         settings = run_settings(context).for_model(spec.thresholds)
         return self.run(store, spec, settings)
 
-    def run(self, store, spec, settings: RunSettings) -> dict[str, Any]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run(self, store, spec, settings: RunSettings) -> Any:
+        """The step for one model: read, compute, write; returns a small summary for XCom."""
 
 
 class PerformanceOperator(ModelStepOperator):

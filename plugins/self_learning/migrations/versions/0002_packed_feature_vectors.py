@@ -32,5 +32,28 @@ def upgrade() -> None:
     op.execute("DROP FUNCTION self_learning_pack_float8(float8[])")
 
 
+# The inverse, exact for every float8: the 64 bits as a bigint, split into sign, exponent and
+# mantissa, and rebuilt with exact power-of-two arithmetic (subnormals included).
+UNPACK = """
+CREATE FUNCTION self_learning_unpack_float8(packed bytea) RETURNS float8[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(array_agg(
+        CASE WHEN e = 2047 THEN CASE WHEN m <> 0 THEN 'NaN'::float8
+                                     WHEN negative THEN '-Infinity'::float8 ELSE 'Infinity'::float8 END
+             WHEN e = 0 THEN (CASE WHEN negative THEN -1 ELSE 1 END) * m::float8 * power(2::float8, -1074)
+             ELSE (CASE WHEN negative THEN -1 ELSE 1 END) * (1 + m::float8 / 4503599627370496)
+                  * power(2::float8, e - 1023)
+        END ORDER BY i), '{}')
+    FROM (SELECT i, bits < 0 AS negative, (bits >> 52) & 2047 AS e, bits & 4503599627370495 AS m
+          FROM (SELECT i, ('x' || encode(substring(packed FROM 8 * i + 1 FOR 8), 'hex'))::bit(64)::bigint AS bits
+                FROM generate_series(0, length(packed) / 8 - 1) AS i) AS words) AS parts
+$$
+"""
+
+
 def downgrade() -> None:
-    raise NotImplementedError("0002 cannot be undone in SQL: float8 bytes cannot be cast back to float8 there")
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute(UNPACK)
+    op.execute("ALTER TABLE predictions ALTER COLUMN num_features TYPE float8[] "
+               "USING self_learning_unpack_float8(num_features)")
+    op.execute("DROP FUNCTION self_learning_unpack_float8(bytea)")
