@@ -92,6 +92,8 @@ def regression_performance(
     if not nonzero.all() and nonzero.any():
         notes.append(f"mape excludes {int((~nonzero).sum())} rows with actual = 0")
     total_actual = float(np.abs(y).sum())
+    with np.errstate(over="ignore"):  # as for MAPE: a huge ratio is an honest inf, reported as None
+        wape = float(np.abs(error).sum() / total_actual) if total_actual > 0 else None
     r2 = None
     if n >= 2 and np.ptp(y) > 0:
         r2 = float(metrics.r2_score(y, p))
@@ -104,7 +106,7 @@ def regression_performance(
         r2=r2,
         mape=mape,
         mape_excluded=int((~nonzero).sum()),
-        wape=float(np.abs(error).sum() / total_actual) if total_actual > 0 else None,
+        wape=wape,
         mean_error=float(error.mean()),
         notes=tuple(notes),
     )
