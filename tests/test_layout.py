@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "plugins" / "self_learning"
-STATISTICS_MODULES = ["domain", "validation", "performance", "error_analysis", "drift", "retraining"]
+STATISTICS_MODULES = ["domain", "validation", "performance", "error_analysis", "drift", "retraining", "ab_testing"]
 ALLOWED_IMPORTS = {"__future__", "collections", "concurrent", "dataclasses", "datetime", "enum", "itertools",
                    "math", "re", "typing", "warnings", "numpy", "pandas", "scipy", "sklearn"}
 
@@ -26,7 +26,7 @@ def hook(event, args):
     if event.startswith(FORBIDDEN) or (event == "open" and isinstance(args[1], str) and set(args[1]) & set("wax+")):
         events.append(event)
 import numpy as np, pandas as pd
-from self_learning import domain, drift, error_analysis, performance, retraining, validation
+from self_learning import ab_testing, domain, drift, error_analysis, performance, retraining, validation
 sys.addaudithook(hook)
 rng = np.random.default_rng(0)
 y = rng.gamma(2, 1, 300); p = y + rng.normal(0, 0.3, 300)
@@ -38,6 +38,9 @@ error_analysis.identify_systematic_errors(frame, p - y).to_dict()
 fd = drift.detect_feature_drift(frame, frame.assign(x=frame.x + 1))
 cd = drift.detect_concept_drift(y, p, y, p + 0.5)
 drift.detect_prediction_drift(p, p + 1).to_dict()
+ab = ab_testing.compare_arms(np.abs(p - y), np.abs(p - y) * 0.9, n_star=600)
+ab_testing.decide(ab, ab_testing.sample_ratio_mismatch([300, 300], [0.5, 0.5]), days_elapsed=8).to_dict()
+ab_testing.assign_arm("seed", "unit", {"a": 0.5, "b": 0.5})
 retraining.should_retrain(labelled_outcomes=300, feature_drift=fd, concept_drift=cd, performance=perf).to_dict()
 print(json.dumps({"events": events, "airflow": sorted(m for m in sys.modules if m.split(".")[0] == "airflow")}))
 """

@@ -1,0 +1,119 @@
+"""A/B statistics: assignment, sample ratio mismatch, and the always-valid comparison by simulation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from self_learning.ab_testing import (
+    assign_arm,
+    compare_arms,
+    decide,
+    fnv1a32,
+    sample_ratio_mismatch,
+)
+from self_learning.domain import Status
+
+WEIGHTS = {"champion": 0.5, "challenger": 0.5}
+
+
+def test_fnv1a32_matches_the_reference_vectors():
+    assert fnv1a32("") == 0x811C9DC5
+    assert fnv1a32("a") == 0xE40C292C
+    assert fnv1a32("foobar") == 0xBF9CF968
+
+
+def test_assignment_is_sticky_across_processes_and_follows_the_split():
+    units = [f"campaign-{i}" for i in range(100_000)]
+    arms = [assign_arm("test-42", u, {"a": 0.2, "b": 0.8}) for u in units]
+    assert abs(arms.count("a") / len(arms) - 0.2) < 0.01
+    probe = ("import json, sys; sys.path.insert(0, 'plugins'); from self_learning.ab_testing import assign_arm; "
+             "print(json.dumps([assign_arm('test-42', f'campaign-{i}', {'a': 0.2, 'b': 0.8}) for i in range(500)]))")
+    other = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert json.loads(other.stdout) == arms[:500]
+    assert assign_arm("another-test", "campaign-1", WEIGHTS) in WEIGHTS
+
+
+@pytest.mark.parametrize("weights", [{"a": 1.0}, {"a": 0.7, "b": 0.7}, {"a": 0.0, "b": 1.0}, {"a": 1.2, "b": -0.2}])
+def test_bad_splits_are_named(weights):
+    with pytest.raises(ValueError, match="weights"):
+        assign_arm("t", "u", weights)
+
+
+def test_sample_ratio_mismatch_blocks_promotion():
+    srm = sample_ratio_mismatch([10_400, 9_600], [0.5, 0.5])
+    assert not srm.healthy and srm.p_value < 1e-6
+    assert sample_ratio_mismatch([10_050, 9_950], [0.5, 0.5]).healthy
+    rng = np.random.default_rng(0)
+    comparison = compare_arms(np.abs(rng.normal(0, 1, 10_400)), np.abs(rng.normal(0, 0.5, 9_600)), n_star=20_000)
+    decision = decide(comparison, srm, days_elapsed=14)
+    assert decision.action == "unhealthy"
+    with pytest.raises(ValueError, match="counts"):
+        sample_ratio_mismatch([1, 2, 3], [0.5, 0.5])
+
+
+def weekly_looks(rng, champion_sd, challenger_sd, per_look, looks, n_star):
+    """The decision at each weekly look over accumulating outcomes; the first promotion ends it."""
+    champion = np.abs(rng.normal(0, champion_sd, per_look * looks))
+    challenger = np.abs(rng.normal(0, challenger_sd, per_look * looks))
+    min_p = 1.0
+    srm = sample_ratio_mismatch([per_look, per_look], [0.5, 0.5])
+    for look in range(1, looks + 1):
+        n = per_look * look
+        comparison = compare_arms(champion[:n], challenger[:n], n_star=n_star, previous_min_p=min_p)
+        min_p = comparison.running_min_p
+        if decide(comparison, srm, days_elapsed=7 * look).action == "promote":
+            return True
+    return False
+
+
+def test_identical_arms_rarely_produce_a_winner_over_eight_weekly_looks():
+    rng = np.random.default_rng(20261127)
+    winners = sum(weekly_looks(rng, 1.0, 1.0, 2_500, 8, 40_000) for _ in range(500))
+    assert winners / 500 <= 0.05
+
+
+def test_a_five_percent_better_challenger_is_promoted():
+    rng = np.random.default_rng(7)
+    promoted = sum(weekly_looks(rng, 1.0, 0.95, 5_000, 4, 40_000) for _ in range(100))
+    assert promoted / 100 >= 0.8
+
+
+def test_fixed_horizon_welch_would_declare_false_winners_the_sequence_does_not():
+    """The reason for the confidence sequence: the Welch p-value checked at 8 looks is not valid."""
+    rng = np.random.default_rng(3)
+    welch_winners = sequence_winners = 0
+    for _ in range(300):
+        a, b = np.abs(rng.normal(0, 1, 16_000)), np.abs(rng.normal(0, 1, 16_000))
+        looks = [compare_arms(a[:n], b[:n], n_star=32_000) for n in range(2_000, 16_001, 2_000)]
+        welch_winners += any(c.welch_p_value < 0.05 and c.difference < 0 for c in looks)
+        sequence_winners += any(c.ci_high < 0 for c in looks)
+    assert welch_winners / 300 > 0.07  # inflated above alpha/2 by peeking
+    assert sequence_winners / 300 <= 0.025
+
+
+def test_losses_are_aggregated_per_randomisation_unit():
+    rng = np.random.default_rng(11)
+    units = np.repeat(np.arange(200), 50)  # 200 campaigns of 50 predictions sharing a campaign effect
+    effect = np.repeat(rng.normal(0, 1, 200), 50)
+    loss_a, loss_b = np.abs(effect + rng.normal(0, 0.2, units.size)), np.abs(effect + rng.normal(0, 0.2, units.size))
+    naive = compare_arms(loss_a, loss_b, n_star=20_000)
+    clustered = compare_arms(loss_a, loss_b, champion_units=units, challenger_units=units + 1000, n_star=400)
+    assert clustered.champion.n == 200 and clustered.champion.rows == 10_000
+    assert clustered.standard_error > 3 * naive.standard_error
+    assert clustered.champion.mean == pytest.approx(loss_a.mean())
+
+
+def test_no_outcomes_is_insufficient_data_not_an_error():
+    comparison = compare_arms([], [1.0, 2.0], n_star=1000)
+    assert comparison.status is Status.INSUFFICIENT_DATA
+    decision = decide(comparison, sample_ratio_mismatch([0, 2], [0.5, 0.5]), days_elapsed=30, max_days=28)
+    assert decision.action in ("keep_champion", "unhealthy")
+    with pytest.raises(ValueError, match="n_star"):
+        compare_arms([1.0, 2.0], [1.0, 2.0], n_star=0)
+    with pytest.raises(ValueError, match="champion_units"):
+        compare_arms([1.0, 2.0], [1.0, 2.0], champion_units=["a"], n_star=10)
