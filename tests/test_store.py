@@ -44,7 +44,7 @@ def _count(store: FeedbackStore, table: str) -> int:
 
 
 def test_migrations_from_empty_and_again(store):
-    assert store.ensure_schema() == "0002"  # re-running is a no-op
+    assert store.ensure_schema() == "0003"  # re-running is a no-op
     assert [m.name for m in store.list_models()] == ["ctr_predictor", "hook_classifier", "roas_predictor",
                                                      "visual_pattern"]
     store.register_model(ModelSpec("cpa_model", "regression", {"spend": "numeric"}))
@@ -259,10 +259,10 @@ def test_hook_builds_stores_from_airflow_connections(monkeypatch, pg_url, tmp_pa
     monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_DB", pg_url)
     store = FeedbackStoreHook().get_store()
     assert store.is_postgres
-    assert store.ensure_schema() == "0002"
+    assert store.ensure_schema() == "0003"
     monkeypatch.setenv("AIRFLOW_CONN_EMBEDDED", f"sqlite:///{tmp_path / 'embedded.db'}")
     embedded = FeedbackStoreHook("embedded").get_store()
-    assert not embedded.is_postgres and embedded.ensure_schema() == "0002"
+    assert not embedded.is_postgres and embedded.ensure_schema() == "0003"
 
 
 def test_registered_kinds_decide_how_values_are_stored(store):
@@ -352,7 +352,7 @@ def test_hook_keeps_libpq_options(monkeypatch, pg_url):
     monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_DB", pg_url + "?sslmode=disable&application_name=self-learning")
     store = FeedbackStoreHook().get_store()
     assert store.engine.url.query == {"sslmode": "disable", "application_name": "self-learning"}
-    assert store.ensure_schema() == "0002"
+    assert store.ensure_schema() == "0003"
 
 
 def test_outcome_inbox_keeps_arrival_order_and_join_counts(store):
@@ -436,7 +436,7 @@ def test_feature_vectors_stored_as_arrays_are_packed_by_the_upgrade(pg_url):
             "INSERT INTO predictions (prediction_id, model, model_version, predicted_value, num_features, "
             "cat_features, served_at) VALUES ('old-1', 'roas_predictor', 'v1', 2.0, ARRAY[1.5, NULL, -0.25], '{}', "
             ":day), ('old-2', 'roas_predictor', 'v1', 3.0, ARRAY[7.0], '{}', :day)"), {"day": DAY})
-    assert store.ensure_schema() == "0002"
+    assert store.ensure_schema() == "0003"
     store.record_outcomes([{"prediction_id": "old-1", "actual_value": 1.0}, {"prediction_id": "old-2",
                                                                                "actual_value": 1.0}])
     window = store.read_window("roas_predictor", DAY, NEXT_DAY, with_ids=True).set_index("prediction_id")
@@ -481,7 +481,34 @@ def test_packed_vectors_downgrade_to_arrays_exactly(pg_url):
         stored = conn.execute(sa.text("SELECT num_features FROM predictions")).scalar_one()
     assert np.array_equal(np.array(stored, dtype=float), np.array(values), equal_nan=True)
     assert np.signbit(stored[2])  # -0.0 keeps its sign
-    assert store.ensure_schema() == "0002"  # and up again, to the same bytes
+    assert store.ensure_schema() == "0003"  # and up again, to the same bytes
     with store.engine.connect() as conn:
         packed = conn.execute(sa.text("SELECT num_features FROM predictions")).scalar_one()
     assert bytes(packed) == np.array(values, dtype=">f8").tobytes()
+
+
+def test_model_registry_versions_and_promotion(store):
+    assert store.get_champion("roas_predictor") is None
+    window = (DAY - timedelta(days=30), DAY)
+    v1 = store.register_version("roas_predictor", "v1", artifact_uri="file:///models/roas/v1", training_window=window,
+                                metrics={"mae": 0.4}, created_by="self_learning_retrain")
+    assert v1["status"] == "challenger" and v1["metrics"] == {"mae": 0.4}
+    assert store.promote("roas_predictor", "v1") is None
+    store.register_version("roas_predictor", "v2", metrics={"mae": 0.3})
+    assert store.promote("roas_predictor", "v2") == "v1"
+    assert store.promote("roas_predictor", "v2") == "v2"  # already champion: a no-op
+    assert store.get_champion("roas_predictor")["version"] == "v2"
+    assert {v["version"]: v["status"] for v in store.version_history("roas_predictor")} == {
+        "v1": "archived", "v2": "champion"}
+    again = store.register_version("roas_predictor", "v2", metrics={"mae": 0.29})  # a re-run keeps the status
+    assert again["status"] == "champion" and again["metrics"] == {"mae": 0.29}
+    store.register_version("roas_predictor", "v3", status="rejected", metrics={"mae": 0.5})
+    store.set_version_status("roas_predictor", "v3", "archived")
+    with store.engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):  # one champion per model
+        conn.execute(sa.text("UPDATE model_versions SET status = 'champion' WHERE version = 'v1'"))
+    for call, match in ((lambda: store.promote("roas_predictor", "v9"), "no registered version"),
+                        (lambda: store.register_version("unknown_model", "v1"), "not registered"),
+                        (lambda: store.register_version("roas_predictor", "v4", status="champion"), "promote"),
+                        (lambda: store.set_version_status("roas_predictor", "v1", "gold"), "status")):
+        with pytest.raises((KeyError, ValueError), match=match):
+            call()

@@ -113,6 +113,14 @@ retrain_requests = sa.Table(
     sa.Column("reasons", _JSON), sa.Column("status", sa.String(16)), sa.Column("window_end", _TS),
     sa.Column("result_version", sa.String(128)), sa.Column("requested_at", _TS), sa.Column("updated_at", _TS),
 )
+model_versions = sa.Table(
+    "model_versions", metadata,
+    sa.Column("model", sa.String(128), primary_key=True), sa.Column("version", sa.String(128), primary_key=True),
+    sa.Column("status", sa.String(16)), sa.Column("artifact_uri", sa.Text),
+    sa.Column("training_window_start", _TS), sa.Column("training_window_end", _TS), sa.Column("metrics", _JSON),
+    sa.Column("created_by", sa.String(256)), sa.Column("created_at", _TS),
+)
+VERSION_STATUSES = ("champion", "challenger", "archived", "rejected")
 ingest_rejects = sa.Table(
     "ingest_rejects", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("record_kind", sa.String(32)),
@@ -910,6 +918,87 @@ class FeedbackStore:
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
+    # -- model registry ------------------------------------------------------------------------
+
+    def register_version(self, model: str, version: str, *, status: str = "challenger",
+                         artifact_uri: str | None = None, training_window: tuple[datetime, datetime] | None = None,
+                         metrics: Mapping[str, Any] | None = None, created_by: str | None = None) -> dict[str, Any]:
+        """Record a trained version (idempotent: re-registering refreshes artifact, window and
+        metrics and keeps the status it has reached). Returns the stored row."""
+        name = model_name(model)
+        for field, value in (("version", version), ("created_by", created_by)):
+            if value is not None and (problem := _text_problem(value, 128 if field == "version" else 256)):
+                raise ValueError(f"{field}: {problem}")
+        if status not in VERSION_STATUSES or status == "champion":
+            raise ValueError(f"status: a new version is one of {[s for s in VERSION_STATUSES if s != 'champion']}; "
+                             f"make it champion with promote(), got {status!r}")
+        start, end = training_window or (None, None)
+        if training_window is not None:
+            _check_window(start, end)
+        row = {"model": name, "version": version, "status": status, "artifact_uri": artifact_uri,
+               "training_window_start": None if start is None else _utc(start).to_pydatetime(),
+               "training_window_end": None if end is None else _utc(end).to_pydatetime(),
+               "metrics": to_jsonable(dict(metrics or {})), "created_by": created_by}
+        statement = self._insert(model_versions).values(**row)
+        with self.engine.begin() as conn:
+            if name not in self._models_known(conn):
+                raise ValueError(f"model: {name!r} is not registered (register_model first)")
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["model", "version"],
+                set_={k: statement.excluded[k] for k in ("artifact_uri", "training_window_start",
+                                                          "training_window_end", "metrics", "created_by")}))
+            return dict(conn.execute(sa.select(model_versions).where(
+                model_versions.c.model == name, model_versions.c.version == version)).mappings().one())
+
+    def get_champion(self, model: str) -> dict[str, Any] | None:
+        """The version serving as champion, or None before any promotion."""
+        query = sa.select(model_versions).where(model_versions.c.model == model_name(model),
+                                                model_versions.c.status == "champion")
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None
+
+    def version_history(self, model: str) -> list[dict[str, Any]]:
+        """Every registered version of a model, oldest first."""
+        query = (sa.select(model_versions).where(model_versions.c.model == model_name(model))
+                 .order_by(model_versions.c.created_at, model_versions.c.version))
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def set_version_status(self, model: str, version: str, status: str) -> None:
+        """Mark a version challenger, archived or rejected (champions change only by promote())."""
+        if status not in VERSION_STATUSES or status == "champion":
+            raise ValueError(f"status: one of challenger, archived, rejected (champion via promote()), got {status!r}")
+        with self.engine.begin() as conn:
+            self._version_exists(conn, model, version)
+            conn.execute(model_versions.update().where(model_versions.c.model == model,
+                                                       model_versions.c.version == version).values(status=status))
+
+    def promote(self, model: str, version: str) -> str | None:
+        """Make ``version`` the champion and archive the previous one, in one transaction; returns
+        the previous champion's version (None if there was none). Promoting the champion is a no-op."""
+        name = model_name(model)
+        with self.engine.begin() as conn:
+            self._version_exists(conn, name, version)
+            if self.is_postgres:  # one promotion per model at a time
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                             {"key": f"self_learning.champion.{name}"})
+            previous = conn.execute(sa.select(model_versions.c.version).where(
+                model_versions.c.model == name, model_versions.c.status == "champion")).scalar()
+            if previous == version:
+                return previous
+            conn.execute(model_versions.update().where(model_versions.c.model == name,
+                                                       model_versions.c.status == "champion").values(status="archived"))
+            conn.execute(model_versions.update().where(model_versions.c.model == name,
+                                                       model_versions.c.version == version).values(status="champion"))
+        return previous
+
+    @staticmethod
+    def _version_exists(conn, model: str, version: str) -> None:
+        found = conn.execute(sa.select(sa.func.count()).select_from(model_versions).where(
+            model_versions.c.model == model, model_versions.c.version == version)).scalar_one()
+        if not found:
+            raise KeyError(f"version: {model!r} has no registered version {version!r}")
 
 # -- validation and encoding helpers ----------------------------------------------------------------
 
