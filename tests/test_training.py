@@ -1,0 +1,85 @@
+"""Candidate training and the candidate-vs-champion verdict on a time-based holdout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from self_learning.domain import TaskKind
+from self_learning.synthetic import MODEL_FEATURES, NUMERIC, Scenario, generate
+from self_learning.training import (
+    default_trainer,
+    fit,
+    holdout_performance,
+    judge,
+    load_trainer,
+    predict,
+    time_holdout,
+)
+
+
+def labelled(scenario: Scenario, model: str, first_day: int = 0) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The model's rows with their outcomes, categoricals as the store reads them (category dtype)."""
+    data = generate(scenario)
+    rows = data.predictions[data.predictions["model"] == model].merge(data.outcomes, on="prediction_id")
+    rows = rows[rows["served_at"] >= pd.Timestamp(scenario.day_start(first_day))]
+    kinds = {f: "numeric" if f in NUMERIC else "categorical" for f in MODEL_FEATURES[model]}
+    for feature, kind in kinds.items():
+        if kind == "categorical":
+            rows[feature] = rows[feature].astype("category")
+    return rows.reset_index(drop=True), kinds
+
+
+def served_vs_candidate(rows, kinds, task_kind):
+    train, holdout = time_holdout(rows)
+    model = fit(default_trainer(task_kind, kinds), train, kinds)
+    candidate = holdout_performance(task_kind, holdout, predict(model, holdout, kinds, task_kind), model_version="new")
+    champion = holdout_performance(task_kind, holdout, holdout["predicted_value"].to_numpy(), model_version="served")
+    return candidate, champion
+
+
+def test_holdout_is_the_latest_rows():
+    frame = pd.DataFrame({"served_at": pd.date_range("2026-01-01", periods=10, freq="D")[::-1], "x": range(10)})
+    train, holdout = time_holdout(frame, holdout_share=0.3)
+    assert train["served_at"].max() < holdout["served_at"].min() and len(holdout) == 3
+    with pytest.raises(ValueError, match="holdout_share"):
+        time_holdout(frame, holdout_share=1.0)
+
+
+def test_after_a_concept_shift_a_retrained_candidate_beats_the_stale_champion():
+    scenario = Scenario(days=40, rows_per_day=300, seed=21, concept_shift_day=10, concept_shift_model="ctr_predictor",
+                        models=("ctr_predictor",))
+    rows, kinds = labelled(scenario, "ctr_predictor", first_day=10)
+    candidate, champion = served_vs_candidate(rows, kinds, TaskKind.REGRESSION)
+    verdict = judge(candidate, champion)
+    assert verdict.accept and verdict.relative_improvement > 0.3, verdict
+
+
+def test_a_candidate_that_is_no_better_than_a_good_champion_is_rejected():
+    scenario = Scenario(days=30, rows_per_day=300, seed=22, models=("roas_predictor",))
+    rows, kinds = labelled(scenario, "roas_predictor")
+    candidate, champion = served_vs_candidate(rows, kinds, TaskKind.REGRESSION)
+    verdict = judge(candidate, champion, margin=0.02)
+    assert not verdict.accept and "does not beat" in verdict.reason
+
+
+def test_classifier_candidates_predict_probabilities():
+    scenario = Scenario(days=20, rows_per_day=300, seed=23, models=("hook_classifier",))
+    rows, kinds = labelled(scenario, "hook_classifier")
+    candidate, _ = served_vs_candidate(rows, kinds, TaskKind.BINARY_CLASSIFICATION)
+    assert candidate.log_loss is not None and 0.3 < candidate.log_loss < 0.7
+    assert candidate.roc_auc > 0.65
+    assert judge(candidate, None).accept  # nothing to beat
+
+
+def test_trainers_by_dotted_path_and_bad_paths_are_named():
+    assert load_trainer("self_learning.training:default_trainer") is default_trainer
+    for path in ("nowhere", "self_learning.training:missing", "no_such_package.module:f"):
+        with pytest.raises(ValueError, match="trainer"):
+            load_trainer(path)
+    with pytest.raises(ValueError, match="no labelled rows"):
+        fit(default_trainer("regression", {"x": "numeric"}), pd.DataFrame({"x": [], "actual_value": []}),
+            {"x": "numeric"})
+    assert np.isfinite(judge(*served_vs_candidate(*labelled(Scenario(days=10, rows_per_day=100, seed=1,
+                                                                      models=("visual_pattern",)), "visual_pattern"),
+                                                  TaskKind.BINARY_CLASSIFICATION)).candidate)
