@@ -24,12 +24,16 @@ $$
 
 
 def upgrade() -> None:
+    _rewrite_vectors(PACK, "self_learning_pack_float8", "bytea")
+
+
+def _rewrite_vectors(create_function: str, function: str, target_type: str) -> None:
+    """Rewrite every stored vector through a temporary SQL function (PostgreSQL only)."""
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(PACK)
-    op.execute("ALTER TABLE predictions ALTER COLUMN num_features TYPE bytea "
-               "USING self_learning_pack_float8(num_features)")
-    op.execute("DROP FUNCTION self_learning_pack_float8(float8[])")
+    op.execute(create_function)
+    op.execute(f"ALTER TABLE predictions ALTER COLUMN num_features TYPE {target_type} USING {function}(num_features)")
+    op.execute(f"DROP FUNCTION {function}")
 
 
 # The inverse, exact for every float8: the 64 bits as a bigint, split into sign, exponent and
@@ -51,9 +55,4 @@ $$
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    op.execute(UNPACK)
-    op.execute("ALTER TABLE predictions ALTER COLUMN num_features TYPE float8[] "
-               "USING self_learning_unpack_float8(num_features)")
-    op.execute("DROP FUNCTION self_learning_unpack_float8(bytea)")
+    _rewrite_vectors(UNPACK, "self_learning_unpack_float8", "float8[]")
