@@ -83,9 +83,14 @@ class RunSettings:
             raise ValueError(f"thresholds: unknown keys {unknown}; a model may override {', '.join(MODEL_OVERRIDABLE)}")
         return dataclasses.replace(self, **{k: v for k, v in thresholds.items() if k in MODEL_OVERRIDABLE})
 
-    def summary(self) -> dict[str, Any]:
-        return {"window_end": self.window_end.isoformat(), "current_start": self.current_start.isoformat(),
-                "reference_start": self.reference_start.isoformat()}
+    def retrain_thresholds(self):
+        """The retrain decision's thresholds of these settings."""
+        from .retraining import RetrainThresholds
+
+        return RetrainThresholds(
+            feature_drift_severity=self.feature_drift_severity, concept_drift_severity=self.concept_drift_severity,
+            max_mape=self.max_mape, max_log_loss=self.max_log_loss, min_roc_auc=self.min_roc_auc,
+            min_labelled_outcomes=self.min_labelled_outcomes)
 
 
 def _check_number(name: str, value, low: float, high: float, *, inclusive: bool = True) -> None:
@@ -209,8 +214,8 @@ class SelectModelsOperator(FeedbackStoreOperator):
 
     def execute(self, context):
         settings = run_settings(context)
-        active = [spec.name for spec in self.store().list_models()]
         if not settings.models:
+            active = [spec.name for spec in self.store().list_models()]
             self.log.info("models: all %d active models: %s", len(active), ", ".join(active))
             return active
         known = {spec.name for spec in self.store().list_models(active_only=False)}
@@ -361,6 +366,7 @@ class AlertOperator(ModelStepOperator):
 def findings_of(store, spec, settings: RunSettings) -> list[dict[str, Any]]:
     """The window's findings from the stored results: drift (feature by feature), performance
     limits crossed and systematic errors."""
+    from .retraining import performance_breaches
     from .store import ALL_VERSIONS
 
     end = settings.window_end
@@ -378,10 +384,8 @@ def findings_of(store, spec, settings: RunSettings) -> list[dict[str, Any]]:
         else:
             findings.append(_finding(row["kind"], row["kind"], row["severity"], {
                 "summary": row["result"]["recommendation"], "statistical_tests": tests}))
-    performance = _stored_performance(store, spec.name, end)
-    if performance is not None:
-        for limit in _performance_breaches(performance, settings):
-            findings.append(_finding("performance", limit["metric"], "high", limit))
+    for breach in performance_breaches(_stored_performance(store, spec.name, end), settings.retrain_thresholds()):
+        findings.append(_finding("performance", breach.metric, "high", {"summary": breach.reason, **breach.to_dict()}))
     for row in store.read_results("error_analyses", model=spec.name, kind="systematic_errors", window_end=end):
         for pattern in row["result"]["patterns"]:
             effect = abs(pattern["relative_effect"] or 0.0)
@@ -407,25 +411,12 @@ def _stored_performance(store, model: str, end: datetime):
     return ModelPerformance.from_dict(rows[-1]["result"]) if rows else None
 
 
-def _performance_breaches(performance, settings: RunSettings) -> list[dict[str, Any]]:
-    if performance.status.value != "ok":
-        return []
-    breaches = []
-    for metric, value, limit, higher_is_worse in (("mape", performance.mape, settings.max_mape, True),
-                                                  ("log_loss", performance.log_loss, settings.max_log_loss, True),
-                                                  ("roc_auc", performance.roc_auc, settings.min_roc_auc, False)):
-        if value is not None and limit is not None and ((value > limit) if higher_is_worse else (value < limit)):
-            breaches.append({"metric": metric, "value": value, "limit": limit,
-                             "summary": f"{metric} {value:.4g} is {'above' if higher_is_worse else 'below'} {limit:g}"})
-    return breaches
-
-
 class RetrainDecisionOperator(ModelStepOperator):
     """``should_retrain`` on the window's stored results; a yes is stored as a retrain request."""
 
     def run(self, store, spec, settings):
         from .domain import DriftReport
-        from .retraining import RetrainThresholds, should_retrain
+        from .retraining import should_retrain
         from .store import ALL_VERSIONS
 
         end = settings.window_end
@@ -435,12 +426,7 @@ class RetrainDecisionOperator(ModelStepOperator):
         decision = should_retrain(
             labelled_outcomes=performance.sample_count if performance else 0,
             feature_drift=drift.get("feature_drift"), concept_drift=drift.get("concept_drift"),
-            performance=performance,
-            thresholds=RetrainThresholds(
-                feature_drift_severity=settings.feature_drift_severity,
-                concept_drift_severity=settings.concept_drift_severity, max_mape=settings.max_mape,
-                max_log_loss=settings.max_log_loss, min_roc_auc=settings.min_roc_auc,
-                min_labelled_outcomes=settings.min_labelled_outcomes))
+            performance=performance, thresholds=settings.retrain_thresholds())
         result = {"model": spec.name, "retrain": decision.retrain, "reasons": decision.reasons,
                   "window_end": end.isoformat(), "request_id": None}
         if decision.retrain:

@@ -31,6 +31,36 @@ class RetrainThresholds:
 
 
 @dataclasses.dataclass(frozen=True)
+class PerformanceBreach(Result):
+    """A performance metric past its limit; ``metric`` is the field name on ``ModelPerformance``."""
+
+    metric: str
+    value: float
+    limit: float
+    reason: str
+
+
+_LIMITS = (("mape", "MAPE", "max_mape", True), ("log_loss", "log loss", "max_log_loss", True),
+           ("roc_auc", "ROC AUC", "min_roc_auc", False))
+
+
+def performance_breaches(performance: ModelPerformance | None, thresholds: RetrainThresholds
+                         ) -> list[PerformanceBreach]:
+    """The metrics of a judged window that crossed their limit (none when the window has no status ``ok``)."""
+    if performance is None or performance.status is not Status.OK:
+        return []
+    breaches = []
+    for metric, label, limit_name, worse_when_higher in _LIMITS:
+        value, limit = getattr(performance, metric), getattr(thresholds, limit_name)
+        if value is None or limit is None or not ((value > limit) if worse_when_higher else (value < limit)):
+            continue
+        relation = "above" if worse_when_higher else "below"
+        reason = f"{label} {value:.4g} is {relation} the limit {limit:g}"
+        breaches.append(PerformanceBreach(metric, value, limit, reason))
+    return breaches
+
+
+@dataclasses.dataclass(frozen=True)
 class RetrainDecision(Result):
     """``retrain`` and the reasons for it (or for not retraining); unpacks as a pair."""
 
@@ -64,17 +94,7 @@ def should_retrain(
                 and report.severity.at_least(limit):
             where = f" in {', '.join(report.affected_features)}" if report.affected_features else ""
             reasons.append(f"{label} severity {report.severity.value}{where} (threshold {limit.value})")
-    if performance is not None and performance.status is Status.OK:
-        for metric, value, limit, worse_when_higher in (
-            ("MAPE", performance.mape, t.max_mape, True),
-            ("log loss", performance.log_loss, t.max_log_loss, True),
-            ("ROC AUC", performance.roc_auc, t.min_roc_auc, False),
-        ):
-            if value is None or limit is None:
-                continue
-            if (value > limit) if worse_when_higher else (value < limit):
-                relation = "above" if worse_when_higher else "below"
-                reasons.append(f"{metric} {value:.4g} is {relation} the limit {limit:g}")
+    reasons.extend(breach.reason for breach in performance_breaches(performance, t))
     if not reasons:
         return RetrainDecision(False, ["no signal crossed its threshold"])
     return RetrainDecision(True, reasons)
