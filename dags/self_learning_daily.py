@@ -78,6 +78,9 @@ with DAG(
                              description="Classifiers: retrain when ROC AUC falls below this; empty = never."),
         "min_labelled_outcomes": Param(100, type="integer", minimum=1, title="Minimum labelled outcomes",
                                        description="Never retrain on fewer labelled outcomes in the window."),
+        "retrain_cooldown_days": Param(7, type="number", minimum=0, maximum=365, title="Retrain cooldown (days)",
+                                       description="No new retrain request for causes a request of this many days "
+                                                   "already covers (pending, or done for the same causes)."),
         "window_end": Param(None, type=["null", "string"], format="date-time", title="Window end (manual runs)",
                             description="Analyse the window ending at this UTC time instead of the run's data "
                                         "interval end, e.g. 2026-11-01T00:00:00+00:00."),

@@ -57,3 +57,39 @@ def airflow_db():
 
     db.resetdb()
     return AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def dag_bag(airflow_db):
+    """The DAGs of ``dags/``, parsed once; their param defaults recorded before any run."""
+    from airflow.dag_processing.dagbag import DagBag
+    from scenarios import PARAM_DEFAULTS
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    for dag_id, dag in bag.dags.items():
+        PARAM_DEFAULTS[dag_id] = dag.params.dump()
+    return bag
+
+
+@pytest.fixture
+def feedback_db(pg_url, monkeypatch):
+    """A fresh store that the DAGs reach through the ``feedback_db`` connection."""
+    from self_learning.store import FeedbackStore
+
+    monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_DB", pg_url)
+    store = FeedbackStore.from_url(pg_url)
+    store.ensure_schema()
+    return store
+
+
+@pytest.fixture
+def fresh_runs(dag_bag):
+    """No DAG runs left in the metadata DB by earlier tests (a triggered run id is per request and
+    window, and the tests reuse windows)."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for run in session.query(DagRun).all():
+            session.delete(run)

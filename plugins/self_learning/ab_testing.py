@@ -13,6 +13,9 @@ test may be looked at after every batch of outcomes; the Welch test is reported 
   are first aggregated per unit (a ratio metric with a delta-method standard error), because
   predictions of one campaign or account are not independent.
 - ``decide``: the guardrails of a promotion.
+- ``ABTestConfig``: a test's definition, validated; ``arm_version`` is the serving side's helper.
+- ``row_losses``: the per-prediction loss the arms are compared on (absolute error for regressors,
+  log loss for classifiers: the primary losses of the retrain verdict).
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .domain import Result, Status
+from .domain import Result, Status, TaskKind
 from .validation import as_float_array, check_alpha
 
 SRM_ALPHA = 0.001
+UNITS = ("prediction", "campaign", "account")
+LOG_LOSS_EPS = 1e-15
 _FNV_OFFSET, _FNV_PRIME = 0x811C9DC5, 0x01000193
 
 
@@ -56,6 +61,76 @@ def assign_arm(seed: str, unit_id: str, weights: dict[str, float] | list[float])
     position = bucket(seed, str(unit_id))
     index = int(np.searchsorted(np.cumsum(shares), position, side="right"))
     return items[min(index, len(items) - 1)][0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ABTestConfig(Result):
+    """A champion-vs-challenger test's definition.
+
+    ``traffic_split`` is the challenger's share of the units; ``unit`` what is randomised (each
+    prediction, or a campaign / account whose id serving stores as ``unit_id``); ``margin`` the
+    practical margin, relative to the champion's mean loss (0.02: the challenger must err at least
+    2 % less); ``n_star`` the expected number of units at decision time, which tunes the always-
+    valid interval (None: estimated from recent traffic when the test starts); ``seed`` the
+    hashing seed of the assignment (default: the test id).
+    """
+
+    traffic_split: float = 0.5
+    unit: str = "prediction"
+    min_days: float = 7.0
+    max_days: float = 28.0
+    min_outcomes_per_arm: int = 150
+    margin: float = 0.0
+    alpha: float = 0.05
+    n_star: float | None = None
+    seed: str | None = None
+
+    def __post_init__(self):
+        split = self.traffic_split
+        if isinstance(split, bool) or not isinstance(split, (int, float)) or not 0 < split < 1:
+            raise ValueError(f"traffic_split: the challenger's share must be in (0, 1), got {split!r}")
+        if self.unit not in UNITS:
+            raise ValueError(f"unit: one of {', '.join(UNITS)}, got {self.unit!r}")
+        if not 0 <= self.min_days <= self.max_days:
+            raise ValueError(f"min_days, max_days: need 0 <= min_days <= max_days, got {self.min_days}, "
+                             f"{self.max_days}")
+        if isinstance(self.min_outcomes_per_arm, bool) or not isinstance(self.min_outcomes_per_arm, int) \
+                or self.min_outcomes_per_arm < 2:
+            raise ValueError(f"min_outcomes_per_arm: must be an integer >= 2, got {self.min_outcomes_per_arm!r}")
+        if not 0 <= self.margin < 1:
+            raise ValueError(f"margin: a relative margin in [0, 1), got {self.margin!r}")
+        check_alpha(self.alpha)
+        if self.n_star is not None and not self.n_star > 0:
+            raise ValueError(f"n_star: must be > 0, got {self.n_star!r}")
+        if self.seed is not None and (not isinstance(self.seed, str) or not self.seed):
+            raise ValueError(f"seed: must be a non-empty string, got {self.seed!r}")
+
+    @property
+    def weights(self) -> list[float]:
+        """Shares of (champion, challenger)."""
+        return [1.0 - self.traffic_split, self.traffic_split]
+
+
+def arm_version(seed: str, unit_id: str, champion_version: str, challenger_version: str,
+                traffic_split: float) -> str:
+    """The version serving should use for a unit during a test (sticky, no storage needed)."""
+    return assign_arm(seed, unit_id, {champion_version: 1.0 - traffic_split, challenger_version: traffic_split})
+
+
+def row_losses(task_kind: TaskKind | str, actual, predicted) -> np.ndarray:
+    """Per-prediction loss: |predicted - actual| for regressors, log loss of P(y = 1) for classifiers."""
+    y = as_float_array("actual", actual, min_size=0)
+    p = as_float_array("predicted", predicted, min_size=0)
+    if y.shape != p.shape:
+        raise ValueError(f"actual, predicted: lengths differ ({y.size} vs {p.size})")
+    if TaskKind(task_kind) is TaskKind.REGRESSION:
+        return np.abs(p - y)
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("actual: a classifier's outcomes must be 0 or 1")
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError("predicted: a classifier's predictions must be probabilities in [0, 1]")
+    q = np.clip(p, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    return -(y * np.log(q) + (1 - y) * np.log1p(-q))
 
 
 @dataclasses.dataclass(frozen=True)

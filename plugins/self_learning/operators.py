@@ -28,7 +28,11 @@ SEVERITIES = ("low", "medium", "high", "critical")
 
 # Run settings a model may override through its registered ``thresholds``.
 MODEL_OVERRIDABLE = ("alpha", "min_label_coverage", "alert_cooldown_days", "feature_drift_severity",
-                     "concept_drift_severity", "max_mape", "max_log_loss", "min_roc_auc", "min_labelled_outcomes")
+                     "concept_drift_severity", "max_mape", "max_log_loss", "min_roc_auc", "min_labelled_outcomes",
+                     "retrain_cooldown_days")
+# How a model is retrained: a trainer factory by dotted path, or its own training DAG to trigger.
+MODEL_RETRAIN_SETTINGS = ("trainer", "trainer_dag_id")
+ARTIFACT_ROOT_VARIABLE = "self_learning_artifact_root"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +52,7 @@ class RunSettings:
     max_log_loss: float | None = None
     min_roc_auc: float | None = None
     min_labelled_outcomes: int = 100
+    retrain_cooldown_days: float = 7.0
     models: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -58,6 +63,7 @@ class RunSettings:
         _check_number("alpha", self.alpha, 0.0, 0.5, inclusive=False)
         _check_number("min_label_coverage", self.min_label_coverage, 0.0, 1.0)
         _check_number("alert_cooldown_days", self.alert_cooldown_days, 0.0, 365.0)
+        _check_number("retrain_cooldown_days", self.retrain_cooldown_days, 0.0, 365.0)
         for name in ("feature_drift_severity", "concept_drift_severity"):
             if getattr(self, name) not in SEVERITIES:
                 raise ValueError(f"params.{name}: must be one of {', '.join(SEVERITIES)}, got {getattr(self, name)!r}")
@@ -78,9 +84,10 @@ class RunSettings:
 
     def for_model(self, thresholds: Mapping[str, Any]) -> RunSettings:
         """These settings with a model's registered threshold overrides applied."""
-        unknown = sorted(set(thresholds) - set(MODEL_OVERRIDABLE))
+        unknown = sorted(set(thresholds) - set(MODEL_OVERRIDABLE) - set(MODEL_RETRAIN_SETTINGS))
         if unknown:
-            raise ValueError(f"thresholds: unknown keys {unknown}; a model may override {', '.join(MODEL_OVERRIDABLE)}")
+            raise ValueError(f"thresholds: unknown keys {unknown}; a model may set "
+                             f"{', '.join(MODEL_OVERRIDABLE + MODEL_RETRAIN_SETTINGS)}")
         return dataclasses.replace(self, **{k: v for k, v in thresholds.items() if k in MODEL_OVERRIDABLE})
 
     def retrain_thresholds(self):
@@ -104,26 +111,30 @@ def _check_number(name: str, value, low: float, high: float, *, inclusive: bool 
 def run_settings(context: Mapping[str, Any]) -> RunSettings:
     """Validated settings of the running DAG run (see the module docstring for the window)."""
     params = dict(context.get("params") or {})
-    explicit = params.pop("window_end", None)
-    if explicit:
-        try:
-            end = datetime.fromisoformat(str(explicit))
-        except ValueError:
-            raise ValueError(f"params.window_end: not an ISO 8601 timestamp: {explicit!r}") from None
-        end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
-        start = end - timedelta(days=1)
-    elif context.get("data_interval_end") is not None and context["data_interval_end"] > context["data_interval_start"]:
-        start, end = context["data_interval_start"], context["data_interval_end"]
-    else:  # a manual run without a logical date: the last complete day before it was queued
-        run_after = context["dag_run"].run_after.astimezone(UTC)
-        end = run_after.replace(hour=0, minute=0, second=0, microsecond=0)
-        start = end - timedelta(days=1)
+    start, end = run_interval(context, params.pop("window_end", None))
     known = {f.name for f in dataclasses.fields(RunSettings)} - {"window_end", "interval_start"}
     models = params.pop("models", None) or ()
     if isinstance(models, str) or not all(isinstance(m, str) for m in models):
         raise ValueError(f"params.models: must be a list of model names, got {models!r}")
     return RunSettings(window_end=_utc(end), interval_start=_utc(start), models=tuple(models),
                        **{k: v for k, v in params.items() if k in known})
+
+
+def run_interval(context: Mapping[str, Any], window_end: Any = None) -> tuple[datetime, datetime]:
+    """The run's interval: one day ending at ``window_end`` if given, else the data interval, else
+    (a manual run without a logical date) the last complete day before the run was queued."""
+    if window_end:
+        try:
+            end = datetime.fromisoformat(str(window_end))
+        except ValueError:
+            raise ValueError(f"params.window_end: not an ISO 8601 timestamp: {window_end!r}") from None
+        end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
+        return end - timedelta(days=1), end
+    if context.get("data_interval_end") is not None and context["data_interval_end"] > context["data_interval_start"]:
+        return _utc(context["data_interval_start"]), _utc(context["data_interval_end"])
+    run_after = context["dag_run"].run_after.astimezone(UTC)
+    end = run_after.replace(hour=0, minute=0, second=0, microsecond=0)
+    return _utc(end - timedelta(days=1)), _utc(end)
 
 
 def _utc(value: datetime) -> datetime:
@@ -428,16 +439,36 @@ class RetrainDecisionOperator(ModelStepOperator):
             feature_drift=drift.get("feature_drift"), concept_drift=drift.get("concept_drift"),
             performance=performance, thresholds=settings.retrain_thresholds())
         result = {"model": spec.name, "retrain": decision.retrain, "reasons": decision.reasons,
-                  "window_end": end.isoformat(), "request_id": None}
-        if decision.retrain:
-            result["request_id"] = f"{spec.name}@{end:%Y-%m-%dT%H:%M}Z"
-            status = store.request_retrain(request_id=result["request_id"], model=spec.name,
-                                           reasons=decision.reasons, window_end=end)
-            self.log.warning("RETRAIN %s requested (%s, status %s): %s", spec.name, result["request_id"], status,
+                  "causes": decision.causes, "window_end": end.isoformat(), "request_id": None}
+        request_id = f"{spec.name}@{end:%Y-%m-%dT%H:%M}Z"
+        handled = self._already_handled(store, spec.name, decision, settings, request_id) if decision.retrain else None
+        if handled:
+            result.update(retrain=False, reasons=[*decision.reasons, handled])
+            self.log.info("%s: no new retrain request - %s", spec.name, "; ".join(result["reasons"]))
+        elif decision.retrain:
+            result["request_id"] = request_id
+            status = store.request_retrain(request_id=request_id, model=spec.name, reasons=decision.reasons,
+                                           window_end=end, causes=decision.causes)
+            self.log.warning("RETRAIN %s requested (%s, status %s): %s", spec.name, request_id, status,
                              "; ".join(decision.reasons))
         else:
             self.log.info("%s: no retrain - %s", spec.name, "; ".join(decision.reasons))
         return result
+
+    @staticmethod
+    def _already_handled(store, model, decision, settings, request_id) -> str | None:
+        """Why a positive decision needs no new request: a champion-vs-challenger test is running
+        (its conclusion decides), or a recent request already covers these causes."""
+        test = store.running_ab_test(model)
+        if test is not None:
+            return f"A/B test {test['test_id']} is running; its conclusion decides"
+        earlier = store.covering_retrain_request(model, decision.causes, window_end=settings.window_end,
+                                                 cooldown=timedelta(days=settings.retrain_cooldown_days),
+                                                 exclude=request_id)
+        if earlier is not None:
+            return (f"retrain request {earlier['request_id']} ({earlier['status']}) already covers "
+                    f"{', '.join(decision.causes)} within the {settings.retrain_cooldown_days:g}-day retrain cooldown")
+        return None
 
 
 class RetrainTriggerOperator(BaseOperator):
@@ -466,7 +497,7 @@ class RetrainTriggerOperator(BaseOperator):
             raise AirflowSkipException(
                 f"retrain DAG {self.trigger_dag_id!r} is not deployed; retrain request {decision['request_id']} "
                 "is stored in retrain_requests and waits for it")
-        run_id = "retrain__" + "".join(c if c.isalnum() or c in "-_.@" else "_" for c in decision["request_id"])
+        run_id = _run_id("retrain__", decision["request_id"])
         conf = {"model": decision["model"], "reason": "; ".join(decision["reasons"]),
                 "request_id": decision["request_id"], "window_end": decision["window_end"]}
         self.log.info("triggering %s run %s for %s", self.trigger_dag_id, run_id, decision["model"])
@@ -542,3 +573,236 @@ def _main_metric(performance) -> dict[str, float] | None:
         if value is not None:
             return {metric: value}
     return None
+
+
+# -- retraining ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainSettings:
+    """The validated params of a retrain run."""
+
+    model: str
+    window_end: datetime
+    request_id: str
+    reason: str
+    training_window_days: int = 30
+    holdout_share: float = 0.2
+    margin: float = 0.02
+    ab_test: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"params.model: the name of a registered model is required, got {self.model!r}")
+        days = self.training_window_days
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3660:
+            raise ValueError(f"params.training_window_days: must be an integer in 1..3660, got {days!r}")
+        _check_number("holdout_share", self.holdout_share, 0.0, 1.0, inclusive=False)
+        _check_number("margin", self.margin, 0.0, 1.0)
+        from .ab_testing import ABTestConfig  # validates the A/B params, naming them
+
+        try:
+            ABTestConfig(**self.ab_test)
+        except ValueError as error:
+            raise ValueError(f"params.ab_{error}") from None
+
+
+AB_PARAMS = {"ab_traffic_split": "traffic_split", "ab_unit": "unit", "ab_min_days": "min_days",
+             "ab_max_days": "max_days", "ab_min_outcomes_per_arm": "min_outcomes_per_arm", "ab_margin": "margin",
+             "ab_alpha": "alpha"}
+
+
+def retrain_settings(context: Mapping[str, Any]) -> RetrainSettings:
+    """Settings of the running retrain run: triggered by the daily run (its conf names the model,
+    request and window) or by hand (a request id is made from the run id)."""
+    params = dict(context.get("params") or {})
+    _, end = run_interval(context, params.get("window_end"))
+    model = params.get("model")
+    request_id = params.get("request_id") or f"{model}@manual:{context['dag_run'].run_id}"
+    return RetrainSettings(
+        model=model, window_end=end, request_id=request_id[:256], reason=params.get("reason") or "manual retrain",
+        training_window_days=params.get("training_window_days", 30), holdout_share=params.get("holdout_share", 0.2),
+        margin=params.get("margin", 0.02),
+        ab_test={field: params[name] for name, field in AB_PARAMS.items() if params.get(name) is not None})
+
+
+class RetrainStepOperator(FeedbackStoreOperator):
+    """A step of the retrain DAG: the model's spec and the run's validated settings."""
+
+    def execute(self, context):
+        settings = retrain_settings(context)
+        store = self.store()
+        try:
+            spec = store.get_model(settings.model)
+        except KeyError:
+            known = sorted(s.name for s in store.list_models(active_only=False))
+            raise ValueError(f"params.model: {settings.model!r} is not registered; registered models: {known}") \
+                from None
+        return self.run(store, spec, settings, context)
+
+    @abc.abstractmethod
+    def run(self, store, spec, settings: RetrainSettings, context) -> Any:
+        """The step; returns a small summary for XCom."""
+
+
+class ClaimRetrainRequestOperator(RetrainStepOperator):
+    """Mark the retrain request running (recording it first for a manual run)."""
+
+    def run(self, store, spec, settings, context):
+        row = store.claim_retrain_request(settings.request_id, model=spec.name, reasons=[settings.reason],
+                                          window_end=settings.window_end)
+        self.log.info("retrain request %s for %s: %s (window ending %s)", row["request_id"], spec.name,
+                      "; ".join(row["reasons"]), settings.window_end)
+        return {"request_id": settings.request_id, "model": spec.name, "window_end": settings.window_end.isoformat(),
+                "trainer_dag_id": spec.thresholds.get("trainer_dag_id")}
+
+
+class DelegateTrainingOperator(RetrainStepOperator):
+    """For a model that names its own training DAG (``trainer_dag_id``): trigger it with the request
+    (model, request id, window) and let it register the version; skips otherwise."""
+
+    def run(self, store, spec, settings, context):
+        from airflow.sdk.exceptions import DagRunTriggerException
+
+        dag_id = spec.thresholds.get("trainer_dag_id")
+        if not dag_id:
+            raise AirflowSkipException(f"{spec.name} is trained here (no trainer_dag_id)")
+        conf = {"model": spec.name, "request_id": settings.request_id, "reason": settings.reason,
+                "window_end": settings.window_end.isoformat(), "training_window_days": settings.training_window_days}
+        self.log.info("delegating the training of %s to DAG %s", spec.name, dag_id)
+        raise DagRunTriggerException(
+            trigger_dag_id=dag_id, dag_run_id=_run_id("retrain__", settings.request_id), conf=conf,
+            logical_date=None, reset_dag_run=False, skip_when_already_exists=True, wait_for_completion=False,
+            allowed_states=["success"], failed_states=["failed"], poke_interval=60, deferrable=False)
+
+
+class TrainCandidateOperator(RetrainStepOperator):
+    """Train a candidate on the labelled window, judge it against the champion on the same
+    time-based holdout, write its artifact and register the version: ``challenger`` when it beats
+    the champion by the margin, ``rejected`` (with the numbers) otherwise.
+
+    The artifact goes to ``<artifact_root>/<model>/<version>/model.pkl`` through Airflow's
+    ``ObjectStoragePath``: ``artifact_root`` defaults to the Variable
+    ``self_learning_artifact_root`` and then to ``file://$AIRFLOW_HOME/self_learning/artifacts``;
+    ``artifact_conn_id`` names an Airflow connection with the storage's credentials."""
+
+    template_fields: Sequence[str] = ("artifact_root", "artifact_conn_id")
+
+    def __init__(self, *, artifact_root: str | None = None, artifact_conn_id: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.artifact_root = artifact_root
+        self.artifact_conn_id = artifact_conn_id
+
+    def run(self, store, spec, settings, context):
+        from .lifecycle import artifact_bytes, train_candidate
+
+        if spec.thresholds.get("trainer_dag_id"):
+            raise AirflowSkipException(f"{spec.name} is trained by DAG {spec.thresholds['trainer_dag_id']}")
+        candidate = train_candidate(store, spec.name, window_end=settings.window_end,
+                                    training_window_days=settings.training_window_days,
+                                    holdout_share=settings.holdout_share, margin=settings.margin,
+                                    trainer=spec.thresholds.get("trainer"))
+        path = self._artifact_path(spec.name, candidate.version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(artifact_bytes(candidate.estimator))
+        status = "challenger" if candidate.verdict.accept else "rejected"
+        store.register_version(spec.name, candidate.version, status=status, artifact_uri=str(path),
+                               training_window=candidate.training_window, metrics=candidate.metrics(),
+                               created_by=f"{context['dag'].dag_id}/{context['dag_run'].run_id}")
+        log = self.log.info if candidate.verdict.accept else self.log.warning
+        log("%s %s registered as %s (%d training rows, %d holdout rows from %s): %s", spec.name, candidate.version,
+            status, candidate.training_rows, candidate.holdout_rows, candidate.holdout_start,
+            candidate.verdict.reason)
+        return {"model": spec.name, "version": candidate.version, "status": status,
+                "accept": candidate.verdict.accept, "verdict": candidate.verdict.reason,
+                "metric": candidate.verdict.metric, "candidate": candidate.verdict.candidate,
+                "champion": candidate.verdict.champion, "champion_source": candidate.champion_source,
+                "artifact_uri": str(path)}
+
+    def _artifact_path(self, model: str, version: str):
+        import os
+
+        from airflow.sdk import ObjectStoragePath, Variable
+
+        root = self.artifact_root or Variable.get(ARTIFACT_ROOT_VARIABLE, default=None) or \
+            f"file://{os.environ.get('AIRFLOW_HOME', os.path.expanduser('~/airflow'))}/self_learning/artifacts"
+        return ObjectStoragePath(root, conn_id=self.artifact_conn_id or None) / model / version / "model.pkl"
+
+
+class StartABTestOperator(RetrainStepOperator):
+    """Start champion vs challenger for an accepted candidate (the A/B params of the run); skips,
+    saying why, for a rejected one. Before the first promotion the version serving most of the
+    window is registered as the champion."""
+
+    template_fields: Sequence[str] = ("candidate",)
+
+    def __init__(self, *, candidate: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.candidate = candidate
+
+    def run(self, store, spec, settings, context):
+        from .ab_testing import ABTestConfig
+        from .lifecycle import ab_test_model_versions, served_champion
+
+        if not self.candidate or not self.candidate.get("accept"):
+            raise AirflowSkipException(f"no A/B test: {(self.candidate or {}).get('verdict', 'no candidate')}")
+        start = settings.window_end - timedelta(days=settings.training_window_days)
+        champion = served_champion(store, spec.name, start=start, end=settings.window_end)
+        test = ab_test_model_versions(store, spec.name, champion, self.candidate["version"],
+                                      started_at=settings.window_end, config=ABTestConfig(**settings.ab_test))
+        self.log.info("A/B test %s: %s (champion) vs %s (challenger), challenger share %s, unit %s", test["test_id"],
+                      test["champion_version"], test["challenger_version"], test["config"]["traffic_split"],
+                      test["config"]["unit"])
+        return {"test_id": test["test_id"], "champion_version": test["champion_version"],
+                "challenger_version": test["challenger_version"], "status": test["status"]}
+
+
+class FinishRetrainRequestOperator(RetrainStepOperator):
+    """Close the request whatever happened upstream: ``done`` with the version (and the A/B test it
+    started), ``delegated`` to the model's own training DAG, or ``failed``."""
+
+    template_fields: Sequence[str] = ("candidate", "ab_test")
+
+    def __init__(self, *, candidate: Any, ab_test: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.candidate, self.ab_test = candidate, ab_test
+
+    def run(self, store, spec, settings, context):
+        candidate = self.candidate or None
+        if spec.thresholds.get("trainer_dag_id"):
+            status, version, detail = "delegated", None, {"trainer_dag_id": spec.thresholds["trainer_dag_id"]}
+        elif candidate is None:
+            status, version, detail = "failed", None, {"error": "train_candidate did not finish; see its log"}
+        elif candidate["accept"] and not self.ab_test:
+            status, version, detail = "failed", candidate["version"], {
+                **candidate, "error": "start_ab_test did not finish; see its log"}
+        else:
+            status, version, detail = "done", candidate["version"], {**candidate, "ab_test": self.ab_test or None}
+        store.finish_retrain_request(settings.request_id, status=status, result_version=version, detail=detail)
+        self.log.info("retrain request %s: %s (version %s)", settings.request_id, status, version)
+        if status == "failed":
+            raise AirflowException(f"retrain request {settings.request_id} failed: {detail['error']}")
+        return {"request_id": settings.request_id, "status": status, "version": version}
+
+
+class ConcludeABTestsOperator(FeedbackStoreOperator):
+    """Look at every running A/B test (of ``params.models`` if set) as of the run's window end and
+    act on it: promote the winner, close at the maximum duration, alert on a sample ratio mismatch."""
+
+    def execute(self, context):
+        from .lifecycle import conclude_ab_tests
+
+        settings = run_settings(context)
+        conclusions = conclude_ab_tests(self.store(), as_of=settings.window_end, models=list(settings.models))
+        for c in conclusions:
+            self.log.info("A/B test %s (%s): %s, test %s, champion %s - %s", c.test_id, c.model, c.action,
+                          c.test_status, c.champion_version, "; ".join(c.reasons))
+        if not conclusions:
+            self.log.info("no running A/B test")
+        return [{"test_id": c.test_id, "model": c.model, "action": c.action, "test_status": c.test_status,
+                 "champion_version": c.champion_version} for c in conclusions]
+
+
+def _run_id(prefix: str, key: str) -> str:
+    """A DAG run id from a request id, in Airflow's run id alphabet."""
+    return prefix + "".join(c if c.isascii() and (c.isalnum() or c in "_.~:+-") else "_" for c in key)

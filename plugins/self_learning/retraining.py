@@ -62,10 +62,13 @@ def performance_breaches(performance: ModelPerformance | None, thresholds: Retra
 
 @dataclasses.dataclass(frozen=True)
 class RetrainDecision(Result):
-    """``retrain`` and the reasons for it (or for not retraining); unpacks as a pair."""
+    """``retrain`` and the reasons for it (or for not retraining); unpacks as a pair. ``causes``
+    names the signals behind a yes (``feature_drift``, ``concept_drift`` or the metric), so a
+    cause already being handled need not be asked about again."""
 
     retrain: bool
     reasons: list[str]
+    causes: list[str] = dataclasses.field(default_factory=list)
 
     def __iter__(self):
         return iter((self.retrain, self.reasons))
@@ -87,14 +90,18 @@ def should_retrain(
         return RetrainDecision(False, [
             f"only {labelled_outcomes} labelled outcomes; at least {t.min_labelled_outcomes} needed to retrain"
         ])
-    reasons = []
-    for label, report, limit in (("feature drift", feature_drift, t.feature_drift_severity),
-                                 ("concept drift", concept_drift, t.concept_drift_severity)):
+    reasons, causes = [], []
+    for cause, report, limit in (("feature_drift", feature_drift, t.feature_drift_severity),
+                                 ("concept_drift", concept_drift, t.concept_drift_severity)):
         if report is not None and report.status is Status.OK and report.severity is not Severity.NONE \
                 and report.severity.at_least(limit):
             where = f" in {', '.join(report.affected_features)}" if report.affected_features else ""
-            reasons.append(f"{label} severity {report.severity.value}{where} (threshold {limit.value})")
-    reasons.extend(breach.reason for breach in performance_breaches(performance, t))
+            reasons.append(f"{cause.replace('_', ' ')} severity {report.severity.value}{where} "
+                           f"(threshold {limit.value})")
+            causes.append(cause)
+    for breach in performance_breaches(performance, t):
+        reasons.append(breach.reason)
+        causes.append(breach.metric)
     if not reasons:
         return RetrainDecision(False, ["no signal crossed its threshold"])
-    return RetrainDecision(True, reasons)
+    return RetrainDecision(True, reasons, causes)

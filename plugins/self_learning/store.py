@@ -112,7 +112,9 @@ retrain_requests = sa.Table(
     sa.Column("request_id", sa.String(256), primary_key=True), sa.Column("model", sa.String(128)),
     sa.Column("reasons", _JSON), sa.Column("status", sa.String(16)), sa.Column("window_end", _TS),
     sa.Column("result_version", sa.String(128)), sa.Column("requested_at", _TS), sa.Column("updated_at", _TS),
+    sa.Column("causes", _JSON), sa.Column("detail", _JSON),
 )
+RETRAIN_STATUSES = ("requested", "running", "done", "failed", "delegated")
 model_versions = sa.Table(
     "model_versions", metadata,
     sa.Column("model", sa.String(128), primary_key=True), sa.Column("version", sa.String(128), primary_key=True),
@@ -121,6 +123,14 @@ model_versions = sa.Table(
     sa.Column("created_by", sa.String(256)), sa.Column("created_at", _TS),
 )
 VERSION_STATUSES = ("champion", "challenger", "archived", "rejected")
+ab_tests = sa.Table(
+    "ab_tests", metadata,
+    sa.Column("test_id", sa.String(128), primary_key=True), sa.Column("model", sa.String(128)),
+    sa.Column("champion_version", sa.String(128)), sa.Column("challenger_version", sa.String(128)),
+    sa.Column("config", _JSON), sa.Column("status", sa.String(16)), sa.Column("result", _JSON),
+    sa.Column("started_at", _TS), sa.Column("ended_at", _TS),
+)
+AB_TEST_STATUSES = ("running", "promoted", "inconclusive", "stopped")
 ingest_rejects = sa.Table(
     "ingest_rejects", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("record_kind", sa.String(32)),
@@ -896,23 +906,77 @@ class FeedbackStore:
             rows = [dict(row) for row in conn.execute(query.order_by(alerts.c.window_end, alerts.c.id)).mappings()]
         return sorted(rows, key=lambda r: -Severity(r["severity"]).rank)
 
-    def request_retrain(self, *, request_id: str, model: str, reasons: list[str], window_end: datetime) -> str:
-        """Record a retrain request once per id (re-runs refresh the reasons, keep the status);
-        returns its status."""
+    def request_retrain(self, *, request_id: str, model: str, reasons: list[str], window_end: datetime,
+                        causes: Iterable[str] = ()) -> str:
+        """Record a retrain request once per id (re-runs refresh the reasons and causes, keep the
+        status); returns its status."""
         statement = self._insert(retrain_requests).values(
-            request_id=request_id, model=model_name(model), reasons=list(reasons), status="requested",
-            window_end=_utc(window_end).to_pydatetime())
+            request_id=request_id, model=model_name(model), reasons=list(reasons), causes=sorted(set(causes)),
+            status="requested", window_end=_utc(window_end).to_pydatetime())
         with self.engine.begin() as conn:
             return conn.execute(statement.on_conflict_do_update(
                 index_elements=["request_id"],
-                set_={"reasons": statement.excluded.reasons, "updated_at": sa.func.current_timestamp()},
+                set_={"reasons": statement.excluded.reasons, "causes": statement.excluded.causes,
+                      "updated_at": sa.func.current_timestamp()},
             ).returning(retrain_requests.c.status)).scalar_one()
 
-    def retrain_request_list(self, *, model: str | None = None, window_end: datetime | None = None
-                             ) -> list[dict[str, Any]]:
+    def claim_retrain_request(self, request_id: str, *, model: str, reasons: list[str], window_end: datetime
+                              ) -> dict[str, Any]:
+        """Mark a request ``running`` for the retrain run that handles it, recording it first when
+        the run was started by hand. Returns the row."""
+        name = model_name(model)
+        statement = self._insert(retrain_requests).values(
+            request_id=request_id, model=name, reasons=list(reasons), causes=["manual"], status="running",
+            window_end=_utc(window_end).to_pydatetime())
+        with self.engine.begin() as conn:
+            stored = conn.execute(sa.select(retrain_requests.c.model).where(
+                retrain_requests.c.request_id == request_id)).scalar()
+            if stored is not None and stored != name:
+                raise ValueError(f"request_id: {request_id!r} is a request for {stored!r}, not {name!r}")
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["request_id"],
+                set_={"status": "running", "updated_at": sa.func.current_timestamp()}))
+            return dict(conn.execute(sa.select(retrain_requests).where(
+                retrain_requests.c.request_id == request_id)).mappings().one())
+
+    def finish_retrain_request(self, request_id: str, *, status: str, result_version: str | None = None,
+                               detail: Mapping[str, Any] | None = None) -> None:
+        """Close a request: ``done`` (with the version it produced), ``failed`` or ``delegated``
+        (handed to the model's own training DAG)."""
+        if status not in RETRAIN_STATUSES[2:]:
+            raise ValueError(f"status: one of {', '.join(RETRAIN_STATUSES[2:])}, got {status!r}")
+        with self.engine.begin() as conn:
+            updated = conn.execute(retrain_requests.update().where(retrain_requests.c.request_id == request_id).values(
+                status=status, result_version=result_version, detail=to_jsonable(dict(detail or {})),
+                updated_at=sa.func.current_timestamp())).rowcount
+        if not updated:
+            raise KeyError(f"request_id: no retrain request {request_id!r}")
+
+    def covering_retrain_request(self, model: str, causes: Iterable[str], *, window_end: datetime,
+                                 cooldown: timedelta, exclude: str | None = None) -> dict[str, Any] | None:
+        """An earlier request of ``model`` within ``cooldown`` before ``window_end`` that already
+        answers ``causes``: one still requested or running (it trains on the latest data), or one
+        done or delegated for the same causes. Failed requests answer nothing."""
+        end = _utc(window_end).to_pydatetime()
+        wanted = set(causes)
+        query = (sa.select(retrain_requests).where(
+            retrain_requests.c.model == model_name(model), retrain_requests.c.window_end >= end - cooldown,
+            retrain_requests.c.window_end <= end, retrain_requests.c.status != "failed")
+            .order_by(retrain_requests.c.window_end.desc()))
+        if exclude is not None:
+            query = query.where(retrain_requests.c.request_id != exclude)
+        with self.engine.connect() as conn:
+            for row in conn.execute(query).mappings():
+                if row["status"] in ("requested", "running") or wanted <= set(row["causes"] or ()):
+                    return dict(row)
+        return None
+
+    def retrain_request_list(self, *, model: str | None = None, window_end: datetime | None = None,
+                             request_id: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(retrain_requests).order_by(retrain_requests.c.window_end, retrain_requests.c.model)
-        if model is not None:
-            query = query.where(retrain_requests.c.model == model)
+        for column, value in (("model", model), ("request_id", request_id)):
+            if value is not None:
+                query = query.where(retrain_requests.c[column] == value)
         if window_end is not None:
             query = query.where(retrain_requests.c.window_end == _utc(window_end).to_pydatetime())
         with self.engine.connect() as conn:
@@ -999,6 +1063,88 @@ class FeedbackStore:
             model_versions.c.model == model, model_versions.c.version == version)).scalar_one()
         if not found:
             raise KeyError(f"version: {model!r} has no registered version {version!r}")
+
+    # -- A/B tests ---------------------------------------------------------------------------
+
+    def start_ab_test(self, *, test_id: str, model: str, champion_version: str, challenger_version: str,
+                      config: Mapping[str, Any], started_at: datetime) -> dict[str, Any]:
+        """Record a running champion-vs-challenger test. Both versions must be registered and
+        differ; a model runs one test at a time (starting the same test again returns it)."""
+        name = model_name(model)
+        if (problem := _text_problem(test_id, 128)) is not None:
+            raise ValueError(f"test_id: {problem}")
+        if champion_version == challenger_version:
+            raise ValueError(f"challenger_version: the arms need two different versions, got {champion_version!r} "
+                             "twice")
+        with self.engine.begin() as conn:
+            if name not in self._models_known(conn):
+                raise ValueError(f"model: {name!r} is not registered")
+            if self.is_postgres:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                             {"key": f"self_learning.ab_test.{name}"})
+            for field, version in (("champion_version", champion_version), ("challenger_version", challenger_version)):
+                try:
+                    self._version_exists(conn, name, version)
+                except KeyError:
+                    raise ValueError(f"{field}: {name!r} has no registered version {version!r}") from None
+            running = conn.execute(sa.select(ab_tests).where(ab_tests.c.model == name,
+                                                             ab_tests.c.status == "running")).mappings().first()
+            if running is not None:
+                if running["test_id"] == test_id:
+                    return dict(running)
+                raise ValueError(f"model: {name!r} already runs A/B test {running['test_id']!r} "
+                                 f"({running['champion_version']} vs {running['challenger_version']})")
+            existing = conn.execute(sa.select(ab_tests).where(ab_tests.c.test_id == test_id)).mappings().first()
+            if existing is not None:  # the same test, already concluded: a re-run does not restart it
+                return dict(existing)
+            conn.execute(ab_tests.insert().values(
+                test_id=test_id, model=name, champion_version=champion_version,
+                challenger_version=challenger_version, config=to_jsonable(dict(config)), status="running",
+                result=None, started_at=_utc(started_at).to_pydatetime()))
+            return dict(conn.execute(sa.select(ab_tests).where(ab_tests.c.test_id == test_id)).mappings().one())
+
+    def get_ab_test(self, test_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(ab_tests).where(ab_tests.c.test_id == test_id)).mappings().first()
+        if row is None:
+            raise KeyError(f"test_id: no A/B test {test_id!r}")
+        return dict(row)
+
+    def list_ab_tests(self, *, model: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """A/B tests, oldest first, optionally of one model and in one status."""
+        query = sa.select(ab_tests).order_by(ab_tests.c.started_at, ab_tests.c.test_id)
+        if model is not None:
+            query = query.where(ab_tests.c.model == model_name(model))
+        if status is not None:
+            query = query.where(ab_tests.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def running_ab_test(self, model: str) -> dict[str, Any] | None:
+        """The model's running test (serving code reads its seed, split and versions from here)."""
+        tests = self.list_ab_tests(model=model, status="running")
+        return tests[0] if tests else None
+
+    def update_ab_test(self, test_id: str, *, result: Mapping[str, Any], status: str = "running",
+                       ended_at: datetime | None = None) -> None:
+        """Store a look's result; a status other than ``running`` closes the test."""
+        if status not in AB_TEST_STATUSES:
+            raise ValueError(f"status: one of {', '.join(AB_TEST_STATUSES)}, got {status!r}")
+        with self.engine.begin() as conn:
+            updated = conn.execute(ab_tests.update().where(ab_tests.c.test_id == test_id).values(
+                result=to_jsonable(dict(result)), status=status,
+                ended_at=None if ended_at is None else _utc(ended_at).to_pydatetime())).rowcount
+        if not updated:
+            raise KeyError(f"test_id: no A/B test {test_id!r}")
+
+    def arm_counts(self, model: str, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
+        """Predictions and distinct randomisation units served in [start, end) per version (the
+        sample ratio check counts what was assigned, labelled or not)."""
+        p = predictions.c
+        query = (sa.select(p.model_version, sa.func.count(), sa.func.count(sa.distinct(p.unit_id)))
+                 .where(*self._window(model, start, end, None)).group_by(p.model_version))
+        with self.engine.connect() as conn:
+            return {version: {"predictions": rows, "units": units} for version, rows, units in conn.execute(query)}
 
 # -- validation and encoding helpers ----------------------------------------------------------------
 

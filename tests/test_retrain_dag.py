@@ -1,0 +1,236 @@
+"""Closing the loop end to end on the session's PostgreSQL: the daily run asks for a retrain, the
+retrain DAG (``dag.test()``) trains and registers a challenger and starts an A/B test, serving
+assigns units to the arms with the assignment helper, and the conclusion promotes the winner."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scenarios import DAYS, END, load, run
+from self_learning import lifecycle
+from self_learning.ab_testing import ABTestConfig, arm_version
+from self_learning.synthetic import Scenario, generate
+from self_learning.training import predict
+
+pytestmark = pytest.mark.usefixtures("fresh_runs")
+CONCEPT_SHIFT = Scenario(days=DAYS, rows_per_day=300, seed=21, concept_shift_day=DAYS - 9,
+                         concept_shift_model="ctr_predictor")
+
+
+@pytest.fixture
+def artifacts(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "artifacts"
+    monkeypatch.setenv("AIRFLOW_VAR_SELF_LEARNING_ARTIFACT_ROOT", f"file://{root}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def daily_dag(dag_bag):
+    return dag_bag.get_dag("self_learning_daily")
+
+
+@pytest.fixture(scope="module")
+def retrain_dag(dag_bag):
+    return dag_bag.get_dag("self_learning_retrain")
+
+
+def triggered_conf() -> dict:
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == "self_learning_retrain").all()
+        assert len(runs) == 1, [r.run_id for r in runs]
+        return dict(runs[0].conf)
+
+
+def serve(store, test: dict, *, days: int, seed: int) -> None:
+    """Traffic after the test's start: each campaign is served by the arm the assignment helper
+    gives it; the champion arm keeps the stale served model's predictions, the challenger arm
+    predicts with its registered artifact. The concept shift goes on."""
+    start = test["started_at"]
+    data = generate(Scenario(days=days, rows_per_day=1500, seed=seed, end=start + timedelta(days=days),
+                             concept_shift_day=0, concept_shift_model="ctr_predictor", models=("ctr_predictor",)))
+    rows = data.predictions.assign(prediction_id="ab-" + data.predictions["prediction_id"])
+    config = test["config"]
+    rows["model_version"] = [arm_version(config["seed"], unit, test["champion_version"], test["challenger_version"],
+                                         config["traffic_split"]) for unit in rows["unit_id"]]
+    challenger = rows["model_version"] == test["challenger_version"]
+    estimator = lifecycle.load_artifact(
+        next(v for v in store.version_history("ctr_predictor") if v["version"] == test["challenger_version"])
+        ["artifact_uri"])
+    kinds = {f: kind for f, (kind, _) in store.feature_registry("ctr_predictor").items()}
+    rows.loc[challenger, "predicted_value"] = predict(estimator, rows[challenger], kinds, "regression")
+    assert not store.register_predictions(rows).rejected
+    store.record_outcomes(data.outcomes.assign(prediction_id="ab-" + data.outcomes["prediction_id"]))
+
+
+def test_retrain_registers_a_challenger_and_the_ab_test_promotes_it(daily_dag, retrain_dag, feedback_db, artifacts):
+    load(feedback_db, CONCEPT_SHIFT)
+    run(daily_dag)
+    conf = triggered_conf()
+    assert conf["model"] == "ctr_predictor"
+
+    run(retrain_dag, end=None, **conf, training_window_days=8, ab_unit="campaign")
+    history = {v["version"]: v for v in feedback_db.version_history("ctr_predictor")}
+    version = lifecycle.version_name(END)
+    assert history[version]["status"] == "challenger"
+    assert history["v5"]["status"] == "champion"  # the served version, taken into the registry
+    metrics = history[version]["metrics"]
+    assert metrics["verdict"]["accept"] and metrics["verdict"]["relative_improvement"] > 0.2
+    assert metrics["champion_source"] == "served predictions"
+    artifact = Path(history[version]["artifact_uri"].removeprefix("file://"))
+    assert artifact.is_relative_to(artifacts) and artifact.stat().st_size > 0
+    request = feedback_db.retrain_request_list(request_id=conf["request_id"])[0]
+    assert (request["status"], request["result_version"]) == ("done", version)
+    test = feedback_db.running_ab_test("ctr_predictor")
+    assert (test["champion_version"], test["challenger_version"]) == ("v5", version)
+    assert request["detail"]["ab_test"]["test_id"] == test["test_id"]
+    assert test["config"]["unit"] == "campaign" and test["config"]["n_star"] > 0
+
+    # while the test runs, the daily run does not ask for the same retrain again
+    run(daily_dag, end=END + timedelta(days=1), models=["ctr_predictor"])
+    decision = feedback_db.retrain_request_list(model="ctr_predictor", window_end=END + timedelta(days=1))
+    assert decision == []
+
+    serve(feedback_db, test, days=10, seed=23)
+    early = lifecycle.select_winning_model(feedback_db, test["test_id"], as_of=END + timedelta(days=4))
+    assert (early.action, early.test_status, early.champion_version) == ("continue", "running", "v5")
+    assert any("of at least 7 days" in reason for reason in early.reasons)
+
+    look = lifecycle.select_winning_model(feedback_db, test["test_id"], as_of=END + timedelta(days=8))
+    assert (look.action, look.test_status, look.champion_version) == ("promote", "promoted", version)
+    history = {v["version"]: v["status"] for v in feedback_db.version_history("ctr_predictor")}
+    assert history == {"v5": "archived", version: "champion"}
+    stored = feedback_db.get_ab_test(test["test_id"])
+    assert stored["status"] == "promoted" and len(stored["result"]["looks"]) == 2
+    assert stored["result"]["running_min_p"] <= stored["result"]["looks"][0]["always_valid_p"]
+    latest = stored["result"]["latest"]
+    assert latest["sample_ratio"]["healthy"] and latest["comparison"]["ci_high"] < 0
+    assert latest["challenger"]["mae"] < latest["champion"]["mae"]
+    alerts = feedback_db.check_alerts(until=END + timedelta(days=8), hours=24, model="ctr_predictor")
+    assert [a["details"]["challenger_version"] for a in alerts if a["alert_type"] == "ab_test"] == [version]
+    # a closed test is reported as it ended; nothing changes
+    again = lifecycle.select_winning_model(feedback_db, test["test_id"], as_of=END + timedelta(days=9))
+    assert (again.action, again.test_status, again.champion_version) == ("closed", "promoted", version)
+
+    # the next retrain compares against the new champion's artifact
+    candidate = lifecycle.train_candidate(feedback_db, "ctr_predictor", window_end=END + timedelta(days=9),
+                                          training_window_days=20)
+    assert candidate.champion_source == f"champion {version} artifact"
+
+
+def test_a_candidate_that_does_not_beat_the_champion_is_rejected_with_its_numbers(retrain_dag, feedback_db,
+                                                                                   artifacts):
+    load(feedback_db, Scenario(days=DAYS, rows_per_day=300, seed=24, models=("roas_predictor",)))
+    run(retrain_dag, end=None, model="roas_predictor", window_end=END.isoformat(), margin=0.05)
+    (version,) = feedback_db.version_history("roas_predictor")
+    assert version["status"] == "rejected"
+    verdict = version["metrics"]["verdict"]
+    assert not verdict["accept"] and verdict["candidate"] is not None and verdict["champion"] is not None
+    assert feedback_db.list_ab_tests(model="roas_predictor") == []
+    (request,) = feedback_db.retrain_request_list(model="roas_predictor")
+    assert request["status"] == "done" and request["result_version"] == version["version"]
+    assert request["request_id"].startswith("roas_predictor@manual:")
+    assert request["detail"]["ab_test"] is None and "does not beat" in request["detail"]["verdict"]
+
+
+def test_unknown_model_fails_the_run_and_stores_nothing(retrain_dag, feedback_db, artifacts, monkeypatch):
+    for task in retrain_dag.tasks:
+        monkeypatch.setattr(task, "retries", 0)
+    run(retrain_dag, end=None, state="failed", model="no_such_model", window_end=END.isoformat())
+    assert feedback_db.retrain_request_list() == []
+
+
+def test_a_model_with_its_own_training_dag_is_delegated(retrain_dag, feedback_db, artifacts):
+    load(feedback_db, Scenario(days=5, rows_per_day=20, seed=25, models=("visual_pattern",)))
+    spec = feedback_db.get_model("visual_pattern")
+    feedback_db.register_model(type(spec)(spec.name, spec.task_kind, spec.feature_schema,
+                                          {"trainer_dag_id": "self_learning_daily"}))
+    run(retrain_dag, end=None, model="visual_pattern", window_end=END.isoformat(), request_id="visual@1")
+    (request,) = feedback_db.retrain_request_list(model="visual_pattern")
+    assert request["status"] == "delegated" and request["detail"] == {"trainer_dag_id": "self_learning_daily"}
+    assert feedback_db.version_history("visual_pattern") == []
+
+
+def test_ab_test_bad_input_is_named(feedback_db):
+    load(feedback_db, Scenario(days=3, rows_per_day=20, seed=26, models=("ctr_predictor",)))
+    feedback_db.register_version("ctr_predictor", "v5", status="archived")
+    feedback_db.promote("ctr_predictor", "v5")
+    feedback_db.register_version("ctr_predictor", "v6")
+    start = END
+    with pytest.raises(ValueError, match="model"):
+        lifecycle.ab_test_model_versions(feedback_db, "no_such_model", "v5", "v6", started_at=start)
+    with pytest.raises(ValueError, match="challenger_version: the arms need two different versions"):
+        lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v5", started_at=start)
+    with pytest.raises(ValueError, match=r"challenger_version: .* no registered version 'v7'"):
+        lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v7", started_at=start)
+    for split in (0, 1, 1.5, -0.1):
+        with pytest.raises(ValueError, match="traffic_split"):
+            ABTestConfig(traffic_split=split)
+    with pytest.raises(ValueError, match="unit"):
+        ABTestConfig(unit="user")
+    test = lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v6", started_at=start)
+    assert lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v6", started_at=start) == test
+    feedback_db.register_version("ctr_predictor", "v7")
+    with pytest.raises(ValueError, match="already runs A/B test"):
+        lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v7", started_at=start)
+    with pytest.raises(ValueError, match="as_of"):
+        lifecycle.get_ab_test_results(feedback_db, test["test_id"], as_of=start)
+    with pytest.raises(KeyError, match="test_id"):
+        lifecycle.get_ab_test_results(feedback_db, "nope", as_of=start)
+    # no outcomes yet: insufficient data, no winner, nothing promoted
+    result = lifecycle.get_ab_test_results(feedback_db, test["test_id"], as_of=start + timedelta(days=10))
+    assert result.status.value == "insufficient_data" and result.decision.action == "continue"
+    look = lifecycle.select_winning_model(feedback_db, test["test_id"], as_of=start + timedelta(days=10))
+    assert (look.action, look.champion_version) == ("continue", "v5")
+
+
+def test_sample_ratio_mismatch_blocks_promotion_and_alerts(feedback_db):
+    """A challenger that is clearly better but got 52 % of the units of a 50/50 test is not promoted."""
+    load(feedback_db, Scenario(days=1, rows_per_day=10, seed=27, models=("ctr_predictor",)))
+    for version in ("v5", "v6"):
+        feedback_db.register_version("ctr_predictor", version, status="archived")
+    feedback_db.promote("ctr_predictor", "v5")
+    test = lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v6", started_at=END,
+                                            config=ABTestConfig(n_star=20_000))
+    data = generate(Scenario(days=10, rows_per_day=2000, seed=28, end=END + timedelta(days=10),
+                             models=("ctr_predictor",)))
+    rng = np.random.default_rng(0)
+    rows = data.predictions.assign(prediction_id="srm-" + data.predictions["prediction_id"])
+    challenger = rng.random(len(rows)) < 0.52
+    rows["model_version"] = np.where(challenger, "v6", "v5")
+    outcomes = data.outcomes.set_index("prediction_id")["actual_value"]
+    truth = outcomes.reindex(data.predictions["prediction_id"]).to_numpy()
+    rows.loc[challenger, "predicted_value"] = np.where(np.isnan(truth[challenger]), 0.01, truth[challenger])
+    feedback_db.register_predictions(rows)
+    feedback_db.record_outcomes(data.outcomes.assign(prediction_id="srm-" + data.outcomes["prediction_id"]))
+    look = lifecycle.select_winning_model(feedback_db, test["test_id"], as_of=END + timedelta(days=10))
+    assert (look.action, look.test_status, look.champion_version) == ("unhealthy", "running", "v5")
+    assert any("sample ratio mismatch" in reason for reason in look.reasons)
+    (alert,) = feedback_db.check_alerts(until=END + timedelta(days=10), model="ctr_predictor")
+    assert (alert["alert_type"], alert["severity"]) == ("ab_test", "high")
+    assert "sample ratio mismatch" in alert["details"]["summary"]
+
+
+def test_conclusion_operator_runs_the_plain_function(feedback_db):
+    from self_learning.operators import ConcludeABTestsOperator
+
+    load(feedback_db, Scenario(days=1, rows_per_day=10, seed=29, models=("ctr_predictor",)))
+    for version in ("v5", "v6"):
+        feedback_db.register_version("ctr_predictor", version, status="archived")
+    feedback_db.promote("ctr_predictor", "v5")
+    test = lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v6", started_at=END,
+                                            config=ABTestConfig(max_days=14))
+    operator = ConcludeABTestsOperator(task_id="conclude_ab_tests")
+    context = {"params": {"models": []}, "data_interval_start": END + timedelta(days=14),
+               "data_interval_end": END + timedelta(days=15)}
+    (summary,) = operator.execute(context)
+    assert summary == {"test_id": test["test_id"], "model": "ctr_predictor", "action": "keep_champion",
+                       "test_status": "inconclusive", "champion_version": "v5"}
+    assert {v["version"]: v["status"] for v in feedback_db.version_history("ctr_predictor")} == {
+        "v5": "champion", "v6": "archived"}
+    assert feedback_db.running_ab_test("ctr_predictor") is None
