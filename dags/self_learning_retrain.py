@@ -44,7 +44,8 @@ with DAG(
     catchup=False,
     max_active_runs=2,
     dagrun_timeout=timedelta(hours=12),
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=5), "pool": DB_POOL},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True,
+                  "pool": DB_POOL},
     tags=["self-learning", "retraining"],
     doc_md=__doc__,
     params={
@@ -83,7 +84,7 @@ with DAG(
 ) as dag:
     schema = EnsureSchemaOperator(task_id="ensure_schema")
     claim = ClaimRetrainRequestOperator(task_id="claim_request")
-    delegate = DelegateTrainingOperator(task_id="delegate_training", pool="default_pool")
+    delegate = DelegateTrainingOperator(task_id="delegate_training")
     train = TrainCandidateOperator(task_id="train_candidate",
                                    artifact_root="{{ var.value.get('self_learning_artifact_root', '') }}",
                                    artifact_conn_id="{{ var.value.get('self_learning_artifact_conn_id', '') }}")

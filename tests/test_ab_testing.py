@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from conftest import ROOT
 from self_learning.ab_testing import (
+    ABTestConfig,
+    arm_version,
     assign_arm,
     compare_arms,
     decide,
     fnv1a32,
+    row_losses,
     sample_ratio_mismatch,
 )
 from self_learning.domain import Status
@@ -117,3 +120,32 @@ def test_no_outcomes_is_insufficient_data_not_an_error():
         compare_arms([1.0, 2.0], [1.0, 2.0], n_star=0)
     with pytest.raises(ValueError, match="champion_units"):
         compare_arms([1.0, 2.0], [1.0, 2.0], champion_units=["a"], n_star=10)
+
+
+def test_row_losses_are_the_primary_losses_and_bad_values_are_named():
+    assert row_losses("regression", [1.0, 2.0], [1.5, 1.0]).tolist() == [0.5, 1.0]
+    losses = row_losses("binary_classification", [1, 0], [0.8, 0.8])
+    assert losses == pytest.approx([-np.log(0.8), -np.log(0.2)])
+    assert np.isfinite(row_losses("binary_classification", [1], [0.0])).all()  # clipped, not infinite
+    with pytest.raises(ValueError, match="actual: a classifier's outcomes must be 0 or 1"):
+        row_losses("binary_classification", [0.5], [0.5])
+    with pytest.raises(ValueError, match=r"predicted: .* probabilities"):
+        row_losses("binary_classification", [1], [1.2])
+    with pytest.raises(ValueError, match="lengths differ"):
+        row_losses("regression", [1.0], [1.0, 2.0])
+
+
+@pytest.mark.parametrize(("field", "value"), [("traffic_split", 0), ("traffic_split", 1.0), ("traffic_split", True),
+                                              ("unit", "user"), ("min_days", 30), ("min_outcomes_per_arm", 1),
+                                              ("margin", 1.0), ("alpha", 0.0), ("n_star", 0), ("seed", "")])
+def test_test_definitions_are_validated_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        ABTestConfig(**{field: value})
+
+
+def test_arm_version_follows_the_configured_share_of_the_challenger():
+    config = ABTestConfig(traffic_split=0.2)
+    arms = [arm_version("t1", f"campaign-{i}", "v1", "v2", config.traffic_split) for i in range(20_000)]
+    assert abs(arms.count("v2") / len(arms) - 0.2) < 0.01
+    assert arm_version("t1", "campaign-7", "v1", "v2", 0.2) == arms[7]
+    assert config.weights == [0.8, 0.2]

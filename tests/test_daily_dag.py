@@ -260,4 +260,6 @@ def test_make_demo_runs_the_daily_dag_on_the_embedded_default(tmp_path):
     assert "== window ending 2026-11-01" in result.stdout
     assert "ctr_predictor: MAPE" in result.stdout and "concept_drift: " in result.stdout
     assert "RETRAIN requested" in result.stdout
+    assert "ran self_learning_retrain for ctr_predictor@2026-11-01T00:00Z" in result.stdout
+    assert "request ctr_predictor@2026-11-01T00:00Z: done -> r20261101T0000Z" in result.stdout
     assert (tmp_path / "demo" / "feedback.db").exists()

@@ -44,6 +44,8 @@ drift.detect_prediction_drift(p, p + 1).to_dict()
 ab = ab_testing.compare_arms(np.abs(p - y), np.abs(p - y) * 0.9, n_star=600)
 ab_testing.decide(ab, ab_testing.sample_ratio_mismatch([300, 300], [0.5, 0.5]), days_elapsed=8).to_dict()
 ab_testing.assign_arm("seed", "unit", {"a": 0.5, "b": 0.5})
+ab_testing.arm_version("seed", "unit", "v1", "v2", ab_testing.ABTestConfig(traffic_split=0.3).traffic_split)
+ab_testing.row_losses("binary_classification", [0, 1], [0.2, 0.9])
 rows = frame.assign(actual_value=y, served_at=pd.date_range("2026-01-01", periods=300, freq="h"))
 train, holdout = training.time_holdout(rows)
 kinds = {"x": "numeric", "c": "categorical"}
@@ -75,6 +77,16 @@ def test_statistics_do_no_io_and_load_no_airflow():
     assert result.returncode == 0, result.stderr
     probe = json.loads(result.stdout.strip().splitlines()[-1])
     assert probe == {"events": [], "airflow": []}
+
+
+def test_serving_side_modules_load_no_airflow():
+    """Serving code reads the registry and A/B tests, and runs the loop's functions, without Airflow."""
+    code = ("import sys, json; import self_learning.store, self_learning.lifecycle; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'airflow')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                            cwd=ROOT / "plugins", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
 def test_plugin_scan_skips_the_package():

@@ -74,3 +74,21 @@ def test_stored_results_round_trip():
     assert DriftReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
     performance = classification_performance(rng.integers(0, 2, 300), rng.random(300), n_predicted=400)
     assert ModelPerformance.from_dict(json.loads(json.dumps(performance.to_dict()))) == performance
+
+
+def test_retrain_settings_come_from_the_conf_or_the_form_and_are_validated():
+    from self_learning.operators import retrain_settings
+
+    run = SimpleNamespace(run_after=END + timedelta(hours=5), run_id="manual__1")
+    triggered = retrain_settings({"params": {"model": "ctr_predictor", "request_id": "ctr@x", "reason": "drift",
+                                             "window_end": END.isoformat()}, "dag_run": run})
+    assert (triggered.model, triggered.request_id, triggered.window_end) == ("ctr_predictor", "ctr@x", END)
+    manual = retrain_settings({"params": {"model": "roas_predictor", "ab_traffic_split": 0.3}, "dag_run": run})
+    assert manual.request_id == "roas_predictor@manual:manual__1" and manual.window_end == END
+    assert manual.ab_test == {"traffic_split": 0.3}
+    for params, match in (({}, "params.model"), ({"model": "m", "training_window_days": 0}, "training_window_days"),
+                          ({"model": "m", "holdout_share": 1.0}, "holdout_share"),
+                          ({"model": "m", "ab_traffic_split": 1.5}, "params.ab_traffic_split"),
+                          ({"model": "m", "ab_unit": "user"}, "params.ab_unit")):
+        with pytest.raises(ValueError, match=match):
+            retrain_settings({"params": params, "dag_run": run})

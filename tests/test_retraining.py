@@ -36,7 +36,8 @@ def test_every_crossed_signal_is_a_reason():
         "concept drift severity medium (threshold medium)",
         "MAPE 41.5 is above the limit 30",
     ]
-    assert decision.to_dict() == {"retrain": True, "reasons": decision.reasons}
+    assert decision.to_dict() == {"retrain": True, "reasons": decision.reasons,
+                                  "causes": ["feature_drift", "concept_drift", "mape"]}
 
 
 def test_too_few_outcomes_blocks_retraining():

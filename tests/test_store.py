@@ -14,6 +14,7 @@ from self_learning.store import ALL_VERSIONS, DEFAULT_VERSION, MAX_FEATURES, Con
 
 DAY = datetime(2026, 11, 1, tzinfo=UTC)
 NEXT_DAY = DAY + timedelta(days=1)
+HEAD = "0004"  # the latest migration
 
 
 @pytest.fixture(params=["postgres", "sqlite"])
@@ -44,7 +45,7 @@ def _count(store: FeedbackStore, table: str) -> int:
 
 
 def test_migrations_from_empty_and_again(store):
-    assert store.ensure_schema() == "0003"  # re-running is a no-op
+    assert store.ensure_schema() == HEAD  # re-running is a no-op
     assert [m.name for m in store.list_models()] == ["ctr_predictor", "hook_classifier", "roas_predictor",
                                                      "visual_pattern"]
     store.register_model(ModelSpec("cpa_model", "regression", {"spend": "numeric"}))
@@ -259,10 +260,10 @@ def test_hook_builds_stores_from_airflow_connections(monkeypatch, pg_url, tmp_pa
     monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_DB", pg_url)
     store = FeedbackStoreHook().get_store()
     assert store.is_postgres
-    assert store.ensure_schema() == "0003"
+    assert store.ensure_schema() == HEAD
     monkeypatch.setenv("AIRFLOW_CONN_EMBEDDED", f"sqlite:///{tmp_path / 'embedded.db'}")
     embedded = FeedbackStoreHook("embedded").get_store()
-    assert not embedded.is_postgres and embedded.ensure_schema() == "0003"
+    assert not embedded.is_postgres and embedded.ensure_schema() == HEAD
 
 
 def test_registered_kinds_decide_how_values_are_stored(store):
@@ -352,7 +353,7 @@ def test_hook_keeps_libpq_options(monkeypatch, pg_url):
     monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_DB", pg_url + "?sslmode=disable&application_name=self-learning")
     store = FeedbackStoreHook().get_store()
     assert store.engine.url.query == {"sslmode": "disable", "application_name": "self-learning"}
-    assert store.ensure_schema() == "0003"
+    assert store.ensure_schema() == HEAD
 
 
 def test_outcome_inbox_keeps_arrival_order_and_join_counts(store):
@@ -436,7 +437,7 @@ def test_feature_vectors_stored_as_arrays_are_packed_by_the_upgrade(pg_url):
             "INSERT INTO predictions (prediction_id, model, model_version, predicted_value, num_features, "
             "cat_features, served_at) VALUES ('old-1', 'roas_predictor', 'v1', 2.0, ARRAY[1.5, NULL, -0.25], '{}', "
             ":day), ('old-2', 'roas_predictor', 'v1', 3.0, ARRAY[7.0], '{}', :day)"), {"day": DAY})
-    assert store.ensure_schema() == "0003"
+    assert store.ensure_schema() == HEAD
     store.record_outcomes([{"prediction_id": "old-1", "actual_value": 1.0}, {"prediction_id": "old-2",
                                                                                "actual_value": 1.0}])
     window = store.read_window("roas_predictor", DAY, NEXT_DAY, with_ids=True).set_index("prediction_id")
@@ -460,11 +461,19 @@ def test_batches_written_in_parallel_lose_nothing_and_repeats_across_batches_kee
     assert window.set_index("prediction_id").at["p1150", "predicted_value"] == again.at[150, "predicted_value"]
 
 
-def test_packed_vectors_downgrade_to_arrays_exactly(pg_url):
+def _downgrade(store: FeedbackStore, revision: str) -> None:
     from alembic import command
     from alembic.config import Config
     from self_learning.store import MIGRATIONS, VERSION_TABLE
 
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as conn:
+        config.attributes.update(connection=conn, version_table=VERSION_TABLE)
+        command.downgrade(config, revision)
+
+
+def test_packed_vectors_downgrade_to_arrays_exactly(pg_url):
     store = FeedbackStore.from_url(pg_url)
     store.ensure_schema()
     values = [1.5, np.nan, -0.0, 5e-324, -2.5e-310, 1.7976931348623157e308, -3.0e-300, 0.1, 7.0]
@@ -473,15 +482,12 @@ def test_packed_vectors_downgrade_to_arrays_exactly(pg_url):
             "INSERT INTO predictions (prediction_id, model, model_version, predicted_value, num_features, "
             "cat_features, served_at) VALUES ('v', 'roas_predictor', 'v1', 1.0, :packed, '{}', :day)"),
             {"packed": np.array(values, dtype=">f8").tobytes(), "day": DAY})
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with store.engine.begin() as conn:
-        config.attributes.update(connection=conn, version_table=VERSION_TABLE)
-        command.downgrade(config, "0001")
+    _downgrade(store, "0001")
+    with store.engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT num_features FROM predictions")).scalar_one()
     assert np.array_equal(np.array(stored, dtype=float), np.array(values), equal_nan=True)
     assert np.signbit(stored[2])  # -0.0 keeps its sign
-    assert store.ensure_schema() == "0003"  # and up again, to the same bytes
+    assert store.ensure_schema() == HEAD  # and up again, to the same bytes
     with store.engine.connect() as conn:
         packed = conn.execute(sa.text("SELECT num_features FROM predictions")).scalar_one()
     assert bytes(packed) == np.array(values, dtype=">f8").tobytes()
@@ -512,3 +518,81 @@ def test_model_registry_versions_and_promotion(store):
                         (lambda: store.set_version_status("roas_predictor", "v1", "gold"), "status")):
         with pytest.raises((KeyError, ValueError), match=match):
             call()
+
+
+def test_retrain_requests_are_claimed_closed_and_cover_their_causes(store):
+    week = timedelta(days=7)
+    store.request_retrain(request_id="r1", model="roas_predictor", reasons=["concept drift"], window_end=DAY,
+                          causes=["mape", "concept_drift"])
+    covering = store.covering_retrain_request("roas_predictor", ["feature_drift"], window_end=NEXT_DAY, cooldown=week)
+    assert covering["request_id"] == "r1"  # still pending: it will train on the latest data anyway
+    assert store.claim_retrain_request("r1", model="roas_predictor", reasons=["x"], window_end=DAY)["status"] == \
+        "running"
+    store.finish_retrain_request("r1", status="done", result_version="r20261101", detail={"accept": False})
+    [row] = store.retrain_request_list(request_id="r1")
+    assert (row["status"], row["result_version"], row["causes"], row["detail"]) == (
+        "done", "r20261101", ["concept_drift", "mape"], {"accept": False})
+    assert store.covering_retrain_request("roas_predictor", ["concept_drift"], window_end=NEXT_DAY,
+                                          cooldown=week)["request_id"] == "r1"
+    assert store.covering_retrain_request("roas_predictor", ["feature_drift"], window_end=NEXT_DAY,
+                                          cooldown=week) is None  # a new cause
+    assert store.covering_retrain_request("roas_predictor", ["mape"], window_end=DAY + 2 * week,
+                                          cooldown=week) is None  # past the cooldown
+    assert store.covering_retrain_request("roas_predictor", ["mape"], window_end=DAY, cooldown=week,
+                                          exclude="r1") is None
+    store.finish_retrain_request("r1", status="failed", detail={"error": "boom"})
+    assert store.covering_retrain_request("roas_predictor", ["mape"], window_end=NEXT_DAY, cooldown=week) is None
+    manual = store.claim_retrain_request("m1", model="ctr_predictor", reasons=["by hand"], window_end=DAY)
+    assert (manual["status"], manual["causes"]) == ("running", ["manual"])
+    for call, error, match in (
+            (lambda: store.finish_retrain_request("nope", status="done"), KeyError, "no retrain request"),
+            (lambda: store.finish_retrain_request("r1", status="requested"), ValueError, "status"),
+            (lambda: store.claim_retrain_request("r1", model="ctr_predictor", reasons=[], window_end=DAY),
+             ValueError, "a request for 'roas_predictor'")):
+        with pytest.raises(error, match=match):
+            call()
+
+
+def test_ab_tests_one_running_per_model_with_arm_counts(store):
+    for version in ("v1", "v2", "v3"):
+        store.register_version("roas_predictor", version)
+    store.promote("roas_predictor", "v1")
+    config = {"traffic_split": 0.5, "unit": "campaign"}
+    test = store.start_ab_test(test_id="t1", model="roas_predictor", champion_version="v1", challenger_version="v2",
+                               config=config, started_at=DAY)
+    assert (test["status"], test["config"], test["result"]) == ("running", config, None)
+    assert store.start_ab_test(test_id="t1", model="roas_predictor", champion_version="v1", challenger_version="v2",
+                               config=config, started_at=DAY) == test
+    with pytest.raises(ValueError, match="already runs A/B test 't1'"):
+        store.start_ab_test(test_id="t2", model="roas_predictor", champion_version="v1", challenger_version="v3",
+                            config=config, started_at=DAY)
+    with store.engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):  # the index holds it too
+        conn.execute(sa.text("INSERT INTO ab_tests (test_id, model, champion_version, challenger_version, config, "
+                             "status) VALUES ('t3', 'roas_predictor', 'v1', 'v3', '{}', 'running')"))
+    assert store.running_ab_test("roas_predictor")["test_id"] == "t1"
+    store.update_ab_test("t1", result={"looks": [1]}, status="promoted", ended_at=NEXT_DAY)
+    assert store.running_ab_test("roas_predictor") is None
+    assert store.get_ab_test("t1")["result"] == {"looks": [1]}
+    assert [t["test_id"] for t in store.list_ab_tests(model="roas_predictor", status="promoted")] == ["t1"]
+    with pytest.raises(KeyError, match="no A/B test 'x'"):
+        store.get_ab_test("x")
+    with pytest.raises(ValueError, match="status"):
+        store.update_ab_test("t1", result={}, status="won")
+
+    frame = _frame(30)
+    frame.loc[:9, "model_version"] = "v2"
+    frame["unit_id"] = [f"c{i % 4}" for i in range(30)]
+    store.register_predictions(frame)
+    assert store.arm_counts("roas_predictor", DAY, NEXT_DAY) == {"v1": {"predictions": 20, "units": 4},
+                                                                 "v2": {"predictions": 10, "units": 4}}
+
+
+def test_migration_0004_goes_down_and_up(store):
+    store.request_retrain(request_id="r1", model="roas_predictor", reasons=["a"], window_end=DAY, causes=["mape"])
+    _downgrade(store, "0003")
+    with store.engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("retrain_requests")}
+        assert not {"causes", "detail"} & columns
+        assert "uq_ab_tests_running" not in {i["name"] for i in sa.inspect(conn).get_indexes("ab_tests")}
+    assert store.ensure_schema() == HEAD
+    assert store.retrain_request_list()[0]["reasons"] == ["a"]

@@ -4,8 +4,10 @@ Creates an embedded feedback store (SQLite) and an embedded Airflow metadata DB 
 generates 60 days of synthetic ad-campaign traffic for the four default models (feature drift
 injected from day 52, a concept shift in ``ctr_predictor`` from day 50), loads the predictions
 and the outcomes that had arrived before the demo's first day, leaves the later outcomes in the
-outcome inbox, runs the daily DAG for the last days with ``airflow dags test`` and prints what
-it found. Deterministic for a seed; every run starts from scratch.
+outcome inbox, runs the daily DAG for the last days with ``airflow dags test``, then the retrain
+DAG for the first retrain request of ``ctr_predictor`` (with the conf the daily run triggered it
+with) and prints what it all found: drifts, alerts, retrain decisions, the registry and the A/B
+test. Deterministic for a seed; every run starts from scratch.
 
     python -m self_learning.demo [--days-to-run 3] [--rows-per-day 500] [--seed 7]
 """
@@ -13,6 +15,7 @@ it found. Deterministic for a seed; every run starts from scratch.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -29,6 +32,8 @@ from .synthetic import Scenario, generate
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "self_learning_daily"
+RETRAIN_DAG_ID = "self_learning_retrain"
+RETRAINED_MODEL = "ctr_predictor"  # the model with the concept shift
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,9 +75,18 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         log = airflow(env, home, "dags", "test", DAG_ID, logical_date, log_name=f"daily-{end:%Y-%m-%d}.log")
         print(f"ran {DAG_ID} for the day ending {end:%Y-%m-%d} in {time.perf_counter() - t0:.0f} s (log: {log})")
+    requests = store.retrain_request_list(model=RETRAINED_MODEL)
+    if requests:
+        request = requests[0]
+        conf = {"model": RETRAINED_MODEL, "request_id": request["request_id"], "reason": "; ".join(request["reasons"]),
+                "window_end": request["window_end"].isoformat()}
+        t0 = time.perf_counter()
+        log = airflow(env, home, "dags", "test", RETRAIN_DAG_ID, "-c", json.dumps(conf), log_name="retrain.log")
+        print(f"ran {RETRAIN_DAG_ID} for {request['request_id']} in {time.perf_counter() - t0:.0f} s (log: {log})")
 
     print()
     print(summary(store, ends))
+    print(loop_summary(store, RETRAINED_MODEL))
     print(f"demo finished in {time.perf_counter() - started:.0f} s; state in {home}")
     return 0
 
@@ -88,6 +102,7 @@ def airflow_env(home: Path, store_url: str) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_FEEDBACK_DB": store_url,  # sqlite:////abs/path: the hook opens the embedded store
+        "AIRFLOW_VAR_SELF_LEARNING_ARTIFACT_ROOT": f"file://{home / 'artifacts'}",
     }
 
 
@@ -142,6 +157,25 @@ def summary(store: FeedbackStore, ends) -> str:
                 lines.append("    no retrain")
         if not drift:
             lines.append("  (no results)")
+    return "\n".join(lines)
+
+
+
+def loop_summary(store: FeedbackStore, model: str) -> str:
+    """The registry and the A/B test of the retrained model, and what became of its requests."""
+    lines = [f"== retraining {model} =="]
+    for request in store.retrain_request_list(model=model):
+        verdict = (request["detail"] or {}).get("verdict", "")
+        lines.append(f"  request {request['request_id']}: {request['status']}"
+                     f"{' -> ' + request['result_version'] if request['result_version'] else ''} {verdict}")
+    for version in store.version_history(model):
+        lines.append(f"  version {version['version']}: {version['status']}"
+                     f"{' (' + version['artifact_uri'] + ')' if version['artifact_uri'] else ''}")
+    for test in store.list_ab_tests(model=model):
+        config = test["config"]
+        lines.append(f"  A/B test {test['test_id']}: {test['status']}, challenger share {config['traffic_split']:.0%},"
+                     f" unit {config['unit']}, decided after {config['min_days']:g}..{config['max_days']:g} days "
+                     "by the weekly conclusion")
     return "\n".join(lines)
 
 
