@@ -14,7 +14,7 @@ import math
 import re
 import typing
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -112,6 +112,11 @@ def model_name(model: ModelType | str) -> str:
             "(1-128 characters: letters, digits, '_', '.', '-'; starting with a letter or digit)"
         )
     return name
+
+
+def as_utc(value: datetime) -> datetime:
+    """A timestamp in UTC; a naive one (SQLite hands stored timestamps back without a zone) is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -30,7 +30,7 @@ from .ab_testing import (
     row_losses,
     sample_ratio_mismatch,
 )
-from .domain import Result, Severity, Status
+from .domain import Result, Severity, Status, as_utc
 from .performance import ModelPerformance, compute_performance
 
 MIN_TRAINING_ROWS = 100
@@ -182,7 +182,7 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
     (no writes). A test without outcomes has status ``insufficient_data``."""
     test = store.get_ab_test(test_id)
     config = ABTestConfig.from_dict(test["config"])
-    start = _aware(test["started_at"])
+    start = as_utc(test["started_at"])
     end = as_of.astimezone(UTC)
     if end <= start:
         raise ValueError(f"as_of: {end.isoformat()} is not after the test's start {start.isoformat()}")
@@ -289,10 +289,4 @@ def conclude_ab_tests(store, *, as_of: datetime, models: list[str] | None = None
     wanted = set(models or ())
     return [select_winning_model(store, test["test_id"], as_of=as_of)
             for test in store.list_ab_tests(status="running")
-            if (not wanted or test["model"] in wanted) and _aware(test["started_at"]) < as_of]
-
-
-
-def _aware(value: datetime) -> datetime:
-    """A stored timestamp in UTC (SQLite hands them back without a zone)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+            if (not wanted or test["model"] in wanted) and as_utc(test["started_at"]) < as_of]

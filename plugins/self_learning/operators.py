@@ -806,3 +806,35 @@ class ConcludeABTestsOperator(FeedbackStoreOperator):
 def _run_id(prefix: str, key: str) -> str:
     """A DAG run id from a request id, in Airflow's run id alphabet."""
     return prefix + "".join(c if c.isascii() and (c.isalnum() or c in "_.~:+-") else "_" for c in key)
+
+
+class LearningReportOperator(FeedbackStoreOperator):
+    """Assemble the learning report of the run's period from the stored results and store it
+    (``learning_reports``, upserted on period and kind). ``period_days`` is the report's length,
+    ending at the run's window end."""
+
+    template_fields: Sequence[str] = ("models",)
+
+    def __init__(self, *, models: Any, kind: str = "weekly", period_days: int = 7, trend_periods: int = 8,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.models, self.kind, self.period_days, self.trend_periods = models, kind, period_days, trend_periods
+
+    def execute(self, context):
+        from .reporting import SECTIONS, learning_report
+
+        settings = run_settings(context)
+        end = settings.window_end
+        start = end - timedelta(days=self.period_days)
+        store = self.store()
+        report = learning_report(store, period_start=start, period_end=end, models=list(self.models or []),
+                                 trend_periods=self.trend_periods)
+        store.save_learning_report(period_start=start, period_end=end, kind=self.kind, report=report)
+        missing = {m: d["missing_days"] for m, d in report["drift_results"].items() if d["missing_days"]}
+        self.log.info("%s learning report %s..%s stored: %d models, %d A/B tests, %d retrain requests", self.kind,
+                      start, end, len(report["models"]), len(report["ab_test_conclusions"]),
+                      sum(len(r) for r in report["retraining_recommendations"].values()))
+        if missing:
+            self.log.warning("days without daily results: %s", missing)
+        return {"kind": self.kind, "period_start": start.isoformat(), "period_end": end.isoformat(),
+                "sections": list(SECTIONS), "days_missing": missing}

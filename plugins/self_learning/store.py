@@ -131,6 +131,12 @@ ab_tests = sa.Table(
     sa.Column("started_at", _TS), sa.Column("ended_at", _TS),
 )
 AB_TEST_STATUSES = ("running", "promoted", "inconclusive", "stopped")
+learning_reports = sa.Table(
+    "learning_reports", metadata,
+    sa.Column("period_start", _TS, primary_key=True), sa.Column("period_end", _TS, primary_key=True),
+    sa.Column("kind", sa.String(64), primary_key=True), sa.Column("report", _JSON), sa.Column("artifact_uri", sa.Text),
+    sa.Column("computed_at", _TS),
+)
 ingest_rejects = sa.Table(
     "ingest_rejects", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("record_kind", sa.String(32)),
@@ -835,16 +841,45 @@ class FeedbackStore:
                 index_elements=keys, set_=updates | {"computed_at": sa.func.current_timestamp()}))
 
     def read_results(self, table: str, *, model: str | None = None, kind: str | None = None,
-                     model_version: str | None = None, window_end: datetime | None = None) -> list[dict[str, Any]]:
-        """Stored results, oldest window first, optionally filtered on parts of the natural key."""
+                     model_version: str | None = None, window_end: datetime | None = None,
+                     window_ends: tuple[datetime, datetime] | None = None) -> list[dict[str, Any]]:
+        """Stored results, oldest window first, optionally filtered on parts of the natural key;
+        ``window_ends=(after, until)`` keeps windows ending in (after, until]."""
         target = RESULT_TABLES[table]
         query = sa.select(target).order_by(target.c.window_end, target.c.model, target.c.model_version,
                                            target.c.kind)
         if window_end is not None:
             query = query.where(target.c.window_end == _utc(window_end).to_pydatetime())
+        if window_ends is not None:
+            after, until = (_utc(t).to_pydatetime() for t in window_ends)
+            query = query.where(target.c.window_end > after, target.c.window_end <= until)
         for column, value in (("model", model), ("kind", kind), ("model_version", model_version)):
             if value is not None:
                 query = query.where(target.c[column] == value)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def save_learning_report(self, *, period_start: datetime, period_end: datetime, kind: str,
+                             report: Mapping[str, Any], artifact_uri: str | None = None) -> None:
+        """Upsert the learning report of a period (``kind``: weekly, daily...)."""
+        _check_window(period_start, period_end)
+        row = {"period_start": _utc(period_start).to_pydatetime(), "period_end": _utc(period_end).to_pydatetime(),
+               "kind": kind, "report": to_jsonable(dict(report)), "artifact_uri": artifact_uri}
+        statement = self._insert(learning_reports).values(**row)
+        with self.engine.begin() as conn:
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["period_start", "period_end", "kind"],
+                set_={"report": statement.excluded.report, "artifact_uri": statement.excluded.artifact_uri,
+                      "computed_at": sa.func.current_timestamp()}))
+
+    def learning_reports(self, *, kind: str | None = None, period_end: datetime | None = None
+                         ) -> list[dict[str, Any]]:
+        """Stored learning reports, oldest period first."""
+        query = sa.select(learning_reports).order_by(learning_reports.c.period_end, learning_reports.c.kind)
+        if kind is not None:
+            query = query.where(learning_reports.c.kind == kind)
+        if period_end is not None:
+            query = query.where(learning_reports.c.period_end == _utc(period_end).to_pydatetime())
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 

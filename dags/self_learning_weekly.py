@@ -1,0 +1,65 @@
+"""
+### Self-learning loop, weekly
+
+For the week that just ended (Monday 00:00 UTC to Monday 00:00 UTC, the run's data interval):
+recompute each model's performance over the week with the labels that have arrived since the
+daily runs (per version and over all versions), look at every running champion-vs-challenger A/B
+test and act on it (promote the winner, close at the maximum duration, alert on a sample ratio
+mismatch), then assemble the learning report of the week from the stored results and store it
+(`learning_reports`, kind `weekly`): performance with the trend of earlier weeks, error
+distribution, the features x days drift matrix of the week's daily reports, systematic error
+patterns, retraining recommendations, A/B conclusions and alerts.
+
+Every step is an upsert on its natural key: re-running or backfilling a week replaces its results.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import DAG, Param, task_group
+from airflow.timetables.interval import CronDataIntervalTimetable
+from self_learning.operators import (
+    DB_POOL,
+    ConcludeABTestsOperator,
+    EnsureSchemaOperator,
+    LearningReportOperator,
+    PerformanceOperator,
+    SelectModelsOperator,
+)
+
+with DAG(
+    dag_id="self_learning_weekly",
+    description="Weekly performance with matured labels, A/B conclusions and the learning report",
+    schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),
+    start_date=datetime(2026, 1, 5, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=12),
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True,
+                  "pool": DB_POOL},
+    tags=["self-learning", "monitoring", "weekly"],
+    doc_md=__doc__,
+    params={
+        "models": Param([], type="array", items={"type": "string"}, title="Models",
+                        description="Model names to report on; empty = every active model."),
+        "current_window_days": Param(7, type="integer", minimum=7, maximum=7, title="Period (days)",
+                                     description="The weekly period; fixed at 7 days."),
+        "min_label_coverage": Param(0.8, type="number", minimum=0, maximum=1, title="Minimum label coverage",
+                                    description="Below this share of labelled predictions, metrics are provisional."),
+        "window_end": Param(None, type=["null", "string"], format="date-time", title="Week end (manual runs)",
+                            description="Report on the week ending at this UTC time instead of the run's data "
+                                        "interval end, e.g. 2026-11-02T00:00:00+00:00."),
+    },
+) as dag:
+    schema = EnsureSchemaOperator(task_id="ensure_schema")
+    models = SelectModelsOperator(task_id="select_models")
+
+    @task_group(group_id="model")
+    def per_model(model):
+        PerformanceOperator(task_id="performance", model=model)
+
+    performance = per_model.expand(model=models.output)
+    conclusions = ConcludeABTestsOperator(task_id="conclude_ab_tests")
+    report = LearningReportOperator(task_id="learning_report", models=models.output, kind="weekly", period_days=7)
+    schema >> models >> performance >> conclusions >> report
