@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 FEEDBACK_DB_URL ?= sqlite:///$(CURDIR)/.demo/feedback.db
 
-.PHONY: install test lint bench lock clean migrate demo
+.PHONY: install system-deps test lint bench lock clean migrate demo
 
 $(STAMP): requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,21 @@ install: $(STAMP)
 lint: install
 	$(BIN)/ruff check .
 
+# Debian packages the tests use: PostgreSQL server binaries (the throwaway test server) and Chromium
+# (headless page tests). Installed with apt-get when missing and running as root.
+system-deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (install them, or run make test as root)"; exit 1; fi; \
+	fi
+
 # Starts its own throwaway PostgreSQL and Airflow metadata DB (tests/conftest.py).
-test: lint
+test: system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Create or upgrade the feedback-store schema (idempotent): make migrate FEEDBACK_DB_URL=postgresql://...

@@ -8,7 +8,9 @@ test and act on it (promote the winner, close at the maximum duration, alert on 
 mismatch), then assemble the learning report of the week from the stored results and store it
 (`learning_reports`, kind `weekly`): performance with the trend of earlier weeks, error
 distribution, the features x days drift matrix of the week's daily reports, systematic error
-patterns, retraining recommendations, A/B conclusions and alerts.
+patterns, retraining recommendations, A/B conclusions and alerts. The same report is written as
+a self-contained HTML page with charts (Variable `self_learning_report_root`, any fsspec URI;
+default `file://$AIRFLOW_HOME/self_learning/reports`); the task logs its path.
 
 Every step is an upsert on its natural key: re-running or backfilling a week replaces its results.
 """
@@ -61,5 +63,7 @@ with DAG(
 
     performance = per_model.expand(model=models.output)
     conclusions = ConcludeABTestsOperator(task_id="conclude_ab_tests")
-    report = LearningReportOperator(task_id="learning_report", models=models.output, kind="weekly", period_days=7)
+    report = LearningReportOperator(task_id="learning_report", models=models.output, kind="weekly", period_days=7,
+                                    report_root="{{ var.value.get('self_learning_report_root', '') }}",
+                                    report_conn_id="{{ var.value.get('self_learning_report_conn_id', '') }}")
     schema >> models >> performance >> conclusions >> report

@@ -126,3 +126,12 @@ def test_welch_from_totals_matches_scipy_on_the_rows():
     expected = stats.ttest_ind(errors[segment], errors[~segment], equal_var=False).pvalue
     assert pattern.p_value_rest == pytest.approx(expected, rel=1e-6)
     assert pattern.p_value_zero == pytest.approx(stats.ttest_1samp(errors[segment], 0.0).pvalue, rel=1e-6, abs=1e-300)
+
+
+def test_error_histogram_counts_every_error_with_the_tails_in_the_edge_bins():
+    rng = np.random.default_rng(3)
+    errors = np.concatenate([rng.normal(0, 1, 5000), [50.0, -80.0]])
+    histogram = analyze_error_distribution(errors).histogram
+    assert sum(histogram["counts"]) == errors.size and len(histogram["edges"]) == len(histogram["counts"]) + 1
+    assert -3.5 < histogram["edges"][0] < -2 and 2 < histogram["edges"][-1] < 3.5
+    assert analyze_error_distribution([1.0, 1.0, 1.0]).histogram == {"edges": [1.0, 1.0], "counts": [3]}

@@ -48,6 +48,21 @@ class ErrorDistribution(Result):
     bias_p_value: float | None = None
     systematic_bias: bool | None = None
     notes: tuple[str, ...] = ()
+    # counts of the errors in equal bins over p0.5..p99.5 (tails in the first / last bin), for charts
+    histogram: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+
+HISTOGRAM_BINS = 30
+
+
+def _histogram(e: np.ndarray) -> dict[str, list[float]]:
+    low, high = np.percentile(e, [0.5, 99.5])
+    if not high > low:
+        low, high = float(e.min()), float(e.max())
+    if not high > low:
+        return {"edges": [float(low), float(low)], "counts": [int(e.size)]}
+    counts, edges = np.histogram(np.clip(e, low, high), bins=HISTOGRAM_BINS, range=(low, high))
+    return {"edges": edges.tolist(), "counts": counts.tolist()}
 
 
 def analyze_error_distribution(errors, *, alpha: float = 0.05, min_samples: int = 3) -> ErrorDistribution:
@@ -93,6 +108,7 @@ def analyze_error_distribution(errors, *, alpha: float = 0.05, min_samples: int 
         bias_p_value=bias_p,
         systematic_bias=bias_p < alpha,
         notes=tuple(notes),
+        histogram=_histogram(e),
         **normality,
     )
 

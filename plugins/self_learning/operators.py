@@ -33,6 +33,7 @@ MODEL_OVERRIDABLE = ("alpha", "min_label_coverage", "alert_cooldown_days", "feat
 # How a model is retrained: a trainer factory by dotted path, or its own training DAG to trigger.
 MODEL_RETRAIN_SETTINGS = ("trainer", "trainer_dag_id")
 ARTIFACT_ROOT_VARIABLE = "self_learning_artifact_root"
+REPORT_ROOT_VARIABLE = "self_learning_report_root"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -720,13 +721,8 @@ class TrainCandidateOperator(RetrainStepOperator):
                 "artifact_uri": str(path)}
 
     def _artifact_path(self, model: str, version: str):
-        import os
-
-        from airflow.sdk import ObjectStoragePath, Variable
-
-        root = self.artifact_root or Variable.get(ARTIFACT_ROOT_VARIABLE, default=None) or \
-            f"file://{os.environ.get('AIRFLOW_HOME', os.path.expanduser('~/airflow'))}/self_learning/artifacts"
-        return ObjectStoragePath(root, conn_id=self.artifact_conn_id or None) / model / version / "model.pkl"
+        return storage_path(self.artifact_root, ARTIFACT_ROOT_VARIABLE, "artifacts", self.artifact_conn_id,
+                            model, version, "model.pkl")
 
 
 class StartABTestOperator(RetrainStepOperator):
@@ -803,6 +799,21 @@ class ConcludeABTestsOperator(FeedbackStoreOperator):
                  "champion_version": c.champion_version} for c in conclusions]
 
 
+def storage_path(root: str | None, variable: str, default_folder: str, conn_id: str | None, *parts: str):
+    """An ``ObjectStoragePath`` under ``root``, else the Variable's value, else
+    ``file://$AIRFLOW_HOME/self_learning/<default_folder>``; ``conn_id`` holds the storage's credentials."""
+    import os
+
+    from airflow.sdk import ObjectStoragePath, Variable
+
+    root = root or Variable.get(variable, default=None) or \
+        f"file://{os.environ.get('AIRFLOW_HOME', os.path.expanduser('~/airflow'))}/self_learning/{default_folder}"
+    path = ObjectStoragePath(root, conn_id=conn_id or None)
+    for part in parts:
+        path = path / part
+    return path
+
+
 def _run_id(prefix: str, key: str) -> str:
     """A DAG run id from a request id, in Airflow's run id alphabet."""
     return prefix + "".join(c if c.isascii() and (c.isalnum() or c in "_.~:+-") else "_" for c in key)
@@ -813,12 +824,13 @@ class LearningReportOperator(FeedbackStoreOperator):
     (``learning_reports``, upserted on period and kind). ``period_days`` is the report's length,
     ending at the run's window end."""
 
-    template_fields: Sequence[str] = ("models",)
+    template_fields: Sequence[str] = ("models", "report_root", "report_conn_id")
 
     def __init__(self, *, models: Any, kind: str = "weekly", period_days: int = 7, trend_periods: int = 8,
-                 **kwargs):
+                 report_root: str | None = None, report_conn_id: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.models, self.kind, self.period_days, self.trend_periods = models, kind, period_days, trend_periods
+        self.report_root, self.report_conn_id = report_root, report_conn_id
 
     def execute(self, context):
         from .reporting import SECTIONS, learning_report
@@ -829,7 +841,15 @@ class LearningReportOperator(FeedbackStoreOperator):
         store = self.store()
         report = learning_report(store, period_start=start, period_end=end, models=list(self.models or []),
                                  trend_periods=self.trend_periods)
-        store.save_learning_report(period_start=start, period_end=end, kind=self.kind, report=report)
+        from .report_html import render_learning_report
+
+        page = storage_path(self.report_root, REPORT_ROOT_VARIABLE, "reports", self.report_conn_id, self.kind,
+                            f"learning_report_{end:%Y-%m-%d}.html")
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(render_learning_report(report, title=f"{self.kind.capitalize()} learning report"))
+        store.save_learning_report(period_start=start, period_end=end, kind=self.kind, report=report,
+                                   artifact_uri=str(page))
+        self.log.info("learning report page: %s", page)
         missing = {m: d["missing_days"] for m, d in report["drift_results"].items() if d["missing_days"]}
         self.log.info("%s learning report %s..%s stored: %d models, %d A/B tests, %d retrain requests", self.kind,
                       start, end, len(report["models"]), len(report["ab_test_conclusions"]),
@@ -837,4 +857,4 @@ class LearningReportOperator(FeedbackStoreOperator):
         if missing:
             self.log.warning("days without daily results: %s", missing)
         return {"kind": self.kind, "period_start": start.isoformat(), "period_end": end.isoformat(),
-                "sections": list(SECTIONS), "days_missing": missing}
+                "sections": list(SECTIONS), "days_missing": missing, "html": str(page)}

@@ -23,7 +23,8 @@ SECTIONS = ("performance", "error_distribution", "drift_results", "systematic_er
 def learning_report(store, *, period_start: datetime, period_end: datetime, models: Sequence[str],
                     trend_periods: int = 8) -> dict[str, Any]:
     """The report of (period_start, period_end] for ``models``: one key per section in ``SECTIONS``.
-    The performance trend holds the same-length windows ending 1..``trend_periods`` periods earlier."""
+    The performance trend holds the same-length windows ending 0..``trend_periods`` whole periods
+    before ``period_end`` (the weekly windows of earlier weeks, not every daily window)."""
     if period_end <= period_start:
         raise ValueError(f"period_end: must be after period_start, got {period_start} .. {period_end}")
     if trend_periods < 0:
@@ -62,7 +63,8 @@ def _performance(store, model: str, end: datetime, length: timedelta, trend_peri
     rows = {(r["model_version"], as_utc(r["window_end"])): r
             for r in store.read_results("performance_snapshots", model=model,
                                         window_ends=(end - length * (trend_periods + 1), end))
-            if as_utc(r["window_start"]) == as_utc(r["window_end"]) - length}
+            if as_utc(r["window_start"]) == as_utc(r["window_end"]) - length
+            and (end - as_utc(r["window_end"])) % length == timedelta(0)}  # whole periods back, not every day
     current = {version: _metrics(row) for (version, window_end), row in sorted(rows.items()) if window_end == end}
     trend = [{"window_end": _iso(window_end), **_metrics(row)}
              for (version, window_end), row in sorted(rows.items(), key=lambda item: item[0][1])
