@@ -22,12 +22,14 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, Param, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
+from self_learning.notifications import RunFailureNotifier
 from self_learning.operators import (
     DB_POOL,
     AlertOperator,
     DriftOperator,
     EnsureSchemaOperator,
     ErrorAnalysisOperator,
+    NotifyAlertsOperator,
     PerformanceOperator,
     PullOutcomesOperator,
     RetrainDecisionOperator,
@@ -49,6 +51,7 @@ with DAG(
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True,
                   "pool": DB_POOL},
     tags=["self-learning", "monitoring", "daily"],
+    on_failure_callback=RunFailureNotifier(),
     doc_md=__doc__,
     params={
         "models": Param([], type="array", items={"type": "string"}, title="Models",
@@ -81,6 +84,11 @@ with DAG(
         "retrain_cooldown_days": Param(7, type="number", minimum=0, maximum=365, title="Retrain cooldown (days)",
                                        description="No new retrain request for causes a request of this many days "
                                                    "already covers (pending, or done for the same causes)."),
+        "notification_cooldown_days": Param(7, type="number", minimum=0, maximum=365,
+                                            title="Notification cooldown (days)",
+                                            description="At most one notification per model and cause in this "
+                                                        "many days (channels: Variable "
+                                                        "self_learning_notification_channels)."),
         "window_end": Param(None, type=["null", "string"], format="date-time", title="Window end (manual runs)",
                             description="Analyse the window ending at this UTC time instead of the run's data "
                                         "interval end, e.g. 2026-11-01T00:00:00+00:00."),
@@ -107,5 +115,6 @@ with DAG(
         checks >> alerts >> decision >> trigger
 
     analysed = per_model.expand(model=models.output)
+    notify = NotifyAlertsOperator(task_id="notify_alerts")
     summary = RunSummaryOperator(task_id="run_summary", models=models.output, trigger_rule="all_done")
-    schema >> outcomes >> models >> analysed >> summary
+    schema >> outcomes >> models >> analysed >> notify >> summary

@@ -24,6 +24,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, Param
+from self_learning.notifications import RunFailureNotifier
 from self_learning.operators import (
     DB_POOL,
     ClaimRetrainRequestOperator,
@@ -47,6 +48,7 @@ with DAG(
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True,
                   "pool": DB_POOL},
     tags=["self-learning", "retraining"],
+    on_failure_callback=RunFailureNotifier(),
     doc_md=__doc__,
     params={
         "model": Param("ctr_predictor", type="string", examples=DEFAULT_MODELS, minLength=1, title="Model",

@@ -21,11 +21,13 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, Param, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
+from self_learning.notifications import RunFailureNotifier
 from self_learning.operators import (
     DB_POOL,
     ConcludeABTestsOperator,
     EnsureSchemaOperator,
     LearningReportOperator,
+    NotifyAlertsOperator,
     PerformanceOperator,
     SelectModelsOperator,
 )
@@ -41,6 +43,7 @@ with DAG(
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True,
                   "pool": DB_POOL},
     tags=["self-learning", "monitoring", "weekly"],
+    on_failure_callback=RunFailureNotifier(),
     doc_md=__doc__,
     params={
         "models": Param([], type="array", items={"type": "string"}, title="Models",
@@ -66,4 +69,5 @@ with DAG(
     report = LearningReportOperator(task_id="learning_report", models=models.output, kind="weekly", period_days=7,
                                     report_root="{{ var.value.get('self_learning_report_root', '') }}",
                                     report_conn_id="{{ var.value.get('self_learning_report_conn_id', '') }}")
-    schema >> models >> performance >> conclusions >> report
+    notify = NotifyAlertsOperator(task_id="notify_alerts", title="self-learning weekly")
+    schema >> models >> performance >> conclusions >> [report, notify]

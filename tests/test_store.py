@@ -14,7 +14,7 @@ from self_learning.store import ALL_VERSIONS, DEFAULT_VERSION, MAX_FEATURES, Con
 
 DAY = datetime(2026, 11, 1, tzinfo=UTC)
 NEXT_DAY = DAY + timedelta(days=1)
-HEAD = "0004"  # the latest migration
+HEAD = "0005"  # the latest migration
 
 
 @pytest.fixture(params=["postgres", "sqlite"])

@@ -54,6 +54,7 @@ class RunSettings:
     min_roc_auc: float | None = None
     min_labelled_outcomes: int = 100
     retrain_cooldown_days: float = 7.0
+    notification_cooldown_days: float = 7.0
     models: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -65,6 +66,7 @@ class RunSettings:
         _check_number("min_label_coverage", self.min_label_coverage, 0.0, 1.0)
         _check_number("alert_cooldown_days", self.alert_cooldown_days, 0.0, 365.0)
         _check_number("retrain_cooldown_days", self.retrain_cooldown_days, 0.0, 365.0)
+        _check_number("notification_cooldown_days", self.notification_cooldown_days, 0.0, 365.0)
         for name in ("feature_drift_severity", "concept_drift_severity"):
             if getattr(self, name) not in SEVERITIES:
                 raise ValueError(f"params.{name}: must be one of {', '.join(SEVERITIES)}, got {getattr(self, name)!r}")
@@ -858,3 +860,33 @@ class LearningReportOperator(FeedbackStoreOperator):
             self.log.warning("days without daily results: %s", missing)
         return {"kind": self.kind, "period_start": start.isoformat(), "period_end": end.isoformat(),
                 "sections": list(SECTIONS), "days_missing": missing, "html": str(page)}
+
+
+class NotifyAlertsOperator(FeedbackStoreOperator):
+    """Send the run's new open alerts to the notification channels (see ``notifications``): at most
+    one notification per model and cause per ``notification_cooldown_days``, each channel with its
+    severity filter. Alerts are marked notified once every channel took them."""
+
+    def __init__(self, *, title: str = "self-learning alerts", **kwargs):
+        super().__init__(**kwargs)
+        self.title = title
+
+    def execute(self, context):
+        from .notifications import configured_channels, deliver, render
+
+        settings = run_settings(context)
+        store = self.store()
+        hours = (settings.window_end - settings.interval_start).total_seconds() / 3600
+        due = store.alerts_to_notify(until=settings.window_end, hours=hours,
+                                     cooldown=timedelta(days=settings.notification_cooldown_days))
+        sent, taken = [], set()
+        for channel in configured_channels():
+            selected = [a for a in due if channel.takes(a["severity"])]
+            if not selected:
+                continue
+            subject, text, html = render(selected, f"{self.title}, window ending {settings.window_end:%Y-%m-%d}")
+            sent.append({"channel": deliver(channel, subject, text, html, context), "alerts": len(selected)})
+            taken.update(a["id"] for a in selected)
+        store.mark_notified(sorted(taken))
+        self.log.info("%d alerts due, %d notified: %s", len(due), len(taken), sent or "nothing to send")
+        return {"due": len(due), "notified": len(taken), "sent": sent}

@@ -105,8 +105,11 @@ alerts = sa.Table(
     sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("dedupe_key", sa.String(512)),
     sa.Column("model", sa.String(128)), sa.Column("alert_type", sa.String(64)), sa.Column("severity", sa.String(16)),
     sa.Column("status", sa.String(16)), sa.Column("details", _JSON), sa.Column("window_end", _TS),
-    sa.Column("created_at", _TS), sa.Column("updated_at", _TS),
+    sa.Column("created_at", _TS), sa.Column("updated_at", _TS), sa.Column("notified_at", _TS),
 )
+# open -> acknowledged -> resolved (or open -> resolved); suppressed: a repeat within the cooldown
+ALERT_TRANSITIONS = {"open": ("acknowledged", "resolved"), "acknowledged": ("resolved",),
+                     "suppressed": ("acknowledged", "resolved"), "resolved": ()}
 retrain_requests = sa.Table(
     "retrain_requests", metadata,
     sa.Column("request_id", sa.String(256), primary_key=True), sa.Column("model", sa.String(128)),
@@ -940,6 +943,52 @@ class FeedbackStore:
                 query = query.where(alerts.c.status != "suppressed")
             rows = [dict(row) for row in conn.execute(query.order_by(alerts.c.window_end, alerts.c.id)).mappings()]
         return sorted(rows, key=lambda r: -Severity(r["severity"]).rank)
+
+    def set_alert_status(self, alert_id: int, status: str) -> dict[str, Any]:
+        """Move an alert along its lifecycle (open -> acknowledged -> resolved); returns the row."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(alerts).where(alerts.c.id == alert_id)).mappings().first()
+            if row is None:
+                raise KeyError(f"alert_id: no alert {alert_id}")
+            if status != row["status"] and status not in ALERT_TRANSITIONS.get(row["status"], ()):
+                allowed = ", ".join(ALERT_TRANSITIONS.get(row["status"], ())) or "nothing"
+                raise ValueError(f"status: an alert that is {row['status']} can become {allowed}, not {status!r}")
+            conn.execute(alerts.update().where(alerts.c.id == alert_id).values(
+                status=status, updated_at=sa.func.current_timestamp()))
+            return dict(conn.execute(sa.select(alerts).where(alerts.c.id == alert_id)).mappings().one())
+
+    def alerts_to_notify(self, *, until: datetime, hours: float = 24, cooldown: timedelta = timedelta(days=7)
+                         ) -> list[dict[str, Any]]:
+        """Open alerts of the windows ending within ``hours`` before ``until`` that were not notified,
+        and whose cause (model, type, cause) was not notified for a window within ``cooldown`` before
+        theirs: at most one notification per cause per cooldown. Most severe first."""
+        end = _utc(until).to_pydatetime()
+        query = sa.select(alerts).where(alerts.c.status == "open", alerts.c.notified_at.is_(None),
+                                        alerts.c.window_end > end - timedelta(hours=hours), alerts.c.window_end <= end)
+        with self.engine.connect() as conn:
+            rows = [dict(row) for row in conn.execute(query.order_by(alerts.c.window_end, alerts.c.id)).mappings()]
+            keys = sorted({r["dedupe_key"] for r in rows})
+            notified = conn.execute(sa.select(alerts.c.dedupe_key, alerts.c.window_end).where(
+                alerts.c.dedupe_key.in_(keys), alerts.c.notified_at.is_not(None),
+                alerts.c.window_end > end - timedelta(hours=hours) - cooldown)).all() if keys else []
+        sent: dict[str, list[pd.Timestamp]] = {}
+        for key, window_end in notified:
+            sent.setdefault(key, []).append(_utc(window_end))
+        due = []
+        for row in rows:  # oldest first, so a repeat inside this batch waits for the first one too
+            at = _utc(row["window_end"])
+            if any(at - cooldown <= t < at for t in sent.get(row["dedupe_key"], [])):
+                continue
+            due.append(row)
+            sent.setdefault(row["dedupe_key"], []).append(at)
+        return sorted(due, key=lambda r: -Severity(r["severity"]).rank)
+
+    def mark_notified(self, alert_ids: Iterable[int]) -> None:
+        ids = list(alert_ids)
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(alerts.update().where(alerts.c.id.in_(ids)).values(
+                    notified_at=sa.func.current_timestamp()))
 
     def request_retrain(self, *, request_id: str, model: str, reasons: list[str], window_end: datetime,
                         causes: Iterable[str] = ()) -> str:
