@@ -3,13 +3,15 @@
 
 For the week that just ended (Monday 00:00 UTC to Monday 00:00 UTC, the run's data interval):
 recompute each model's performance over the week with the labels that have arrived since the
-daily runs (per version and over all versions), look at every running champion-vs-challenger A/B
-test and act on it (promote the winner, close at the maximum duration, alert on a sample ratio
-mismatch), then assemble the learning report of the week from the stored results and store it
-(`learning_reports`, kind `weekly`): performance with the trend of earlier weeks, error
-distribution, the features x days drift matrix of the week's daily reports, systematic error
-patterns, retraining recommendations, A/B conclusions and alerts. The same report is written as
-a self-contained HTML page with charts (Variable `self_learning_report_root`, any fsspec URI;
+daily runs (per version and over all versions) and its feature weights (association with the
+real outcome, plus the champion's permutation importance where it has an artifact), look at every
+running champion-vs-challenger A/B test and act on it (promote the winner, close at the maximum
+duration, alert on a sample ratio mismatch), then assemble the learning report of the week from
+the stored results and store it (`learning_reports`, kind `weekly`): performance with the trend of
+earlier weeks, error distribution, the features x days drift matrix of the week's daily reports,
+systematic error patterns, feature importance with its 90-day trends, retraining
+recommendations, A/B conclusions and alerts. The same report is written as a self-contained HTML
+page with charts (Variable `self_learning_report_root`, any fsspec URI;
 default `file://$AIRFLOW_HOME/self_learning/reports`); the task logs its path.
 
 Every step is an upsert on its natural key: re-running or backfilling a week replaces its results.
@@ -26,6 +28,7 @@ from self_learning.operators import (
     DB_POOL,
     ConcludeABTestsOperator,
     EnsureSchemaOperator,
+    FeatureImportanceOperator,
     LearningReportOperator,
     NotifyAlertsOperator,
     PerformanceOperator,
@@ -63,6 +66,7 @@ with DAG(
     @task_group(group_id="model")
     def per_model(model):
         PerformanceOperator(task_id="performance", model=model)
+        FeatureImportanceOperator(task_id="feature_importance", model=model)
 
     performance = per_model.expand(model=models.output)
     conclusions = ConcludeABTestsOperator(task_id="conclude_ab_tests")

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "plugins" / "self_learning"
 STATISTICS_MODULES = ["domain", "validation", "performance", "error_analysis", "drift", "retraining", "ab_testing",
-                      "training"]
+                      "training", "importance"]
 ALLOWED_IMPORTS = {"__future__", "collections", "concurrent", "dataclasses", "datetime", "enum", "importlib",
                    "itertools", "math", "re", "typing", "warnings", "numpy", "pandas", "scipy", "sklearn"}
 
@@ -27,7 +27,8 @@ def hook(event, args):
     if event.startswith(FORBIDDEN) or (event == "open" and isinstance(args[1], str) and set(args[1]) & set("wax+")):
         events.append(event)
 import numpy as np, pandas as pd
-from self_learning import ab_testing, domain, drift, error_analysis, performance, retraining, training, validation
+from self_learning import (ab_testing, domain, drift, error_analysis, importance, performance, retraining, training,
+                           validation)
 import joblib
 joblib.cpu_count(only_physical_cores=True)  # scikit-learn's one-time CPU probe (runs lscpu), cached from here on
 sys.addaudithook(hook)
@@ -52,6 +53,8 @@ kinds = {"x": "numeric", "c": "categorical"}
 fitted = training.fit(training.default_trainer("regression", kinds), train, kinds)
 training.holdout_performance("regression", holdout, training.predict(fitted, holdout, kinds, "regression"),
                              model_version="v").to_dict()
+importance.update_feature_weights(frame, y, feature_kinds=kinds).to_dict()
+importance.permutation_weights(fitted, holdout, kinds, "regression", repeats=2)
 retraining.should_retrain(labelled_outcomes=300, feature_drift=fd, concept_drift=cd, performance=perf).to_dict()
 print(json.dumps({"events": events, "airflow": sorted(m for m in sys.modules if m.split(".")[0] == "airflow")}))
 """

@@ -52,6 +52,10 @@ def test_weekly_run_stores_the_learning_report_of_the_week(dag_bag, feedback_db,
     assert drift["features"]["audience_size"][-1] not in (None, "none")  # drifted from day 40
     assert drift["features"]["platform"][-1] == "none"
     assert report["error_distribution"]["ctr_predictor"]["sample_count"] > 0
+    importance = report["feature_importance"]["ctr_predictor"]
+    assert set(importance["current"]) == set(MODEL_FEATURES["ctr_predictor"])
+    assert sum(f["weight"] for f in importance["current"].values()) == pytest.approx(1.0)
+    assert next(iter(importance["current"])) in ("creative_type", "hook_type")  # what drives the synthetic CTR
     assert {r["request_id"] for r in report["retraining_recommendations"]["ctr_predictor"]} == {
         f"ctr_predictor@{daily_ends[0]:%Y-%m-%dT%H:%M}Z"}  # the next day's request is covered by it
     assert any(a["type"] == "feature_drift" for a in report["alerts"]["ctr_predictor"])
@@ -71,6 +75,7 @@ def test_weekly_run_stores_the_learning_report_of_the_week(dag_bag, feedback_db,
     assert {c: charts.count(c) for c in set(charts)} == {"trend": 2, "errors": 2, "alerts": 2, "drift-heatmap": 2,
                                                          "ab-test": 1}
     assert "ctr_predictor: v5 (champion) vs v6 (challenger)" in dom and "audience_size" in dom
+    assert "Feature importance" in dom
 
     run(weekly, end=WEEK_END, models=["roas_predictor", "ctr_predictor"])  # a re-run replaces, not adds
     (again,) = feedback_db.learning_reports(kind="weekly")

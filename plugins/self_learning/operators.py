@@ -890,3 +890,32 @@ class NotifyAlertsOperator(FeedbackStoreOperator):
         store.mark_notified(sorted(taken))
         self.log.info("%d alerts due, %d notified: %s", len(due), len(taken), sent or "nothing to send")
         return {"due": len(due), "notified": len(taken), "sent": sent}
+
+
+class FeatureImportanceOperator(ModelStepOperator):
+    """The window's feature weights (association with the real outcome) and, where the champion has
+    an artifact, its permutation importance; one stored row per feature, so trends read back."""
+
+    def run(self, store, spec, settings):
+        from .importance import permutation_weights, update_feature_weights
+        from .lifecycle import load_artifact
+        from .store import ALL_VERSIONS
+
+        kinds = {key: kind for key, (kind, _) in store.feature_registry(spec.name).items()}
+        window = store.read_window(spec.name, settings.current_start, settings.window_end)
+        weights = update_feature_weights(window[list(kinds)], window["actual_value"], feature_kinds=kinds)
+        champion = store.get_champion(spec.name)
+        permutation, source = {}, None
+        if champion and champion["artifact_uri"] and len(window) >= 20:
+            permutation = permutation_weights(load_artifact(champion["artifact_uri"]), window, kinds, spec.task_kind)
+            source = champion["version"]
+        for weight in weights.weights:
+            store.save_result("feature_importance", model=spec.name, model_version=ALL_VERSIONS,
+                              window_start=settings.current_start, window_end=settings.window_end, kind="weights",
+                              feature=weight.feature, result={**weight.to_dict(), "permutation_of": source,
+                                                              "permutation": permutation.get(weight.feature)})
+        top = [(w.feature, round(w.weight, 3)) for w in weights.weights[:5]]
+        self.log.info("%s feature weights (%s, %d rows): %s%s", spec.name, weights.status.value, weights.sample_count,
+                      top, f"; permutation importance of champion {source}" if source else "")
+        return {"status": weights.status.value, "sample_count": weights.sample_count, "top": top,
+                "permutation_of": source}

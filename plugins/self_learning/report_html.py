@@ -60,6 +60,17 @@ def _model_section(report: dict[str, Any], model: str) -> str:
                        f"<td>{p['sample_count']}</td></tr>" for p in patterns[:10])
         out.append("<h3>Systematic errors</h3><table><tr><th class='l'>segment</th><th>mean error vs rest</th>"
                    f"<th>of MAE</th><th>rows</th></tr>{rows}</table>")
+    importance = (report.get("feature_importance") or {}).get(model) or {}
+    if importance.get("current"):
+        trends = importance.get("trends") or {}
+        rows = "".join(
+            f"<tr><td class='l'>{escape(feature)}</td><td>{_num(row['weight'], pct=True)}</td>"
+            f"<td>{_num(row['association'])}</td><td>{_num((row.get('permutation') or {}).get('mean'))}</td>"
+            f"<td>{_num((trends.get(feature) or {}).get('slope_per_30_days'))}</td></tr>"
+            for feature, row in importance["current"].items())
+        out.append("<h3>Feature importance</h3><table><tr><th class='l'>feature</th><th>weight</th>"
+                   "<th>association</th><th>champion permutation</th><th>weight trend / 30 days</th></tr>"
+                   f"{rows}</table>")
     requests = report["retraining_recommendations"].get(model) or []
     if requests:
         items = "".join(f"<li>{_day(r['window_end'])}: <b>{escape(r['status'])}</b>"

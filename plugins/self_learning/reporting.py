@@ -13,11 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .domain import as_utc
+from .importance import importance_trends
 from .store import ALL_VERSIONS
 
 METRICS = ("mae", "rmse", "mape", "wape", "r2", "roc_auc", "log_loss")
 SECTIONS = ("performance", "error_distribution", "drift_results", "systematic_error_patterns",
-            "retraining_recommendations", "ab_test_conclusions", "alerts")
+            "feature_importance", "retraining_recommendations", "ab_test_conclusions", "alerts")
+IMPORTANCE_TREND_DAYS = 90
 
 
 def learning_report(store, *, period_start: datetime, period_end: datetime, models: Sequence[str],
@@ -43,6 +45,7 @@ def learning_report(store, *, period_start: datetime, period_end: datetime, mode
         report["systematic_error_patterns"][model] = (analyses.get(("systematic_errors", latest)) or {}).get(
             "patterns", [])
         report["drift_results"][model] = _drift_by_day(store, model, span, days)
+        report["feature_importance"][model] = _importance(store, model, period_end)
         report["retraining_recommendations"][model] = [
             {k: r[k] for k in ("request_id", "status", "reasons", "causes", "result_version")}
             | {"window_end": _iso(r["window_end"])}
@@ -70,6 +73,19 @@ def _performance(store, model: str, end: datetime, length: timedelta, trend_peri
              for (version, window_end), row in sorted(rows.items(), key=lambda item: item[0][1])
              if version == ALL_VERSIONS]
     return {"current": current, "trend": trend}
+
+
+def _importance(store, model: str, end: datetime) -> dict[str, Any]:
+    """The weights of the window ending at ``end`` and each feature's trend over 90 days."""
+    rows = store.read_results("feature_importance", model=model, kind="weights",
+                              window_ends=(end - timedelta(days=IMPORTANCE_TREND_DAYS), end))
+    current = {r["feature"]: {k: r["result"][k] for k in ("weight", "association", "method", "p_value",
+                                                          "permutation")}
+               for r in rows if as_utc(r["window_end"]) == end}
+    trends = importance_trends([(r["feature"], as_utc(r["window_end"]), r["result"]["weight"]) for r in rows])
+    return {"current": dict(sorted(current.items(), key=lambda item: -item[1]["weight"])),
+            "trends": {t.feature: {"points": [[_iso(at), w] for at, w in t.points],
+                                   "slope_per_30_days": t.slope_per_30_days} for t in trends}}
 
 
 def _metrics(row: dict[str, Any]) -> dict[str, Any]:

@@ -79,19 +79,21 @@ def fit(estimator, frame: pd.DataFrame, feature_kinds: Mapping[str, str]):
     """Fit on the labelled rows of ``frame`` (features as stored, target ``actual_value``)."""
     if frame.empty:
         raise ValueError("frame: no labelled rows to train on")
-    return estimator.fit(_features(frame, feature_kinds), frame["actual_value"].to_numpy())
+    return estimator.fit(feature_frame(frame, feature_kinds), frame["actual_value"].to_numpy())
 
 
 def predict(estimator, frame: pd.DataFrame, feature_kinds: Mapping[str, str], task_kind: TaskKind | str
             ) -> np.ndarray:
     """The prediction a serving model would store: a value, or P(y = 1) for classifiers."""
-    features = _features(frame, feature_kinds)
+    features = feature_frame(frame, feature_kinds)
     if TaskKind(task_kind) is TaskKind.REGRESSION:
         return np.asarray(estimator.predict(features), dtype=float)
     return np.asarray(estimator.predict_proba(features)[:, 1], dtype=float)
 
 
-def _features(frame: pd.DataFrame, feature_kinds: Mapping[str, str]) -> pd.DataFrame:
+def feature_frame(frame: pd.DataFrame, feature_kinds: Mapping[str, str]) -> pd.DataFrame:
+    """The model input: the features in registry order, numeric as floats, categorical as objects
+    (a feature the frame lacks is all missing)."""
     columns = {}
     for name, kind in feature_kinds.items():
         values = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
