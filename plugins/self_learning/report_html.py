@@ -67,7 +67,7 @@ def _model_section(report: dict[str, Any], model: str) -> str:
             f"<tr><td class='l'>{escape(feature)}</td><td>{_num(row['weight'], pct=True)}</td>"
             f"<td>{_num(row['association'])}</td><td>{_num((row.get('permutation') or {}).get('mean'))}</td>"
             f"<td>{_num((trends.get(feature) or {}).get('slope_per_30_days'))}</td></tr>"
-            for feature, row in importance["current"].items())
+            for feature, row in sorted(importance["current"].items(), key=lambda item: -item[1]["weight"]))
         out.append("<h3>Feature importance</h3><table><tr><th class='l'>feature</th><th>weight</th>"
                    "<th>association</th><th>champion permutation</th><th>weight trend / 30 days</th></tr>"
                    f"{rows}</table>")

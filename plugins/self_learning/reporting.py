@@ -83,7 +83,7 @@ def _importance(store, model: str, end: datetime) -> dict[str, Any]:
                                                           "permutation")}
                for r in rows if as_utc(r["window_end"]) == end}
     trends = importance_trends([(r["feature"], as_utc(r["window_end"]), r["result"]["weight"]) for r in rows])
-    return {"current": dict(sorted(current.items(), key=lambda item: -item[1]["weight"])),
+    return {"current": current,  # a JSON object: stored key order is not kept (PostgreSQL jsonb)
             "trends": {t.feature: {"points": [[_iso(at), w] for at, w in t.points],
                                    "slope_per_30_days": t.slope_per_30_days} for t in trends}}
 
