@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import DAG, Param
 from self_learning.notifications import RunFailureNotifier
 from self_learning.operators import (
-    DB_POOL,
+    DEFAULT_ARGS,
     ClaimRetrainRequestOperator,
     DelegateTrainingOperator,
     EnsureSchemaOperator,
@@ -45,8 +45,7 @@ with DAG(
     catchup=False,
     max_active_runs=2,
     dagrun_timeout=timedelta(hours=12),
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True,
-                  "pool": DB_POOL},
+    default_args=DEFAULT_ARGS,
     tags=["self-learning", "retraining"],
     on_failure_callback=RunFailureNotifier(),
     doc_md=__doc__,

@@ -25,7 +25,7 @@ from airflow.sdk import DAG, Param, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 from self_learning.notifications import RunFailureNotifier
 from self_learning.operators import (
-    DB_POOL,
+    DEFAULT_ARGS,
     ConcludeABTestsOperator,
     EnsureSchemaOperator,
     FeatureImportanceOperator,
@@ -43,8 +43,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=12),
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True,
-                  "pool": DB_POOL},
+    default_args=DEFAULT_ARGS,
     tags=["self-learning", "monitoring", "weekly"],
     on_failure_callback=RunFailureNotifier(),
     doc_md=__doc__,

@@ -37,6 +37,12 @@ def retrain_dag(dag_bag):
     return dag_bag.get_dag("self_learning_retrain")
 
 
+def champion_v5_and_v6(store) -> None:
+    for version in ("v5", "v6"):
+        store.register_version("ctr_predictor", version, status="archived")
+    store.promote("ctr_predictor", "v5")
+
+
 def triggered_conf() -> dict:
     from airflow.models import DagRun
     from airflow.utils.session import create_session
@@ -192,9 +198,7 @@ def test_ab_test_bad_input_is_named(feedback_db):
 def test_sample_ratio_mismatch_blocks_promotion_and_alerts(feedback_db):
     """A challenger that is clearly better but got 52 % of the units of a 50/50 test is not promoted."""
     load(feedback_db, Scenario(days=1, rows_per_day=10, seed=27, models=("ctr_predictor",)))
-    for version in ("v5", "v6"):
-        feedback_db.register_version("ctr_predictor", version, status="archived")
-    feedback_db.promote("ctr_predictor", "v5")
+    champion_v5_and_v6(feedback_db)
     test = lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v6", started_at=END,
                                             config=ABTestConfig(n_star=20_000))
     data = generate(Scenario(days=10, rows_per_day=2000, seed=28, end=END + timedelta(days=10),
@@ -220,9 +224,7 @@ def test_conclusion_operator_runs_the_plain_function(feedback_db):
     from self_learning.operators import ConcludeABTestsOperator
 
     load(feedback_db, Scenario(days=1, rows_per_day=10, seed=29, models=("ctr_predictor",)))
-    for version in ("v5", "v6"):
-        feedback_db.register_version("ctr_predictor", version, status="archived")
-    feedback_db.promote("ctr_predictor", "v5")
+    champion_v5_and_v6(feedback_db)
     test = lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v6", started_at=END,
                                             config=ABTestConfig(max_days=14))
     operator = ConcludeABTestsOperator(task_id="conclude_ab_tests")

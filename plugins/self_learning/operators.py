@@ -23,6 +23,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 FEEDBACK_CONN_ID = "feedback_db"
 DB_POOL = "self_learning_db"
+# Every task of the package's DAGs: retried with backoff, store work limited by one pool.
+DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True, "pool": DB_POOL}
 RETRAIN_DAG_ID = "self_learning_retrain"
 SEVERITIES = ("low", "medium", "high", "critical")
 
