@@ -46,9 +46,6 @@ class FeatureWeights(Result):
     sample_count: int
     status: Status = Status.OK
 
-    def as_dict(self) -> dict[str, float]:
-        return {w.feature: w.weight for w in self.weights}
-
 
 def update_feature_weights(features: pd.DataFrame, outcome, *, feature_kinds: Mapping[str, str] | None = None
                            ) -> FeatureWeights:

@@ -493,8 +493,6 @@ class RetrainTriggerOperator(BaseOperator):
         self.trigger_dag_id = trigger_dag_id
 
     def execute(self, context):
-        from airflow.sdk.exceptions import DagRunTriggerException
-
         decision = self.decision
         if not decision or not decision.get("retrain"):
             raise AirflowSkipException(f"no retrain: {'; '.join((decision or {}).get('reasons') or ['no decision'])}")
@@ -506,10 +504,7 @@ class RetrainTriggerOperator(BaseOperator):
         conf = {"model": decision["model"], "reason": "; ".join(decision["reasons"]),
                 "request_id": decision["request_id"], "window_end": decision["window_end"]}
         self.log.info("triggering %s run %s for %s", self.trigger_dag_id, run_id, decision["model"])
-        raise DagRunTriggerException(
-            trigger_dag_id=self.trigger_dag_id, dag_run_id=run_id, conf=conf, logical_date=None,
-            reset_dag_run=False, skip_when_already_exists=True, wait_for_completion=False,
-            allowed_states=["success"], failed_states=["failed"], poke_interval=60, deferrable=False)
+        raise trigger_once(self.trigger_dag_id, run_id, conf)
 
     def _dag_deployed(self, context) -> bool:
         from airflow.sdk.api.client import ServerResponseError
@@ -667,18 +662,13 @@ class DelegateTrainingOperator(RetrainStepOperator):
     (model, request id, window) and let it register the version; skips otherwise."""
 
     def run(self, store, spec, settings, context):
-        from airflow.sdk.exceptions import DagRunTriggerException
-
         dag_id = spec.thresholds.get("trainer_dag_id")
         if not dag_id:
             raise AirflowSkipException(f"{spec.name} is trained here (no trainer_dag_id)")
         conf = {"model": spec.name, "request_id": settings.request_id, "reason": settings.reason,
                 "window_end": settings.window_end.isoformat(), "training_window_days": settings.training_window_days}
         self.log.info("delegating the training of %s to DAG %s", spec.name, dag_id)
-        raise DagRunTriggerException(
-            trigger_dag_id=dag_id, dag_run_id=_run_id("retrain__", settings.request_id), conf=conf,
-            logical_date=None, reset_dag_run=False, skip_when_already_exists=True, wait_for_completion=False,
-            allowed_states=["success"], failed_states=["failed"], poke_interval=60, deferrable=False)
+        raise trigger_once(dag_id, _run_id("retrain__", settings.request_id), conf)
 
 
 class TrainCandidateOperator(RetrainStepOperator):
@@ -816,6 +806,18 @@ def storage_path(root: str | None, variable: str, default_folder: str, conn_id: 
     for part in parts:
         path = path / part
     return path
+
+
+def trigger_once(dag_id: str, run_id: str, conf: Mapping[str, Any]):
+    """The task SDK's exception that triggers ``dag_id`` (as Airflow 3's ``TriggerDagRunOperator``
+    does), without waiting, skipping when a run with this id already exists: retries and re-runs
+    never start a second one."""
+    from airflow.sdk.exceptions import DagRunTriggerException
+
+    return DagRunTriggerException(
+        trigger_dag_id=dag_id, dag_run_id=run_id, conf=dict(conf), logical_date=None, reset_dag_run=False,
+        skip_when_already_exists=True, wait_for_completion=False, allowed_states=["success"],
+        failed_states=["failed"], poke_interval=60, deferrable=False)
 
 
 def _run_id(prefix: str, key: str) -> str:
