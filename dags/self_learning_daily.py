@@ -5,7 +5,10 @@ For the day that just ended (the run's data interval): pull the outcomes that ar
 them to their predictions, then for every model in parallel: performance per version over the
 current window, feature / prediction / concept drift against the reference window, error
 analysis, alerts (deduplicated with a cooldown) and the retrain decision, which triggers
-`self_learning_retrain` when it says yes. A summary of the run is logged at the end.
+`self_learning_retrain` when it says yes. New alerts go to the notification channels, a one-page
+daily summary (the learning report of the day, kind `daily`, with the metrics' trend over the last
+14 days) is stored and written as HTML next to the weekly reports, and a summary of the run is
+logged at the end.
 
 Everything is stored in the feedback store (connection `feedback_db`) and upserted on natural
 keys: re-running or backfilling an interval replaces its results. For a manual run, set
@@ -29,6 +32,7 @@ from self_learning.operators import (
     DriftOperator,
     EnsureSchemaOperator,
     ErrorAnalysisOperator,
+    LearningReportOperator,
     NotifyAlertsOperator,
     PerformanceOperator,
     PullOutcomesOperator,
@@ -114,6 +118,13 @@ with DAG(
         checks >> alerts >> decision >> trigger
 
     analysed = per_model.expand(model=models.output)
-    notify = NotifyAlertsOperator(task_id="notify_alerts")
+    # all_done: a skipped retrain trigger (no retrain needed) or one failed model must not hold back
+    # the other models' notifications and the summary
+    notify = NotifyAlertsOperator(task_id="notify_alerts", trigger_rule="all_done")
+    daily_summary = LearningReportOperator(
+        task_id="daily_summary", models=models.output, kind="daily", period_days=1, trend_periods=14,
+        trigger_rule="all_done",
+        title="Daily summary", report_root="{{ var.value.get('self_learning_report_root', '') }}",
+        report_conn_id="{{ var.value.get('self_learning_report_conn_id', '') }}")
     summary = RunSummaryOperator(task_id="run_summary", models=models.output, trigger_rule="all_done")
-    schema >> outcomes >> models >> analysed >> notify >> summary
+    schema >> outcomes >> models >> analysed >> [notify, daily_summary] >> summary

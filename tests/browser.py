@@ -3,10 +3,18 @@ background networking on this closed network, a fresh profile per call)."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import itertools
+import json
 import shutil
 import subprocess
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
+
+from websockets.sync.client import connect
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -29,3 +37,67 @@ def render(url: str, *, screenshot: str, size: tuple[int, int] = (1200, 2400)) -
         dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True)
     assert (ARTIFACTS / screenshot).stat().st_size > 0
     return dom.stdout
+
+
+class DevToolsPage:
+    """One Chromium tab driven over the DevTools protocol: what ``render`` cannot do (a session
+    cookie, waiting for a script-rendered page, a full-page screenshot)."""
+
+    def __init__(self, profile: str, size: tuple[int, int] = (1400, 1000)):
+        self.process = subprocess.Popen(
+            [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
+             "--remote-debugging-port=0", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = Path(profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text().strip():
+            assert time.monotonic() < deadline and self.process.poll() is None, "Chromium did not start"
+            time.sleep(0.1)
+        port = port_file.read_text().split()[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
+            target = next(t for t in json.load(response) if t["type"] == "page")
+        self.socket = connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        self._ids = itertools.count(1)
+
+    def call(self, method: str, **params):
+        request_id = next(self._ids)
+        self.socket.send(json.dumps({"id": request_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv(timeout=60))
+            if message.get("id") == request_id:
+                assert "error" not in message, f"{method}: {message['error']}"
+                return message["result"]
+
+    def open(self, url: str, *, cookies: dict[str, str] | None = None, wait_for: str = "true",
+             timeout: float = 60) -> str:
+        """Load ``url`` with ``cookies`` set for it; wait until the JavaScript ``wait_for`` is true;
+        the DOM as the page then has it."""
+        for name, value in (cookies or {}).items():
+            self.call("Network.setCookie", name=name, value=value, url=url, httpOnly=True)
+        self.call("Page.navigate", url=url)
+        deadline = time.monotonic() + timeout
+        expression = f"document.readyState === 'complete' && Boolean({wait_for})"
+        while not self.call("Runtime.evaluate", expression=expression)["result"].get("value"):
+            assert time.monotonic() < deadline, f"{url}: {wait_for} did not become true in {timeout} s"
+            time.sleep(0.25)
+        return self.call("Runtime.evaluate", expression="document.documentElement.outerHTML")["result"]["value"]
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        (ARTIFACTS / name).write_bytes(base64.b64decode(data))
+        return ARTIFACTS / name
+
+    def close(self) -> None:
+        self.socket.close()
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def devtools_page(size: tuple[int, int] = (1400, 1000)):
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        page = DevToolsPage(profile, size)
+        try:
+            yield page
+        finally:
+            page.close()

@@ -87,9 +87,6 @@ def feedback_db(pg_url, monkeypatch):
 def fresh_runs(dag_bag):
     """No DAG runs left in the metadata DB by earlier tests (a triggered run id is per request and
     window, and the tests reuse windows)."""
-    from airflow.models import DagRun
-    from airflow.utils.session import create_session
+    from scenarios import clear_dag_runs
 
-    with create_session() as session:
-        for run in session.query(DagRun).all():
-            session.delete(run)
+    clear_dag_runs()

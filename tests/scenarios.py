@@ -30,3 +30,13 @@ def run(dag, *, end: datetime | None = END, state: str = "success", **conf):
     result = dag.test(logical_date=end, run_conf={**PARAM_DEFAULTS[dag.dag_id], **conf})
     assert result.state == state, f"DAG run ended {result.state}"
     return result
+
+
+def clear_dag_runs() -> None:
+    """Delete every DAG run from the metadata DB."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for dag_run in session.query(DagRun).all():
+            session.delete(dag_run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
 from .store import FeedbackStore
@@ -27,13 +28,17 @@ class FeedbackStoreHook(PostgresHook):
         super().__init__(postgres_conn_id=feedback_conn_id, **kwargs)
 
     def get_store(self) -> FeedbackStore:
+        return FeedbackStore.from_url(self.store_url())
+
+    def store_url(self) -> str | sa.URL:
+        """The SQLAlchemy URL of the store behind the connection."""
         connection = self.get_connection(self.postgres_conn_id)
         if connection.conn_type == "sqlite":
             path = connection.host or connection.schema
             if not path:
                 raise ValueError(f"{self.postgres_conn_id}: a sqlite connection needs the database path as host")
-            return FeedbackStore.from_url(f"sqlite:///{path}")
+            return f"sqlite:///{path}"
         url = self.sqlalchemy_url
         # PostgresHook keeps only extra["sqlalchemy_query"]; libpq options such as sslmode matter too.
         options = {k: str(v) for k, v in connection.extra_dejson.items() if k in LIBPQ_OPTIONS}
-        return FeedbackStore.from_url(url.update_query_dict(options) if options else url)
+        return url.update_query_dict(options) if options else url

@@ -828,14 +828,18 @@ def _run_id(prefix: str, key: str) -> str:
 class LearningReportOperator(FeedbackStoreOperator):
     """Assemble the learning report of the run's period from the stored results and store it
     (``learning_reports``, upserted on period and kind). ``period_days`` is the report's length,
-    ending at the run's window end."""
+    ending at the run's window end; its metrics are those of the run's current window
+    (``current_window_days``), with their trend at ``period_days`` steps. The daily DAG writes a
+    one-day summary (kind ``daily``), the weekly DAG the weekly report."""
 
     template_fields: Sequence[str] = ("models", "report_root", "report_conn_id")
 
     def __init__(self, *, models: Any, kind: str = "weekly", period_days: int = 7, trend_periods: int = 8,
-                 report_root: str | None = None, report_conn_id: str | None = None, **kwargs):
+                 title: str = "Weekly learning report", report_root: str | None = None,
+                 report_conn_id: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.models, self.kind, self.period_days, self.trend_periods = models, kind, period_days, trend_periods
+        self.title = title
         self.report_root, self.report_conn_id = report_root, report_conn_id
 
     def execute(self, context):
@@ -846,13 +850,14 @@ class LearningReportOperator(FeedbackStoreOperator):
         start = end - timedelta(days=self.period_days)
         store = self.store()
         report = learning_report(store, period_start=start, period_end=end, models=list(self.models or []),
-                                 trend_periods=self.trend_periods)
+                                 trend_periods=self.trend_periods,
+                                 metric_window=timedelta(days=settings.current_window_days))
         from .report_html import render_learning_report
 
         page = storage_path(self.report_root, REPORT_ROOT_VARIABLE, "reports", self.report_conn_id, self.kind,
                             f"learning_report_{end:%Y-%m-%d}.html")
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(render_learning_report(report, title=f"{self.kind.capitalize()} learning report"))
+        page.write_text(render_learning_report(report, title=self.title))
         store.save_learning_report(period_start=start, period_end=end, kind=self.kind, report=report,
                                    artifact_uri=str(page))
         self.log.info("learning report page: %s", page)

@@ -44,12 +44,61 @@ def render_learning_report(report: dict[str, Any], *, title: str = "Learning rep
     return "".join(parts)
 
 
+def render_model_health(health: dict[str, Any], *, base_url: str = "") -> str:
+    """The "Model health" page of a ``reporting.model_health`` snapshot: per model the champion,
+    latest metrics with their daily trend, drift status, open alerts and running A/B tests, and
+    links to the latest stored reports (served under ``base_url``/reports/<kind>)."""
+    links = " · ".join(f"<a href='{escape(base_url)}/reports/{escape(kind)}' target='_blank' rel='noopener'>"
+                       f"latest {escape(kind)} report ({_day(row['period_end'])})</a>"
+                       for kind, row in health["latest_reports"].items())
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Model health</title>",
+             f"<style>{STYLE}</style></head><body><h1>Model health</h1>",
+             f"<p>{links or '<span class=muted>No learning report stored yet.</span>'}</p>", _legend()]
+    for model in health["models"]:
+        parts.append(_health_section(model))
+    if not health["models"]:
+        parts.append("<p class='muted'>No model is registered in the feedback store yet.</p>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _health_section(model: dict[str, Any]) -> str:
+    name = model["name"]
+    window = f"window ending {_day(model['window_end'])}" if model["window_end"] else "no performance stored yet"
+    out = [f"<h2 id='{escape(name)}' data-model='{escape(name)}'>{escape(name)}</h2>",
+           f"<p>champion: <b>{escape(model['champion'] or 'none promoted yet')}</b> · "
+           f"{escape(model['task_kind'].replace('_', ' '))} · {window}</p>",
+           _current_table(model["current"]), "<div class='charts'>", _trend_chart(model["trend"], "day"), "</div>"]
+    drift = "".join(
+        f"<tr><td class='l'>{escape(kind.replace('_', ' '))}</td><td style='background:"
+        f"{SEVERITY_COLOURS.get(check['severity'] if check['status'] == 'ok' else check['status'], '#eeeeee')}'>"
+        f"{escape(check['severity'] if check['status'] == 'ok' else check['status'])}</td>"
+        f"<td class='l'>{escape(', '.join(check['affected_features']))}</td><td>{_day(check['window_end'])}</td></tr>"
+        for kind, check in sorted(model["drift"].items()))
+    out.append("<h3>Drift</h3>" + (f"<table><tr><th class='l'>check</th><th>severity</th><th class='l'>features"
+                                    f"</th><th>window end</th></tr>{drift}</table>" if drift
+                                    else "<p class='muted'>No drift check stored yet.</p>"))
+    alerts = model["open_alerts"]
+    items = "".join(f"<li><span style='background:{SEVERITY_COLOURS[a['severity']]}'>&nbsp;{escape(a['severity'])}"
+                    f"&nbsp;</span> {_day(a['window_end'])} {escape(a['type'])}: {escape(a['summary'])}</li>"
+                    for a in alerts[:10])
+    more = f"<li class='muted'>and {len(alerts) - 10} more</li>" if len(alerts) > 10 else ""
+    out.append(f"<h3>Open alerts ({len(alerts)})</h3>" + (f"<ul>{items}{more}</ul>" if alerts else ""))
+    if model["ab_tests"]:
+        out.append("<h3>Running A/B tests</h3>")
+        out.extend(_ab_section(test) for test in model["ab_tests"])
+    return "".join(out)
+
+
 def _model_section(report: dict[str, Any], model: str) -> str:
     performance = report["performance"].get(model) or {}
     drift = report["drift_results"].get(model) or {}
     errors = report["error_distribution"].get(model) or {}
+    period = report["period"]
+    days = (datetime.fromisoformat(period["end"]) - datetime.fromisoformat(period["start"])).days
+    step = {1: "day", 7: "week"}.get(days, f"{days} days")
     out = [f"<h2 id='{escape(model)}'>{escape(model)}</h2>", _current_table(performance.get("current") or {}),
-           "<div class='charts'>", _trend_chart(performance.get("trend") or []),
+           "<div class='charts'>", _trend_chart(performance.get("trend") or [], step),
            _histogram_chart(errors.get("histogram") or {}),
            _alerts_chart(report["alerts"].get(model) or [], drift.get("days") or []), "</div>",
            "<h3>Drift by day</h3>", _heat_map(drift)]
@@ -93,10 +142,10 @@ def _current_table(current: dict[str, dict[str, Any]]) -> str:
     return f"<table><tr><th class='l'>version</th><th>labelled</th><th>coverage</th>{head}</tr>{rows}</table>"
 
 
-def _trend_chart(trend: list[dict[str, Any]], width: int = 340, height: int = 180) -> str:
+def _trend_chart(trend: list[dict[str, Any]], step: str = "week", width: int = 340, height: int = 180) -> str:
     metric = next((m for m in MAIN_METRICS if any(m in t for t in trend)), None)
     points = [(t["window_end"], t[metric]) for t in trend if metric and t.get(metric) is not None]
-    body = [f"<text x='10' y='16' font-size='12'>{metric.upper() if metric else 'metric'} by week</text>"]
+    body = [f"<text x='10' y='16' font-size='12'>{metric.upper() if metric else 'metric'} by {step}</text>"]
     if not points:
         body.append("<text x='10' y='90' font-size='12' fill='#777'>no data</text>")
     else:

@@ -23,21 +23,25 @@ IMPORTANCE_TREND_DAYS = 90
 
 
 def learning_report(store, *, period_start: datetime, period_end: datetime, models: Sequence[str],
-                    trend_periods: int = 8) -> dict[str, Any]:
+                    trend_periods: int = 8, metric_window: timedelta | None = None) -> dict[str, Any]:
     """The report of (period_start, period_end] for ``models``: one key per section in ``SECTIONS``.
-    The performance trend holds the same-length windows ending 0..``trend_periods`` whole periods
-    before ``period_end`` (the weekly windows of earlier weeks, not every daily window)."""
+    Performance is that of the ``metric_window`` (default: the period) ending at ``period_end``; its
+    trend holds the windows of that length ending 0..``trend_periods`` whole periods before
+    ``period_end`` (the weekly windows of earlier weeks, not every daily window)."""
     if period_end <= period_start:
         raise ValueError(f"period_end: must be after period_start, got {period_start} .. {period_end}")
     if trend_periods < 0:
         raise ValueError(f"trend_periods: must be >= 0, got {trend_periods}")
     length = period_end - period_start
+    if metric_window is not None and metric_window <= timedelta(0):
+        raise ValueError(f"metric_window: must be positive, got {metric_window}")
     days = [period_start + timedelta(days=d + 1) for d in range(max(1, length // timedelta(days=1)))]
     span = (period_start, period_end)
     report: dict[str, Any] = {"period": {"start": _iso(period_start), "end": _iso(period_end)},
                               "models": list(models), **{section: {} for section in SECTIONS}}
     for model in models:
-        report["performance"][model] = _performance(store, model, period_end, length, trend_periods)
+        report["performance"][model] = _performance(store, model, period_end, metric_window or length, length,
+                                                    trend_periods)
         analyses = {(r["kind"], r["window_end"]): r["result"]
                     for r in store.read_results("error_analyses", model=model, window_ends=span)}
         latest = max((end for _, end in analyses), default=None)
@@ -62,12 +66,54 @@ def learning_report(store, *, period_start: datetime, period_end: datetime, mode
     return report
 
 
-def _performance(store, model: str, end: datetime, length: timedelta, trend_periods: int) -> dict[str, Any]:
+def model_health(store, *, trend_days: int = 30, report_kinds: Sequence[str] = ("weekly", "daily")
+                 ) -> dict[str, Any]:
+    """Where every active model stands now, from the latest stored results: champion, the latest
+    window's metrics per version with the daily trend of that window length over ``trend_days``,
+    the latest drift check of each kind, open alerts and running A/B tests; plus the latest stored
+    report of each kind. What the "Model health" page and ``/metrics`` show."""
+    models = []
+    for spec in store.list_models():
+        champion = store.get_champion(spec.name)
+        health: dict[str, Any] = {
+            "name": spec.name, "task_kind": spec.task_kind.value,
+            "champion": champion["version"] if champion else None, "window_end": None,
+            "current": {}, "trend": [], "drift": {}, "open_alerts": [], "ab_tests": []}
+        overall = store.latest_results("performance_snapshots", model=spec.name, model_version=ALL_VERSIONS,
+                                       kind="performance")
+        if overall:
+            latest = overall[-1]  # the most recently computed, if windows of two lengths end together
+            end = as_utc(latest["window_end"])
+            health["window_end"] = _iso(end)
+            health.update(_performance(store, spec.name, end, end - as_utc(latest["window_start"]),
+                                       timedelta(days=1), trend_days))
+        health["drift"] = {
+            r["kind"]: {"window_end": _iso(r["window_end"]), "severity": r["severity"], "status": r["status"],
+                        "affected_features": r["affected_features"] or []}
+            for r in store.latest_results("drift_reports", model=spec.name, model_version=ALL_VERSIONS)}
+        health["open_alerts"] = [
+            {"id": a["id"], "type": a["alert_type"], "severity": a["severity"], "window_end": _iso(a["window_end"]),
+             "summary": (a["details"] or {}).get("summary", "")} for a in store.open_alerts(model=spec.name)]
+        health["ab_tests"] = [_ab_summary(test) for test in store.list_ab_tests(model=spec.name, status="running")]
+        models.append(health)
+    reports = {}
+    for kind in report_kinds:
+        row = store.latest_learning_report(kind)
+        if row is not None:
+            reports[kind] = {"period_start": _iso(row["period_start"]), "period_end": _iso(row["period_end"]),
+                             "artifact_uri": row["artifact_uri"]}
+    return {"models": models, "latest_reports": reports}
+
+
+def _performance(store, model: str, end: datetime, window: timedelta, step: timedelta, trend_periods: int
+                 ) -> dict[str, Any]:
+    """Metrics of the ``window`` ending at ``end`` per version, and the trend over all versions of
+    the windows of that length ending whole ``step`` s before it."""
     rows = {(r["model_version"], as_utc(r["window_end"])): r
             for r in store.read_results("performance_snapshots", model=model,
-                                        window_ends=(end - length * (trend_periods + 1), end))
-            if as_utc(r["window_start"]) == as_utc(r["window_end"]) - length
-            and (end - as_utc(r["window_end"])) % length == timedelta(0)}  # whole periods back, not every day
+                                        window_ends=(end - step * (trend_periods + 1), end))
+            if as_utc(r["window_start"]) == as_utc(r["window_end"]) - window
+            and (end - as_utc(r["window_end"])) % step == timedelta(0)}  # whole periods back, not every day
     current = {version: _metrics(row) for (version, window_end), row in sorted(rows.items()) if window_end == end}
     trend = [{"window_end": _iso(window_end), **_metrics(row)}
              for (version, window_end), row in sorted(rows.items(), key=lambda item: item[0][1])

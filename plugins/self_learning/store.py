@@ -862,6 +862,25 @@ class FeedbackStore:
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
+    def latest_results(self, table: str, *, model: str, model_version: str | None = None,
+                       kind: str | None = None) -> list[dict[str, Any]]:
+        """The results of ``model`` in the window that ended last, per kind and version: what a
+        dashboard shows as 'now'."""
+        target = RESULT_TABLES[table]
+        conditions = [target.c.model == model]
+        for column, value in (("kind", kind), ("model_version", model_version)):
+            if value is not None:
+                conditions.append(target.c[column] == value)
+        keys = [target.c.model_version, target.c.kind]
+        last = sa.select(*keys, sa.func.max(target.c.window_end).label("window_end")).where(
+            *conditions).group_by(*keys).subquery()
+        query = sa.select(target).join(last, sa.and_(
+            target.c.model_version == last.c.model_version, target.c.kind == last.c.kind,
+            target.c.window_end == last.c.window_end)).where(target.c.model == model).order_by(
+            target.c.kind, target.c.model_version, target.c.computed_at)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
     def save_learning_report(self, *, period_start: datetime, period_end: datetime, kind: str,
                              report: Mapping[str, Any], artifact_uri: str | None = None) -> None:
         """Upsert the learning report of a period (``kind``: weekly, daily...)."""
@@ -885,6 +904,14 @@ class FeedbackStore:
             query = query.where(learning_reports.c.period_end == _utc(period_end).to_pydatetime())
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
+
+    def latest_learning_report(self, kind: str) -> dict[str, Any] | None:
+        """The stored report of ``kind`` whose period ended last (None before the first)."""
+        query = sa.select(learning_reports).where(learning_reports.c.kind == kind).order_by(
+            learning_reports.c.period_end.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None
 
     # -- alerts and retrain requests ---------------------------------------------------------
 
@@ -942,6 +969,17 @@ class FeedbackStore:
             if not include_suppressed:
                 query = query.where(alerts.c.status != "suppressed")
             rows = [dict(row) for row in conn.execute(query.order_by(alerts.c.window_end, alerts.c.id)).mappings()]
+        return sorted(rows, key=lambda r: -Severity(r["severity"]).rank)
+
+    def open_alerts(self, *, model: str | None = None) -> list[dict[str, Any]]:
+        """Alerts nobody has acknowledged or resolved yet, whatever their window, most severe and
+        then newest first."""
+        query = sa.select(alerts).where(alerts.c.status == "open").order_by(alerts.c.window_end.desc(),
+                                                                             alerts.c.id.desc())
+        if model is not None:
+            query = query.where(alerts.c.model == model)
+        with self.engine.connect() as conn:
+            rows = [dict(row) for row in conn.execute(query).mappings()]
         return sorted(rows, key=lambda r: -Severity(r["severity"]).rank)
 
     def set_alert_status(self, alert_id: int, status: str) -> dict[str, Any]:

@@ -1,0 +1,140 @@
+"""The plugin's web app in a real ``airflow api-server``: the "Model health" page in headless
+Chromium, ``/metrics`` read with Prometheus' own parser, authentication refused without an Airflow
+user, and the daily summary the daily DAG writes."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from airflow_server import AirflowProcesses
+from browser import devtools_page
+from prometheus_client.parser import text_string_to_metric_families
+from scenarios import PARAM_DEFAULTS, clear_dag_runs, load
+from self_learning.domain import Severity
+from self_learning.store import ALL_VERSIONS, FeedbackStore
+from self_learning.synthetic import Scenario
+
+END = datetime(2026, 11, 2, tzinfo=UTC)
+DAYS = [END - timedelta(days=1), END]
+MODELS = ["roas_predictor", "ctr_predictor"]
+SCRAPE_TOKEN = "scrape-token-for-tests"
+PATHS = ("/self-learning/", "/self-learning/health.json", "/self-learning/reports/daily", "/self-learning/metrics")
+
+
+@pytest.fixture(scope="module")
+def store_url(postgres):
+    return postgres.create_database("webapp")
+
+
+@pytest.fixture(scope="module")
+def store(store_url, dag_bag, tmp_path_factory):
+    """Two daily runs on a feature-drift scenario, a champion and a running A/B test."""
+    store = FeedbackStore.from_url(store_url)
+    store.ensure_schema()
+    load(store, Scenario(days=45, rows_per_day=200, seed=31, end=END, feature_drift_day=40), interval_end=DAYS[0])
+    reports = tmp_path_factory.mktemp("reports")
+    clear_dag_runs()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_FEEDBACK_DB", store_url)
+        patch.setenv("AIRFLOW_VAR_SELF_LEARNING_REPORT_ROOT", f"file://{reports}")
+        daily = dag_bag.get_dag("self_learning_daily")
+        for end in DAYS:
+            result = daily.test(logical_date=end, run_conf={**PARAM_DEFAULTS[daily.dag_id], "models": MODELS})
+            assert result.state == "success"
+    store.register_version("ctr_predictor", "v5", status="archived")
+    store.promote("ctr_predictor", "v5")
+    store.register_version("ctr_predictor", "v6")
+    store.start_ab_test(test_id="ctr-v6", model="ctr_predictor", champion_version="v5", challenger_version="v6",
+                        config={"n_star": 1000.0, "seed": "ctr-v6"}, started_at=END - timedelta(days=2))
+    return store
+
+
+@pytest.fixture(scope="module")
+def airflow(store, store_url, airflow_db):
+    processes = AirflowProcesses(airflow_db, {"AIRFLOW_CONN_FEEDBACK_DB": store_url,
+                                              "AIRFLOW__SELF_LEARNING__METRICS_TOKEN": SCRAPE_TOKEN},
+                                 users={"analyst": "analyst-password"})
+    try:
+        processes.start_api_server()
+        yield processes
+    finally:
+        processes.stop()
+
+
+def test_daily_run_stores_a_one_page_summary_of_the_day(store):
+    reports = store.learning_reports(kind="daily")
+    assert [(r["period_start"], r["period_end"]) for r in reports] == [(d - timedelta(days=1), d) for d in DAYS]
+    summary = reports[-1]["report"]
+    assert summary["models"] == MODELS and summary["drift_results"]["ctr_predictor"]["days"] == [END.isoformat()]
+    performance = summary["performance"]["roas_predictor"]
+    assert performance["current"][ALL_VERSIONS]["sample_count"] > 0  # the daily run's 7-day window
+    assert [t["window_end"] for t in performance["trend"]] == [d.isoformat() for d in DAYS]  # one point a day
+    assert reports[-1]["artifact_uri"].endswith("daily/learning_report_2026-11-02.html")
+
+
+def test_every_route_refuses_requests_without_an_airflow_user(airflow):
+    for path in PATHS:
+        assert httpx.get(airflow.base_url + path, timeout=30).status_code == 401, path
+        forged = httpx.get(airflow.base_url + path, headers={"Authorization": "Bearer forged"}, timeout=30)
+        assert forged.status_code == 403, path
+    token = airflow.token()
+    for path in PATHS:
+        response = httpx.get(airflow.base_url + path, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert response.status_code == 200, (path, response.text)
+
+
+def test_metrics_endpoint_exports_the_stored_state_in_prometheus_format(airflow, store):
+    response = httpx.get(f"{airflow.base_url}/self-learning/metrics", timeout=60,
+                         headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        assert family.type == "gauge" and family.documentation
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+
+    def value(name, **labels):
+        return samples[(f"self_learning_{name}", tuple(sorted(labels.items())))]
+
+    (stored,) = [r for r in store.latest_results("performance_snapshots", model="roas_predictor",
+                                                 model_version=ALL_VERSIONS)]
+    assert value("mae", model="roas_predictor", version=ALL_VERSIONS) == pytest.approx(stored["mae"])
+    assert value("sample_count", model="roas_predictor", version="v3") > 0
+    assert value("window_end_timestamp_seconds", model="ctr_predictor") == END.timestamp()
+    assert value("champion_info", model="ctr_predictor", version="v5") == 1
+    assert ("self_learning_champion_info", (("model", "roas_predictor"), ("version", "v3"))) not in samples
+    assert value("drift_severity", model="ctr_predictor", kind="feature") >= Severity.LOW.rank  # audience_size
+    assert value("drifted_features", model="ctr_predictor") >= 1
+    open_alerts = store.open_alerts()
+    assert open_alerts and sum(v for (name, _), v in samples.items() if name == "self_learning_open_alerts") == len(
+        open_alerts)
+    assert value("ab_test_running", model="ctr_predictor", test_id="ctr-v6", champion="v5", challenger="v6") == 1
+
+
+def test_model_health_page_renders_in_a_browser(airflow, store):
+    token = airflow.token()
+    with devtools_page(size=(1300, 1000)) as page:
+        dom = page.open(f"{airflow.base_url}/self-learning/", cookies={"_token": token},
+                        wait_for="document.querySelector('svg[data-chart=trend]')")
+        page.screenshot("model_health.png")
+        registered = {spec.name for spec in store.list_models()}
+        assert set(re.findall(r"data-model=\"([a-z_]+)\"", dom)) == registered > set(MODELS)
+        assert len(re.findall(r"data-chart=\"trend\"", dom)) == len(registered)
+        assert len(re.findall(r"<polyline", dom)) == len(MODELS)  # a line where the daily runs stored metrics
+        assert "champion: <b>v5</b>" in dom and "ctr_predictor: v5 (champion) vs v6 (challenger)" in dom
+        assert f"Open alerts ({len(store.open_alerts(model='ctr_predictor'))})" in dom
+        assert "/self-learning/reports/daily" in dom and "/self-learning/reports/weekly" not in dom  # none stored
+
+        summary = page.open(f"{airflow.base_url}/self-learning/reports/daily",
+                            wait_for="document.querySelector('svg[data-chart=trend]')")
+        page.screenshot("daily_summary.png")
+        assert "Daily summary: 2026-11-01 – 2026-11-02" in summary and "by day" in summary
+
+        # the page inside the Airflow UI, reached from its navigation
+        ui = page.open(f"{airflow.base_url}/plugin/model-health", wait_for="document.querySelector('iframe')")
+        page.screenshot("airflow_ui_model_health.png")
+        assert "/self-learning/" in ui and "Model health" in ui
