@@ -43,19 +43,8 @@ class DevToolsPage:
     """One Chromium tab driven over the DevTools protocol: what ``render`` cannot do (a session
     cookie, waiting for a script-rendered page, a full-page screenshot)."""
 
-    def __init__(self, profile: str, size: tuple[int, int] = (1400, 1000)):
-        self.process = subprocess.Popen(
-            [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
-             "--remote-debugging-port=0", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port_file = Path(profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text().strip():
-            assert time.monotonic() < deadline and self.process.poll() is None, "Chromium did not start"
-            time.sleep(0.1)
-        port = port_file.read_text().split()[0]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
-            target = next(t for t in json.load(response) if t["type"] == "page")
-        self.socket = connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+    def __init__(self, socket):
+        self.socket = socket
         self._ids = itertools.count(1)
 
     def call(self, method: str, **params):
@@ -87,17 +76,25 @@ class DevToolsPage:
         (ARTIFACTS / name).write_bytes(base64.b64decode(data))
         return ARTIFACTS / name
 
-    def close(self) -> None:
-        self.socket.close()
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
 
 @contextlib.contextmanager
 def devtools_page(size: tuple[int, int] = (1400, 1000)):
+    """A ``DevToolsPage`` in a fresh headless Chromium, ended with the block."""
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
-        page = DevToolsPage(profile, size)
+        process = subprocess.Popen(
+            [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
+             "--remote-debugging-port=0", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            yield page
+            port_file = Path(profile) / "DevToolsActivePort"
+            deadline = time.monotonic() + 30
+            while not port_file.exists() or not port_file.read_text().strip():
+                assert time.monotonic() < deadline and process.poll() is None, "Chromium did not start"
+                time.sleep(0.1)
+            port = port_file.read_text().split()[0]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
+                target = next(t for t in json.load(response) if t["type"] == "page")
+            with connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=10) as socket:
+                yield DevToolsPage(socket)
         finally:
-            page.close()
+            process.terminate()
+            process.wait(timeout=30)

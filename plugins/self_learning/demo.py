@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(summary(store, ends))
     print(loop_summary(store, RETRAINED_MODEL))
+    daily = store.latest_learning_report("daily")
+    if daily is not None:
+        print(f"daily summary page of {daily['period_end']:%Y-%m-%d}: {daily['artifact_uri']}")
     print(f"demo finished in {time.perf_counter() - started:.0f} s; state in {home}")
     return 0
 
