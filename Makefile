@@ -21,12 +21,14 @@ install: $(STAMP)
 lint: install
 	$(BIN)/ruff check .
 
-# Debian packages the tests use: PostgreSQL server binaries (the throwaway test server) and Chromium
-# (headless page tests). Installed with apt-get when missing and running as root.
+# Debian packages the tests use: PostgreSQL server binaries (the throwaway test server), Chromium
+# (headless page tests) and docker-compose 1.29 (validates docker-compose.yaml offline; no Docker
+# engine needed). Installed with apt-get when missing and running as root.
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \

@@ -11,6 +11,7 @@ import itertools
 import os
 import shutil
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,36 @@ def fresh_runs(dag_bag):
     from scenarios import clear_dag_runs
 
     clear_dag_runs()
+
+
+@pytest.fixture(scope="session")
+def monitored_store_url(postgres) -> str:
+    return postgres.create_database("monitored")
+
+
+@pytest.fixture(scope="session")
+def monitored_store(monitored_store_url, dag_bag, tmp_path_factory):
+    """A store as the loop leaves it: two daily runs (``scenarios.MONITORED_DAYS``) on a
+    feature-drift scenario, then a champion and a running A/B test for ctr_predictor. Read-only
+    for the tests that share it (the web app, the Grafana dashboards)."""
+    from scenarios import MONITORED_DAYS, MONITORED_MODELS, clear_dag_runs, load, run
+    from self_learning.store import FeedbackStore
+    from self_learning.synthetic import Scenario
+
+    store = FeedbackStore.from_url(monitored_store_url)
+    store.ensure_schema()
+    end = MONITORED_DAYS[-1]
+    load(store, Scenario(days=45, rows_per_day=200, seed=31, end=end, feature_drift_day=40),
+         interval_end=MONITORED_DAYS[0])
+    clear_dag_runs()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_FEEDBACK_DB", monitored_store_url)
+        patch.setenv("AIRFLOW_VAR_SELF_LEARNING_REPORT_ROOT", f"file://{tmp_path_factory.mktemp('reports')}")
+        for day in MONITORED_DAYS:
+            run(dag_bag.get_dag("self_learning_daily"), end=day, models=MONITORED_MODELS)
+    store.register_version("ctr_predictor", "v5", status="archived")
+    store.promote("ctr_predictor", "v5")
+    store.register_version("ctr_predictor", "v6")
+    store.start_ab_test(test_id="ctr-v6", model="ctr_predictor", champion_version="v5", challenger_version="v6",
+                        config={"n_star": 1000.0, "seed": "ctr-v6"}, started_at=end - timedelta(days=2))
+    return store

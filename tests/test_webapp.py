@@ -5,56 +5,32 @@ user, and the daily summary the daily DAG writes."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
 from airflow_server import AirflowProcesses
 from browser import devtools_page
 from prometheus_client.parser import text_string_to_metric_families
-from scenarios import PARAM_DEFAULTS, clear_dag_runs, load
+from scenarios import MONITORED_DAYS as DAYS
+from scenarios import MONITORED_MODELS as MODELS
 from self_learning.domain import Severity
-from self_learning.store import ALL_VERSIONS, FeedbackStore
-from self_learning.synthetic import Scenario
+from self_learning.store import ALL_VERSIONS
 
-END = datetime(2026, 11, 2, tzinfo=UTC)
-DAYS = [END - timedelta(days=1), END]
-MODELS = ["roas_predictor", "ctr_predictor"]
+END = DAYS[-1]
 SCRAPE_TOKEN = "scrape-token-for-tests"
 PATHS = ("/self-learning/", "/self-learning/health.json", "/self-learning/reports/daily", "/self-learning/metrics")
 
 
-@pytest.fixture(scope="module")
-def store_url(postgres):
-    return postgres.create_database("webapp")
+@pytest.fixture
+def store(monitored_store):
+    return monitored_store
 
 
 @pytest.fixture(scope="module")
-def store(store_url, dag_bag, tmp_path_factory):
-    """Two daily runs on a feature-drift scenario, a champion and a running A/B test."""
-    store = FeedbackStore.from_url(store_url)
-    store.ensure_schema()
-    load(store, Scenario(days=45, rows_per_day=200, seed=31, end=END, feature_drift_day=40), interval_end=DAYS[0])
-    reports = tmp_path_factory.mktemp("reports")
-    clear_dag_runs()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW_CONN_FEEDBACK_DB", store_url)
-        patch.setenv("AIRFLOW_VAR_SELF_LEARNING_REPORT_ROOT", f"file://{reports}")
-        daily = dag_bag.get_dag("self_learning_daily")
-        for end in DAYS:
-            result = daily.test(logical_date=end, run_conf={**PARAM_DEFAULTS[daily.dag_id], "models": MODELS})
-            assert result.state == "success"
-    store.register_version("ctr_predictor", "v5", status="archived")
-    store.promote("ctr_predictor", "v5")
-    store.register_version("ctr_predictor", "v6")
-    store.start_ab_test(test_id="ctr-v6", model="ctr_predictor", champion_version="v5", challenger_version="v6",
-                        config={"n_star": 1000.0, "seed": "ctr-v6"}, started_at=END - timedelta(days=2))
-    return store
-
-
-@pytest.fixture(scope="module")
-def airflow(store, store_url, airflow_db):
-    processes = AirflowProcesses(airflow_db, {"AIRFLOW_CONN_FEEDBACK_DB": store_url,
+def airflow(monitored_store, monitored_store_url, airflow_db):
+    """A real api-server on the monitored store, with a scrape token for /metrics."""
+    processes = AirflowProcesses(airflow_db, {"AIRFLOW_CONN_FEEDBACK_DB": monitored_store_url,
                                               "AIRFLOW__SELF_LEARNING__METRICS_TOKEN": SCRAPE_TOKEN},
                                  users={"analyst": "analyst-password"})
     try:
