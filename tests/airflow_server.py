@@ -36,6 +36,12 @@ class AirflowProcesses:
                     "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-jwt-secret-0123456789abcdef"}
         self.processes: dict[str, subprocess.Popen] = {}
 
+    def run(self, *args: str, timeout: float = 300) -> None:
+        """A one-off CLI command (``airflow db migrate``...) in this environment."""
+        result = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+                                check=False)
+        assert result.returncode == 0, f"airflow {' '.join(args)}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+
     def start(self, component: str, *args: str) -> None:
         log = (self.home / f"{component}.log").open("ab")
         self.processes[component] = subprocess.Popen(

@@ -1,0 +1,174 @@
+"""End to end against a real Airflow, the way users run it: scheduler, dag-processor and api-server
+processes (LocalExecutor, parallelism 4, metadata on the session's PostgreSQL), the feedback store
+on PostgreSQL with synthetic demo data, everything driven through the authenticated REST API v2.
+
+The tests of this module run in order and build on each other (one Airflow for all of them, about
+a minute to start); the processes are stopped by process group at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from airflow_server import AirflowProcesses
+from scenarios import PARAM_DEFAULTS, load
+from self_learning.store import FeedbackStore
+from self_learning.synthetic import Scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+DAILY, WEEKLY = "self_learning_daily", "self_learning_weekly"
+MODEL = "ctr_predictor"
+FIRST_DAY = datetime(2026, 10, 25, tzinfo=UTC)  # backfill logical dates 10-25 .. 10-31: windows ending 10-26 .. 11-01
+BACKFILL_ENDS = [FIRST_DAY + timedelta(days=d + 1) for d in range(7)]
+RESULT_TABLES = ("performance_snapshots", "drift_reports", "error_analyses")
+
+
+@pytest.fixture(scope="module")
+def feedback(postgres):
+    """A deployment that monitors one model: 45 days of its traffic whose outcomes have all arrived
+    (nothing left for the runs to pull), so a re-run of any window sees the same data."""
+    url = postgres.create_database("feedback_e2e")
+    store = FeedbackStore.from_url(url)
+    store.ensure_schema()
+    load(store, Scenario(days=45, rows_per_day=120, seed=5, end=BACKFILL_ENDS[-1] + timedelta(days=1),
+                         models=(MODEL,), concept_shift_day=40), interval_end=BACKFILL_ENDS[-1] + timedelta(days=2))
+    for spec in store.list_models():
+        if spec.name != MODEL:
+            store.register_model(spec, active=False)  # the default models this deployment does not serve
+    return url
+
+
+@pytest.fixture(scope="module")
+def airflow(postgres, feedback, tmp_path_factory, dag_bag):
+    home = tmp_path_factory.mktemp("airflow-e2e")
+    metadata = postgres.create_database("airflow_e2e").replace("postgresql://", "postgresql+psycopg2://")
+    processes = AirflowProcesses(home, {
+        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW_CONN_FEEDBACK_DB": feedback,
+        "AIRFLOW_VAR_SELF_LEARNING_REPORT_ROOT": f"file://{home / 'reports'}",
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+    }, users={"operator": "operator-password"})
+    processes.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"{processes.base_url}/execution/"
+    try:
+        processes.run("db", "migrate")
+        processes.start_api_server()
+        processes.start("scheduler")
+        processes.start("dag-processor")
+        yield processes
+    finally:
+        processes.stop()
+
+
+@pytest.fixture(scope="module")
+def api(airflow):
+    client = httpx.Client(base_url=f"{airflow.base_url}/api/v2", timeout=60,
+                          headers={"Authorization": f"Bearer {airflow.token()}"})
+    # as an operator sets up a deployment: the pool of the store tasks, the DAGs unpaused once parsed
+    assert client.post("/pools", json={"name": "self_learning_db", "slots": 4,
+                                       "description": "self-learning store tasks"}).status_code == 201
+    for dag_id in (DAILY, WEEKLY):
+        _wait(lambda dag_id=dag_id: client.get(f"/dags/{dag_id}").status_code == 200, airflow, f"{dag_id} parsed")
+        assert client.patch(f"/dags/{dag_id}", json={"is_paused": False}).json()["is_paused"] is False
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def test_trigger_with_the_conf_the_trigger_form_sends_and_reject_an_invalid_one(api, airflow, feedback):
+    form = {**PARAM_DEFAULTS[DAILY], "models": [MODEL]}
+    invalid = api.post(f"/dags/{DAILY}/dagRuns", json={"logical_date": None, "conf": {**form, "alpha": 2}})
+    assert invalid.status_code == 400 and "alpha" in invalid.text
+
+    run = api.post(f"/dags/{DAILY}/dagRuns", json={
+        "dag_run_id": "manual__form", "logical_date": None, "note": "from the trigger form",
+        "conf": {**form, "window_end": "2026-10-20T00:00:00+00:00"}})
+    assert run.status_code == 200, run.text
+    assert _finished_run(api, airflow, DAILY, "manual__form") == "success"
+    assert _window_ends(feedback, "performance_snapshots") == [datetime(2026, 10, 20, tzinfo=UTC)]
+
+
+def test_seven_day_backfill_then_a_reprocessing_backfill_leave_identical_results(api, airflow, feedback):
+    before = _backfill(api, airflow, "none")
+    assert _window_ends(feedback, "performance_snapshots")[1:] == BACKFILL_ENDS  # after the manual window
+    with psycopg.connect(feedback) as conn:
+        for table in RESULT_TABLES:
+            (duplicates,) = conn.execute(
+                f"SELECT count(*) - count(DISTINCT (model, model_version, window_end, kind)) FROM {table}").fetchone()
+            assert duplicates == 0, table
+        per_day = conn.execute("SELECT window_end, count(*) FROM drift_reports GROUP BY window_end").fetchall()
+        assert {count for _, count in per_day} == {3}  # feature, prediction and concept drift, once a day
+    assert _backfill(api, airflow, "completed") == before
+
+
+def test_weekly_run_stores_the_report_of_the_week(api, airflow, feedback):
+    week_end = datetime(2026, 11, 2, tzinfo=UTC)
+    run = api.post(f"/dags/{WEEKLY}/dagRuns", json={
+        "dag_run_id": "manual__week", "logical_date": None,
+        "conf": {**PARAM_DEFAULTS[WEEKLY], "models": [MODEL], "window_end": week_end.isoformat()}})
+    assert run.status_code == 200, run.text
+    assert _finished_run(api, airflow, WEEKLY, "manual__week") == "success"
+    (report,) = FeedbackStore.from_url(feedback).learning_reports(kind="weekly", period_end=week_end)
+    assert report["report"]["models"] == [MODEL]
+    assert report["report"]["drift_results"][MODEL]["days"][:6] == [d.isoformat() for d in BACKFILL_ENDS[1:]]
+    assert Path(report["artifact_uri"].removeprefix("file://")).stat().st_size > 10_000
+
+
+def _backfill(api, airflow, reprocess: str) -> dict:
+    response = api.post("/backfills", json={
+        "dag_id": DAILY, "from_date": FIRST_DAY.isoformat(), "to_date": (FIRST_DAY + timedelta(days=6)).isoformat(),
+        "reprocess_behavior": reprocess, "max_active_runs": 2, "dag_run_conf": {"models": [MODEL]}})
+    assert response.status_code == 200, response.text
+    backfill_id = response.json()["id"]
+    _wait(lambda: api.get(f"/backfills/{backfill_id}").json()["completed_at"] is not None, airflow,
+          f"backfill {backfill_id} ({reprocess})", timeout=360)
+    runs = api.get(f"/dags/{DAILY}/dagRuns", params={"run_type": "backfill", "limit": 100}).json()["dag_runs"]
+    assert sorted(r["logical_date"][:10] for r in runs) == [f"{FIRST_DAY + timedelta(days=d):%Y-%m-%d}"
+                                                           for d in range(7)]
+    assert {r["state"] for r in runs} == {"success"}, [(r["logical_date"], r["state"]) for r in runs]
+    return _results(airflow.env["AIRFLOW_CONN_FEEDBACK_DB"])
+
+
+def _results(url: str) -> dict:
+    """Every stored result and alert, without the bookkeeping times."""
+    with psycopg.connect(url) as conn:
+        contents = {table: conn.execute(
+            f"SELECT model, model_version, window_start, window_end, kind, result::text FROM {table} "
+            "ORDER BY 1, 2, 3, 4, 5").fetchall() for table in RESULT_TABLES}
+        # an alert's status (open / suppressed by the cooldown) depends on which earlier window was
+        # stored first when a backfill runs days in parallel: compared without it
+        contents["alerts"] = conn.execute("SELECT dedupe_key, window_end, severity, details::text "
+                                          "FROM alerts ORDER BY 1, 2").fetchall()
+        contents["retrain_requests"] = conn.execute("SELECT request_id, status FROM retrain_requests "
+                                                    "ORDER BY 1").fetchall()
+    return contents
+
+
+def _window_ends(url: str, table: str) -> list[datetime]:
+    with psycopg.connect(url) as conn:
+        # (unpausing the DAGs also starts their latest scheduled interval: days after the data)
+        rows = conn.execute(f"SELECT DISTINCT window_end FROM {table} WHERE model = %s AND window_end <= %s "
+                            "ORDER BY 1", [MODEL, BACKFILL_ENDS[-1]])
+        return [row[0].astimezone(UTC) for row in rows]
+
+
+def _finished_run(api, airflow, dag_id: str, run_id: str) -> str:
+    def finished():
+        return api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"] in ("success", "failed")
+
+    _wait(finished, airflow, f"{dag_id} {run_id}", timeout=240)
+    return api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
+
+
+def _wait(condition, airflow, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        airflow.check_alive()
+        assert time.monotonic() < deadline, f"{what}: not done in {timeout} s\n{airflow.log('scheduler')}"
+        time.sleep(1)
