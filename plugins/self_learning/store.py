@@ -856,9 +856,7 @@ class FeedbackStore:
         if window_ends is not None:
             after, until = (_utc(t).to_pydatetime() for t in window_ends)
             query = query.where(target.c.window_end > after, target.c.window_end <= until)
-        for column, value in (("model", model), ("kind", kind), ("model_version", model_version)):
-            if value is not None:
-                query = query.where(target.c[column] == value)
+        query = query.where(*_equal_to(target, model=model, kind=kind, model_version=model_version))
         with self.engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
@@ -867,13 +865,9 @@ class FeedbackStore:
         """The results of ``model`` in the window that ended last, per kind and version: what a
         dashboard shows as 'now'."""
         target = RESULT_TABLES[table]
-        conditions = [target.c.model == model]
-        for column, value in (("kind", kind), ("model_version", model_version)):
-            if value is not None:
-                conditions.append(target.c[column] == value)
         keys = [target.c.model_version, target.c.kind]
         last = sa.select(*keys, sa.func.max(target.c.window_end).label("window_end")).where(
-            *conditions).group_by(*keys).subquery()
+            *_equal_to(target, model=model, kind=kind, model_version=model_version)).group_by(*keys).subquery()
         query = sa.select(target).join(last, sa.and_(
             target.c.model_version == last.c.model_version, target.c.kind == last.c.kind,
             target.c.window_end == last.c.window_end)).where(target.c.model == model).order_by(
@@ -1096,9 +1090,7 @@ class FeedbackStore:
     def retrain_request_list(self, *, model: str | None = None, window_end: datetime | None = None,
                              request_id: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(retrain_requests).order_by(retrain_requests.c.window_end, retrain_requests.c.model)
-        for column, value in (("model", model), ("request_id", request_id)):
-            if value is not None:
-                query = query.where(retrain_requests.c[column] == value)
+        query = query.where(*_equal_to(retrain_requests, model=model, request_id=request_id))
         if window_end is not None:
             query = query.where(retrain_requests.c.window_end == _utc(window_end).to_pydatetime())
         with self.engine.connect() as conn:
@@ -1414,6 +1406,11 @@ def _check_window(start: datetime, end: datetime) -> None:
             raise ValueError(f"{name}: must be a timezone-aware datetime, got {value!r}")
     if end <= start:
         raise ValueError(f"window_end: {end.isoformat()} is not after window_start {start.isoformat()}")
+
+
+def _equal_to(table: sa.Table, **values: Any) -> list:
+    """``column == value`` for every value given (None: no filter on that column)."""
+    return [table.c[column] == value for column, value in values.items() if value is not None]
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
