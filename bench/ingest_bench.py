@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "tests")]
 from pg_server import ThrowawayPostgres  # noqa: E402
 from self_learning import pgcopy, store  # noqa: E402
+from self_learning.store import ingest  # noqa: E402
 
 WINDOW = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
 
@@ -52,7 +53,7 @@ def timed_database_phase(feedback: store.FeedbackStore, frame: pd.DataFrame) -> 
     """Ingest again with the store's own code, encoding every COPY stream up front and timing
     only the writes."""
     copy_seconds = 0.0
-    original_copy, original_encode = store._copy, pgcopy.encode_rows
+    original_copy, original_encode = ingest._copy, pgcopy.encode_rows
 
     def copy_only(conn, statement, chunks):
         nonlocal copy_seconds
@@ -60,12 +61,12 @@ def timed_database_phase(feedback: store.FeedbackStore, frame: pd.DataFrame) -> 
         original_copy(conn, statement, chunks)
         copy_seconds += time.perf_counter() - start
 
-    store._copy = copy_only
+    ingest._copy = copy_only
     pgcopy.encode_rows = lambda *args, **kwargs: list(original_encode(*args, **kwargs))
     try:
         assert feedback.register_predictions(frame).inserted == len(frame)
     finally:
-        store._copy, pgcopy.encode_rows = original_copy, original_encode
+        ingest._copy, pgcopy.encode_rows = original_copy, original_encode
     return copy_seconds
 
 

@@ -1,0 +1,405 @@
+"""Row validation, encoding and the small helpers every part of the store shares (no SQL text)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from ..domain import Result, model_name, to_jsonable
+from ..validation import label_text
+from .tables import DEFAULT_VERSION, MAX_FEATURES, MAX_KEY_LENGTH, MAX_TEXT_LENGTH, RESERVED
+
+
+@dataclasses.dataclass(frozen=True)
+class RowError(Result):
+    """One rejected input row: its position in the input, its id if known, the field and why."""
+
+    row: int
+    prediction_id: str | None
+    field: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestReport(Result):
+    received: int
+    inserted: int
+    unchanged: int  # already stored with the same payload (idempotent re-send)
+    corrected: int  # outcomes only: an existing value replaced (old value kept in outcome_history)
+    rejected: list[RowError]
+
+
+class ConflictError(ValueError):
+    """A known prediction id arrived with a different payload; nothing was overwritten."""
+
+
+
+def _check_window(start: datetime, end: datetime) -> None:
+    for name, value in (("window_start", start), ("window_end", end)):
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"{name}: must be a timezone-aware datetime, got {value!r}")
+    if end <= start:
+        raise ValueError(f"window_end: {end.isoformat()} is not after window_start {start.isoformat()}")
+
+
+def _equal_to(table: sa.Table, **values: Any) -> list:
+    """``column == value`` for every value given (None: no filter on that column)."""
+    return [table.c[column] == value for column, value in values.items() if value is not None]
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _plain(value):
+    """pandas/numpy scalars to what a DB-API driver binds (NaN/NaT -> None)."""
+    if value is None or (not isinstance(value, (str, bytes, list, dict)) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _database_now(conn) -> pd.Timestamp:
+    """The database's clock: default served_at / observed_at of rows sent without one."""
+    return _utc(conn.execute(sa.select(sa.func.current_timestamp())).scalar_one())
+
+
+def _utc(value) -> pd.Timestamp:
+    """A timestamp from either dialect as UTC (SQLite hands back naive UTC datetimes)."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _json_row(frame: pd.DataFrame, position: int) -> dict[str, Any] | None:
+    if not 0 <= position < len(frame):
+        return None
+    return json.loads(json.dumps(to_jsonable(frame.iloc[position].to_dict()), default=str))
+
+
+
+def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFrame, pd.DataFrame, list[RowError]]:
+    """Split a batch into validated reserved columns (``meta``, with an ``_ok`` mask) and features."""
+    errors: list[RowError] = []
+    n = len(frame)
+    if "features" in frame.columns:
+        raw = frame["features"]
+        not_mapping = ~raw.map(lambda v: isinstance(v, Mapping))
+        features = pd.DataFrame.from_records([dict(v) if isinstance(v, Mapping) else {} for v in raw],
+                                             index=frame.index)
+    else:
+        not_mapping = pd.Series(False, index=frame.index)
+        features = frame[[c for c in frame.columns if c not in RESERVED]]
+    meta = pd.DataFrame(index=frame.index)
+    ok = pd.Series(True, index=frame.index)
+
+    def reject(mask: pd.Series, field: str, reason) -> None:
+        for i in np.flatnonzero((mask & ok).to_numpy()):
+            pid = meta["prediction_id"].iat[i] if "prediction_id" in meta else None
+            errors.append(RowError(offset + int(i), pid if isinstance(pid, str) else None, field,
+                                   reason(i) if callable(reason) else reason))
+        ok[mask] = False
+
+    ids = frame["prediction_id"] if "prediction_id" in frame.columns else pd.Series([None] * n, index=frame.index)
+    missing_id = ids.isna()
+    meta["prediction_id"] = ids.astype(object)
+    meta.loc[missing_id, "prediction_id"] = [uuid.uuid4().hex for _ in range(int(missing_id.sum()))]
+    reject(~_is_short_text(meta["prediction_id"], 128), "prediction_id",
+           "must be a non-empty string of at most 128 characters")
+    reject(not_mapping, "features", "must be a mapping of feature name to value")
+    if "model" not in frame.columns:
+        reject(pd.Series(True, index=frame.index), "model", "is required")
+        meta["model"] = None
+    else:
+        meta["model"] = frame["model"]
+        valid = {m: _valid_model(m) for m in frame["model"].dropna().unique()}
+        reject(~frame["model"].map(lambda m: valid.get(m, False)), "model",
+               lambda i: f"{frame['model'].iat[i]!r} is not a valid model name")
+    version = frame.get("model_version", pd.Series(DEFAULT_VERSION, index=frame.index))
+    meta["model_version"] = version.fillna(DEFAULT_VERSION)
+    reject(~_is_short_text(meta["model_version"], 128), "model_version",
+           "must be a non-empty string of at most 128 characters")
+    if "predicted_value" not in frame.columns:
+        reject(pd.Series(True, index=frame.index), "predicted_value", "is required")
+        meta["predicted_value"] = np.nan
+    else:
+        values = _to_float(frame["predicted_value"])
+        meta["predicted_value"] = values
+        reject(values.isna() & frame["predicted_value"].notna(), "predicted_value",
+               lambda i: f"must be a number, got {frame['predicted_value'].iat[i]!r}")
+        reject(~np.isfinite(values), "predicted_value", lambda i: f"must be finite, got {values.iat[i]}")
+    label = frame["predicted_label"] if "predicted_label" in frame.columns else pd.Series([None] * n, index=frame.index)
+    label_numbers = _to_float(label)
+    integral = (np.isfinite(label_numbers) & (label_numbers == np.floor(label_numbers))
+                & label_numbers.between(*LABEL_RANGE))
+    reject(label.notna() & ~integral, "predicted_label",
+           lambda i: f"must be an integer class label within {LABEL_RANGE}, got {label.iat[i]!r}")
+    meta["predicted_label"] = label_numbers.where(integral).astype("Int64")
+    unit = frame["unit_id"] if "unit_id" in frame.columns else pd.Series([None] * n, index=frame.index)
+    meta["unit_id"] = unit.astype(object).map(label_text, na_action="ignore").where(unit.notna(), None)
+    present_units = meta["unit_id"].dropna()
+    reject((~_is_short_text(present_units, 256)).reindex(frame.index, fill_value=False), "unit_id",
+           "longer than 256 characters")
+    served = frame["served_at"] if "served_at" in frame.columns else pd.Series([None] * n, index=frame.index)
+    parsed = pd.to_datetime(served, utc=True, errors="coerce", format="mixed").astype("datetime64[us, UTC]")
+    meta["served_at"] = parsed
+    meta["_served_given"] = served.notna()  # a re-send without served_at matches whatever was stored
+    reject(parsed.isna() & served.notna(), "served_at", lambda i: f"not a timestamp: {served.iat[i]!r}")
+    if features.shape[1] > MAX_FEATURES:
+        reject(pd.Series(True, index=frame.index), "features", f"more than {MAX_FEATURES} features")
+    for key in features.columns:
+        problem = _key_problem(key)
+        if problem:
+            reject(features[key].notna(), "features", problem)
+    # A row repeated within the batch is a re-send (unchanged); the same id with another payload is rejected.
+    repeated = meta["prediction_id"].duplicated(keep=False)
+    meta["_repeat"] = False
+    if repeated.any():
+        rows = frame[repeated].astype(str).assign(_id=meta.loc[repeated, "prediction_id"])
+        payload = pd.util.hash_pandas_object(rows.drop(columns="_id"), index=False)
+        first = payload.groupby(rows["_id"]).transform("first")
+        later = meta["prediction_id"].duplicated(keep="first") & ok
+        identical = later & (payload == first).reindex(frame.index, fill_value=False)
+        meta.loc[identical, "_repeat"] = True
+        ok[identical] = False
+        reject(later & ~identical, "prediction_id", "appears more than once in the batch with different payloads")
+    meta["_ok"] = ok
+    return meta, features, errors
+
+
+def _valid_model(name) -> bool:
+    try:
+        model_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_short_text(values: pd.Series, limit: int) -> pd.Series:
+    """Row mask: a non-empty string of at most ``limit`` characters (vectorised when all are text)."""
+    if pd.api.types.is_string_dtype(values.dtype) and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        lengths = values.str.len()
+        ok = (lengths > 0) & (lengths <= limit) & ~values.str.contains("\x00", regex=False)
+        try:
+            "".join(values.dropna()).encode("utf-8")
+            return ok
+        except UnicodeEncodeError:
+            pass  # some value holds a lone surrogate: check one by one
+    return values.map(lambda v: _text_problem(v, limit) is None).astype(bool)
+
+
+def _storable_problem(text: str) -> str | None:
+    """PostgreSQL text holds no NUL character and only valid UTF-8 (no lone surrogates)."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (lone surrogate)"
+    return None
+
+
+def _text_problem(value, limit: int) -> str | None:
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        return f"must be a non-empty string of at most {limit} characters, got {value!r}"
+    return _storable_problem(value)
+
+
+def _number_problem(value) -> str | None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return f"must be a number, got {value!r}"
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        finite = False
+    return None if finite else f"must be finite, got {value}"
+
+
+LABEL_RANGE = (-(2**31) + 1, 2**31 - 1)  # int4, minus the value the window read uses for "no label"
+
+
+def _label_problem(value) -> str | None:
+    if _number_problem(value) or not float(value).is_integer() or not LABEL_RANGE[0] <= value <= LABEL_RANGE[1]:
+        return f"must be an integer class label within {LABEL_RANGE}, got {value!r}"
+    return None
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
+
+
+def _scalar_kind(value) -> str:
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    return "numeric" if is_number else "categorical"
+
+
+def _key_problem(key) -> str | None:
+    if not isinstance(key, str) or not key:
+        return f"feature names must be non-empty strings, got {key!r}"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"feature name longer than {MAX_KEY_LENGTH} characters: {key[:40]!r}..."
+    if key in RESERVED or key in ("actual_value", "observed_at", "error"):
+        return f"feature name {key!r} is reserved"
+    problem = _storable_problem(key)
+    return f"feature name {key[:40]!r} {problem}" if problem else None
+
+
+def _infer_feature_kind(column: pd.Series) -> str:
+    """Kind of a feature key seen for the first time: numeric when most of its values are numbers
+    (the others are then rejected as bad values), categorical otherwise."""
+    if pd.api.types.is_bool_dtype(column.dtype) or isinstance(column.dtype, pd.CategoricalDtype):
+        return "categorical"
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return "numeric"
+    present = column.dropna()
+    if pd.api.types.infer_dtype(present, skipna=True) in ("string", "empty"):
+        return "categorical"
+    numbers = present.map(lambda v: _scalar_kind(v) == "numeric").sum()
+    return "numeric" if numbers * 2 > len(present) else "categorical"
+
+
+def _to_float(values: pd.Series) -> pd.Series:
+    """pd.to_numeric(errors="coerce") as float64; ints beyond the float range become inf."""
+    try:
+        return pd.to_numeric(values, errors="coerce").astype(np.float64)
+    except OverflowError:
+        return values.map(lambda v: np.nan if _is_missing(v) else _float_or_nan(v)).astype(np.float64)
+
+
+def _float_or_nan(value) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _numeric_feature(column: pd.Series) -> tuple[pd.Series, dict[int, str]]:
+    """Float values (missing -> NaN) and, by row, why a value is not a finite number."""
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+        values = column.astype(np.float64)
+        problems = {}
+    else:
+        is_number = column.map(lambda v: isinstance(v, (int, float, np.integer, np.floating))
+                               and not isinstance(v, (bool, np.bool_)))
+        not_number = ~is_number & column.notna()
+        problems = {i: f"expected a number, got {column.at[i]!r}" for i in column.index[not_number]}
+        values = _to_float(column.where(is_number))
+    problems |= {i: f"must be finite, got {values.at[i]}" for i in values.index[np.isinf(values.to_numpy())]}
+    return values.where(np.isfinite(values)), problems
+
+
+def _category_feature(column: pd.Series) -> tuple[pd.Series, dict[int, str]]:
+    """Category labels as text (missing stays missing) and, by row, why a value is refused.
+
+    Each distinct value is checked once; rows holding unhashable values (dicts, lists) are
+    checked one by one.
+    """
+    try:
+        codes, uniques = pd.factorize(column.astype(object), use_na_sentinel=True)
+    except TypeError:
+        codes, uniques = np.arange(len(column)), column.to_numpy(dtype=object)
+    texts = np.empty(len(uniques) + 1, dtype=object)
+    reasons = np.full(len(uniques) + 1, None, dtype=object)
+    for position, value in enumerate(uniques):
+        if value is None or (not isinstance(value, (str, Mapping, list, tuple, set)) and pd.isna(value)):
+            continue
+        try:
+            texts[position] = _category_text(value)
+        except ValueError as error:
+            reasons[position] = str(error)
+    problems = {column.index[i]: reasons[c] for i, c in enumerate(codes) if c >= 0 and reasons[c] is not None} \
+        if any(r is not None for r in reasons) else {}
+    return pd.Series(texts[codes], index=column.index, dtype=object), problems
+
+
+def _category_text(value) -> str:
+    if isinstance(value, (Mapping, list, tuple, set)):
+        raise ValueError(f"nested values are not supported: {value!r}")
+    text = label_text(value)
+    if len(text) > MAX_TEXT_LENGTH:
+        raise ValueError(f"text longer than {MAX_TEXT_LENGTH} characters")
+    problem = _storable_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+def _pack(vector: np.ndarray) -> bytes:
+    """A numeric feature vector as stored on PostgreSQL: big-endian float8 bytes, NaN = missing."""
+    return np.asarray(vector, dtype=">f8").tobytes()
+
+
+def _unpack(stored) -> np.ndarray:
+    """A stored feature vector (PostgreSQL bytes or SQLite JSON list) as float64, NaN = missing."""
+    if isinstance(stored, (bytes, bytearray, memoryview)):
+        return np.frombuffer(bytes(stored), dtype=">f8").astype(np.float64)
+    return np.array([np.nan if v is None else v for v in (stored or [])], dtype=np.float64)
+
+
+def _differing_fields(new: pd.Series, new_vector: np.ndarray, stored: Mapping[str, Any]) -> list[str]:
+    differing = [f for f in ("model", "model_version", "unit_id") if (new[f] or None) != (stored[f] or None)]
+    served_given = new.get("_served_given", True) if hasattr(new, "get") else True
+    if float(new["predicted_value"]) != float(stored["predicted_value"]):
+        differing.append("predicted_value")
+    if _plain(new["predicted_label"]) != stored["predicted_label"]:
+        differing.append("predicted_label")
+    if served_given and pd.Timestamp(new["served_at"]) != _utc(stored["served_at"]):
+        differing.append("served_at")
+    old_vector = _unpack(stored["num_features"])
+    width = max(old_vector.size, new_vector.size)
+    padded_old = np.pad(old_vector, (0, width - old_vector.size), constant_values=np.nan)
+    padded_new = np.pad(new_vector, (0, width - new_vector.size), constant_values=np.nan)
+    if not np.array_equal(padded_old, padded_new, equal_nan=True) or json.loads(new["cat_json"]) != (
+            stored["cat_features"] or {}):
+        differing.append("features")
+    return differing
+
+
+def _validate_outcomes(frame: pd.DataFrame, offset: int, *, keep_repeats: bool = False
+                       ) -> tuple[pd.DataFrame, list[RowError]]:
+    """Valid rows (prediction_id, actual_value, observed_at) and the errors of the others.
+    Repeated ids are collapsed (different values are an error) unless ``keep_repeats``, which
+    also keeps the frame's index on the valid rows."""
+    errors: list[RowError] = []
+    n = len(frame)
+    ids = frame["prediction_id"] if "prediction_id" in frame.columns else pd.Series([None] * n)
+    ok = _is_short_text(ids, 128)
+    for i in np.flatnonzero(~ok.to_numpy()):
+        errors.append(RowError(offset + int(i), None, "prediction_id",
+                               "must be a non-empty string of at most 128 characters"))
+    raw = frame["actual_value"] if "actual_value" in frame.columns else pd.Series([None] * n)
+    values = _to_float(raw)
+    for i in np.flatnonzero((ok & ~np.isfinite(values)).to_numpy()):
+        reason = "is required" if raw.iat[i] is None else f"must be a finite number, got {raw.iat[i]!r}"
+        errors.append(RowError(offset + int(i), ids.iat[i], "actual_value", reason))
+    ok &= np.isfinite(values)
+    observed_raw = frame["observed_at"] if "observed_at" in frame.columns else pd.Series([None] * n)
+    observed = pd.to_datetime(observed_raw, utc=True, errors="coerce", format="mixed").astype("datetime64[us, UTC]")
+    for i in np.flatnonzero((ok & observed.isna() & observed_raw.notna()).to_numpy()):
+        errors.append(RowError(offset + int(i), ids.iat[i], "observed_at", f"not a timestamp: {observed_raw.iat[i]!r}"))
+    ok &= ~(observed.isna() & observed_raw.notna())
+    clean = pd.DataFrame({"prediction_id": ids, "actual_value": values, "observed_at": observed})[ok]
+    if keep_repeats:
+        errors.sort(key=lambda e: e.row)
+        return clean, errors
+    conflicting = clean.groupby("prediction_id")["actual_value"].transform("nunique") > 1
+    for i in clean.index[conflicting & clean["prediction_id"].duplicated(keep="first")]:
+        errors.append(RowError(offset + int(i), ids.iat[i], "actual_value",
+                               "the batch holds different values for this prediction_id"))
+    clean = clean[~(conflicting & clean["prediction_id"].duplicated(keep="first"))]
+    clean = clean.drop_duplicates("prediction_id", keep="first").reset_index(drop=True)
+    errors.sort(key=lambda e: e.row)
+    return clean, errors
+

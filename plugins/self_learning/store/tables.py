@@ -1,0 +1,136 @@
+"""The feedback store's tables and the constants that name their values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+DEFAULT_VERSION = "unversioned"
+ALL_VERSIONS = "*"  # model_version of results computed over every version of a model
+MAX_FEATURES = 500
+ANALYZE_AFTER_ROWS = 50_000
+MAX_KEY_LENGTH = 256
+MAX_TEXT_LENGTH = 1024
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+VERSION_TABLE = "self_learning_alembic_version"
+RESERVED = ("prediction_id", "model", "model_version", "predicted_value", "predicted_label", "unit_id", "served_at")
+WINDOW_COLUMNS = (*RESERVED[:1], "model_version", "served_at", "predicted_value", "predicted_label", "unit_id",
+                  "actual_value", "observed_at")
+
+_JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# Numeric features: packed big-endian float8 bytes on PostgreSQL (migration 0002), a JSON list on SQLite.
+_VECTOR = sa.JSON().with_variant(postgresql.BYTEA(), "postgresql")
+_TS = sa.DateTime(timezone=True)
+
+metadata = sa.MetaData()
+models = sa.Table(
+    "models", metadata,
+    sa.Column("name", sa.String(128), primary_key=True), sa.Column("task_kind", sa.String(32)),
+    sa.Column("feature_schema", _JSON), sa.Column("thresholds", _JSON), sa.Column("active", sa.Boolean),
+    sa.Column("created_at", _TS), sa.Column("updated_at", _TS),
+)
+model_features = sa.Table(
+    "model_features", metadata,
+    sa.Column("model", sa.String(128), primary_key=True), sa.Column("feature", sa.String(256), primary_key=True),
+    sa.Column("kind", sa.String(16)), sa.Column("position", sa.Integer),
+)
+predictions = sa.Table(
+    "predictions", metadata,
+    sa.Column("prediction_id", sa.String(128), primary_key=True), sa.Column("row_id", sa.BigInteger),
+    sa.Column("model", sa.String(128)), sa.Column("model_version", sa.String(128)),
+    sa.Column("predicted_value", sa.Float(53)),
+    sa.Column("predicted_label", sa.Integer), sa.Column("num_features", _VECTOR),
+    sa.Column("cat_features", _JSON), sa.Column("unit_id", sa.String(256)), sa.Column("served_at", _TS),
+    sa.Column("ingested_at", _TS),
+)
+outcomes = sa.Table(
+    "outcomes", metadata,
+    sa.Column("prediction_id", sa.String(128), primary_key=True), sa.Column("actual_value", sa.Float(53)),
+    sa.Column("observed_at", _TS), sa.Column("recorded_at", _TS), sa.Column("revision", sa.Integer),
+)
+outcome_history = sa.Table(
+    "outcome_history", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("prediction_id", sa.String(128)),
+    sa.Column("actual_value", sa.Float(53)), sa.Column("observed_at", _TS), sa.Column("recorded_at", _TS),
+    sa.Column("revision", sa.Integer), sa.Column("replaced_at", _TS),
+)
+outcome_inbox = sa.Table(
+    "outcome_inbox", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("prediction_id", sa.String(128)),
+    sa.Column("actual_value", sa.Float(53)), sa.Column("observed_at", _TS), sa.Column("received_at", _TS),
+)
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("dedupe_key", sa.String(512)),
+    sa.Column("model", sa.String(128)), sa.Column("alert_type", sa.String(64)), sa.Column("severity", sa.String(16)),
+    sa.Column("status", sa.String(16)), sa.Column("details", _JSON), sa.Column("window_end", _TS),
+    sa.Column("created_at", _TS), sa.Column("updated_at", _TS), sa.Column("notified_at", _TS),
+)
+# open -> acknowledged -> resolved (or open -> resolved); suppressed: a repeat within the cooldown
+ALERT_TRANSITIONS = {"open": ("acknowledged", "resolved"), "acknowledged": ("resolved",),
+                     "suppressed": ("acknowledged", "resolved"), "resolved": ()}
+retrain_requests = sa.Table(
+    "retrain_requests", metadata,
+    sa.Column("request_id", sa.String(256), primary_key=True), sa.Column("model", sa.String(128)),
+    sa.Column("reasons", _JSON), sa.Column("status", sa.String(16)), sa.Column("window_end", _TS),
+    sa.Column("result_version", sa.String(128)), sa.Column("requested_at", _TS), sa.Column("updated_at", _TS),
+    sa.Column("causes", _JSON), sa.Column("detail", _JSON),
+)
+RETRAIN_STATUSES = ("requested", "running", "done", "failed", "delegated")
+model_versions = sa.Table(
+    "model_versions", metadata,
+    sa.Column("model", sa.String(128), primary_key=True), sa.Column("version", sa.String(128), primary_key=True),
+    sa.Column("status", sa.String(16)), sa.Column("artifact_uri", sa.Text),
+    sa.Column("training_window_start", _TS), sa.Column("training_window_end", _TS), sa.Column("metrics", _JSON),
+    sa.Column("created_by", sa.String(256)), sa.Column("created_at", _TS),
+)
+VERSION_STATUSES = ("champion", "challenger", "archived", "rejected")
+ab_tests = sa.Table(
+    "ab_tests", metadata,
+    sa.Column("test_id", sa.String(128), primary_key=True), sa.Column("model", sa.String(128)),
+    sa.Column("champion_version", sa.String(128)), sa.Column("challenger_version", sa.String(128)),
+    sa.Column("config", _JSON), sa.Column("status", sa.String(16)), sa.Column("result", _JSON),
+    sa.Column("started_at", _TS), sa.Column("ended_at", _TS),
+)
+AB_TEST_STATUSES = ("running", "promoted", "inconclusive", "stopped")
+learning_reports = sa.Table(
+    "learning_reports", metadata,
+    sa.Column("period_start", _TS, primary_key=True), sa.Column("period_end", _TS, primary_key=True),
+    sa.Column("kind", sa.String(64), primary_key=True), sa.Column("report", _JSON), sa.Column("artifact_uri", sa.Text),
+    sa.Column("computed_at", _TS),
+)
+ingest_rejects = sa.Table(
+    "ingest_rejects", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("record_kind", sa.String(32)),
+    sa.Column("row_number", sa.Integer), sa.Column("prediction_id", sa.String(128)),
+    sa.Column("field", sa.String(256)), sa.Column("reason", sa.Text), sa.Column("payload", _JSON),
+    sa.Column("rejected_at", _TS),
+)
+
+
+def _window_table(name: str, *extra: sa.Column) -> sa.Table:
+    return sa.Table(
+        name, metadata,
+        sa.Column("model", sa.String(128), primary_key=True),
+        sa.Column("model_version", sa.String(128), primary_key=True),
+        sa.Column("window_start", _TS, primary_key=True), sa.Column("window_end", _TS, primary_key=True),
+        sa.Column("kind", sa.String(64), primary_key=True), *extra,
+        sa.Column("result", _JSON), sa.Column("computed_at", _TS),
+    )
+
+
+performance_snapshots = _window_table(
+    "performance_snapshots", sa.Column("sample_count", sa.Integer), sa.Column("label_coverage", sa.Float(53)),
+    sa.Column("provisional", sa.Boolean),
+    *(sa.Column(m, sa.Float(53)) for m in ("mae", "rmse", "r2", "mape", "wape", "roc_auc", "log_loss")),
+)
+drift_reports = _window_table(
+    "drift_reports", sa.Column("severity", sa.String(16)), sa.Column("status", sa.String(32)),
+    sa.Column("affected_features", _JSON),
+)
+error_analyses = _window_table("error_analyses")
+feature_importance = _window_table("feature_importance", sa.Column("feature", sa.String(256), primary_key=True))
+RESULT_TABLES = {t.name: t for t in (performance_snapshots, drift_reports, error_analyses, feature_importance)}
+
