@@ -15,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from .. import pgcopy
+from .features import FeatureRegistryMixin
 from .rows import (
     ConflictError,
     IngestReport,
@@ -27,26 +28,21 @@ from .rows import (
     _infer_feature_kind,
     _is_missing,
     _json_row,
-    _key_problem,
-    _label_problem,
     _number_problem,
     _numeric_feature,
     _pack,
     _plain,
     _scalar_kind,
-    _text_problem,
+    _single_prediction_row,
     _utc,
-    _valid_model,
     _validate_outcomes,
     _validate_predictions,
 )
 from .tables import (
     ANALYZE_AFTER_ROWS,
     DEFAULT_VERSION,
-    MAX_FEATURES,
     RESERVED,
     ingest_rejects,
-    model_features,
     models,
     outcome_history,
     outcome_inbox,
@@ -55,40 +51,8 @@ from .tables import (
 )
 
 
-class IngestMixin:
+class IngestMixin(FeatureRegistryMixin):
     """The write side of :class:`FeedbackStore` (predictions, outcomes, the feature registry)."""
-
-    def feature_registry(self, model: str) -> dict[str, tuple[str, int]]:
-        """Feature key -> (kind, position) for a model."""
-        with self.engine.connect() as conn:
-            return self._feature_registry(conn, model)
-
-    def _feature_registry(self, conn, model: str) -> dict[str, tuple[str, int]]:
-        rows = conn.execute(sa.select(model_features.c.feature, model_features.c.kind, model_features.c.position)
-                            .where(model_features.c.model == model))
-        return {feature: (kind, position) for feature, kind, position in rows}
-
-    def _register_features(self, conn, model: str, kinds: Mapping[str, str]) -> dict[str, tuple[str, int]]:
-        """Add unknown feature keys at the next free position of their kind; return the registry."""
-        registry = self._registry_cache.get(model, {})
-        if all(key in registry for key in kinds):
-            return registry
-        registry = self._feature_registry(conn, model)
-        if all(key in registry for key in kinds):
-            self._registry_cache[model] = registry
-            return registry
-        if self.is_postgres:  # positions are allocated under a per-model lock
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                         {"key": f"self_learning.features.{model}"})
-            registry = self._feature_registry(conn, model)
-        for key, kind in kinds.items():
-            if key in registry:
-                continue
-            position = 1 + max((p for k, p in registry.values() if k == kind), default=0)
-            conn.execute(model_features.insert().values(model=model, feature=key, kind=kind, position=position))
-            registry[key] = (kind, position)
-        self._registry_cache.pop(model, None)  # cached only once committed (next lookup re-reads)
-        return registry
 
     # -- predictions ---------------------------------------------------------------------------
 
@@ -110,27 +74,9 @@ class IngestMixin:
         is already stored with a different payload.
         """
         prediction_id = prediction_id if prediction_id is not None else uuid.uuid4().hex
-        for field, problem in (
-            ("prediction_id", _text_problem(prediction_id, 128)),
-            ("model", None if _valid_model(model) else f"{model!r} is not a valid model name"),
-            ("model_version", _text_problem(model_version, 128)),
-            ("predicted_value", _number_problem(predicted_value)),
-            ("predicted_label", None if predicted_label is None else _label_problem(predicted_label)),
-            ("unit_id", None if unit_id is None else _text_problem(str(unit_id), 256)),
-            ("features", None if isinstance(features, Mapping) else "must be a mapping of feature name to value"),
-            ("features", f"more than {MAX_FEATURES} features" if len(features) > MAX_FEATURES else None),
-            *(("features", _key_problem(key)) for key in features),
-        ):
-            if problem:
-                raise ValueError(f"{field}: {problem}")
-        row = {"prediction_id": prediction_id, "model": model, "model_version": model_version,
-               "predicted_value": float(predicted_value), "unit_id": None if unit_id is None else str(unit_id),
-               "predicted_label": None if predicted_label is None else int(predicted_label)}
-        if served_at is not None:
-            try:
-                row["served_at"] = _utc(served_at).to_pydatetime()
-            except (ValueError, TypeError) as error:
-                raise ValueError(f"served_at: not a timestamp: {served_at!r}") from error
+        row = _single_prediction_row(model, predicted_value, features, prediction_id=prediction_id,
+                                     model_version=model_version, predicted_label=predicted_label,
+                                     unit_id=unit_id, served_at=served_at)
         present = {key: value for key, value in features.items() if not _is_missing(value)}
         cached = self._registry_cache.get(model)
         # The usual call (known model, known feature keys) is one INSERT: on PostgreSQL it runs in

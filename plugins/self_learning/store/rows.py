@@ -403,3 +403,30 @@ def _validate_outcomes(frame: pd.DataFrame, offset: int, *, keep_repeats: bool =
     errors.sort(key=lambda e: e.row)
     return clean, errors
 
+
+def _single_prediction_row(model, predicted_value, features, *, prediction_id, model_version, predicted_label,
+                           unit_id, served_at) -> dict[str, Any]:
+    """The checked reserved fields of one prediction as stored columns (features are checked
+    against the registry by the caller); raises ``ValueError`` naming the field."""
+    for field, problem in (
+        ("prediction_id", _text_problem(prediction_id, 128)),
+        ("model", None if _valid_model(model) else f"{model!r} is not a valid model name"),
+        ("model_version", _text_problem(model_version, 128)),
+        ("predicted_value", _number_problem(predicted_value)),
+        ("predicted_label", None if predicted_label is None else _label_problem(predicted_label)),
+        ("unit_id", None if unit_id is None else _text_problem(str(unit_id), 256)),
+        ("features", None if isinstance(features, Mapping) else "must be a mapping of feature name to value"),
+        ("features", f"more than {MAX_FEATURES} features" if len(features) > MAX_FEATURES else None),
+        *(("features", _key_problem(key)) for key in features),
+    ):
+        if problem:
+            raise ValueError(f"{field}: {problem}")
+    row = {"prediction_id": prediction_id, "model": model, "model_version": model_version,
+           "predicted_value": float(predicted_value), "unit_id": None if unit_id is None else str(unit_id),
+           "predicted_label": None if predicted_label is None else int(predicted_label)}
+    if served_at is not None:
+        try:
+            row["served_at"] = _utc(served_at).to_pydatetime()
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"served_at: not a timestamp: {served_at!r}") from error
+    return row
