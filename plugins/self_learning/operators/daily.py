@@ -1,0 +1,405 @@
+"""The daily DAG's steps: outcomes in, per-model analysis, alerts, the retrain decision and trigger, the run summary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+from .common import (
+    RETRAIN_DAG_ID,
+    FeedbackStoreOperator,
+    ModelStepOperator,
+    RunSettings,
+    _run_id,
+    run_settings,
+    trigger_once,
+)
+
+
+class PullOutcomesOperator(FeedbackStoreOperator):
+    """Pull the outcomes that arrived during the run's interval and join them to predictions.
+
+    Default source: the store's ``outcome_inbox`` (rows received in the interval). Any other
+    source: ``source_sql`` on the Airflow connection ``source_conn_id``, returning
+    ``prediction_id, actual_value[, observed_at]`` with ``:start`` and ``:end`` bound to the
+    interval. Logs and returns matched / orphan / late counts.
+    """
+
+    template_fields: Sequence[str] = ("source_conn_id", "source_sql")
+
+    def __init__(self, *, source_conn_id: str | None = None, source_sql: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.source_conn_id = source_conn_id
+        self.source_sql = source_sql
+
+    def execute(self, context):
+        settings = run_settings(context)
+        start, end = settings.interval_start, settings.window_end
+        store = self.store()
+        if self.source_sql:
+            if not self.source_conn_id:
+                raise ValueError("source_conn_id: required when source_sql is set")
+            frame = self._query_source(start, end)
+            source = f"connection {self.source_conn_id!r}"
+        else:
+            frame = store.read_outcome_inbox(start, end)
+            source = "outcome_inbox"
+        frame = frame.drop_duplicates("prediction_id", keep="last")  # the latest value of a corrected outcome
+        report = store.record_outcomes(frame)
+        counts = store.outcome_join_counts(frame["prediction_id"], served_before=start)
+        summary = {"source": source, "interval_start": start.isoformat(), "interval_end": end.isoformat(),
+                   "received": report.received, "recorded": report.inserted, "corrected": report.corrected,
+                   "unchanged": report.unchanged, "rejected": len(report.rejected), **counts,
+                   "orphans_waiting": store.count_orphan_outcomes()}
+        self.log.info("outcomes %s..%s from %s: %d received, %d matched (%d late), %d orphan, %d corrected, "
+                      "%d rejected", start, end, source, report.received, counts["matched"], counts["late"],
+                      counts["orphan"], report.corrected, len(report.rejected))
+        for error in report.rejected[:20]:
+            self.log.warning("rejected outcome row %d (%s): %s %s", error.row, error.prediction_id, error.field,
+                             error.reason)
+        return summary
+
+    def _query_source(self, start: datetime, end: datetime):
+        import pandas as pd
+        import sqlalchemy as sa
+
+        hook = BaseHook.get_connection(self.source_conn_id).get_hook()
+        with hook.get_sqlalchemy_engine().connect() as conn:
+            frame = pd.read_sql(sa.text(self.source_sql), conn, params={"start": start, "end": end})
+        missing = {"prediction_id", "actual_value"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"source_sql: the query must return {sorted(missing)} (got {list(frame.columns)})")
+        return frame
+
+
+class SelectModelsOperator(FeedbackStoreOperator):
+    """The models of this run: ``params.models`` or every active model. Returns their names."""
+
+    def execute(self, context):
+        settings = run_settings(context)
+        if not settings.models:
+            active = [spec.name for spec in self.store().list_models()]
+            self.log.info("models: all %d active models: %s", len(active), ", ".join(active))
+            return active
+        known = {spec.name for spec in self.store().list_models(active_only=False)}
+        unknown = [m for m in settings.models if m not in known]
+        if unknown:
+            raise ValueError(f"params.models: not registered: {unknown}; registered models: {sorted(known)}")
+        return list(dict.fromkeys(settings.models))
+
+
+class PerformanceOperator(ModelStepOperator):
+    """Metrics of the current window, per served version and over all versions, with label
+    coverage; provisional below ``min_label_coverage``."""
+
+    def run(self, store, spec, settings):
+        from ..performance import compute_performance
+        from ..store import ALL_VERSIONS
+
+        start, end = settings.current_start, settings.window_end
+        window = store.read_window(spec.name, start, end, features=False)
+        served_per_version = store.count_predictions_by_version(spec.name, start, end)
+        summary = {}
+        versions = [(ALL_VERSIONS, None), *((v, v) for v in sorted(window["model_version"].unique()))]
+        for label, version in versions:
+            rows = window if version is None else window[window["model_version"] == version]
+            served = sum(served_per_version.values()) if version is None else served_per_version.get(version, 0)
+            performance = compute_performance(
+                spec.task_kind, rows["actual_value"], rows["predicted_value"], n_predicted=served,
+                min_label_coverage=settings.min_label_coverage, model_type=spec.name, model_version=label)
+            metrics = {m: getattr(performance, m) for m in ("mae", "rmse", "r2", "mape", "wape", "roc_auc", "log_loss")}
+            store.save_result("performance_snapshots", model=spec.name, model_version=label, window_start=start,
+                              window_end=end, kind="performance", result=performance,
+                              sample_count=performance.sample_count, label_coverage=performance.label_coverage,
+                              provisional=performance.provisional, **metrics)
+            summary[label] = {"status": performance.status.value, "sample_count": performance.sample_count,
+                              "label_coverage": performance.label_coverage, "provisional": performance.provisional,
+                              **{k: v for k, v in metrics.items() if v is not None}}
+            self.log.info("%s %s: %s", spec.name, label, summary[label])
+        return summary
+
+
+class DriftOperator(ModelStepOperator):
+    """Feature, prediction and concept drift of the current vs the reference window."""
+
+    def run(self, store, spec, settings):
+        from ..drift import DriftThresholds, detect_concept_drift, detect_feature_drift, detect_prediction_drift
+        from ..store import ALL_VERSIONS
+
+        registry = store.feature_registry(spec.name)
+        kinds = {key: kind for key, (kind, _) in registry.items()}
+        reference = store.read_window(spec.name, settings.reference_start, settings.current_start, labelled_only=False)
+        current = store.read_window(spec.name, settings.current_start, settings.window_end, labelled_only=False)
+        thresholds = DriftThresholds(alpha=settings.alpha)
+        detected_at = settings.window_end
+        ref_labelled = reference[reference["actual_value"].notna()]
+        cur_labelled = current[current["actual_value"].notna()]
+        reports = {
+            "feature_drift": detect_feature_drift(reference[list(kinds)], current[list(kinds)], feature_kinds=kinds,
+                                                  thresholds=thresholds, detected_at=detected_at),
+            "prediction_drift": detect_prediction_drift(reference["predicted_value"], current["predicted_value"],
+                                                        thresholds=thresholds, detected_at=detected_at),
+            "concept_drift": detect_concept_drift(
+                ref_labelled["actual_value"], ref_labelled["predicted_value"], cur_labelled["actual_value"],
+                cur_labelled["predicted_value"], task_kind=spec.task_kind, alpha=settings.alpha,
+                min_samples=thresholds.min_samples, detected_at=detected_at),
+        }
+        summary = {"reference_rows": len(reference), "current_rows": len(current)}
+        for kind, report in reports.items():
+            store.save_result("drift_reports", model=spec.name, model_version=ALL_VERSIONS,
+                              window_start=settings.current_start, window_end=settings.window_end, kind=kind,
+                              result=report, severity=report.severity.value, status=report.status.value,
+                              affected_features=report.affected_features)
+            summary[kind] = {"severity": report.severity.value, "status": report.status.value,
+                             "affected_features": report.affected_features}
+            self.log.info("%s %s: severity %s (%s) %s", spec.name, kind, report.severity.value, report.status.value,
+                          report.recommendation)
+        return summary
+
+
+class ErrorAnalysisOperator(ModelStepOperator):
+    """Error distribution and systematic errors (feature segments where the model errs) of the
+    labelled rows of the current window."""
+
+    def run(self, store, spec, settings):
+        from ..error_analysis import analyze_error_distribution, identify_systematic_errors
+        from ..store import ALL_VERSIONS
+
+        kinds = {key: kind for key, (kind, _) in store.feature_registry(spec.name).items()}
+        window = store.read_window(spec.name, settings.current_start, settings.window_end)
+        distribution = analyze_error_distribution(window["error"], alpha=settings.alpha)
+        systematic = identify_systematic_errors(window[list(kinds)], window["error"], alpha=settings.alpha,
+                                                feature_kinds=kinds)
+        for kind, result in (("error_distribution", distribution), ("systematic_errors", systematic)):
+            store.save_result("error_analyses", model=spec.name, model_version=ALL_VERSIONS,
+                              window_start=settings.current_start, window_end=settings.window_end, kind=kind,
+                              result=result)
+        self.log.info("%s errors: mean %s, std %s, %d systematic patterns", spec.name, distribution.mean,
+                      distribution.std, len(systematic.patterns))
+        return {"sample_count": len(window), "mean_error": distribution.mean,
+                "systematic_patterns": len(systematic.patterns)}
+
+
+# Severity of a systematic-error pattern by its deviation relative to the model's MAE.
+SYSTEMATIC_ERROR_LADDER = (("low", 0.1), ("medium", 0.25), ("high", 0.5), ("critical", 1.0))
+
+
+class AlertOperator(ModelStepOperator):
+    """One alert per finding of the window, deduplicated by cause with a cooldown."""
+
+    def run(self, store, spec, settings):
+        findings = findings_of(store, spec, settings)
+        cooldown = timedelta(days=settings.alert_cooldown_days)
+        raised = []
+        for finding in findings:
+            alert = store.raise_alert(model=spec.name, window_end=settings.window_end, cooldown=cooldown, **finding)
+            raised.append({"type": finding["alert_type"], "cause": finding["cause"], **alert})
+            if alert["status"] == "open":
+                self.log.warning("ALERT %s [%s] %s: %s - %s", spec.name, alert["severity"], finding["alert_type"],
+                                 finding["cause"], finding["details"].get("summary", ""))
+            else:
+                self.log.info("alert %s %s %s is %s (same cause within the %s-day cooldown)", spec.name,
+                              finding["alert_type"], finding["cause"], alert["status"], settings.alert_cooldown_days)
+        if not findings:
+            self.log.info("%s: no findings, no alerts", spec.name)
+        return raised
+
+
+def findings_of(store, spec, settings: RunSettings) -> list[dict[str, Any]]:
+    """The window's findings from the stored results: drift (feature by feature), performance
+    limits crossed and systematic errors."""
+    from ..retraining import performance_breaches
+    from ..store import ALL_VERSIONS
+
+    end = settings.window_end
+    findings = []
+    for row in store.read_results("drift_reports", model=spec.name, model_version=ALL_VERSIONS, window_end=end):
+        if row["status"] != "ok" or row["severity"] == "none":
+            continue
+        tests = row["result"]["statistical_tests"]
+        if row["kind"] == "feature_drift":
+            for feature in row["affected_features"]:
+                detail = tests["features"][feature]
+                findings.append(_finding("feature_drift", feature, detail["severity"], {
+                    "summary": f"feature {feature!r} drifted ({detail['kind']})", "feature": feature,
+                    "checks": detail["checks"]}))
+        else:
+            findings.append(_finding(row["kind"], row["kind"], row["severity"], {
+                "summary": row["result"]["recommendation"], "statistical_tests": tests}))
+    for breach in performance_breaches(_stored_performance(store, spec.name, end), settings.retrain_thresholds()):
+        findings.append(_finding("performance", breach.metric, "high", {"summary": breach.reason, **breach.to_dict()}))
+    for row in store.read_results("error_analyses", model=spec.name, kind="systematic_errors", window_end=end):
+        for pattern in row["result"]["patterns"]:
+            effect = abs(pattern["relative_effect"] or 0.0)
+            severity = next((s for s, cut in reversed(SYSTEMATIC_ERROR_LADDER) if effect >= cut), None)
+            if severity:
+                cause = f"{pattern['feature']}={pattern['bucket']}"
+                direction = "over" if pattern["deviation"] > 0 else "under"
+                findings.append(_finding("systematic_error", cause, severity, {
+                    "summary": f"{direction}-predicts where {cause} (deviation {pattern['deviation']:.4g}, "
+                               f"{effect:.0%} of MAE, n={pattern['sample_count']})", **pattern}))
+    return findings
+
+
+def _finding(alert_type: str, cause: str, severity: str, details: dict[str, Any]) -> dict[str, Any]:
+    return {"alert_type": alert_type, "cause": cause, "severity": severity, "details": details}
+
+
+def _stored_performance(store, model: str, end: datetime):
+    from ..performance import ModelPerformance
+    from ..store import ALL_VERSIONS
+
+    rows = store.read_results("performance_snapshots", model=model, model_version=ALL_VERSIONS, window_end=end)
+    return ModelPerformance.from_dict(rows[-1]["result"]) if rows else None
+
+
+class RetrainDecisionOperator(ModelStepOperator):
+    """``should_retrain`` on the window's stored results; a yes is stored as a retrain request."""
+
+    def run(self, store, spec, settings):
+        from ..domain import DriftReport
+        from ..retraining import should_retrain
+        from ..store import ALL_VERSIONS
+
+        end = settings.window_end
+        drift = {row["kind"]: DriftReport.from_dict(row["result"]) for row in
+                 store.read_results("drift_reports", model=spec.name, model_version=ALL_VERSIONS, window_end=end)}
+        performance = _stored_performance(store, spec.name, end)
+        decision = should_retrain(
+            labelled_outcomes=performance.sample_count if performance else 0,
+            feature_drift=drift.get("feature_drift"), concept_drift=drift.get("concept_drift"),
+            performance=performance, thresholds=settings.retrain_thresholds())
+        result = {"model": spec.name, "retrain": decision.retrain, "reasons": decision.reasons,
+                  "causes": decision.causes, "window_end": end.isoformat(), "request_id": None}
+        request_id = f"{spec.name}@{end:%Y-%m-%dT%H:%M}Z"
+        handled = self._already_handled(store, spec.name, decision, settings, request_id) if decision.retrain else None
+        if handled:
+            result.update(retrain=False, reasons=[*decision.reasons, handled])
+            self.log.info("%s: no new retrain request - %s", spec.name, "; ".join(result["reasons"]))
+        elif decision.retrain:
+            result["request_id"] = request_id
+            status = store.request_retrain(request_id=request_id, model=spec.name, reasons=decision.reasons,
+                                           window_end=end, causes=decision.causes)
+            self.log.warning("RETRAIN %s requested (%s, status %s): %s", spec.name, request_id, status,
+                             "; ".join(decision.reasons))
+        else:
+            self.log.info("%s: no retrain - %s", spec.name, "; ".join(decision.reasons))
+        return result
+
+    @staticmethod
+    def _already_handled(store, model, decision, settings, request_id) -> str | None:
+        """Why a positive decision needs no new request: a champion-vs-challenger test is running
+        (its conclusion decides), or a recent request already covers these causes."""
+        test = store.running_ab_test(model)
+        if test is not None:
+            return f"A/B test {test['test_id']} is running; its conclusion decides"
+        earlier = store.covering_retrain_request(model, decision.causes, window_end=settings.window_end,
+                                                 cooldown=timedelta(days=settings.retrain_cooldown_days),
+                                                 exclude=request_id)
+        if earlier is not None:
+            return (f"retrain request {earlier['request_id']} ({earlier['status']}) already covers "
+                    f"{', '.join(decision.causes)} within the {settings.retrain_cooldown_days:g}-day retrain cooldown")
+        return None
+
+
+class RetrainTriggerOperator(BaseOperator):
+    """Trigger the retrain DAG for a positive decision, once per request: a deterministic run id
+    and "skip when it already exists", so retries and re-runs never start a second retrain.
+    Skips, saying why, when there is nothing to retrain or the retrain DAG is not deployed (the
+    request stays stored). Raises the task SDK's ``DagRunTriggerException`` as Airflow 3's
+    ``TriggerDagRunOperator`` does, without importing that operator's Airflow-2 compatibility
+    layer (SQLAlchemy, ORM models) into every parse of the DAG file."""
+
+    template_fields: Sequence[str] = ("decision",)
+
+    def __init__(self, *, decision: Any, trigger_dag_id: str = RETRAIN_DAG_ID, **kwargs):
+        kwargs.setdefault("map_index_template", "{{ task.decision.model if task.decision else '' }}")
+        super().__init__(**kwargs)
+        self.decision = decision
+        self.trigger_dag_id = trigger_dag_id
+
+    def execute(self, context):
+        decision = self.decision
+        if not decision or not decision.get("retrain"):
+            raise AirflowSkipException(f"no retrain: {'; '.join((decision or {}).get('reasons') or ['no decision'])}")
+        if not self._dag_deployed(context):
+            raise AirflowSkipException(
+                f"retrain DAG {self.trigger_dag_id!r} is not deployed; retrain request {decision['request_id']} "
+                "is stored in retrain_requests and waits for it")
+        run_id = _run_id("retrain__", decision["request_id"])
+        conf = {"model": decision["model"], "reason": "; ".join(decision["reasons"]),
+                "request_id": decision["request_id"], "window_end": decision["window_end"]}
+        self.log.info("triggering %s run %s for %s", self.trigger_dag_id, run_id, decision["model"])
+        raise trigger_once(self.trigger_dag_id, run_id, conf)
+
+    def _dag_deployed(self, context) -> bool:
+        from airflow.sdk.api.client import ServerResponseError
+
+        try:
+            context["ti"].get_dag(self.trigger_dag_id)
+        except ServerResponseError as error:
+            if error.response is not None and error.response.status_code == 404:
+                return False
+            raise
+        return True
+
+
+class RunSummaryOperator(FeedbackStoreOperator):
+    """Log one line per model: performance, drift severities, alerts and the retrain decision.
+    Runs whatever happened upstream and fails the run when a model has no results."""
+
+    template_fields: Sequence[str] = ("models",)
+
+    def __init__(self, *, models: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.models = models
+
+    def execute(self, context):
+        from ..store import ALL_VERSIONS
+
+        settings = run_settings(context)
+        store = self.store()
+        end = settings.window_end
+        alerts = {}
+        for alert in store.check_alerts(hours=24, until=end, include_suppressed=True):
+            alerts.setdefault(alert["model"], []).append(alert)
+        requests = {r["model"]: r for r in store.retrain_request_list(window_end=end)}
+        summary, missing = {}, []
+        self.log.info("run summary for the window ending %s (current %s..%s, reference from %s)", end,
+                      settings.current_start, end, settings.reference_start)
+        for model in self.models or []:
+            performance = _stored_performance(store, model, end)
+            drift = {r["kind"]: r["severity"] if r["status"] == "ok" else r["status"] for r in
+                     store.read_results("drift_reports", model=model, model_version=ALL_VERSIONS, window_end=end)}
+            if performance is None or len(drift) < 3:
+                missing.append(model)
+            model_alerts = alerts.get(model, [])
+            summary[model] = {
+                "sample_count": performance.sample_count if performance else None,
+                "label_coverage": performance.label_coverage if performance else None,
+                "provisional": performance.provisional if performance else None,
+                "main_metric": _main_metric(performance),
+                "drift": drift,
+                "alerts_open": sum(a["status"] == "open" for a in model_alerts),
+                "alerts_suppressed": sum(a["status"] == "suppressed" for a in model_alerts),
+                "retrain": model in requests,
+                "retrain_reasons": requests[model]["reasons"] if model in requests else [],
+            }
+            self.log.info("%-20s %s", model, summary[model])
+        if missing:
+            raise AirflowException(f"no complete results for {missing} in the window ending {end}; see their tasks")
+        return summary
+
+
+def _main_metric(performance) -> dict[str, float] | None:
+    if performance is None:
+        return None
+    for metric in ("mape", "mae", "log_loss", "roc_auc"):
+        value = getattr(performance, metric)
+        if value is not None:
+            return {metric: value}
+    return None

@@ -1,0 +1,220 @@
+"""The retrain DAG's steps: claim the request, train and judge a candidate, start its A/B test, close the request."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+from .common import (
+    ARTIFACT_ROOT_VARIABLE,
+    FeedbackStoreOperator,
+    _check_number,
+    _run_id,
+    run_interval,
+    storage_path,
+    trigger_once,
+)
+
+# -- retraining ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainSettings:
+    """The validated params of a retrain run."""
+
+    model: str
+    window_end: datetime
+    request_id: str
+    reason: str
+    training_window_days: int = 30
+    holdout_share: float = 0.2
+    margin: float = 0.02
+    ab_test: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"params.model: the name of a registered model is required, got {self.model!r}")
+        days = self.training_window_days
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3660:
+            raise ValueError(f"params.training_window_days: must be an integer in 1..3660, got {days!r}")
+        _check_number("holdout_share", self.holdout_share, 0.0, 1.0, inclusive=False)
+        _check_number("margin", self.margin, 0.0, 1.0)
+        from ..ab_testing import ABTestConfig  # validates the A/B params, naming them
+
+        try:
+            ABTestConfig(**self.ab_test)
+        except ValueError as error:
+            raise ValueError(f"params.ab_{error}") from None
+
+
+AB_PARAMS = {"ab_traffic_split": "traffic_split", "ab_unit": "unit", "ab_min_days": "min_days",
+             "ab_max_days": "max_days", "ab_min_outcomes_per_arm": "min_outcomes_per_arm", "ab_margin": "margin",
+             "ab_alpha": "alpha"}
+
+
+def retrain_settings(context: Mapping[str, Any]) -> RetrainSettings:
+    """Settings of the running retrain run: triggered by the daily run (its conf names the model,
+    request and window) or by hand (a request id is made from the run id)."""
+    params = dict(context.get("params") or {})
+    _, end = run_interval(context, params.get("window_end"))
+    model = params.get("model")
+    request_id = params.get("request_id") or f"{model}@manual:{context['dag_run'].run_id}"
+    return RetrainSettings(
+        model=model, window_end=end, request_id=request_id[:256], reason=params.get("reason") or "manual retrain",
+        training_window_days=params.get("training_window_days", 30), holdout_share=params.get("holdout_share", 0.2),
+        margin=params.get("margin", 0.02),
+        ab_test={field: params[name] for name, field in AB_PARAMS.items() if params.get(name) is not None})
+
+
+class RetrainStepOperator(FeedbackStoreOperator):
+    """A step of the retrain DAG: the model's spec and the run's validated settings."""
+
+    def execute(self, context):
+        settings = retrain_settings(context)
+        store = self.store()
+        try:
+            spec = store.get_model(settings.model)
+        except KeyError:
+            known = sorted(s.name for s in store.list_models(active_only=False))
+            raise ValueError(f"params.model: {settings.model!r} is not registered; registered models: {known}") \
+                from None
+        return self.run(store, spec, settings, context)
+
+    @abc.abstractmethod
+    def run(self, store, spec, settings: RetrainSettings, context) -> Any:
+        """The step; returns a small summary for XCom."""
+
+
+class ClaimRetrainRequestOperator(RetrainStepOperator):
+    """Mark the retrain request running (recording it first for a manual run)."""
+
+    def run(self, store, spec, settings, context):
+        row = store.claim_retrain_request(settings.request_id, model=spec.name, reasons=[settings.reason],
+                                          window_end=settings.window_end)
+        self.log.info("retrain request %s for %s: %s (window ending %s)", row["request_id"], spec.name,
+                      "; ".join(row["reasons"]), settings.window_end)
+        return {"request_id": settings.request_id, "model": spec.name, "window_end": settings.window_end.isoformat(),
+                "trainer_dag_id": spec.thresholds.get("trainer_dag_id")}
+
+
+class DelegateTrainingOperator(RetrainStepOperator):
+    """For a model that names its own training DAG (``trainer_dag_id``): trigger it with the request
+    (model, request id, window) and let it register the version; skips otherwise."""
+
+    def run(self, store, spec, settings, context):
+        dag_id = spec.thresholds.get("trainer_dag_id")
+        if not dag_id:
+            raise AirflowSkipException(f"{spec.name} is trained here (no trainer_dag_id)")
+        conf = {"model": spec.name, "request_id": settings.request_id, "reason": settings.reason,
+                "window_end": settings.window_end.isoformat(), "training_window_days": settings.training_window_days}
+        self.log.info("delegating the training of %s to DAG %s", spec.name, dag_id)
+        raise trigger_once(dag_id, _run_id("retrain__", settings.request_id), conf)
+
+
+class TrainCandidateOperator(RetrainStepOperator):
+    """Train a candidate on the labelled window, judge it against the champion on the same
+    time-based holdout, write its artifact and register the version: ``challenger`` when it beats
+    the champion by the margin, ``rejected`` (with the numbers) otherwise.
+
+    The artifact goes to ``<artifact_root>/<model>/<version>/model.pkl`` through Airflow's
+    ``ObjectStoragePath``: ``artifact_root`` defaults to the Variable
+    ``self_learning_artifact_root`` and then to ``file://$AIRFLOW_HOME/self_learning/artifacts``;
+    ``artifact_conn_id`` names an Airflow connection with the storage's credentials."""
+
+    template_fields: Sequence[str] = ("artifact_root", "artifact_conn_id")
+
+    def __init__(self, *, artifact_root: str | None = None, artifact_conn_id: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.artifact_root = artifact_root
+        self.artifact_conn_id = artifact_conn_id
+
+    def run(self, store, spec, settings, context):
+        from ..lifecycle import artifact_bytes, train_candidate
+
+        if spec.thresholds.get("trainer_dag_id"):
+            raise AirflowSkipException(f"{spec.name} is trained by DAG {spec.thresholds['trainer_dag_id']}")
+        candidate = train_candidate(store, spec.name, window_end=settings.window_end,
+                                    training_window_days=settings.training_window_days,
+                                    holdout_share=settings.holdout_share, margin=settings.margin,
+                                    trainer=spec.thresholds.get("trainer"))
+        path = self._artifact_path(spec.name, candidate.version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(artifact_bytes(candidate.estimator))
+        status = "challenger" if candidate.verdict.accept else "rejected"
+        store.register_version(spec.name, candidate.version, status=status, artifact_uri=str(path),
+                               training_window=candidate.training_window, metrics=candidate.metrics(),
+                               created_by=f"{context['dag'].dag_id}/{context['dag_run'].run_id}")
+        log = self.log.info if candidate.verdict.accept else self.log.warning
+        log("%s %s registered as %s (%d training rows, %d holdout rows from %s): %s", spec.name, candidate.version,
+            status, candidate.training_rows, candidate.holdout_rows, candidate.holdout_start,
+            candidate.verdict.reason)
+        return {"model": spec.name, "version": candidate.version, "status": status,
+                "accept": candidate.verdict.accept, "verdict": candidate.verdict.reason,
+                "metric": candidate.verdict.metric, "candidate": candidate.verdict.candidate,
+                "champion": candidate.verdict.champion, "champion_source": candidate.champion_source,
+                "artifact_uri": str(path)}
+
+    def _artifact_path(self, model: str, version: str):
+        return storage_path(self.artifact_root, ARTIFACT_ROOT_VARIABLE, "artifacts", self.artifact_conn_id,
+                            model, version, "model.pkl")
+
+
+class StartABTestOperator(RetrainStepOperator):
+    """Start champion vs challenger for an accepted candidate (the A/B params of the run); skips,
+    saying why, for a rejected one. Before the first promotion the version serving most of the
+    window is registered as the champion."""
+
+    template_fields: Sequence[str] = ("candidate",)
+
+    def __init__(self, *, candidate: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.candidate = candidate
+
+    def run(self, store, spec, settings, context):
+        from ..ab_testing import ABTestConfig
+        from ..lifecycle import ab_test_model_versions, served_champion
+
+        if not self.candidate or not self.candidate.get("accept"):
+            raise AirflowSkipException(f"no A/B test: {(self.candidate or {}).get('verdict', 'no candidate')}")
+        start = settings.window_end - timedelta(days=settings.training_window_days)
+        champion = served_champion(store, spec.name, start=start, end=settings.window_end)
+        test = ab_test_model_versions(store, spec.name, champion, self.candidate["version"],
+                                      started_at=settings.window_end, config=ABTestConfig(**settings.ab_test))
+        self.log.info("A/B test %s: %s (champion) vs %s (challenger), challenger share %s, unit %s", test["test_id"],
+                      test["champion_version"], test["challenger_version"], test["config"]["traffic_split"],
+                      test["config"]["unit"])
+        return {"test_id": test["test_id"], "champion_version": test["champion_version"],
+                "challenger_version": test["challenger_version"], "status": test["status"]}
+
+
+class FinishRetrainRequestOperator(RetrainStepOperator):
+    """Close the request whatever happened upstream: ``done`` with the version (and the A/B test it
+    started), ``delegated`` to the model's own training DAG, or ``failed``."""
+
+    template_fields: Sequence[str] = ("candidate", "ab_test")
+
+    def __init__(self, *, candidate: Any, ab_test: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.candidate, self.ab_test = candidate, ab_test
+
+    def run(self, store, spec, settings, context):
+        candidate = self.candidate or None
+        if spec.thresholds.get("trainer_dag_id"):
+            status, version, detail = "delegated", None, {"trainer_dag_id": spec.thresholds["trainer_dag_id"]}
+        elif candidate is None:
+            status, version, detail = "failed", None, {"error": "train_candidate did not finish; see its log"}
+        elif candidate["accept"] and not self.ab_test:
+            status, version, detail = "failed", candidate["version"], {
+                **candidate, "error": "start_ab_test did not finish; see its log"}
+        else:
+            status, version, detail = "done", candidate["version"], {**candidate, "ab_test": self.ab_test or None}
+        store.finish_retrain_request(settings.request_id, status=status, result_version=version, detail=detail)
+        self.log.info("retrain request %s: %s (version %s)", settings.request_id, status, version)
+        if status == "failed":
+            raise AirflowException(f"retrain request {settings.request_id} failed: {detail['error']}")
+        return {"request_id": settings.request_id, "status": status, "version": version}
