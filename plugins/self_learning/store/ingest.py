@@ -20,19 +20,13 @@ from .rows import (
     ConflictError,
     IngestReport,
     RowError,
-    _category_feature,
-    _category_text,
     _chunks,
     _database_now,
     _differing_fields,
-    _infer_feature_kind,
     _is_missing,
     _json_row,
-    _number_problem,
-    _numeric_feature,
     _pack,
     _plain,
-    _scalar_kind,
     _single_prediction_row,
     _utc,
     _validate_outcomes,
@@ -86,29 +80,7 @@ class IngestMixin(FeatureRegistryMixin):
         connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") if fast \
             else self.engine.begin()
         with connection as conn:
-            if fast:
-                registry = cached
-            else:
-                if model not in self._known_models and model not in self._models_known(conn):
-                    raise ValueError(f"model: {model!r} is not registered (register_model first)")
-                known = cached or self._feature_registry(conn, model)
-                registry = self._register_features(conn, model, {
-                    key: known[key][0] if key in known else _scalar_kind(value) for key, value in present.items()})
-            kinds = {key: registry[key][0] for key in present}  # a key's registered kind wins
-            vector = np.full(max((p for k, p in registry.values() if k == "numeric"), default=0), np.nan)
-            categories = {}
-            for key, kind in kinds.items():
-                value = features[key]
-                if kind == "numeric":
-                    problem = _number_problem(value)
-                    if problem:
-                        raise ValueError(f"features.{key}: {problem}")
-                    vector[registry[key][1] - 1] = float(value)
-                else:
-                    try:
-                        categories[key] = _category_text(value)
-                    except ValueError as error:
-                        raise ValueError(f"features.{key}: {error}") from None
+            vector, categories = self._encode_single(conn, model, features, present, fast=fast)
             stored_vector = _pack(vector) if self.is_postgres else [None if math.isnan(v) else v for v in vector]
             inserted = conn.execute(self._insert_prediction,
                                     {**row, "num_features": stored_vector, "cat_features": categories}).first()
@@ -193,35 +165,6 @@ class IngestMixin(FeatureRegistryMixin):
             if quarantine and errors:
                 self._quarantine(conn, "prediction", errors, frame, offset)
         return IngestReport(len(frame), inserted, unchanged, 0, errors)
-
-    def _encode_group(self, conn, model: str, meta: pd.DataFrame, features: pd.DataFrame, offset: int):
-        """Rows of one model as stored columns; feature values checked against the registry."""
-        errors: list[RowError] = []
-        features = features.dropna(axis=1, how="all")
-        registry = self._feature_registry(conn, model)
-        kinds = {key: registry[key][0] if key in registry else _infer_feature_kind(features[key])
-                 for key in features.columns}
-        bad = pd.Series(False, index=meta.index)
-        converted = {}
-        for key, kind in kinds.items():
-            values, problems = (_numeric_feature if kind == "numeric" else _category_feature)(features[key])
-            for i, reason in problems.items():
-                errors.append(RowError(offset + int(i), meta.at[i, "prediction_id"], f"features.{key}", reason))
-                bad[i] = True
-            converted[key] = values
-        registry = self._register_features(conn, model, kinds)
-        keep = meta.index[~bad]
-        width = max((p for k, p in registry.values() if k == "numeric"), default=0)
-        matrix = np.full((len(keep), width), np.nan)
-        categorical = {}
-        for key, values in converted.items():
-            if kinds[key] == "numeric":
-                matrix[:, registry[key][1] - 1] = values.loc[keep].to_numpy()
-            else:
-                categorical[key] = values.loc[keep].reset_index(drop=True)
-        rows = meta.loc[keep, [*RESERVED, "_served_given"]].reset_index()
-        rows["cat_json"] = pgcopy.json_objects(pd.DataFrame(categorical, index=rows.index))
-        return (rows, matrix), errors
 
     def _write_predictions(self, conn, encoded) -> tuple[int, int, list[tuple[int, str, str]]]:
         """Insert new rows; compare rows whose id exists. Returns (inserted, unchanged, conflicts)."""
