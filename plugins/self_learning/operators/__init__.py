@@ -37,13 +37,13 @@ from .daily import (
     DriftOperator,
     ErrorAnalysisOperator,
     PerformanceOperator,
-    PullOutcomesOperator,
     RetrainDecisionOperator,
     RetrainTriggerOperator,
     RunSummaryOperator,
     SelectModelsOperator,
     findings_of,
 )
+from .outcomes import PullOutcomesOperator
 from .retrain import (
     AB_PARAMS,
     ClaimRetrainRequestOperator,

@@ -340,17 +340,32 @@ class FeedbackStore(IngestMixin):
     def save_result(self, table: str, *, model: str, model_version: str, window_start: datetime,
                     window_end: datetime, kind: str, result: Result | Mapping[str, Any], **columns: Any) -> None:
         """Upsert one result on its natural key (model, model_version, window, kind[, feature])."""
-        target = RESULT_TABLES[table]
-        _check_window(window_start, window_end)
-        row = {"model": model_name(model), "model_version": model_version,
-               "window_start": _utc(window_start).to_pydatetime(), "window_end": _utc(window_end).to_pydatetime(),
-               "kind": kind, "result": to_jsonable(result), **columns}
-        statement = self._insert(target).values(**row)
-        keys = [c.name for c in target.primary_key.columns]
-        updates = {k: statement.excluded[k] for k in row if k not in keys}
-        with self.engine.begin() as conn:
-            conn.execute(statement.on_conflict_do_update(
+        self.save_results([{"table": table, "model": model, "model_version": model_version,
+                            "window_start": window_start, "window_end": window_end, "kind": kind, "result": result,
+                            **columns}])
+
+    def save_results(self, results: Iterable[Mapping[str, Any]]) -> int:
+        """Upsert several results in one transaction, so readers see all of them or none (a model's
+        day of performance, drift and error analysis becomes visible at once; a step killed
+        half-way leaves the previous state). Each mapping holds ``table`` and the keywords of
+        :meth:`save_result`. Returns how many were written."""
+        statements = []
+        for given in results:  # validated and built before the transaction opens
+            entry = dict(given)
+            target = RESULT_TABLES[entry.pop("table")]
+            _check_window(entry["window_start"], entry["window_end"])
+            row = {**entry, "model": model_name(entry["model"]),
+                   "window_start": _utc(entry["window_start"]).to_pydatetime(),
+                   "window_end": _utc(entry["window_end"]).to_pydatetime(), "result": to_jsonable(entry["result"])}
+            statement = self._insert(target).values(**row)
+            keys = [c.name for c in target.primary_key.columns]
+            updates = {k: statement.excluded[k] for k in row if k not in keys}
+            statements.append(statement.on_conflict_do_update(
                 index_elements=keys, set_=updates | {"computed_at": sa.func.current_timestamp()}))
+        with self.engine.begin() as conn:
+            for statement in statements:
+                conn.execute(statement)
+        return len(statements)
 
     def read_results(self, table: str, *, model: str | None = None, kind: str | None = None,
                      model_version: str | None = None, window_end: datetime | None = None,
