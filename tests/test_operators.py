@@ -92,3 +92,21 @@ def test_retrain_settings_come_from_the_conf_or_the_form_and_are_validated():
                           ({"model": "m", "ab_unit": "user"}, "params.ab_unit")):
         with pytest.raises(ValueError, match=match):
             retrain_settings({"params": params, "dag_run": run})
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"alpha": 2}, "alpha"),
+    ({"window_end": "0001-01-02"}, "params.window_end"),
+    ({"window_end": "9999-12-31T00:00:00"}, "params.window_end"),
+    ({"window_end": "yesterday"}, "params.window_end"),
+])
+def test_invalid_params_fail_at_once_naming_the_field(params, field):
+    """A bad param is no transient failure: AirflowFailException skips the retries with backoff."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from self_learning.operators import retrain_settings
+
+    for settings_of in (run_settings, retrain_settings):
+        if settings_of is retrain_settings and "window_end" not in params:
+            continue
+        with pytest.raises(AirflowFailException, match=field):
+            settings_of(context({"model": "ctr_predictor", **params}, start=END - timedelta(days=1), end=END))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 FEEDBACK_CONN_ID = "feedback_db"
 DB_POOL = "self_learning_db"
@@ -102,6 +104,27 @@ def _check_number(name: str, value, low: float, high: float, *, inclusive: bool 
         raise ValueError(f"params.{name}: must be a number in {bounds}, got {value!r}")
 
 
+class InvalidParams(AirflowFailException, ValueError):
+    """A param or model setting that no retry can fix: the task fails at once (no retries with
+    backoff), with the message naming the field. Still a ``ValueError`` for callers that check."""
+
+
+def fails_at_once(settings_of):
+    """Settings builders raise ``ValueError`` naming the field; turn it into :class:`InvalidParams`."""
+
+    @functools.wraps(settings_of)
+    def checked(context):
+        try:
+            return settings_of(context)
+        except InvalidParams:
+            raise
+        except ValueError as error:
+            raise InvalidParams(str(error)) from error
+
+    return checked
+
+
+@fails_at_once
 def run_settings(context: Mapping[str, Any]) -> RunSettings:
     """Validated settings of the running DAG run (see the module docstring for the window)."""
     params = dict(context.get("params") or {})
@@ -123,6 +146,8 @@ def run_interval(context: Mapping[str, Any], window_end: Any = None) -> tuple[da
         except ValueError:
             raise ValueError(f"params.window_end: not an ISO 8601 timestamp: {window_end!r}") from None
         end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
+        if not datetime(1971, 1, 1, tzinfo=UTC) <= end <= datetime(9000, 1, 1, tzinfo=UTC):
+            raise ValueError(f"params.window_end: {window_end!r} is outside the plausible range 1971..9000")
         return end - timedelta(days=1), end
     if context.get("data_interval_end") is not None and context["data_interval_end"] > context["data_interval_start"]:
         return _utc(context["data_interval_start"]), _utc(context["data_interval_end"])

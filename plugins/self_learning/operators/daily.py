@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from .common import (
     RETRAIN_DAG_ID,
     FeedbackStoreOperator,
+    InvalidParams,
     ModelStepOperator,
     RunSettings,
     _run_id,
@@ -32,7 +33,7 @@ class SelectModelsOperator(FeedbackStoreOperator):
         known = {spec.name for spec in self.store().list_models(active_only=False)}
         unknown = [m for m in settings.models if m not in known]
         if unknown:
-            raise ValueError(f"params.models: not registered: {unknown}; registered models: {sorted(known)}")
+            raise InvalidParams(f"params.models: not registered: {unknown}; registered models: {sorted(known)}")
         return list(dict.fromkeys(settings.models))
 
 

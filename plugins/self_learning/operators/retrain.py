@@ -13,8 +13,10 @@ from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from .common import (
     ARTIFACT_ROOT_VARIABLE,
     FeedbackStoreOperator,
+    InvalidParams,
     _check_number,
     _run_id,
+    fails_at_once,
     run_interval,
     storage_path,
     trigger_once,
@@ -57,6 +59,7 @@ AB_PARAMS = {"ab_traffic_split": "traffic_split", "ab_unit": "unit", "ab_min_day
              "ab_alpha": "alpha"}
 
 
+@fails_at_once
 def retrain_settings(context: Mapping[str, Any]) -> RetrainSettings:
     """Settings of the running retrain run: triggered by the daily run (its conf names the model,
     request and window) or by hand (a request id is made from the run id)."""
@@ -81,7 +84,7 @@ class RetrainStepOperator(FeedbackStoreOperator):
             spec = store.get_model(settings.model)
         except KeyError:
             known = sorted(s.name for s in store.list_models(active_only=False))
-            raise ValueError(f"params.model: {settings.model!r} is not registered; registered models: {known}") \
+            raise InvalidParams(f"params.model: {settings.model!r} is not registered; registered models: {known}") \
                 from None
         return self.run(store, spec, settings, context)
 
