@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import math
 import re
+import reprlib
 import typing
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,7 +21,12 @@ from typing import Any
 import numpy as np
 
 FEATURE_THREADS = 2  # per-feature statistics (sorts, binning) release the GIL: use both cores of a small worker
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+# Checked with fullmatch: "$" also matches before a trailing newline, which let "m\n" pass as a second
+# model that prints exactly like "m".
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+FEATURE_KINDS = ("numeric", "categorical")
+DEFAULT_MAX_FEATURES = 500  # registered feature keys per model unless its thresholds set ``max_features``
+MAX_FEATURES_CEILING = 5_000  # the most a model may set: every drift run tests each registered feature
 
 
 class TaskKind(enum.StrEnum):
@@ -106,12 +112,34 @@ class SeverityLadder:
 def model_name(model: ModelType | str) -> str:
     """Validate a model name (a ``ModelType`` or any string of letters, digits, ``_.-``)."""
     name = model.value if isinstance(model, ModelType) else model
-    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+    if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
         raise ValueError(
-            f"model: {name!r} is not a valid model name "
+            f"model: {shown(name)} is not a valid model name "
             "(1-128 characters: letters, digits, '_', '.', '-'; starting with a letter or digit)"
         )
     return name
+
+
+_SHORT_REPR = reprlib.Repr()  # Python 3.11: no keyword arguments yet
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 80
+_SHORT_REPR.maxdict = _SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = _SHORT_REPR.maxset = 4
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to about 80 characters, for error messages: a rejected 1 MB value
+    must not make a 1 MB reason (reasons are stored in ``ingest_rejects``)."""
+    return _SHORT_REPR.repr(value)
+
+
+def feature_cap(thresholds: Mapping[str, Any]) -> int:
+    """How many feature keys a model may register: its ``thresholds["max_features"]`` (an integer
+    in 1..MAX_FEATURES_CEILING) or DEFAULT_MAX_FEATURES. Without a cap, six batches of new keys
+    registered 3,000 features; every later row was padded to that width and every drift run
+    tested all of them."""
+    cap = thresholds.get("max_features", DEFAULT_MAX_FEATURES)
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_FEATURES_CEILING:
+        raise ValueError(f"thresholds.max_features: must be an integer in 1..{MAX_FEATURES_CEILING}, got {shown(cap)}")
+    return cap
 
 
 def as_utc(value: datetime) -> datetime:
@@ -167,7 +195,14 @@ def _from_jsonable(hint, value):
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec(Result):
-    """A registered model: its name, task kind and the features it is served with."""
+    """A registered model: its name, task kind and the features it is served with.
+
+    ``feature_schema`` declares feature kinds ("numeric" or "categorical"); declared kinds are
+    authoritative: they are registered with the model, before any data, and a value of the other
+    kind is refused naming the feature. Undeclared features get their kind from the data (see
+    ``store.rows``). ``thresholds["max_features"]`` caps the model's registered features
+    (default ``DEFAULT_MAX_FEATURES``); the declared features count towards it.
+    """
 
     name: str
     task_kind: TaskKind
@@ -178,10 +213,20 @@ class ModelSpec(Result):
         object.__setattr__(self, "name", model_name(self.name))
         object.__setattr__(self, "task_kind", TaskKind(self.task_kind))
         for feature, kind in self.feature_schema.items():
-            if kind not in ("numeric", "categorical"):
+            if not isinstance(feature, str) or not feature:
+                raise ValueError(f"feature_schema: feature names must be non-empty strings, got {shown(feature)}")
+            if kind not in FEATURE_KINDS:
                 raise ValueError(
-                    f"feature_schema[{feature!r}]: kind must be 'numeric' or 'categorical', got {kind!r}"
+                    f"feature_schema[{shown(feature)}]: kind must be 'numeric' or 'categorical', got {shown(kind)}"
                 )
+        cap = feature_cap(self.thresholds)
+        if len(self.feature_schema) > cap:
+            raise ValueError(f"feature_schema: declares {len(self.feature_schema)} features, more than the model's "
+                             f"cap of {cap} (thresholds.max_features)")
+
+    @property
+    def max_features(self) -> int:
+        return feature_cap(self.thresholds)
 
 
 DEFAULT_MODELS: tuple[ModelSpec, ...] = (

@@ -1,4 +1,12 @@
-"""The per-model feature registry: each feature key's kind and its position in the packed vector."""
+"""The per-model feature registry: each feature key's kind and its position in the packed vector.
+
+A key's kind comes from the model's declared ``feature_schema`` when it declares one (registered
+with the model, so declared kinds are authoritative), else from the first registration that
+carries the key: a bulk batch decides on all of the batch's values for it, a single registration
+on its one value, refusing decimal text ("120.5") that could be either (see ``rows._scalar_kind``).
+After that the kind never changes: a value of the other kind is refused naming the feature.
+A model registers at most ``feature_cap(thresholds)`` keys (500 unless it sets ``max_features``).
+"""
 
 from __future__ import annotations
 
@@ -10,16 +18,19 @@ import pandas as pd
 import sqlalchemy as sa
 
 from .. import pgcopy
+from ..domain import feature_cap
 from .rows import (
     RowError,
     _category_feature,
     _category_text,
     _infer_feature_kind,
+    _key_problem,
     _number_problem,
     _numeric_feature,
     _scalar_kind,
+    _undecided_kind,
 )
-from .tables import RESERVED, model_features
+from .tables import RESERVED, model_features, models
 
 
 class FeatureRegistryMixin:
@@ -36,49 +47,80 @@ class FeatureRegistryMixin:
         return {feature: (kind, position) for feature, kind, position in rows}
 
     def _register_features(self, conn, model: str, kinds: Mapping[str, str]) -> dict[str, tuple[str, int]]:
-        """Add unknown feature keys at the next free position of their kind; return the registry."""
+        """Register a model's declared features (``register_model``): a declared kind that differs
+        from the key's registered one, a bad key or one beyond the cap is a ``ValueError``."""
+        registry = self._registry_cache.get(model) or self._feature_registry(conn, model)
+        for key, kind in kinds.items():
+            if key in registry and registry[key][0] != kind:
+                raise ValueError(f"feature_schema[{key!r}]: declared {kind}, but the feature is registered as "
+                                 f"{registry[key][0]} (a feature's kind never changes: use a new feature name)")
+        registry, refused = self._add_features(conn, model, kinds)
+        for key, reason in refused.items():
+            raise ValueError(f"feature_schema[{key!r}]: {reason}")
+        return registry
+
+    def _add_features(self, conn, model: str, kinds: Mapping[str, str]
+                      ) -> tuple[dict[str, tuple[str, int]], dict[str, str]]:
+        """Add unknown feature keys at the next free position of their kind, up to the model's cap.
+        Returns the registry (a key registered meanwhile keeps its registered kind) and, by key,
+        why a key was refused."""
         registry = self._registry_cache.get(model, {})
         if all(key in registry for key in kinds):
-            return registry
+            return registry, {}
         registry = self._feature_registry(conn, model)
         if all(key in registry for key in kinds):
             self._registry_cache[model] = registry
-            return registry
-        if self.is_postgres:  # positions are allocated under a per-model lock
+            return registry, {}
+        if self.is_postgres:  # positions are allocated (and the cap counted) under a per-model lock
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                          {"key": f"self_learning.features.{model}"})
             registry = self._feature_registry(conn, model)
+        cap = feature_cap(conn.execute(sa.select(models.c.thresholds).where(models.c.name == model)).scalar() or {})
+        refused = {}
         for key, kind in kinds.items():
             if key in registry:
+                continue
+            problem = _key_problem(key)
+            if problem or len(registry) >= cap:
+                refused[key] = problem or (
+                    f"the model {model!r} has {len(registry)} registered features, its cap (thresholds.max_features) "
+                    f"is {cap}: a new feature key is refused")
                 continue
             position = 1 + max((p for k, p in registry.values() if k == kind), default=0)
             conn.execute(model_features.insert().values(model=model, feature=key, kind=kind, position=position))
             registry[key] = (kind, position)
         self._registry_cache.pop(model, None)  # cached only once committed (next lookup re-reads)
-        return registry
+        return registry, refused
 
     def _encode_single(self, conn, model: str, features: Mapping[str, Any], present: Mapping[str, Any], *,
                        fast: bool) -> tuple[np.ndarray, dict[str, str]]:
         """One prediction's features as (numeric vector in registry order, categorical texts); unknown
-        keys join the registry (``fast``: the cached registry is known to hold every key)."""
+        keys join the registry (``fast``: the cached registry is known to hold every key). A new
+        key's kind is decided on its one value; decimal text is refused as undecided."""
         if fast:
             registry = self._registry_cache.get(model)
         else:
             if model not in self._known_models and model not in self._models_known(conn):
                 raise ValueError(f"model: {model!r} is not registered (register_model first)")
             known = self._registry_cache.get(model) or self._feature_registry(conn, model)
-            registry = self._register_features(conn, model, {
-                key: known[key][0] if key in known else _scalar_kind(value) for key, value in present.items()})
-        kinds = {key: registry[key][0] for key in present}  # a key's registered kind wins
+            kinds = {}
+            for key, value in present.items():
+                kinds[key] = known[key][0] if key in known else _scalar_kind(value)
+                if kinds[key] is None:
+                    raise ValueError(f"features.{key}: {_undecided_kind(key, value)}")
+            registry, refused = self._add_features(conn, model, kinds)
+            for key, reason in refused.items():
+                raise ValueError(f"features.{key}: {reason}")
         vector = np.full(max((p for k, p in registry.values() if k == "numeric"), default=0), np.nan)
         categories = {}
-        for key, kind in kinds.items():
+        for key in present:
+            kind, position = registry[key]  # a key's registered kind wins
             value = features[key]
             if kind == "numeric":
                 problem = _number_problem(value)
                 if problem:
                     raise ValueError(f"features.{key}: {problem}")
-                vector[registry[key][1] - 1] = float(value)
+                vector[position - 1] = float(value)
             else:
                 try:
                     categories[key] = _category_text(value)
@@ -87,28 +129,45 @@ class FeatureRegistryMixin:
         return vector, categories
 
     def _encode_group(self, conn, model: str, meta: pd.DataFrame, features: pd.DataFrame, offset: int):
-        """Rows of one model as stored columns; feature values checked against the registry."""
+        """Rows of one model as stored columns; feature values checked against the registry.
+        A row carrying a value for a key that cannot be registered (undecided kind, beyond the
+        model's cap) is rejected naming ``features.<key>``; the batch's other rows land."""
         errors: list[RowError] = []
         features = features.dropna(axis=1, how="all")
         registry = self._feature_registry(conn, model)
-        kinds = {key: registry[key][0] if key in registry else _infer_feature_kind(features[key])
-                 for key in features.columns}
         bad = pd.Series(False, index=meta.index)
-        converted = {}
-        for key, kind in kinds.items():
-            values, problems = (_numeric_feature if kind == "numeric" else _category_feature)(features[key])
+
+        def reject(key: str, problems: Mapping[Any, str]) -> None:
             for i, reason in problems.items():
                 errors.append(RowError(offset + int(i), meta.at[i, "prediction_id"], f"features.{key}", reason))
                 bad[i] = True
-            converted[key] = values
-        registry = self._register_features(conn, model, kinds)
+
+        inferred = {}
+        for key in features.columns:
+            if key not in registry:
+                inferred[key] = _infer_feature_kind(features[key])
+                if inferred[key] is None:
+                    column = features[key].dropna()
+                    reject(key, dict.fromkeys(column.index, _undecided_kind(key, column.iloc[0])))
+        decided = {key: kind for key, kind in inferred.items() if kind is not None}
+        registry, refused = self._add_features(conn, model, decided) if decided else (registry, {})
+        for key, reason in refused.items():
+            reject(key, dict.fromkeys(features.index[features[key].notna()], reason))
+        converted = {}
+        for key in features.columns:
+            if key in registry:
+                values, problems = (_numeric_feature if registry[key][0] == "numeric" else _category_feature)(
+                    features[key])
+                reject(key, problems)
+                converted[key] = values
         keep = meta.index[~bad]
         width = max((p for k, p in registry.values() if k == "numeric"), default=0)
         matrix = np.full((len(keep), width), np.nan)
         categorical = {}
         for key, values in converted.items():
-            if kinds[key] == "numeric":
-                matrix[:, registry[key][1] - 1] = values.loc[keep].to_numpy()
+            kind, position = registry[key]
+            if kind == "numeric":
+                matrix[:, position - 1] = values.loc[keep].to_numpy()
             else:
                 categorical[key] = values.loc[keep].reset_index(drop=True)
         rows = meta.loc[keep, [*RESERVED, "_served_given"]].reset_index()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -14,9 +15,17 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ..domain import Result, model_name, to_jsonable
+from ..domain import Result, model_name, shown, to_jsonable
 from ..validation import label_text
-from .tables import DEFAULT_VERSION, MAX_FEATURES, MAX_KEY_LENGTH, MAX_TEXT_LENGTH, RESERVED
+from .tables import (
+    DEFAULT_VERSION,
+    MAX_FEATURES,
+    MAX_KEY_LENGTH,
+    MAX_REJECT_PAYLOAD_BYTES,
+    MAX_TEXT_LENGTH,
+    PLAUSIBLE_TIMESTAMPS,
+    RESERVED,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,9 +91,20 @@ def _utc(value) -> pd.Timestamp:
 
 
 def _json_row(frame: pd.DataFrame, position: int) -> dict[str, Any] | None:
+    """A rejected row as stored in ``ingest_rejects.payload``: whole up to MAX_REJECT_PAYLOAD_BYTES
+    of JSON, else the start of its JSON text under ``head``, marked ``truncated`` with its size."""
     if not 0 <= position < len(frame):
         return None
-    return json.loads(json.dumps(to_jsonable(frame.iloc[position].to_dict()), default=str))
+    text = json.dumps(to_jsonable(frame.iloc[position].to_dict()), default=str)
+    size = len(text.encode("utf-8"))
+    if size <= MAX_REJECT_PAYLOAD_BYTES:
+        return json.loads(text)
+    marker = {"truncated": True, "original_bytes": size}
+    room = MAX_REJECT_PAYLOAD_BYTES - len(json.dumps(marker | {"head": ""}))
+    head = text.encode("utf-8")[:room]
+    while len(json.dumps(head.decode("utf-8", "ignore"))) > room:  # escapes lengthen the stored text
+        head = head[:len(head) - max(1, (len(json.dumps(head.decode("utf-8", "ignore"))) - room))]
+    return marker | {"head": head.decode("utf-8", "ignore")}
 
 
 
@@ -124,7 +144,7 @@ def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFram
         meta["model"] = frame["model"]
         valid = {m: _valid_model(m) for m in frame["model"].dropna().unique()}
         reject(~frame["model"].map(lambda m: valid.get(m, False)), "model",
-               lambda i: f"{frame['model'].iat[i]!r} is not a valid model name")
+               lambda i: f"{shown(frame['model'].iat[i])} is not a valid model name")
     version = frame.get("model_version", pd.Series(DEFAULT_VERSION, index=frame.index))
     meta["model_version"] = version.fillna(DEFAULT_VERSION)
     reject(~_is_short_text(meta["model_version"], 128), "model_version",
@@ -133,17 +153,16 @@ def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFram
         reject(pd.Series(True, index=frame.index), "predicted_value", "is required")
         meta["predicted_value"] = np.nan
     else:
-        values = _to_float(frame["predicted_value"])
+        values, problems = _numeric_feature(frame["predicted_value"])
         meta["predicted_value"] = values
-        reject(values.isna() & frame["predicted_value"].notna(), "predicted_value",
-               lambda i: f"must be a number, got {frame['predicted_value'].iat[i]!r}")
-        reject(~np.isfinite(values), "predicted_value", lambda i: f"must be finite, got {values.iat[i]}")
+        reject(frame.index.to_series().isin(list(problems)), "predicted_value", lambda i: problems[frame.index[i]])
+        reject(values.isna(), "predicted_value", "is required")
     label = frame["predicted_label"] if "predicted_label" in frame.columns else pd.Series([None] * n, index=frame.index)
     label_numbers = _to_float(label)
     integral = (np.isfinite(label_numbers) & (label_numbers == np.floor(label_numbers))
                 & label_numbers.between(*LABEL_RANGE))
     reject(label.notna() & ~integral, "predicted_label",
-           lambda i: f"must be an integer class label within {LABEL_RANGE}, got {label.iat[i]!r}")
+           lambda i: f"must be an integer class label within {LABEL_RANGE}, got {shown(label.iat[i])}")
     meta["predicted_label"] = label_numbers.where(integral).astype("Int64")
     unit = frame["unit_id"] if "unit_id" in frame.columns else pd.Series([None] * n, index=frame.index)
     meta["unit_id"] = unit.astype(object).map(label_text, na_action="ignore").where(unit.notna(), None)
@@ -151,12 +170,11 @@ def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFram
     reject((~_is_short_text(present_units, 256)).reindex(frame.index, fill_value=False), "unit_id",
            "longer than 256 characters")
     served = frame["served_at"] if "served_at" in frame.columns else pd.Series([None] * n, index=frame.index)
-    parsed = pd.to_datetime(served, utc=True, errors="coerce", format="mixed").astype("datetime64[us, UTC]")
-    meta["served_at"] = parsed
+    meta["served_at"], problems = _timestamps(served)
     meta["_served_given"] = served.notna()  # a re-send without served_at matches whatever was stored
-    reject(parsed.isna() & served.notna(), "served_at", lambda i: f"not a timestamp: {served.iat[i]!r}")
-    if features.shape[1] > MAX_FEATURES:
-        reject(pd.Series(True, index=frame.index), "features", f"more than {MAX_FEATURES} features")
+    reject(frame.index.to_series().isin(list(problems)), "served_at", lambda i: problems[frame.index[i]])
+    if features.shape[1] > MAX_FEATURES:  # only then can a row carry too many
+        reject(features.notna().sum(axis=1) > MAX_FEATURES, "features", f"more than {MAX_FEATURES} features")
     for key in features.columns:
         problem = _key_problem(key)
         if problem:
@@ -211,13 +229,13 @@ def _storable_problem(text: str) -> str | None:
 
 def _text_problem(value, limit: int) -> str | None:
     if not isinstance(value, str) or not 0 < len(value) <= limit:
-        return f"must be a non-empty string of at most {limit} characters, got {value!r}"
+        return f"must be a non-empty string of at most {limit} characters, got {shown(value)}"
     return _storable_problem(value)
 
 
 def _number_problem(value) -> str | None:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return f"must be a number, got {value!r}"
+    if not _is_number(value):
+        return f"must be a number, got {shown(value)}"
     try:
         finite = math.isfinite(value)
     except OverflowError:  # an int beyond the float range
@@ -230,7 +248,7 @@ LABEL_RANGE = (-(2**31) + 1, 2**31 - 1)  # int4, minus the value the window read
 
 def _label_problem(value) -> str | None:
     if _number_problem(value) or not float(value).is_integer() or not LABEL_RANGE[0] <= value <= LABEL_RANGE[1]:
-        return f"must be an integer class label within {LABEL_RANGE}, got {value!r}"
+        return f"must be an integer class label within {LABEL_RANGE}, got {shown(value)}"
     return None
 
 
@@ -238,9 +256,29 @@ def _is_missing(value) -> bool:
     return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
 
 
-def _scalar_kind(value) -> str:
-    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    return "numeric" if is_number else "categorical"
+# Text that reads as a fractional or scientific number ("120.5", "1e3"): as a new feature's only
+# evidence it does not say whether the feature is numeric (sent as text by mistake) or categorical.
+# Whole-number text ("12345") reads as a code or id and is categorical.
+_DECIMAL_TEXT = r"\s*[+-]?(?:(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)\s*"
+_DECIMAL_TEXT_PATTERN = re.compile(_DECIMAL_TEXT)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _scalar_kind(value) -> str | None:
+    """Kind of a feature key first seen in a single registration, from its one value: numeric for
+    a number, None (undecided: the caller refuses it) for decimal text, categorical otherwise."""
+    if _is_number(value):
+        return "numeric"
+    return None if isinstance(value, str) and _DECIMAL_TEXT_PATTERN.fullmatch(value) else "categorical"
+
+
+def _undecided_kind(key: str, example) -> str:
+    """Why a new feature key's kind cannot be decided from its values."""
+    return (f"cannot tell whether {key!r} is numeric or categorical: {shown(example)} is text that reads as a "
+            "number; send numbers for a numeric feature, or declare its kind in the model's feature_schema")
 
 
 def _key_problem(key) -> str | None:
@@ -254,18 +292,49 @@ def _key_problem(key) -> str | None:
     return f"feature name {key[:40]!r} {problem}" if problem else None
 
 
-def _infer_feature_kind(column: pd.Series) -> str:
-    """Kind of a feature key seen for the first time: numeric when most of its values are numbers
-    (the others are then rejected as bad values), categorical otherwise."""
+def _infer_feature_kind(column: pd.Series) -> str | None:
+    """Kind of a feature key seen for the first time in a bulk batch, decided on all its values
+    in the batch, not the first: numeric when its values are numbers, or numbers and decimal text
+    (the text is then refused); categorical when some text is not a number, unless most values are
+    numbers (the others are refused). None (undecided: its rows are refused, naming the feature)
+    when every value is decimal text such as "120.5"."""
     if pd.api.types.is_bool_dtype(column.dtype) or isinstance(column.dtype, pd.CategoricalDtype):
         return "categorical"
     if pd.api.types.is_numeric_dtype(column.dtype):
         return "numeric"
     present = column.dropna()
-    if pd.api.types.infer_dtype(present, skipna=True) in ("string", "empty"):
-        return "categorical"
-    numbers = present.map(lambda v: _scalar_kind(v) == "numeric").sum()
-    return "numeric" if numbers * 2 > len(present) else "categorical"
+    if pd.api.types.infer_dtype(present, skipna=True) == "string":
+        decimal = present.astype(str).str.fullmatch(_DECIMAL_TEXT)
+        return None if decimal.all() else "categorical"
+    numbers = present.map(_is_number)
+    decimal = present.map(lambda v: isinstance(v, str) and _DECIMAL_TEXT_PATTERN.fullmatch(v) is not None)
+    if (numbers | decimal).all():
+        return "numeric" if numbers.any() else None
+    return "numeric" if numbers.sum() * 2 > len(present) else "categorical"
+
+
+def _timestamps(raw: pd.Series) -> tuple[pd.Series, dict[Any, str]]:
+    """Timestamps as UTC (missing -> NaT; naive ones are UTC) and, by row, why a given value is
+    refused: not a timestamp, or outside PLAUSIBLE_TIMESTAMPS (year 1, 9999, 1970-01-01 ...)."""
+    parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
+    if (parsed.isna() & raw.notna()).any():  # one odd value can make pandas give up on all: one by one
+        parsed = pd.to_datetime(raw.map(_one_timestamp, na_action="ignore"), utc=True)
+    parsed = parsed.astype("datetime64[us, UTC]")
+    earliest, latest = (pd.Timestamp(bound) for bound in PLAUSIBLE_TIMESTAMPS)
+    implausible = (parsed < earliest) | (parsed >= latest)
+    problems = {i: f"not a timestamp: {shown(raw.at[i])}" for i in raw.index[parsed.isna() & raw.notna()]}
+    problems |= {i: f"{parsed.at[i].isoformat()} is outside the plausible range {earliest.date()} .. {latest.date()}"
+                 for i in raw.index[implausible]}
+    return parsed.where(~implausible), problems
+
+
+def _one_timestamp(value) -> pd.Timestamp:
+    if isinstance(value, (bool, np.bool_)):
+        return pd.NaT
+    try:
+        return _utc(value)
+    except (ValueError, TypeError, OverflowError):
+        return pd.NaT
 
 
 def _to_float(values: pd.Series) -> pd.Series:
@@ -286,15 +355,16 @@ def _float_or_nan(value) -> float:
 
 
 def _numeric_feature(column: pd.Series) -> tuple[pd.Series, dict[int, str]]:
-    """Float values (missing -> NaN) and, by row, why a value is not a finite number."""
+    """Float values (missing -> NaN) and, by row, why a value is not a finite number: text ("3.5")
+    and booleans are refused, not converted. The one number rule of features, predicted_value
+    and actual_value."""
     if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
         values = column.astype(np.float64)
         problems = {}
     else:
-        is_number = column.map(lambda v: isinstance(v, (int, float, np.integer, np.floating))
-                               and not isinstance(v, (bool, np.bool_)))
+        is_number = column.map(_is_number).astype(bool)
         not_number = ~is_number & column.notna()
-        problems = {i: f"expected a number, got {column.at[i]!r}" for i in column.index[not_number]}
+        problems = {i: f"must be a number, got {shown(column.at[i])}" for i in column.index[not_number]}
         values = _to_float(column.where(is_number))
     problems |= {i: f"must be finite, got {values.at[i]}" for i in values.index[np.isinf(values.to_numpy())]}
     return values.where(np.isfinite(values)), problems
@@ -325,8 +395,13 @@ def _category_feature(column: pd.Series) -> tuple[pd.Series, dict[int, str]]:
 
 
 def _category_text(value) -> str:
+    """A categorical feature's value as stored text. Integer codes are categories; a fractional
+    number is a kind conflict (the feature is categorical), refused instead of stored as text."""
     if isinstance(value, (Mapping, list, tuple, set)):
-        raise ValueError(f"nested values are not supported: {value!r}")
+        raise ValueError(f"nested values are not supported: {shown(value)}")
+    if isinstance(value, (float, np.floating)) and not float(value).is_integer():
+        raise ValueError(f"the feature is categorical, got the number {shown(value)} "
+                         "(a feature's kind never changes: send it as text, or use a new feature name)")
     text = label_text(value)
     if len(text) > MAX_TEXT_LENGTH:
         raise ValueError(f"text longer than {MAX_TEXT_LENGTH} characters")
@@ -374,22 +449,24 @@ def _validate_outcomes(frame: pd.DataFrame, offset: int, *, keep_repeats: bool =
     also keeps the frame's index on the valid rows."""
     errors: list[RowError] = []
     n = len(frame)
-    ids = frame["prediction_id"] if "prediction_id" in frame.columns else pd.Series([None] * n)
-    ok = _is_short_text(ids, 128)
+    ids = frame["prediction_id"] if "prediction_id" in frame.columns else pd.Series([None] * n, index=frame.index)
+    ok = _is_short_text(ids, 128).copy()
     for i in np.flatnonzero(~ok.to_numpy()):
         errors.append(RowError(offset + int(i), None, "prediction_id",
                                "must be a non-empty string of at most 128 characters"))
-    raw = frame["actual_value"] if "actual_value" in frame.columns else pd.Series([None] * n)
-    values = _to_float(raw)
-    for i in np.flatnonzero((ok & ~np.isfinite(values)).to_numpy()):
-        reason = "is required" if raw.iat[i] is None else f"must be a finite number, got {raw.iat[i]!r}"
-        errors.append(RowError(offset + int(i), ids.iat[i], "actual_value", reason))
-    ok &= np.isfinite(values)
-    observed_raw = frame["observed_at"] if "observed_at" in frame.columns else pd.Series([None] * n)
-    observed = pd.to_datetime(observed_raw, utc=True, errors="coerce", format="mixed").astype("datetime64[us, UTC]")
-    for i in np.flatnonzero((ok & observed.isna() & observed_raw.notna()).to_numpy()):
-        errors.append(RowError(offset + int(i), ids.iat[i], "observed_at", f"not a timestamp: {observed_raw.iat[i]!r}"))
-    ok &= ~(observed.isna() & observed_raw.notna())
+    # The same number rule as predicted_value: text such as "3.5" and booleans are refused, not converted.
+    raw = frame["actual_value"] if "actual_value" in frame.columns else pd.Series([None] * n, index=frame.index)
+    values, problems = _numeric_feature(raw)
+    observed, observed_problems = _timestamps(
+        frame["observed_at"] if "observed_at" in frame.columns else pd.Series([None] * n, index=frame.index))
+    # received_at (the inbox's arrival time) is checked by the same rule when a row carries one.
+    received_problems = _timestamps(frame["received_at"])[1] if "received_at" in frame.columns else {}
+    for field, field_problems in (("actual_value", problems | {i: "is required" for i in values.index[values.isna()]
+                                                               if i not in problems}),
+                                  ("observed_at", observed_problems), ("received_at", received_problems)):
+        for i in np.flatnonzero((ok & frame.index.to_series().isin(list(field_problems))).to_numpy()):
+            errors.append(RowError(offset + int(i), ids.iat[i], field, field_problems[frame.index[i]]))
+            ok.iat[i] = False
     clean = pd.DataFrame({"prediction_id": ids, "actual_value": values, "observed_at": observed})[ok]
     if keep_repeats:
         errors.sort(key=lambda e: e.row)
@@ -408,25 +485,25 @@ def _single_prediction_row(model, predicted_value, features, *, prediction_id, m
                            unit_id, served_at) -> dict[str, Any]:
     """The checked reserved fields of one prediction as stored columns (features are checked
     against the registry by the caller); raises ``ValueError`` naming the field."""
+    if not isinstance(features, Mapping):  # checked first: the checks below iterate over it
+        raise ValueError(f"features: must be a mapping of feature name to value, got {shown(features)}")
+    served, served_problems = (None, {}) if served_at is None else _timestamps(pd.Series([served_at], dtype=object))
     for field, problem in (
         ("prediction_id", _text_problem(prediction_id, 128)),
-        ("model", None if _valid_model(model) else f"{model!r} is not a valid model name"),
+        ("model", None if _valid_model(model) else f"{shown(model)} is not a valid model name"),
         ("model_version", _text_problem(model_version, 128)),
         ("predicted_value", _number_problem(predicted_value)),
         ("predicted_label", None if predicted_label is None else _label_problem(predicted_label)),
         ("unit_id", None if unit_id is None else _text_problem(str(unit_id), 256)),
-        ("features", None if isinstance(features, Mapping) else "must be a mapping of feature name to value"),
         ("features", f"more than {MAX_FEATURES} features" if len(features) > MAX_FEATURES else None),
         *(("features", _key_problem(key)) for key in features),
+        ("served_at", served_problems.get(0)),
     ):
         if problem:
             raise ValueError(f"{field}: {problem}")
     row = {"prediction_id": prediction_id, "model": model, "model_version": model_version,
            "predicted_value": float(predicted_value), "unit_id": None if unit_id is None else str(unit_id),
            "predicted_label": None if predicted_label is None else int(predicted_label)}
-    if served_at is not None:
-        try:
-            row["served_at"] = _utc(served_at).to_pydatetime()
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"served_at: not a timestamp: {served_at!r}") from error
+    if served is not None:
+        row["served_at"] = served.iat[0].to_pydatetime()
     return row

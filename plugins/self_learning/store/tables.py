@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from ..domain import DEFAULT_MAX_FEATURES
+
 DEFAULT_VERSION = "unversioned"
 ALL_VERSIONS = "*"  # model_version of results computed over every version of a model
-MAX_FEATURES = 500
+# Feature values one row may carry; the model's registry holds at most its own cap (``feature_cap``).
+MAX_FEATURES = DEFAULT_MAX_FEATURES
+# served_at / observed_at / received_at outside [start, end) are rejected as implausible: year 1 or
+# 9999, 1970-01-01 (an epoch of 0) and microseconds read as seconds are input bugs, not data.
+PLAUSIBLE_TIMESTAMPS = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+# A quarantined row's payload is kept whole up to this many bytes of JSON, else cut with a marker:
+# one 1 MB row used to be stored whole in ingest_rejects.
+MAX_REJECT_PAYLOAD_BYTES = 4096
 ANALYZE_AFTER_ROWS = 50_000
 MAX_KEY_LENGTH = 256
 MAX_TEXT_LENGTH = 1024
