@@ -2,9 +2,10 @@
 ### Self-learning loop, daily
 
 For the day that just ended (the run's data interval): pull the outcomes that arrived and join
-them to their predictions, then for every model in parallel: performance per version over the
-current window, feature / prediction / concept drift against the reference window, error
-analysis, alerts (deduplicated with a cooldown) and the retrain decision, which triggers
+them to their predictions, then for every model in parallel: one `analyse` step (performance per
+version over the current window, feature / prediction / concept drift against the reference
+window, error analysis, all stored in one transaction so a model's day appears whole or not at
+all), alerts (deduplicated with a cooldown) and the retrain decision, which triggers
 `self_learning_retrain` when it says yes. New alerts go to the notification channels, a one-page
 daily summary (the learning report of the day, kind `daily`, with the metrics' trend over the last
 14 days) is stored and written as HTML next to the weekly reports, and a summary of the run is
@@ -29,24 +30,22 @@ from self_learning.notifications import RunFailureNotifier
 from self_learning.operators import (
     DEFAULT_ARGS,
     AlertOperator,
-    DriftOperator,
     EnsureSchemaOperator,
-    ErrorAnalysisOperator,
     LearningReportOperator,
     NotifyAlertsOperator,
-    PerformanceOperator,
     PullOutcomesOperator,
     RetrainDecisionOperator,
     RetrainTriggerOperator,
     RunSummaryOperator,
     SelectModelsOperator,
 )
+from self_learning.operators.daily import AnalyseModelOperator
 
 SEVERITIES = ["low", "medium", "high", "critical"]
 
 with DAG(
     dag_id="self_learning_daily",
-    description="Outcomes -> performance -> drift -> errors -> alerts -> retrain decision, per model",
+    description="Outcomes -> per model: performance, drift, errors -> alerts -> retrain decision",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
@@ -107,15 +106,12 @@ with DAG(
 
     @task_group(group_id="model")
     def per_model(model):
-        checks = [
-            PerformanceOperator(task_id="performance", model=model),
-            DriftOperator(task_id="drift", model=model),
-            ErrorAnalysisOperator(task_id="error_analysis", model=model),
-        ]
+        # performance, drift and error analysis in one task: one read of the window, one transaction
+        analyse = AnalyseModelOperator(task_id="analyse", model=model)
         alerts = AlertOperator(task_id="alerts", model=model)
         decision = RetrainDecisionOperator(task_id="retrain_decision", model=model)
         trigger = RetrainTriggerOperator(task_id="trigger_retrain", decision=decision.output, pool="default_pool")
-        checks >> alerts >> decision >> trigger
+        analyse >> alerts >> decision >> trigger
 
     analysed = per_model.expand(model=models.output)
     # all_done: a skipped retrain trigger (no retrain needed) or one failed model must not hold back

@@ -85,7 +85,8 @@ def test_stable_scenario_raises_no_drift_alert(daily_dag, feedback_db):
     assert requested(feedback_db) == set()
     performance = feedback_db.read_results("performance_snapshots", window_end=END, model_version=ALL_VERSIONS)
     assert {r["model"] for r in performance} == set(MODEL_FEATURES)
-    assert mapped_labels(result, "model.drift") == mapped_labels(result, "model.trigger_retrain") == set(MODEL_FEATURES)
+    assert mapped_labels(result, "model.analyse") == mapped_labels(result, "model.trigger_retrain") \
+        == set(MODEL_FEATURES)
     assert all(r["result"]["status"] == "ok" and 0 < r["label_coverage"] < 1 for r in performance)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,94 +39,164 @@ class SelectModelsOperator(FeedbackStoreOperator):
 
 class PerformanceOperator(ModelStepOperator):
     """Metrics of the current window, per served version and over all versions, with label
-    coverage; provisional below ``min_label_coverage``."""
+    coverage; provisional below ``min_label_coverage``. The daily DAG runs this as part of
+    :class:`AnalyseModelOperator`; on its own it reads the labelled rows without features."""
 
     def run(self, store, spec, settings):
-        from ..performance import compute_performance
-        from ..store import ALL_VERSIONS
-
         start, end = settings.current_start, settings.window_end
-        window = store.read_window(spec.name, start, end, features=False)
+        labelled = store.read_window(spec.name, start, end, features=False)
         served_per_version = store.count_predictions_by_version(spec.name, start, end)
-        summary = {}
-        versions = [(ALL_VERSIONS, None), *((v, v) for v in sorted(window["model_version"].unique()))]
-        for label, version in versions:
-            rows = window if version is None else window[window["model_version"] == version]
-            served = sum(served_per_version.values()) if version is None else served_per_version.get(version, 0)
-            performance = compute_performance(
-                spec.task_kind, rows["actual_value"], rows["predicted_value"], n_predicted=served,
-                min_label_coverage=settings.min_label_coverage, model_type=spec.name, model_version=label)
-            metrics = {m: getattr(performance, m) for m in ("mae", "rmse", "r2", "mape", "wape", "roc_auc", "log_loss")}
-            store.save_result("performance_snapshots", model=spec.name, model_version=label, window_start=start,
-                              window_end=end, kind="performance", result=performance,
-                              sample_count=performance.sample_count, label_coverage=performance.label_coverage,
-                              provisional=performance.provisional, **metrics)
-            summary[label] = {"status": performance.status.value, "sample_count": performance.sample_count,
-                              "label_coverage": performance.label_coverage, "provisional": performance.provisional,
-                              **{k: v for k, v in metrics.items() if v is not None}}
-            self.log.info("%s %s: %s", spec.name, label, summary[label])
+        results, summary = performance_results(spec, settings, labelled, served_per_version, log=self.log)
+        store.save_results(results)
         return summary
 
 
 class DriftOperator(ModelStepOperator):
-    """Feature, prediction and concept drift of the current vs the reference window."""
+    """Feature, prediction and concept drift of the current vs the reference window. The daily
+    DAG runs this as part of :class:`AnalyseModelOperator`."""
 
     def run(self, store, spec, settings):
-        from ..drift import DriftThresholds, detect_concept_drift, detect_feature_drift, detect_prediction_drift
-        from ..store import ALL_VERSIONS
-
-        registry = store.feature_registry(spec.name)
-        kinds = {key: kind for key, (kind, _) in registry.items()}
+        kinds = _feature_kinds(store, spec.name)
         reference = store.read_window(spec.name, settings.reference_start, settings.current_start, labelled_only=False)
         current = store.read_window(spec.name, settings.current_start, settings.window_end, labelled_only=False)
-        thresholds = DriftThresholds(alpha=settings.alpha)
-        detected_at = settings.window_end
-        ref_labelled = reference[reference["actual_value"].notna()]
-        cur_labelled = current[current["actual_value"].notna()]
-        reports = {
-            "feature_drift": detect_feature_drift(reference[list(kinds)], current[list(kinds)], feature_kinds=kinds,
-                                                  thresholds=thresholds, detected_at=detected_at),
-            "prediction_drift": detect_prediction_drift(reference["predicted_value"], current["predicted_value"],
-                                                        thresholds=thresholds, detected_at=detected_at),
-            "concept_drift": detect_concept_drift(
-                ref_labelled["actual_value"], ref_labelled["predicted_value"], cur_labelled["actual_value"],
-                cur_labelled["predicted_value"], task_kind=spec.task_kind, alpha=settings.alpha,
-                min_samples=thresholds.min_samples, detected_at=detected_at),
-        }
-        summary = {"reference_rows": len(reference), "current_rows": len(current)}
-        for kind, report in reports.items():
-            store.save_result("drift_reports", model=spec.name, model_version=ALL_VERSIONS,
-                              window_start=settings.current_start, window_end=settings.window_end, kind=kind,
-                              result=report, severity=report.severity.value, status=report.status.value,
-                              affected_features=report.affected_features)
-            summary[kind] = {"severity": report.severity.value, "status": report.status.value,
-                             "affected_features": report.affected_features}
-            self.log.info("%s %s: severity %s (%s) %s", spec.name, kind, report.severity.value, report.status.value,
-                          report.recommendation)
+        results, summary = drift_results(spec, settings, kinds, reference, current, log=self.log)
+        store.save_results(results)
         return summary
 
 
 class ErrorAnalysisOperator(ModelStepOperator):
     """Error distribution and systematic errors (feature segments where the model errs) of the
-    labelled rows of the current window."""
+    labelled rows of the current window. The daily DAG runs this as part of
+    :class:`AnalyseModelOperator`."""
 
     def run(self, store, spec, settings):
-        from ..error_analysis import analyze_error_distribution, identify_systematic_errors
-        from ..store import ALL_VERSIONS
+        kinds = _feature_kinds(store, spec.name)
+        labelled = store.read_window(spec.name, settings.current_start, settings.window_end)
+        results, summary = error_analysis_results(spec, settings, kinds, labelled, log=self.log)
+        store.save_results(results)
+        return summary
 
-        kinds = {key: kind for key, (kind, _) in store.feature_registry(spec.name).items()}
-        window = store.read_window(spec.name, settings.current_start, settings.window_end)
-        distribution = analyze_error_distribution(window["error"], alpha=settings.alpha)
-        systematic = identify_systematic_errors(window[list(kinds)], window["error"], alpha=settings.alpha,
-                                                feature_kinds=kinds)
-        for kind, result in (("error_distribution", distribution), ("systematic_errors", systematic)):
-            store.save_result("error_analyses", model=spec.name, model_version=ALL_VERSIONS,
-                              window_start=settings.current_start, window_end=settings.window_end, kind=kind,
-                              result=result)
-        self.log.info("%s errors: mean %s, std %s, %d systematic patterns", spec.name, distribution.mean,
-                      distribution.std, len(systematic.patterns))
-        return {"sample_count": len(window), "mean_error": distribution.mean,
-                "systematic_patterns": len(systematic.patterns)}
+
+class AnalyseModelOperator(ModelStepOperator):
+    """A model's day in one step: performance per version, feature / prediction / concept drift
+    and error analysis, written in one transaction (``store.save_results``).
+
+    Why one step: as three tasks each result table was committed on its own, and a run killed
+    20 s in left ``error_analyses`` rows for a model without its performance and drift rows - the
+    report, the page and Grafana showed a half-updated day until a re-run. Now readers see the
+    previous day or the whole new one. It also reads the current window once (with every
+    prediction, labelled or not) where the three steps read it three times and counted the
+    served predictions in a fourth scan: the labelled rows and the per-version counts are
+    derived in memory. The reference window is released before the labelled subset is made, so
+    the peak stays that of drift alone (both windows). Returns the three steps' summaries."""
+
+    def run(self, store, spec, settings):
+        kinds = _feature_kinds(store, spec.name)
+        reference = store.read_window(spec.name, settings.reference_start, settings.current_start, labelled_only=False)
+        current = store.read_window(spec.name, settings.current_start, settings.window_end, labelled_only=False)
+        drift, drift_summary = drift_results(spec, settings, kinds, reference, current, log=self.log)
+        del reference
+        served_per_version = {str(version): int(count) for version, count in
+                              current["model_version"].value_counts(sort=False).items() if count}
+        has_label = current["actual_value"].notna()
+        labelled = current if has_label.all() else current[has_label]  # no copy when every row is labelled
+        del current
+        performance, performance_summary = performance_results(spec, settings, labelled, served_per_version,
+                                                               log=self.log)
+        errors, error_summary = error_analysis_results(spec, settings, kinds, labelled, log=self.log)
+        written = store.save_results([*performance, *drift, *errors])
+        self.log.info("%s: %d results of the window ending %s stored together", spec.name, written,
+                      settings.window_end)
+        return {"performance": performance_summary, "drift": drift_summary, "error_analysis": error_summary}
+
+
+def _feature_kinds(store, model: str) -> dict[str, str]:
+    return {key: kind for key, (kind, _) in store.feature_registry(model).items()}
+
+
+def _result(table: str, spec, settings: RunSettings, *, model_version: str, kind: str, result, **columns
+            ) -> dict[str, Any]:
+    """One entry of ``store.save_results`` for the current window of ``settings``."""
+    return {"table": table, "model": spec.name, "model_version": model_version, "window_start": settings.current_start,
+            "window_end": settings.window_end, "kind": kind, "result": result, **columns}
+
+
+def performance_results(spec, settings: RunSettings, labelled, served_per_version: Mapping[str, int], *, log
+                        ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Performance over all versions and per version of the labelled rows of the current window
+    (coverage against ``served_per_version``): the rows to store and the XCom summary."""
+    from ..performance import compute_performance
+    from ..store import ALL_VERSIONS
+
+    results, summary = [], {}
+    versions = [(ALL_VERSIONS, None), *((v, v) for v in sorted(labelled["model_version"].unique()))]
+    for label, version in versions:
+        rows = labelled if version is None else labelled[labelled["model_version"] == version]
+        served = sum(served_per_version.values()) if version is None else served_per_version.get(version, 0)
+        performance = compute_performance(
+            spec.task_kind, rows["actual_value"], rows["predicted_value"], n_predicted=served,
+            min_label_coverage=settings.min_label_coverage, model_type=spec.name, model_version=label)
+        metrics = {m: getattr(performance, m) for m in ("mae", "rmse", "r2", "mape", "wape", "roc_auc", "log_loss")}
+        results.append(_result("performance_snapshots", spec, settings, model_version=label, kind="performance",
+                               result=performance, sample_count=performance.sample_count,
+                               label_coverage=performance.label_coverage, provisional=performance.provisional,
+                               **metrics))
+        summary[label] = {"status": performance.status.value, "sample_count": performance.sample_count,
+                          "label_coverage": performance.label_coverage, "provisional": performance.provisional,
+                          **{k: v for k, v in metrics.items() if v is not None}}
+        log.info("%s %s: %s", spec.name, label, summary[label])
+    return results, summary
+
+
+def drift_results(spec, settings: RunSettings, kinds: Mapping[str, str], reference, current, *, log
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Feature, prediction and concept drift of ``current`` against ``reference`` (every
+    prediction of each window, labelled or not): the rows to store and the XCom summary."""
+    from ..drift import DriftThresholds, detect_concept_drift, detect_feature_drift, detect_prediction_drift
+    from ..store import ALL_VERSIONS
+
+    thresholds = DriftThresholds(alpha=settings.alpha)
+    detected_at = settings.window_end
+    ref_labelled = reference[reference["actual_value"].notna()]
+    cur_labelled = current[current["actual_value"].notna()]
+    reports = {
+        "feature_drift": detect_feature_drift(reference[list(kinds)], current[list(kinds)], feature_kinds=kinds,
+                                              thresholds=thresholds, detected_at=detected_at),
+        "prediction_drift": detect_prediction_drift(reference["predicted_value"], current["predicted_value"],
+                                                    thresholds=thresholds, detected_at=detected_at),
+        "concept_drift": detect_concept_drift(
+            ref_labelled["actual_value"], ref_labelled["predicted_value"], cur_labelled["actual_value"],
+            cur_labelled["predicted_value"], task_kind=spec.task_kind, alpha=settings.alpha,
+            min_samples=thresholds.min_samples, detected_at=detected_at),
+    }
+    results, summary = [], {"reference_rows": len(reference), "current_rows": len(current)}
+    for kind, report in reports.items():
+        results.append(_result("drift_reports", spec, settings, model_version=ALL_VERSIONS, kind=kind, result=report,
+                               severity=report.severity.value, status=report.status.value,
+                               affected_features=report.affected_features))
+        summary[kind] = {"severity": report.severity.value, "status": report.status.value,
+                         "affected_features": report.affected_features}
+        log.info("%s %s: severity %s (%s) %s", spec.name, kind, report.severity.value, report.status.value,
+                 report.recommendation)
+    return results, summary
+
+
+def error_analysis_results(spec, settings: RunSettings, kinds: Mapping[str, str], labelled, *, log
+                           ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Error distribution and systematic errors of the labelled rows of the current window: the
+    rows to store and the XCom summary."""
+    from ..error_analysis import analyze_error_distribution, identify_systematic_errors
+    from ..store import ALL_VERSIONS
+
+    distribution = analyze_error_distribution(labelled["error"], alpha=settings.alpha)
+    systematic = identify_systematic_errors(labelled[list(kinds)], labelled["error"], alpha=settings.alpha,
+                                            feature_kinds=kinds)
+    results = [_result("error_analyses", spec, settings, model_version=ALL_VERSIONS, kind=kind, result=result)
+               for kind, result in (("error_distribution", distribution), ("systematic_errors", systematic))]
+    log.info("%s errors: mean %s, std %s, %d systematic patterns", spec.name, distribution.mean, distribution.std,
+             len(systematic.patterns))
+    return results, {"sample_count": len(labelled), "mean_error": distribution.mean,
+                     "systematic_patterns": len(systematic.patterns)}
 
 
 # Severity of a systematic-error pattern by its deviation relative to the model's MAE.
