@@ -53,7 +53,7 @@ def triggered_conf() -> dict:
         return dict(runs[0].conf)
 
 
-def serve(store, test: dict, *, days: int, seed: int) -> None:
+def serve(store, test: dict, *, days: int, seed: int, artifact_root: Path) -> None:
     """Traffic after the test's start: each campaign is served by the arm the assignment helper
     gives it; the champion arm keeps the stale served model's predictions, the challenger arm
     predicts with its registered artifact. The concept shift goes on."""
@@ -67,7 +67,7 @@ def serve(store, test: dict, *, days: int, seed: int) -> None:
     challenger = rows["model_version"] == test["challenger_version"]
     estimator = lifecycle.load_artifact(
         next(v for v in store.version_history("ctr_predictor") if v["version"] == test["challenger_version"])
-        ["artifact_uri"])
+        ["artifact_uri"], root=str(artifact_root))
     kinds = {f: kind for f, (kind, _) in store.feature_registry("ctr_predictor").items()}
     rows.loc[challenger, "predicted_value"] = predict(estimator, rows[challenger], kinds, "regression")
     assert not store.register_predictions(rows).rejected
@@ -89,7 +89,8 @@ def test_retrain_registers_a_challenger_and_the_ab_test_promotes_it(daily_dag, r
     assert metrics["verdict"]["accept"] and metrics["verdict"]["relative_improvement"] > 0.2
     assert metrics["champion_source"] == "served predictions"
     artifact = Path(history[version]["artifact_uri"].removeprefix("file://"))
-    assert artifact.is_relative_to(artifacts) and artifact.stat().st_size > 0
+    assert artifact.is_relative_to(artifacts) and artifact.name == lifecycle.ARTIFACT_FILE
+    assert artifact.read_bytes().startswith(lifecycle.ZIP_MAGIC)  # skops, not a pickle
     request = feedback_db.retrain_request_list(request_id=conf["request_id"])[0]
     assert (request["status"], request["result_version"]) == ("done", version)
     test = feedback_db.running_ab_test("ctr_predictor")
@@ -102,7 +103,7 @@ def test_retrain_registers_a_challenger_and_the_ab_test_promotes_it(daily_dag, r
     decision = feedback_db.retrain_request_list(model="ctr_predictor", window_end=END + timedelta(days=1))
     assert decision == []
 
-    serve(feedback_db, test, days=10, seed=23)
+    serve(feedback_db, test, days=10, seed=23, artifact_root=artifacts)
     early = lifecycle.select_winning_model(feedback_db, test["test_id"], as_of=END + timedelta(days=4))
     assert (early.action, early.test_status, early.champion_version) == ("continue", "running", "v5")
     assert any("of at least 7 days" in reason for reason in early.reasons)
@@ -125,7 +126,7 @@ def test_retrain_registers_a_challenger_and_the_ab_test_promotes_it(daily_dag, r
 
     # the next retrain compares against the new champion's artifact
     candidate = lifecycle.train_candidate(feedback_db, "ctr_predictor", window_end=END + timedelta(days=9),
-                                          training_window_days=20)
+                                          training_window_days=20, artifact_root=f"file://{artifacts}")
     assert candidate.champion_source == f"champion {version} artifact"
 
 
@@ -142,6 +143,31 @@ def test_a_candidate_that_does_not_beat_the_champion_is_rejected_with_its_number
     assert request["status"] == "done" and request["result_version"] == version["version"]
     assert request["request_id"].startswith("roas_predictor@manual:")
     assert request["detail"]["ab_test"] is None and "does not beat" in request["detail"]["verdict"]
+
+
+def test_a_champion_whose_artifact_lies_outside_the_root_fails_the_retrain_without_loading_it(
+        retrain_dag, feedback_db, artifacts, tmp_path, monkeypatch):
+    """The registry names ``/tmp/.../evil.pkl`` for the champion (a pickle that creates a marker
+    file when loaded), and pickles are even allowed: the run fails on the root check, nothing ran."""
+    import pickle
+
+    from test_artifacts import RunsCodeWhenUnpickled
+
+    for task in retrain_dag.tasks:
+        monkeypatch.setattr(task, "retries", 0)
+    monkeypatch.setenv("AIRFLOW_VAR_SELF_LEARNING_ALLOW_PICKLE_ARTIFACTS", "true")
+    marker, evil = tmp_path / "code-ran", tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps(RunsCodeWhenUnpickled(marker)))
+    load(feedback_db, Scenario(days=12, rows_per_day=60, seed=30, models=("ctr_predictor",)))
+    feedback_db.register_version("ctr_predictor", "v9", status="archived", artifact_uri=f"file://{evil}")
+    feedback_db.promote("ctr_predictor", "v9")
+    run(retrain_dag, end=None, state="failed", model="ctr_predictor", window_end=END.isoformat(),
+        training_window_days=12, request_id="ctr@evil")
+    assert not marker.exists()
+    assert [v["version"] for v in feedback_db.version_history("ctr_predictor")] == ["v9"]
+    (request,) = feedback_db.retrain_request_list(request_id="ctr@evil")
+    assert request["status"] == "failed"
+    assert not any(artifacts.rglob("*"))
 
 
 def test_unknown_model_fails_the_run_and_stores_nothing(retrain_dag, feedback_db, artifacts, monkeypatch):

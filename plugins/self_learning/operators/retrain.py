@@ -119,37 +119,63 @@ class DelegateTrainingOperator(RetrainStepOperator):
         raise trigger_once(dag_id, _run_id("retrain__", settings.request_id), conf)
 
 
+ALLOW_PICKLE_VARIABLE = "self_learning_allow_pickle_artifacts"
+
+
+def artifact_storage(artifact_root: str | None, artifact_conn_id: str | None):
+    """The artifact root (``ObjectStoragePath``): ``artifact_root``, else the Variable
+    ``self_learning_artifact_root``, else ``file://$AIRFLOW_HOME/self_learning/artifacts``."""
+    return storage_path(artifact_root, ARTIFACT_ROOT_VARIABLE, "artifacts", artifact_conn_id)
+
+
+def pickle_artifacts_allowed(allow_pickle: bool | None) -> bool:
+    """``allow_pickle`` when given, else the Variable ``self_learning_allow_pickle_artifacts``
+    (``true`` to load the pickled artifacts of versions trained before skops; unsafe wherever
+    anyone but this pipeline can write under the artifact root). Off by default."""
+    if allow_pickle is not None:
+        return bool(allow_pickle)
+    from airflow.sdk import Variable
+
+    return str(Variable.get(ALLOW_PICKLE_VARIABLE, default="false")).strip().lower() in ("true", "1", "yes")
+
+
 class TrainCandidateOperator(RetrainStepOperator):
     """Train a candidate on the labelled window, judge it against the champion on the same
     time-based holdout, write its artifact and register the version: ``challenger`` when it beats
     the champion by the margin, ``rejected`` (with the numbers) otherwise.
 
-    The artifact goes to ``<artifact_root>/<model>/<version>/model.pkl`` through Airflow's
-    ``ObjectStoragePath``: ``artifact_root`` defaults to the Variable
-    ``self_learning_artifact_root`` and then to ``file://$AIRFLOW_HOME/self_learning/artifacts``;
-    ``artifact_conn_id`` names an Airflow connection with the storage's credentials."""
+    The artifact goes to ``<artifact_root>/<model>/<version>/model.skops`` through Airflow's
+    ``ObjectStoragePath`` (see ``artifact_storage``); ``artifact_conn_id`` names an Airflow
+    connection with the storage's credentials. The champion's artifact is loaded from under that
+    root only, never from a pickle unless ``allow_pickle`` (see ``pickle_artifacts_allowed``)."""
 
     template_fields: Sequence[str] = ("artifact_root", "artifact_conn_id")
 
-    def __init__(self, *, artifact_root: str | None = None, artifact_conn_id: str | None = None, **kwargs):
+    def __init__(self, *, artifact_root: str | None = None, artifact_conn_id: str | None = None,
+                 allow_pickle: bool | None = None, **kwargs):
         super().__init__(**kwargs)
         self.artifact_root = artifact_root
         self.artifact_conn_id = artifact_conn_id
+        self.allow_pickle = allow_pickle
 
     def run(self, store, spec, settings, context):
-        from ..lifecycle import artifact_bytes, train_candidate
+        from ..lifecycle import ARTIFACT_FILE, train_candidate
+        from ..validation import uri_under_root
 
         if spec.thresholds.get("trainer_dag_id"):
             raise AirflowSkipException(f"{spec.name} is trained by DAG {spec.thresholds['trainer_dag_id']}")
-        candidate = train_candidate(store, spec.name, window_end=settings.window_end,
+        root = artifact_storage(self.artifact_root, self.artifact_conn_id)
+        candidate = train_candidate(store, spec.name, window_end=settings.window_end, artifact_root=str(root),
                                     training_window_days=settings.training_window_days,
                                     holdout_share=settings.holdout_share, margin=settings.margin,
-                                    trainer=spec.thresholds.get("trainer"))
-        path = self._artifact_path(spec.name, candidate.version)
+                                    trainer=spec.thresholds.get("trainer"),
+                                    allow_pickle=pickle_artifacts_allowed(self.allow_pickle))
+        path = root / spec.name / candidate.version / ARTIFACT_FILE
+        artifact_uri = uri_under_root("artifact_uri", str(path), str(root))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(artifact_bytes(candidate.estimator))
+        path.write_bytes(candidate.artifact)
         status = "challenger" if candidate.verdict.accept else "rejected"
-        store.register_version(spec.name, candidate.version, status=status, artifact_uri=str(path),
+        store.register_version(spec.name, candidate.version, status=status, artifact_uri=artifact_uri,
                                training_window=candidate.training_window, metrics=candidate.metrics(),
                                created_by=f"{context['dag'].dag_id}/{context['dag_run'].run_id}")
         log = self.log.info if candidate.verdict.accept else self.log.warning
@@ -160,11 +186,7 @@ class TrainCandidateOperator(RetrainStepOperator):
                 "accept": candidate.verdict.accept, "verdict": candidate.verdict.reason,
                 "metric": candidate.verdict.metric, "candidate": candidate.verdict.candidate,
                 "champion": candidate.verdict.champion, "champion_source": candidate.champion_source,
-                "artifact_uri": str(path)}
-
-    def _artifact_path(self, model: str, version: str):
-        return storage_path(self.artifact_root, ARTIFACT_ROOT_VARIABLE, "artifacts", self.artifact_conn_id,
-                            model, version, "model.pkl")
+                "artifact_uri": artifact_uri}
 
 
 class StartABTestOperator(RetrainStepOperator):

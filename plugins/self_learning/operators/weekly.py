@@ -106,12 +106,22 @@ class NotifyAlertsOperator(FeedbackStoreOperator):
 
 class FeatureImportanceOperator(ModelStepOperator):
     """The window's feature weights (association with the real outcome) and, where the champion has
-    an artifact, its permutation importance; one stored row per feature, so trends read back."""
+    an artifact, its permutation importance; one stored row per feature, so trends read back. The
+    artifact is loaded as the retrain loads it: from under the artifact root only, never a pickle
+    unless ``allow_pickle`` (see ``retrain.artifact_storage`` and ``retrain.pickle_artifacts_allowed``)."""
+
+    template_fields: Sequence[str] = (*ModelStepOperator.template_fields, "artifact_root", "artifact_conn_id")
+
+    def __init__(self, *, artifact_root: str | None = None, artifact_conn_id: str | None = None,
+                 allow_pickle: bool | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.artifact_root, self.artifact_conn_id, self.allow_pickle = artifact_root, artifact_conn_id, allow_pickle
 
     def run(self, store, spec, settings):
         from ..importance import permutation_weights, update_feature_weights
-        from ..lifecycle import load_artifact
+        from ..lifecycle import load_artifact, model_trusted_types
         from ..store import ALL_VERSIONS
+        from .retrain import artifact_storage, pickle_artifacts_allowed
 
         kinds = {key: kind for key, (kind, _) in store.feature_registry(spec.name).items()}
         window = store.read_window(spec.name, settings.current_start, settings.window_end)
@@ -119,7 +129,11 @@ class FeatureImportanceOperator(ModelStepOperator):
         champion = store.get_champion(spec.name)
         permutation, source = {}, None
         if champion and champion["artifact_uri"] and len(window) >= 20:
-            permutation = permutation_weights(load_artifact(champion["artifact_uri"]), window, kinds, spec.task_kind)
+            estimator = load_artifact(champion["artifact_uri"],
+                                      root=str(artifact_storage(self.artifact_root, self.artifact_conn_id)),
+                                      trusted_types=model_trusted_types(spec),
+                                      allow_pickle=pickle_artifacts_allowed(self.allow_pickle))
+            permutation = permutation_weights(estimator, window, kinds, spec.task_kind)
             source = champion["version"]
         for weight in weights.weights:
             store.save_result("feature_importance", model=spec.name, model_version=ALL_VERSIONS,
