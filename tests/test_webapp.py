@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,9 +29,16 @@ def store(monitored_store):
 
 
 @pytest.fixture(scope="module")
-def airflow(monitored_store, monitored_store_url, airflow_db):
-    """A real api-server on the monitored store, with a scrape token for /metrics."""
+def report_root(monitored_store) -> Path:
+    """The report root the monitored store's daily runs wrote under (``<root>/daily/<page>``)."""
+    return Path(monitored_store.latest_learning_report("daily")["artifact_uri"].removeprefix("file://")).parents[1]
+
+
+@pytest.fixture(scope="module")
+def airflow(monitored_store, monitored_store_url, airflow_db, report_root):
+    """A real api-server on the monitored store and its report root, with a scrape token for /metrics."""
     processes = AirflowProcesses(airflow_db, {"AIRFLOW_CONN_FEEDBACK_DB": monitored_store_url,
+                                              "AIRFLOW_VAR_SELF_LEARNING_REPORT_ROOT": f"file://{report_root}",
                                               "AIRFLOW__SELF_LEARNING__METRICS_TOKEN": SCRAPE_TOKEN},
                                  users={"analyst": "analyst-password"})
     try:
@@ -114,3 +122,57 @@ def test_model_health_page_renders_in_a_browser(airflow, store):
         ui = page.open(f"{airflow.base_url}/plugin/model-health", wait_for="document.querySelector('iframe')")
         page.screenshot("airflow_ui_model_health.png")
         assert "/self-learning/" in ui and "Model health" in ui
+
+
+@pytest.fixture
+def stored_weekly_report(store, monitored_store_url):
+    """Store a weekly report row naming a page; the rows go again afterwards, since the monitored
+    store is shared (the page test expects no weekly report)."""
+    import psycopg
+
+    def save(uri: str) -> None:
+        store.save_learning_report(period_start=END - timedelta(days=7), period_end=END, kind="weekly",
+                                   report={"models": []}, artifact_uri=uri)
+
+    yield save
+    with psycopg.connect(monitored_store_url) as conn:
+        conn.execute("DELETE FROM learning_reports WHERE kind = 'weekly'")
+
+
+def test_report_route_serves_only_html_pages_under_the_report_root(airflow, report_root, stored_weekly_report,
+                                                                    tmp_path):
+    headers = {"Authorization": f"Bearer {airflow.token()}"}
+    weekly = report_root / "weekly"
+    weekly.mkdir(exist_ok=True)
+    page = weekly / "learning_report_2026-11-02.html"
+    page.write_text("<!doctype html><title>weekly</title><p>the week</p><script>alert(1)</script>")
+    outside = tmp_path / "outside.html"
+    outside.write_text("<p>secret page outside the root</p>")
+    (weekly / "link.html").symlink_to(outside)
+    (weekly / "notes.txt").write_text("not a page")
+    refused = {
+        "a system file": "file:///etc/passwd",
+        "a page outside the root": f"file://{outside}",
+        "a path with ..": f"file://{report_root}/weekly/../../{outside.relative_to(report_root.parent)}",
+        "escaped ..": f"file://{report_root}/weekly/%2e%2e/%2E%2E/../../../../etc/passwd",
+        "a root-like sibling": f"file://{report_root}-other/weekly/x.html",
+        "a symlink out of the root": f"file://{weekly}/link.html",
+        "a non-HTML file": f"file://{weekly}/notes.txt",
+        "a folder": f"file://{weekly}",
+        "a missing page": f"file://{weekly}/gone.html",
+        "another scheme": f"s3://bucket{page}",
+    }
+    for case, uri in refused.items():
+        stored_weekly_report(uri)
+        response = httpx.get(f"{airflow.base_url}/self-learning/reports/weekly", headers=headers, timeout=30)
+        assert response.status_code == 404, (case, response.status_code, response.text[:200])
+        assert "root:" not in response.text and "secret" not in response.text and uri not in response.text, case
+
+    stored_weekly_report(f"file://{page}")
+    response = httpx.get(f"{airflow.base_url}/self-learning/reports/weekly", headers=headers, timeout=30)
+    assert response.status_code == 200 and "the week" in response.text
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src" not in policy  # the page's script does not run
+    assert "sandbox" in policy and "frame-ancestors 'self'" in policy

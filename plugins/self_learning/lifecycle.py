@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import pickle
 import zipfile
 from collections.abc import Iterable
@@ -41,8 +40,8 @@ from .ab_testing import (
     sample_ratio_mismatch,
 )
 from .domain import Result, Severity, Status, as_utc
+from .locations import resolved_under_root
 from .performance import ModelPerformance, compute_performance
-from .validation import uri_under_root
 
 MIN_TRAINING_ROWS = 100
 ARTIFACT_FILE = "model.skops"
@@ -161,32 +160,16 @@ def artifact_bytes(estimator, *, trusted_types: Iterable[str] = DEFAULT_TRUSTED_
     return data
 
 
-def artifact_location(uri: str, *, root: str) -> str:
-    """``uri`` normalised, if it lies strictly under ``root``; a local file also after resolving
-    symlinks (a link under the root to a file outside is refused). ``ValueError`` naming
-    ``artifact_uri`` otherwise. The web app checks report pages the same way."""
-    from urllib.parse import quote
-
-    location = uri_under_root("artifact_uri", uri, root)
-    if location.startswith("file://"):
-        # the root as uri_under_root normalises it (scheme, escapes, ``..``), then both without symlinks
-        root_path = uri_under_root("artifact_root", f"{root.rstrip('/')}/_", root).removeprefix("file://")[:-2]
-        resolved = os.path.realpath(location.removeprefix("file://"))
-        uri_under_root("artifact_uri", f"file://{quote(resolved)}", f"file://{quote(os.path.realpath(root_path))}")
-        location = f"file://{resolved}"
-    return location
-
-
 def load_artifact(uri: str, *, root: str, trusted_types: Iterable[str] = DEFAULT_TRUSTED_TYPES,
                   allow_pickle: bool = False):
     """A model artifact by URI (``file://``, ``s3://``... anything fsspec opens), only from under
-    ``root`` (see ``artifact_location``). A skops file loads when every type it holds is trusted
+    ``root``, symlinks resolved (see ``locations``). A skops file loads when every type it holds is trusted
     (skops' defaults plus ``trusted_types``); anything else is taken for a pickle and loads only with
     ``allow_pickle=True`` (unpickling runs whatever code the file names: never on shared storage).
     ``ValueError`` naming ``artifact_uri`` otherwise."""
     import fsspec
 
-    location = artifact_location(uri, root=root)
+    location = resolved_under_root("artifact_uri", uri, root)
     with fsspec.open(location, "rb") as handle:
         data = handle.read()
     if data.startswith(ZIP_MAGIC):

@@ -3,7 +3,12 @@
 - ``/``: the "Model health" page (the UI's navigation opens it in an iframe): per model the champion,
   latest metrics with their daily trend, drift status, open alerts, running A/B tests.
 - ``/health.json``: the same snapshot as JSON.
-- ``/reports/{kind}``: the latest stored learning report page of a kind (weekly, daily).
+- ``/reports/{kind}``: the latest stored learning report page of a kind (weekly, daily), served only
+  from under the report root (the ``self_learning_report_root`` Variable, else
+  ``$AIRFLOW_HOME/self_learning/reports``, read on first use) and only as an ``.html`` file; any other
+  stored location (``file:///etc/passwd``, ``..``, a symlink out of the root) is a 404. The page
+  goes out with a Content-Security-Policy that allows no script, no request and no framing outside
+  Airflow: the reports are self-contained HTML with inline styles and SVG, so nothing is lost.
 - ``/metrics``: the snapshot in the Prometheus text format (see ``metrics``).
 
 Airflow does not authenticate plugin apps by itself: every route requires an Airflow user allowed to
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import logging
 from typing import Annotated, Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
@@ -31,6 +37,15 @@ from .store import FeedbackStore
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REPORT_KINDS = ("weekly", "daily")
+REPORT_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                               "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; sandbox",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+REPORT_SUFFIX = ".html"
+
+log = logging.getLogger(__name__)
 
 viewer = Depends(requires_access_view(AccessView.PLUGINS))
 
@@ -83,22 +98,42 @@ def model_health_json(health: Health) -> JSONResponse:
     return JSONResponse(health)
 
 
+@functools.cache
+def report_root() -> tuple[str, str | None]:
+    """(root URI, connection id) of the report storage, as the report operators resolve it; read
+    once per process, on first use (a changed root needs an api-server restart)."""
+    from airflow.sdk import Variable
+
+    from .operators.common import REPORT_ROOT_VARIABLE, storage_path
+
+    conn_id = Variable.get("self_learning_report_conn_id", default=None) or None
+    return str(storage_path(None, REPORT_ROOT_VARIABLE, "reports", conn_id)), conn_id
+
+
 @pages.get("/reports/{kind}", response_class=HTMLResponse)
-def latest_report(kind: str, store: Store) -> HTMLResponse:
-    from airflow.sdk import ObjectStoragePath, Variable
+def latest_report(kind: str, store: Store) -> Response:
+    from airflow.sdk import ObjectStoragePath
+
+    from .locations import resolved_under_root
 
     if kind not in REPORT_KINDS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"kind: one of {', '.join(REPORT_KINDS)}, not {kind!r}")
     row = store.latest_learning_report(kind)
     if row is None or not row["artifact_uri"]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind} learning report stored yet")
-    conn_id = Variable.get("self_learning_report_conn_id", default=None) or None
-    path = ObjectStoragePath(row["artifact_uri"], conn_id=conn_id)
+    root, conn_id = report_root()
     try:
-        return HTMLResponse(path.read_text())
-    except FileNotFoundError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"the {kind} report page {row['artifact_uri']} is gone from its storage") from None
+        location = resolved_under_root("artifact_uri", row["artifact_uri"], root)
+        if not location.endswith(REPORT_SUFFIX):
+            raise ValueError(f"artifact_uri: {row['artifact_uri']!r} is not an {REPORT_SUFFIX} page")
+        page = ObjectStoragePath(location, conn_id=conn_id).read_bytes()
+    except ValueError as error:  # the stored location is not a report page: say nothing about the file
+        log.warning("refused to serve the stored %s report: %s", kind, error)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {kind} learning report page under the report root") \
+            from None
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"the {kind} report page is gone from its storage") from None
+    return Response(page, media_type="text/html; charset=utf-8", headers=REPORT_HEADERS)
 
 
 def create_app() -> FastAPI:
