@@ -215,15 +215,19 @@ def test_model_specs_check_their_cap():
 
 def test_a_rejected_megabyte_is_stored_cut_with_its_size(store):
     huge = "x" * 1_000_000
+    escaped = '"\\é😀' * 100_000  # every character is escaped in JSON text
     report = store.register_predictions([_prediction("big", {"note": huge}), _prediction("small", {"note": 1.5}),
-                                         _prediction("ok", {"note": "fine"})], quarantine=True)
-    assert report.inserted == 1 and _rejected(report) == [(0, "features.note"), (1, "features.note")]
+                                         _prediction("ok", {"note": "fine"}), _prediction("esc", {"note": escaped})],
+                                        quarantine=True)
+    assert report.inserted == 1
+    assert _rejected(report) == [(0, "features.note"), (1, "features.note"), (3, "features.note")]
     assert all(len(e.reason) < 300 for e in report.rejected)
     with store.engine.connect() as conn:
         stored = dict(conn.execute(sa.text("SELECT prediction_id, payload FROM ingest_rejects")).all())
     payloads = {pid: value if isinstance(value, dict) else json.loads(value) for pid, value in stored.items()}
     assert payloads["big"]["truncated"] is True and payloads["big"]["original_bytes"] > 1_000_000
     assert len(json.dumps(payloads["big"])) <= MAX_REJECT_PAYLOAD_BYTES
+    assert len(json.dumps(payloads["esc"])) <= MAX_REJECT_PAYLOAD_BYTES and payloads["esc"]["truncated"] is True
     assert payloads["big"]["head"].startswith('{"prediction_id": "big"')
     assert payloads["small"]["features"] == {"note": 1.5}  # small payloads are kept whole
     outcomes = store.record_outcomes([{"prediction_id": "big", "actual_value": huge}], quarantine=True)

@@ -101,10 +101,14 @@ def _json_row(frame: pd.DataFrame, position: int) -> dict[str, Any] | None:
         return json.loads(text)
     marker = {"truncated": True, "original_bytes": size}
     room = MAX_REJECT_PAYLOAD_BYTES - len(json.dumps(marker | {"head": ""}))
-    head = text.encode("utf-8")[:room]
-    while len(json.dumps(head.decode("utf-8", "ignore"))) > room:  # escapes lengthen the stored text
-        head = head[:len(head) - max(1, (len(json.dumps(head.decode("utf-8", "ignore"))) - room))]
-    return marker | {"head": head.decode("utf-8", "ignore")}
+    # ``text`` is ASCII (json.dumps escapes the rest), so its JSON string literal only adds backslashes;
+    # cut it to fit, then drop a cut escape (a lone trailing backslash).
+    literal = json.dumps(text)[:room]
+    while True:
+        try:
+            return marker | {"head": json.loads(literal + '"')}
+        except ValueError:
+            literal = literal[:-1]
 
 
 
