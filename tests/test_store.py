@@ -520,6 +520,25 @@ def test_model_registry_versions_and_promotion(store):
             call()
 
 
+def test_a_stored_artifact_uri_is_written_once_and_a_champion_is_never_re_pointed(store):
+    v1 = store.register_version("roas_predictor", "v1", artifact_uri="file:///artifacts/roas/v1/model.skops")
+    store.promote("roas_predictor", "v1")
+    again = store.register_version("roas_predictor", "v1", artifact_uri=v1["artifact_uri"], metrics={"mae": 0.2})
+    assert again["artifact_uri"] == v1["artifact_uri"] and again["metrics"] == {"mae": 0.2}  # idempotent
+    kept = store.register_version("roas_predictor", "v1", metrics={"mae": 0.2})
+    assert kept["artifact_uri"] == v1["artifact_uri"]  # None keeps it
+    with pytest.raises(ValueError, match=r"^artifact_uri: .*written once"):
+        store.register_version("roas_predictor", "v1", artifact_uri="file:///anywhere/x.pkl", metrics={"mae": 9.0})
+    assert store.get_champion("roas_predictor") == kept  # the row untouched
+    store.register_version("roas_predictor", "v2")  # no artifact yet: one may be attached once
+    assert store.register_version("roas_predictor", "v2", artifact_uri="file:///a/v2")["artifact_uri"] == "file:///a/v2"
+    store.register_version("roas_predictor", "v3", status="archived")
+    store.promote("roas_predictor", "v3")  # a champion without an artifact (bootstrap) can't get one later
+    with pytest.raises(ValueError, match=r"^artifact_uri: .*champion"):
+        store.register_version("roas_predictor", "v3", artifact_uri="file:///anywhere/x.pkl")
+    assert store.get_champion("roas_predictor")["artifact_uri"] is None
+
+
 def test_retrain_requests_are_claimed_closed_and_cover_their_causes(store):
     week = timedelta(days=7)
     store.request_retrain(request_id="r1", model="roas_predictor", reasons=["concept drift"], window_end=DAY,

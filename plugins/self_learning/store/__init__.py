@@ -38,7 +38,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import pgcopy
 from ..domain import DEFAULT_MODELS, ModelSpec, Result, Severity, TaskKind, model_name, to_jsonable
+from .inbox import InboxPull, OutcomeInboxMixin
 from .ingest import IngestMixin
+from .retention import RETENTION_DEFAULTS, RetentionMixin, retention_policy
 from .rows import (
     ConflictError,
     IngestReport,
@@ -74,11 +76,11 @@ from .tables import (
     retrain_requests,
 )
 
-__all__ = ["ALL_VERSIONS", "DEFAULT_VERSION", "MAX_FEATURES", "MIGRATIONS", "VERSION_TABLE", "ConflictError",
-           "FeedbackStore", "IngestReport", "RowError", "alert_key"]
+__all__ = ["ALL_VERSIONS", "DEFAULT_VERSION", "MAX_FEATURES", "MIGRATIONS", "RETENTION_DEFAULTS", "VERSION_TABLE",
+           "ConflictError", "FeedbackStore", "InboxPull", "IngestReport", "RowError", "alert_key", "retention_policy"]
 
 
-class FeedbackStore(IngestMixin):
+class FeedbackStore(IngestMixin, OutcomeInboxMixin, RetentionMixin):
     """The store API, usable from serving code (no Airflow needed) and from the operators."""
 
     def __init__(self, engine: sa.Engine):
@@ -625,11 +627,19 @@ class FeedbackStore(IngestMixin):
     def register_version(self, model: str, version: str, *, status: str = "challenger",
                          artifact_uri: str | None = None, training_window: tuple[datetime, datetime] | None = None,
                          metrics: Mapping[str, Any] | None = None, created_by: str | None = None) -> dict[str, Any]:
-        """Record a trained version (idempotent: re-registering refreshes artifact, window and
-        metrics and keeps the status it has reached). Returns the stored row."""
+        """Record a trained version (idempotent: re-registering refreshes window and metrics and
+        keeps the status it has reached). Returns the stored row.
+
+        The artifact is written once: the retrain and weekly steps load the champion's artifact,
+        so re-pointing a stored version (issue 13: ``register_version(model, <champion>,
+        artifact_uri="file:///anywhere/x.pkl")`` made the next run unpickle that file) is a
+        ``ValueError`` naming ``artifact_uri`` and the stored row is untouched. Re-registering
+        with the same URI or none keeps it; a version without one may get one, unless it is
+        already the champion (register a new version and promote it)."""
         name = model_name(model)
-        for field, value in (("version", version), ("created_by", created_by)):
-            if value is not None and (problem := _text_problem(value, 128 if field == "version" else 256)):
+        for field, value, limit in (("version", version, 128), ("created_by", created_by, 256),
+                                    ("artifact_uri", artifact_uri, 2048)):
+            if value is not None and (problem := _text_problem(value, limit)):
                 raise ValueError(f"{field}: {problem}")
         if status not in VERSION_STATUSES or status == "champion":
             raise ValueError(f"status: a new version is one of {[s for s in VERSION_STATUSES if s != 'champion']}; "
@@ -642,15 +652,23 @@ class FeedbackStore(IngestMixin):
                "training_window_end": None if end is None else _utc(end).to_pydatetime(),
                "metrics": to_jsonable(dict(metrics or {})), "created_by": created_by}
         statement = self._insert(model_versions).values(**row)
+        this_version = (model_versions.c.model == name, model_versions.c.version == version)
         with self.engine.begin() as conn:
             if name not in self._models_known(conn):
                 raise ValueError(f"model: {name!r} is not registered (register_model first)")
+            stored = conn.execute(sa.select(model_versions.c.artifact_uri, model_versions.c.status)
+                                  .where(*this_version)).first()
+            if stored is not None and artifact_uri is not None:
+                _check_artifact_unchanged(name, version, stored.artifact_uri, artifact_uri, stored.status)
             conn.execute(statement.on_conflict_do_update(
                 index_elements=["model", "version"],
-                set_={k: statement.excluded[k] for k in ("artifact_uri", "training_window_start",
-                                                          "training_window_end", "metrics", "created_by")}))
-            return dict(conn.execute(sa.select(model_versions).where(
-                model_versions.c.model == name, model_versions.c.version == version)).mappings().one())
+                set_={k: statement.excluded[k] for k in ("training_window_start", "training_window_end", "metrics",
+                                                          "created_by")}
+                | {"artifact_uri": sa.func.coalesce(model_versions.c.artifact_uri, statement.excluded.artifact_uri)}))
+            result = dict(conn.execute(sa.select(model_versions).where(*this_version)).mappings().one())
+            if artifact_uri is not None:  # a concurrent registration wrote another artifact first: roll back
+                _check_artifact_unchanged(name, version, result["artifact_uri"], artifact_uri, result["status"])
+            return result
 
     def get_champion(self, model: str) -> dict[str, Any] | None:
         """The version serving as champion, or None before any promotion."""
@@ -897,6 +915,16 @@ def _sqlite_begin(conn) -> None:
     once another writer committed, so concurrent writers would fail instead of waiting."""
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+
+
+def _check_artifact_unchanged(model: str, version: str, stored: str | None, given: str, status: str) -> None:
+    """A version's artifact is written once, and a champion's is never attached afterwards."""
+    if stored is not None and stored != given:
+        raise ValueError(f"artifact_uri: {model} {version} is stored with artifact {stored!r}; an artifact is "
+                         f"written once (register a new version for a new artifact), got {given!r}")
+    if stored is None and status == "champion":
+        raise ValueError(f"artifact_uri: {model} {version} is the champion; an artifact can't be attached to it "
+                         f"after promotion (register a new version and promote it), got {given!r}")
 
 
 def _model_row(spec: ModelSpec) -> dict[str, Any]:
