@@ -15,6 +15,14 @@ page with charts (Variable `self_learning_report_root`, any fsspec URI;
 default `file://$AIRFLOW_HOME/self_learning/reports`); the task logs its path.
 
 Every step is an upsert on its natural key: re-running or backfilling a week replaces its results.
+
+Last, `cleanup` deletes what the retention policy lets go, relative to the week's end (JSON
+Variable `self_learning_retention_days`, `{"table": days or null}` over the defaults: processed
+inbox rows and ingest rejects 30 days, outcome history 365, resolved or suppressed alerts 180,
+closed retrain requests, results and learning reports 400; predictions and outcomes are kept).
+It is the run's teardown: it runs after the report and the notifications whether they succeeded
+or not (once the schema step succeeded), and the run's state is still theirs; a failed clean-up
+notifies like a failed run.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from self_learning.operators import (
     PerformanceOperator,
     SelectModelsOperator,
 )
+from self_learning.operators.maintenance import RetentionOperator
 
 with DAG(
     dag_id="self_learning_weekly",
@@ -73,4 +82,8 @@ with DAG(
                                     report_root="{{ var.value.get('self_learning_report_root', '') }}",
                                     report_conn_id="{{ var.value.get('self_learning_report_conn_id', '') }}")
     notify = NotifyAlertsOperator(task_id="notify_alerts", title="self-learning weekly")
-    schema >> models >> performance >> conclusions >> [report, notify]
+    # A teardown: a failed report or notification must not let the store grow, and must still fail
+    # the run (an all_done leaf would turn their failure into a successful run). Deleting only after
+    # both keeps what they read in place while they run.
+    cleanup = RetentionOperator(task_id="cleanup", on_failure_callback=RunFailureNotifier())
+    schema >> models >> performance >> conclusions >> [report, notify] >> cleanup.as_teardown(setups=schema)

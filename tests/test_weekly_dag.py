@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from browser import render
 from scenarios import load, run
 from self_learning.reporting import SECTIONS
@@ -110,3 +111,24 @@ def test_report_trend_holds_whole_weeks_back_and_html_escapes_text(feedback_db):
     assert "<script>" not in html and "&lt;script&gt;" in html
     with pytest.raises(ValueError, match="period_end"):
         learning_report(feedback_db, period_start=WEEK_END, period_end=WEEK_END, models=[])
+
+
+def test_cleanup_applies_the_retention_variable_even_after_a_failed_report(dag_bag, feedback_db, monkeypatch):
+    weekly = dag_bag.get_dag("self_learning_weekly")
+    for task in weekly.tasks:
+        monkeypatch.setattr(task, "retries", 0)
+    monkeypatch.setenv("AIRFLOW_VAR_SELF_LEARNING_REPORT_ROOT", "nosuchscheme://nowhere")  # the report fails
+    monkeypatch.setenv("AIRFLOW_VAR_SELF_LEARNING_RETENTION_DAYS", '{"alerts": 90}')
+    load(feedback_db, Scenario(days=10, rows_per_day=40, seed=5, end=WEEK_END, models=("roas_predictor",)),
+         interval_end=WEEK_END)
+    old = WEEK_END - timedelta(days=120)  # kept by the default 180 days, not by the Variable's 90
+    resolved = feedback_db.create_alert("manual", "roas_predictor", {"summary": "old"}, cause="a", window_end=old)
+    feedback_db.set_alert_status(resolved, "resolved")
+    still_open = feedback_db.create_alert("manual", "roas_predictor", {"summary": "open"}, cause="b", window_end=old)
+
+    result = run(weekly, end=WEEK_END, state="failed", models=["roas_predictor"])  # the report's failure shows
+    states = {ti.task_id: ti.state for ti in result.get_task_instances()}
+    assert (states["learning_report"], states["cleanup"]) == ("failed", "success")
+    assert [a["id"] for a in feedback_db.open_alerts(model="roas_predictor")] == [still_open]
+    with feedback_db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM alerts WHERE id = :id"), {"id": resolved}).scalar() == 0
