@@ -211,3 +211,34 @@ def test_outcomes_from_two_days_without_a_run_reach_outcomes_on_the_next_run(dag
     with feedback_db.engine.connect() as conn:
         assert sorted(conn.execute(sa.text("SELECT prediction_id, recorded_at, revision FROM outcomes")).all()) \
             == sorted(recorded)
+
+
+def test_an_interval_source_is_queried_from_its_watermark_after_missed_days(feedback_db, pg_url, monkeypatch):
+    from self_learning.operators import PullOutcomesOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", pg_url)  # the store's own database stands in for a warehouse
+    with feedback_db.engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE labels (prediction_id text, actual_value float8, arrived timestamptz)"))
+        conn.execute(sa.text("INSERT INTO labels VALUES (:pid, :value, :at)"), [
+            {"pid": f"d{day}-{i}", "value": float(i), "at": DAY + timedelta(days=day, hours=i)}
+            for day in range(4) for i in range(3)])
+    pull = PullOutcomesOperator(task_id="pull_outcomes", source_conn_id="warehouse", source_sql=(
+        "SELECT prediction_id, actual_value FROM labels WHERE arrived >= :start AND arrived < :end"))
+
+    def run_day(end: datetime) -> dict:
+        return pull.execute({"params": {}, "data_interval_start": end - timedelta(days=1), "data_interval_end": end})
+
+    first = run_day(NEXT_DAY)  # the day ending Nov 2: labels of day 0
+    assert (first["received"], first["pulled_from"]) == (3, DAY.isoformat())
+    after_downtime = run_day(NEXT_DAY + timedelta(days=3))  # Nov 3 and 4 had no run
+    assert (after_downtime["received"], after_downtime["pulled_from"]) == (9, NEXT_DAY.isoformat())
+    assert set(_outcomes(feedback_db)) == {f"d{day}-{i}" for day in range(4) for i in range(3)}
+    again = run_day(NEXT_DAY)  # re-running an old interval re-reads it; the watermark stays
+    assert (again["received"], again["recorded"], again["unchanged"]) == (3, 0, 3)
+    key = next(iter(_watermarks(feedback_db)))
+    assert _watermarks(feedback_db) == {key: NEXT_DAY + timedelta(days=3)} and key.startswith("warehouse:")
+
+
+def _watermarks(store: FeedbackStore) -> dict[str, datetime]:
+    with store.engine.connect() as conn:
+        return dict(conn.execute(sa.text("SELECT source, pulled_until FROM outcome_source_watermarks")).all())
