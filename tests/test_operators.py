@@ -62,6 +62,7 @@ def test_invalid_params_name_the_field(params, field):
 def test_model_thresholds_override_run_params():
     settings = RunSettings(window_end=END, interval_start=END - timedelta(days=1))
     assert settings.for_model({"max_mape": 15.0, "alpha": 0.01}).max_mape == 15.0
+    assert settings.for_model({"max_features": 800}) == settings  # the store's setting, not a run param
     with pytest.raises(ValueError, match="unknown keys"):
         settings.for_model({"max_mapee": 15.0})
     with pytest.raises(ValueError, match=r"params\.alpha"):

@@ -25,6 +25,8 @@ MODEL_OVERRIDABLE = ("alpha", "min_label_coverage", "alert_cooldown_days", "feat
                      "retrain_cooldown_days")
 # How a model is retrained: a trainer factory by dotted path, or its own training DAG to trigger.
 MODEL_RETRAIN_SETTINGS = ("trainer", "trainer_dag_id")
+# Read by the store itself: the cap on a model's registered feature keys.
+MODEL_STORE_SETTINGS = ("max_features",)
 ARTIFACT_ROOT_VARIABLE = "self_learning_artifact_root"
 REPORT_ROOT_VARIABLE = "self_learning_report_root"
 
@@ -80,10 +82,10 @@ class RunSettings:
 
     def for_model(self, thresholds: Mapping[str, Any]) -> RunSettings:
         """These settings with a model's registered threshold overrides applied."""
-        unknown = sorted(set(thresholds) - set(MODEL_OVERRIDABLE) - set(MODEL_RETRAIN_SETTINGS))
+        unknown = sorted(set(thresholds) - set(MODEL_OVERRIDABLE + MODEL_RETRAIN_SETTINGS + MODEL_STORE_SETTINGS))
         if unknown:
             raise ValueError(f"thresholds: unknown keys {unknown}; a model may set "
-                             f"{', '.join(MODEL_OVERRIDABLE + MODEL_RETRAIN_SETTINGS)}")
+                             f"{', '.join(MODEL_OVERRIDABLE + MODEL_RETRAIN_SETTINGS + MODEL_STORE_SETTINGS)}")
         return dataclasses.replace(self, **{k: v for k, v in thresholds.items() if k in MODEL_OVERRIDABLE})
 
     def retrain_thresholds(self):
