@@ -135,6 +135,11 @@ def train_candidate(store, model: str, *, window_end: datetime, artifact_root: s
 # -- artifacts ------------------------------------------------------------------------------------
 
 
+class UntrustedArtifact(ValueError):
+    """An artifact that is not loaded or not written: outside the root, a pickle without the
+    opt-in, or holding untrusted types. No retry changes that, so the operators fail at once."""
+
+
 def model_trusted_types(spec) -> tuple[str, ...]:
     """The types a model's artifacts may hold beyond skops' defaults: ``DEFAULT_TRUSTED_TYPES`` and
     the model's ``thresholds["trusted_types"]`` (full names such as ``"mypackage.trees.Booster"``)."""
@@ -155,8 +160,8 @@ def artifact_bytes(estimator, *, trusted_types: Iterable[str] = DEFAULT_TRUSTED_
     data = skops.io.dumps(estimator, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
     untrusted = sorted(set(skops.io.get_untrusted_types(data=data)) - set(trusted_types))
     if untrusted:
-        raise ValueError(f"trainer: the estimator holds types skops does not trust: {untrusted}; list the ones you "
-                         "trust under the model's thresholds 'trusted_types'")
+        raise UntrustedArtifact(f"trainer: the estimator holds types skops does not trust: {untrusted}; list the "
+                                "ones you trust under the model's thresholds 'trusted_types'")
     return data
 
 
@@ -166,10 +171,13 @@ def load_artifact(uri: str, *, root: str, trusted_types: Iterable[str] = DEFAULT
     ``root``, symlinks resolved (see ``locations``). A skops file loads when every type it holds is trusted
     (skops' defaults plus ``trusted_types``); anything else is taken for a pickle and loads only with
     ``allow_pickle=True`` (unpickling runs whatever code the file names: never on shared storage).
-    ``ValueError`` naming ``artifact_uri`` otherwise."""
+    ``UntrustedArtifact`` (a ``ValueError``) naming ``artifact_uri`` otherwise."""
     import fsspec
 
-    location = resolved_under_root("artifact_uri", uri, root)
+    try:
+        location = resolved_under_root("artifact_uri", uri, root)
+    except ValueError as error:
+        raise UntrustedArtifact(str(error)) from None
     with fsspec.open(location, "rb") as handle:
         data = handle.read()
     if data.startswith(ZIP_MAGIC):
@@ -177,12 +185,12 @@ def load_artifact(uri: str, *, root: str, trusted_types: Iterable[str] = DEFAULT
 
         untrusted = sorted(set(skops.io.get_untrusted_types(data=data)) - set(trusted_types))
         if untrusted:
-            raise ValueError(f"artifact_uri: {uri!r} holds types that are not trusted: {untrusted} (a model lists "
-                             "the ones it trusts under its thresholds 'trusted_types')")
+            raise UntrustedArtifact(f"artifact_uri: {uri!r} holds types that are not trusted: {untrusted} (a model "
+                                    "lists the ones it trusts under its thresholds 'trusted_types')")
         return skops.io.loads(data, trusted=list(trusted_types))
     if not allow_pickle:
-        raise ValueError(f"artifact_uri: {uri!r} is not a skops file; loading a pickle runs code and needs "
-                         "allow_pickle=True (the Variable self_learning_allow_pickle_artifacts)")
+        raise UntrustedArtifact(f"artifact_uri: {uri!r} is not a skops file; loading a pickle runs code and "
+                                "needs allow_pickle=True (the Variable self_learning_allow_pickle_artifacts)")
     return pickle.loads(data)  # explicitly allowed: the operator trusts everyone who can write under the root
 
 

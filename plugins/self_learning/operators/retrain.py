@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from .common import (
     ARTIFACT_ROOT_VARIABLE,
@@ -128,6 +129,18 @@ def artifact_storage(artifact_root: str | None, artifact_conn_id: str | None):
     return storage_path(artifact_root, ARTIFACT_ROOT_VARIABLE, "artifacts", artifact_conn_id)
 
 
+@contextlib.contextmanager
+def refused_artifacts_fail_at_once():
+    """An artifact refused by ``lifecycle`` (outside the root, a pickle without the opt-in, untrusted
+    types) fails the task at once: a retry would read the same registry row and file."""
+    from ..lifecycle import UntrustedArtifact
+
+    try:
+        yield
+    except UntrustedArtifact as error:
+        raise AirflowFailException(str(error)) from error
+
+
 def pickle_artifacts_allowed(allow_pickle: bool | None) -> bool:
     """``allow_pickle`` when given, else the Variable ``self_learning_allow_pickle_artifacts``
     (``true`` to load the pickled artifacts of versions trained before skops; unsafe wherever
@@ -165,11 +178,12 @@ class TrainCandidateOperator(RetrainStepOperator):
         if spec.thresholds.get("trainer_dag_id"):
             raise AirflowSkipException(f"{spec.name} is trained by DAG {spec.thresholds['trainer_dag_id']}")
         root = artifact_storage(self.artifact_root, self.artifact_conn_id)
-        candidate = train_candidate(store, spec.name, window_end=settings.window_end, artifact_root=str(root),
-                                    training_window_days=settings.training_window_days,
-                                    holdout_share=settings.holdout_share, margin=settings.margin,
-                                    trainer=spec.thresholds.get("trainer"),
-                                    allow_pickle=pickle_artifacts_allowed(self.allow_pickle))
+        with refused_artifacts_fail_at_once():
+            candidate = train_candidate(store, spec.name, window_end=settings.window_end, artifact_root=str(root),
+                                        training_window_days=settings.training_window_days,
+                                        holdout_share=settings.holdout_share, margin=settings.margin,
+                                        trainer=spec.thresholds.get("trainer"),
+                                        allow_pickle=pickle_artifacts_allowed(self.allow_pickle))
         path = root / spec.name / candidate.version / ARTIFACT_FILE
         artifact_uri = uri_under_root("artifact_uri", str(path), str(root))
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -121,7 +121,7 @@ class FeatureImportanceOperator(ModelStepOperator):
         from ..importance import permutation_weights, update_feature_weights
         from ..lifecycle import load_artifact, model_trusted_types
         from ..store import ALL_VERSIONS
-        from .retrain import artifact_storage, pickle_artifacts_allowed
+        from .retrain import artifact_storage, pickle_artifacts_allowed, refused_artifacts_fail_at_once
 
         kinds = {key: kind for key, (kind, _) in store.feature_registry(spec.name).items()}
         window = store.read_window(spec.name, settings.current_start, settings.window_end)
@@ -129,10 +129,11 @@ class FeatureImportanceOperator(ModelStepOperator):
         champion = store.get_champion(spec.name)
         permutation, source = {}, None
         if champion and champion["artifact_uri"] and len(window) >= 20:
-            estimator = load_artifact(champion["artifact_uri"],
-                                      root=str(artifact_storage(self.artifact_root, self.artifact_conn_id)),
-                                      trusted_types=model_trusted_types(spec),
-                                      allow_pickle=pickle_artifacts_allowed(self.allow_pickle))
+            with refused_artifacts_fail_at_once():
+                estimator = load_artifact(champion["artifact_uri"],
+                                          root=str(artifact_storage(self.artifact_root, self.artifact_conn_id)),
+                                          trusted_types=model_trusted_types(spec),
+                                          allow_pickle=pickle_artifacts_allowed(self.allow_pickle))
             permutation = permutation_weights(estimator, window, kinds, spec.task_kind)
             source = champion["version"]
         for weight in weights.weights:
