@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "plugins" / "self_learning"
 STATISTICS_MODULES = ["domain", "validation", "performance", "error_analysis", "drift", "retraining", "ab_testing",
                       "training", "importance"]
-ALLOWED_IMPORTS = {"__future__", "collections", "concurrent", "dataclasses", "datetime", "enum", "importlib",
+ALLOWED_IMPORTS = {"__future__", "collections", "concurrent", "dataclasses", "datetime", "enum", "importlib", "reprlib",
                    "itertools", "math", "re", "typing", "warnings", "numpy", "pandas", "scipy", "sklearn"}
 
 # Runs in a fresh interpreter: imports the statistics and exercises every public entry point with

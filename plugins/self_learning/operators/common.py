@@ -23,8 +23,9 @@ SEVERITIES = ("low", "medium", "high", "critical")
 MODEL_OVERRIDABLE = ("alpha", "min_label_coverage", "alert_cooldown_days", "feature_drift_severity",
                      "concept_drift_severity", "max_mape", "max_log_loss", "min_roc_auc", "min_labelled_outcomes",
                      "retrain_cooldown_days")
-# How a model is retrained: a trainer factory by dotted path, or its own training DAG to trigger.
-MODEL_RETRAIN_SETTINGS = ("trainer", "trainer_dag_id")
+# How a model is retrained: a trainer factory by dotted path (and the extra types its artifacts may
+# hold, see lifecycle.load_artifact), or its own training DAG to trigger.
+MODEL_RETRAIN_SETTINGS = ("trainer", "trainer_dag_id", "trusted_types")
 # Read by the store itself: the cap on a model's registered feature keys.
 MODEL_STORE_SETTINGS = ("max_features",)
 ARTIFACT_ROOT_VARIABLE = "self_learning_artifact_root"
