@@ -2,7 +2,7 @@
 
 A registry row or a stored report names a URI, and whoever can write those rows could otherwise
 make a worker unpickle, or the web app serve, any file the process can read (``/etc/passwd``, a
-stranger's ``/tmp/evil.pkl``). ``validation.uri_under_root`` normalises ``..``, percent-escapes,
+stranger's ``/tmp/evil.pkl``). ``uri_under_root`` normalises ``..``, percent-escapes,
 scheme and host; for local files this also resolves symlinks, so a link under the root that points
 outside it is refused too. Shared by the artifact loader (``lifecycle``) and the web app, without
 their heavy imports.
@@ -11,9 +11,8 @@ their heavy imports.
 from __future__ import annotations
 
 import os
-from urllib.parse import quote
-
-from .validation import uri_under_root
+import posixpath
+from urllib.parse import quote, unquote, urlsplit
 
 
 def resolved_under_root(field: str, uri: str, root: str) -> str:
@@ -28,3 +27,28 @@ def resolved_under_root(field: str, uri: str, root: str) -> str:
     resolved = os.path.realpath(location.removeprefix("file://"))
     uri_under_root(field, f"file://{quote(resolved)}", f"file://{quote(os.path.realpath(root_path))}")
     return f"file://{resolved}"
+
+
+def uri_under_root(field: str, uri: str, root: str) -> str:
+    """``uri`` normalised, if it names a location strictly below ``root``; else ``ValueError``
+    naming ``field``. Both are URLs (``file:///x``, ``s3://bucket/x``) or plain paths (taken as
+    ``file://``). ``..`` segments are resolved before the comparison, percent-escapes are
+    decoded, and the scheme and host (bucket) must match, so neither ``file:///root/../etc`` nor
+    ``file:///root-other/x`` passes for the root ``file:///root``."""
+    def normalised(value: str, name: str) -> tuple[str, str, str]:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name}: expected a URI or path, got {value!r}")
+        if "\x00" in value:
+            raise ValueError(f"{name}: contains a NUL character")
+        parts = urlsplit(value if "://" in value else f"file://{value}")
+        path = unquote(parts.path)
+        if not path.startswith("/"):
+            raise ValueError(f"{name}: {value!r} is not an absolute location")
+        return parts.scheme.lower(), parts.netloc.lower(), posixpath.normpath(path)
+
+    scheme, host, path = normalised(uri, field)
+    root_scheme, root_host, root_path = normalised(root, "artifact_root")
+    inside = (scheme, host) == (root_scheme, root_host) and path.startswith(root_path.rstrip("/") + "/")
+    if not inside:
+        raise ValueError(f"{field}: {uri!r} is not under the configured root {root!r}")
+    return f"{scheme}://{host}{path}"

@@ -65,30 +65,3 @@ def check_alpha(alpha: float) -> float:
         raise ValueError(f"alpha: must be in (0, 1), got {alpha}")
     return float(alpha)
 
-
-def uri_under_root(field: str, uri: str, root: str) -> str:
-    """``uri`` normalised, if it names a location strictly below ``root``; else ``ValueError``
-    naming ``field``. Both are URLs (``file:///x``, ``s3://bucket/x``) or plain paths (taken as
-    ``file://``). ``..`` segments are resolved before the comparison, percent-escapes are
-    decoded, and the scheme and host (bucket) must match, so neither ``file:///root/../etc`` nor
-    ``file:///root-other/x`` passes for the root ``file:///root``."""
-    import posixpath
-    from urllib.parse import unquote, urlsplit
-
-    def normalised(value: str, name: str) -> tuple[str, str, str]:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{name}: expected a URI or path, got {value!r}")
-        if "\x00" in value:
-            raise ValueError(f"{name}: contains a NUL character")
-        parts = urlsplit(value if "://" in value else f"file://{value}")
-        path = unquote(parts.path)
-        if not path.startswith("/"):
-            raise ValueError(f"{name}: {value!r} is not an absolute location")
-        return parts.scheme.lower(), parts.netloc.lower(), posixpath.normpath(path)
-
-    scheme, host, path = normalised(uri, field)
-    root_scheme, root_host, root_path = normalised(root, "artifact_root")
-    inside = (scheme, host) == (root_scheme, root_host) and path.startswith(root_path.rstrip("/") + "/")
-    if not inside:
-        raise ValueError(f"{field}: {uri!r} is not under the configured root {root!r}")
-    return f"{scheme}://{host}{path}"
