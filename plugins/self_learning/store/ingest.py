@@ -20,12 +20,14 @@ before, 9-22 failed batches per round and ids stored by nobody; after, none.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -72,6 +74,7 @@ T = TypeVar("T")
 OBSERVED_BEFORE_SERVED_TOLERANCE = timedelta(days=1)
 # A transaction aborted as a deadlock victim is re-run this many times before the error escapes.
 DEADLOCK_RETRIES = 5
+THREADED_COPY_ROWS = 1000
 _PREDICTION_COLUMNS = ("predicted_value, served_at, num_features, prediction_id, model, model_version, "
                        "predicted_label, unit_id, cat_features")
 _OUTCOME_COLUMNS = "actual_value, observed_at, prediction_id"
@@ -250,9 +253,9 @@ class IngestMixin(FeatureRegistryMixin):
                 return len(rows), 0, []
             except (UniqueViolation, DeadlockDetected):
                 savepoint.rollback()
-            staging = _stage(conn, "predictions", _PREDICTION_COLUMNS)
-            self._copy_predictions(conn, rows, matrix, table=staging)
-            is_new = ids.isin(_insert_staged(conn, "predictions", _PREDICTION_COLUMNS, staging)).to_numpy()
+            with _staging_table(conn, "predictions", _PREDICTION_COLUMNS, len(rows)) as staging:
+                self._copy_predictions(conn, rows, matrix, table=staging)
+                is_new = ids.isin(_insert_staged(conn, "predictions", _PREDICTION_COLUMNS, staging)).to_numpy()
             existing = self._stored_rows(conn, predictions, ids[~is_new].tolist())
         else:
             existing = self._stored_rows(conn, predictions, ids.tolist())
@@ -274,7 +277,7 @@ class IngestMixin(FeatureRegistryMixin):
     def _copy_predictions(self, conn, rows: pd.DataFrame, matrix: np.ndarray, table: str = "predictions") -> None:
         fixed = [
             pgcopy.float8_column(rows["predicted_value"].to_numpy(dtype=np.float64)),
-            pgcopy.timestamptz_column(rows["served_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()),
+            pgcopy.timestamptz_column(_naive_utc(rows["served_at"])),
             pgcopy.float8_vector_column(matrix),
         ]
         variable = [
@@ -283,7 +286,7 @@ class IngestMixin(FeatureRegistryMixin):
             pgcopy.text_pieces(rows["unit_id"]), pgcopy.jsonb_pieces(rows["cat_json"]),
         ]
         _copy(conn, f"COPY {table} ({_PREDICTION_COLUMNS}) FROM STDIN (FORMAT binary)",
-              pgcopy.encode_rows(fixed, variable))
+              pgcopy.encode_rows(fixed, variable), rows=len(rows))
 
     @staticmethod
     def _stored_rows(conn, table: sa.Table, ids: list[str], *, columns: tuple[str, ...] | None = None,
@@ -327,14 +330,14 @@ class IngestMixin(FeatureRegistryMixin):
         for start in range(0, len(frame), batch_size):
             batch = frame.iloc[start:start + batch_size].reset_index(drop=True)
             clean, validation_errors = _validate_outcomes(batch, start)
-            if len(clean):  # errors found while writing name the input row
-                clean.index = _first_rows(batch["prediction_id"], clean["prediction_id"])
 
             def attempt(batch=batch, clean=clean, validation_errors=validation_errors, start=start):
-                errors = list(validation_errors)
+                write_errors: list[RowError] = []
                 with self.engine.begin() as conn:
-                    counts = self._write_outcomes(conn, clean.copy(), errors, start)
-                    errors.sort(key=lambda e: e.row)
+                    counts = self._write_outcomes(conn, clean.copy(), write_errors)
+                    errors = sorted([*validation_errors, *(  # named by the first input row with that id
+                        dataclasses.replace(e, row=start + _first_row(batch["prediction_id"], e.prediction_id))
+                        for e in write_errors)], key=lambda e: e.row)
                     if quarantine and errors:
                         self._quarantine(conn, "outcome", errors, batch, start)
                 return counts, errors
@@ -365,16 +368,16 @@ class IngestMixin(FeatureRegistryMixin):
             clean["observed_at"] = clean["observed_at"].fillna(_database_now(conn))
         ids = clean["prediction_id"]
         if self.is_postgres:
-            staging = _stage(conn, "outcomes", _OUTCOME_COLUMNS)
-            fixed = [pgcopy.float8_column(clean["actual_value"].to_numpy(dtype=np.float64)),
-                     pgcopy.timestamptz_column(clean["observed_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy())]
-            _copy(conn, f"COPY {staging} ({_OUTCOME_COLUMNS}) FROM STDIN (FORMAT binary)",
-                  pgcopy.encode_rows(fixed, [pgcopy.text_pieces(ids)]))
-            served = dict(conn.execute(sa.text(
-                f"DELETE FROM {staging} s USING predictions p WHERE p.prediction_id = s.prediction_id "
-                "AND s.observed_at < p.served_at - :tolerance RETURNING s.prediction_id, p.served_at"),
-                {"tolerance": OBSERVED_BEFORE_SERVED_TOLERANCE}).all())
-            inserted = _insert_staged(conn, "outcomes", _OUTCOME_COLUMNS, staging)
+            with _staging_table(conn, "outcomes", _OUTCOME_COLUMNS, len(clean)) as staging:
+                fixed = [pgcopy.float8_column(clean["actual_value"].to_numpy(dtype=np.float64)),
+                         pgcopy.timestamptz_column(_naive_utc(clean["observed_at"]))]
+                _copy(conn, f"COPY {staging} ({_OUTCOME_COLUMNS}) FROM STDIN (FORMAT binary)",
+                      pgcopy.encode_rows(fixed, [pgcopy.text_pieces(ids)]), rows=len(clean))
+                served = dict(conn.execute(sa.text(
+                    f"DELETE FROM {staging} s USING predictions p WHERE p.prediction_id = s.prediction_id "
+                    "AND s.observed_at < p.served_at - :tolerance RETURNING s.prediction_id, p.served_at"),
+                    {"tolerance": OBSERVED_BEFORE_SERVED_TOLERANCE}).all())
+                inserted = _insert_staged(conn, "outcomes", _OUTCOME_COLUMNS, staging)
         else:
             stored = self._stored_rows(conn, predictions, ids.tolist(), columns=("prediction_id", "served_at"))
             served_at = pd.to_datetime(ids.map({pid: _utc(row["served_at"]) for pid, row in stored.items()}),
@@ -388,7 +391,10 @@ class IngestMixin(FeatureRegistryMixin):
                 conn.execute(outcomes.insert(), [{k: _plain(v) for k, v in r.items()}
                                                  for r in new.to_dict("records")])
             inserted = set(new["prediction_id"])
-        if errors is not None:
+        if served and errors is None:
+            log.warning("outcomes: %d observed more than %s before their prediction was served, not written",
+                        len(served), OBSERVED_BEFORE_SERVED_TOLERANCE)
+        elif served:
             for index, row in clean[ids.isin(served.keys())].iterrows():
                 served_at = _utc(served[row["prediction_id"]]).isoformat()
                 errors.append(RowError(offset + int(index), row["prediction_id"], "observed_at",
@@ -438,25 +444,32 @@ class IngestMixin(FeatureRegistryMixin):
 
 
 
-def _copy(conn, statement: str, chunks: Iterable[bytes]) -> None:
+def _copy(conn, statement: str, chunks: Iterable[bytes], *, rows: int | None = None) -> None:
     """Stream a binary COPY into PostgreSQL on the connection's own transaction. A worker thread
-    sends the queued chunks, so encoding the next chunk overlaps with the server's work."""
+    sends the queued chunks, so encoding the next chunk overlaps with the server's work; below
+    THREADED_COPY_ROWS rows (when ``rows`` is given) the thread costs more than it saves
+    (measured ~3 ms per single record_outcome)."""
     from psycopg.copy import QueuedLibpqWriter
 
-    with conn.connection.driver_connection.cursor() as cursor, \
-            cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(
+            statement, writer=QueuedLibpqWriter(cursor) if rows is None or rows >= THREADED_COPY_ROWS else None
+    ) as copy:
         for chunk in chunks:
             copy.write(chunk)
 
 
-def _stage(conn, table: str, columns: str) -> str:
-    """An empty temporary staging table for ``columns`` of ``table`` (created once per connection,
-    emptied at every commit and before each use); returns its name."""
+@contextmanager
+def _staging_table(conn, table: str, columns: str, rows: int) -> Iterator[str]:
+    """A temporary staging table for ``columns`` of ``table``, empty on entry and emptied on exit;
+    yields its name. Created once per connection; ON COMMIT DELETE ROWS empties it at commit, and
+    emptying it after use lets one transaction stage several times (one model group after
+    another). DELETE for small batches: a TRUNCATE costs ~2.8 ms (measured 4.9 -> 2.1 ms per
+    single record_outcome transaction), while a large DELETE costs more than a TRUNCATE."""
     staging = f"{table}_staging"
     conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
                          f"SELECT {columns} FROM {table} WITH NO DATA")
-    conn.exec_driver_sql(f"TRUNCATE {staging}")
-    return staging
+    yield staging
+    conn.exec_driver_sql(f"DELETE FROM {staging}" if rows <= 1000 else f"TRUNCATE {staging}")
 
 
 def _insert_staged(conn, table: str, columns: str, staging: str) -> set[str]:
@@ -469,11 +482,14 @@ def _insert_staged(conn, table: str, columns: str, staging: str) -> set[str]:
     return set(inserted.scalars())
 
 
-def _first_rows(raw_ids: pd.Series, ids: pd.Series) -> pd.Index:
-    """Position in the input batch of the first row carrying each of ``ids`` (validated, unique)."""
-    first = raw_ids.where(raw_ids.map(lambda v: isinstance(v, str)))
-    first = first[~first.duplicated() & first.notna()]
-    return pd.Index(pd.Series(first.index, index=first.to_numpy()).loc[ids.to_numpy()].to_numpy())
+def _naive_utc(stamps: pd.Series) -> np.ndarray:
+    """Timezone-aware timestamps as naive UTC datetime64 values, as the binary COPY encoder takes them."""
+    return stamps.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+
+
+def _first_row(ids: pd.Series, prediction_id: str) -> int:
+    """Position of the first row of ``ids`` holding ``prediction_id``."""
+    return int(np.flatnonzero((ids == prediction_id).to_numpy())[0])
 
 
 def _is_deadlock(error: BaseException) -> bool:
