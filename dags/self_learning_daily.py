@@ -30,6 +30,7 @@ from self_learning.notifications import RunFailureNotifier
 from self_learning.operators import (
     DEFAULT_ARGS,
     AlertOperator,
+    AnalyseModelOperator,
     EnsureSchemaOperator,
     LearningReportOperator,
     NotifyAlertsOperator,
@@ -39,7 +40,6 @@ from self_learning.operators import (
     RunSummaryOperator,
     SelectModelsOperator,
 )
-from self_learning.operators.daily import AnalyseModelOperator
 
 SEVERITIES = ["low", "medium", "high", "critical"]
 

@@ -35,6 +35,7 @@ from .common import (
 from .daily import (
     SYSTEMATIC_ERROR_LADDER,
     AlertOperator,
+    AnalyseModelOperator,
     DriftOperator,
     ErrorAnalysisOperator,
     PerformanceOperator,
@@ -71,6 +72,7 @@ __all__ = [
     "SEVERITIES",
     "SYSTEMATIC_ERROR_LADDER",
     "AlertOperator",
+    "AnalyseModelOperator",
     "ClaimRetrainRequestOperator",
     "ConcludeABTestsOperator",
     "DelegateTrainingOperator",
