@@ -15,9 +15,11 @@ Everything is stored in the feedback store (connection `feedback_db`) and upsert
 keys: re-running or backfilling an interval replaces its results. For a manual run, set
 `window_end` to analyse the window ending then.
 
-Outcome source: the store's `outcome_inbox` table, or any SQL query on any Airflow connection
-(Variables `self_learning_outcome_conn_id` and `self_learning_outcome_sql`; the query returns
-`prediction_id, actual_value[, observed_at]` with `:start` and `:end` bound to the interval).
+Outcome source: the store's `outcome_inbox` table (every row not processed yet and received
+before the window end, so days without a run are picked up by the next one), or any SQL query on
+any Airflow connection (Variables `self_learning_outcome_conn_id` and `self_learning_outcome_sql`;
+the query returns `prediction_id, actual_value[, observed_at]` with `:start` bound to the end of
+the last pulled interval of that source, at most 90 days back, and `:end` to the interval end).
 """
 
 from __future__ import annotations

@@ -40,9 +40,9 @@ from self_learning.operators import (
     LearningReportOperator,
     NotifyAlertsOperator,
     PerformanceOperator,
+    RetentionOperator,
     SelectModelsOperator,
 )
-from self_learning.operators.maintenance import RetentionOperator
 
 with DAG(
     dag_id="self_learning_weekly",

@@ -45,6 +45,7 @@ from .daily import (
     SelectModelsOperator,
     findings_of,
 )
+from .maintenance import RetentionOperator
 from .outcomes import PullOutcomesOperator
 from .retrain import (
     AB_PARAMS,
@@ -88,6 +89,7 @@ __all__ = [
     "NotifyAlertsOperator",
     "PerformanceOperator",
     "PullOutcomesOperator",
+    "RetentionOperator",
     "RetrainDecisionOperator",
     "RetrainSettings",
     "RetrainStepOperator",
