@@ -5,6 +5,9 @@
   serialisation included);
 - the database phase alone (the store's binary COPY of already encoded rows) vs ``psql \\copy``
   of the same rows from a file (dumped by psql from the loaded table);
+- a re-send of already stored rows (every id taken: the conflict path, which compares each
+  row with the stored one after a staging-table ``INSERT ... ON CONFLICT DO NOTHING``);
+- bulk outcomes: new ones, then all of them again with other values (corrections);
 - single ``register_prediction`` latency p50/p99 on loopback;
 - a 1M-row window read with 20 typed feature columns (``read_window``).
 Run: ``make bench`` (or ``.venv/bin/python bench/ingest_bench.py --rows 200000``).
@@ -30,6 +33,7 @@ from self_learning import pgcopy, store  # noqa: E402
 from self_learning.store import ingest  # noqa: E402
 
 WINDOW = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
+RESEND_ROWS = 100_000
 
 
 def make_frame(rows: int, seed: int = 1) -> pd.DataFrame:
@@ -55,10 +59,10 @@ def timed_database_phase(feedback: store.FeedbackStore, frame: pd.DataFrame) -> 
     copy_seconds = 0.0
     original_copy, original_encode = ingest._copy, pgcopy.encode_rows
 
-    def copy_only(conn, statement, chunks):
+    def copy_only(conn, statement, chunks, **options):
         nonlocal copy_seconds
         start = time.perf_counter()
-        original_copy(conn, statement, chunks)
+        original_copy(conn, statement, chunks, **options)
         copy_seconds += time.perf_counter() - start
 
     ingest._copy = copy_only
@@ -97,6 +101,21 @@ def main() -> None:
             conn.exec_driver_sql("TRUNCATE predictions")
         database_phase = timed_database_phase(feedback, frame)
 
+        resent = frame.iloc[:RESEND_ROWS]
+        start = time.perf_counter()
+        report = feedback.register_predictions(resent)
+        resend = time.perf_counter() - start
+        assert (report.inserted, report.unchanged) == (0, len(resent)), report
+
+        labels = pd.DataFrame({"prediction_id": frame["prediction_id"], "actual_value": frame["predicted_value"],
+                               "observed_at": pd.Timestamp(WINDOW[1])})
+        start = time.perf_counter()
+        assert feedback.record_outcomes(labels).inserted == len(labels)
+        outcomes_new = time.perf_counter() - start
+        start = time.perf_counter()
+        assert feedback.record_outcomes(labels.assign(actual_value=labels["actual_value"] + 1)).corrected == len(labels)
+        outcomes_corrected = time.perf_counter() - start
+
         latencies = []
         for i in range(args.latency_samples):
             start = time.perf_counter()
@@ -113,6 +132,9 @@ def main() -> None:
     print(f"  bulk ingest end-to-end   {ingest:7.2f} s   {args.rows / ingest:,.0f} rows/s")
     print(f"  database phase (COPY)    {database_phase:7.2f} s   psql \\copy of the same rows {psql_copy:.2f} s "
           f"(ratio {database_phase / psql_copy:.2f})")
+    print(f"  re-send (conflict path)  {resend:7.2f} s   {len(resent) / resend:,.0f} rows/s ({len(resent):,} rows)")
+    print(f"  outcomes, new            {outcomes_new:7.2f} s   {args.rows / outcomes_new:,.0f} rows/s")
+    print(f"  outcomes, corrected      {outcomes_corrected:7.2f} s   {args.rows / outcomes_corrected:,.0f} rows/s")
     print(f"  register_prediction      p50 {p50:.2f} ms   p99 {p99:.2f} ms   ({args.latency_samples} calls)")
     print(f"  window read              {read:7.2f} s   {len(window):,} rows x {window.shape[1]} columns")
 

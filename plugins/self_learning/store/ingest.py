@@ -267,10 +267,12 @@ class IngestMixin(FeatureRegistryMixin):
                     for r, m in zip(rows[is_new].to_dict("records"), matrix[is_new], strict=True)
                 ])
         conflicts = []
-        for i in np.flatnonzero(~is_new):
-            differing = _differing_fields(rows.iloc[i], matrix[i], existing[rows.at[i, "prediction_id"]])
+        stored_before = np.flatnonzero(~is_new)
+        # Plain dicts: a pandas row lookup per stored id cost more than the comparison itself.
+        for i, row in zip(stored_before, rows.iloc[stored_before].to_dict("records"), strict=True):
+            differing = _differing_fields(row, matrix[i], existing[row["prediction_id"]])
             if differing:
-                conflicts.append((rows.at[i, "index"], rows.at[i, "prediction_id"],
+                conflicts.append((row["index"], row["prediction_id"],
                                   f"already registered with a different payload ({', '.join(differing)} differ)"))
         return int(is_new.sum()), int((~is_new).sum()) - len(conflicts), conflicts
 
