@@ -19,8 +19,11 @@ Before the staging-table ingest (commit 6e55ea6), these failed: bulk batches rai
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import random
+import threading
+import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
@@ -227,3 +230,41 @@ def test_concurrent_writers_store_every_id_once_with_the_first_writers_payload(s
     for pid in singles:
         assert results[(pid, "recorded")] == 1
         assert results[(pid, "corrected")] == len(history[pid]) == current[pid]["revision"] - 1
+
+
+def test_a_batch_picked_as_deadlock_victim_is_re_run_whole(pg_url, caplog):
+    """A real deadlock: another transaction holds id ``y`` and then wants ``x``, which the batch
+    (``x`` for one model, then ``y`` for another) inserted first. PostgreSQL aborts the batch's
+    transaction (the other side's deadlock_timeout is set high, so the batch is the one that
+    detects it); the batch is re-run, finds both ids stored with its own payload, and reports
+    them unchanged instead of raising."""
+    store = FeedbackStore.from_url(pg_url)
+    store.ensure_schema()
+    rows = pd.DataFrame({"prediction_id": ["x", "y"], "model": ["roas_predictor", "ctr_predictor"],
+                         "model_version": "v1", "predicted_value": 1.0, "served_at": DAY})
+    insert = sa.text("INSERT INTO predictions (prediction_id, model, model_version, predicted_value, served_at, "
+                     "num_features, cat_features) VALUES (:pid, :model, 'v1', 1.0, :served, '\\x', '{}')")
+    holding_y, other_failed = threading.Event(), []
+
+    def other_writer():
+        try:
+            with store.engine.begin() as conn:
+                conn.exec_driver_sql("SET LOCAL deadlock_timeout = '60s'")
+                conn.execute(insert, {"pid": "y", "model": "ctr_predictor", "served": DAY})
+                holding_y.set()
+                time.sleep(0.5)  # the batch has inserted x and waits for y by now
+                conn.execute(insert, {"pid": "x", "model": "roas_predictor", "served": DAY})
+        except Exception as error:
+            other_failed.append(error)
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    assert holding_y.wait(30)
+    with caplog.at_level(logging.INFO, logger="self_learning.store.ingest"):
+        report = store.register_predictions(rows)
+    thread.join(30)
+    assert other_failed == []
+    assert (report.inserted, report.unchanged, report.rejected) == (0, 2, [])
+    assert any("deadlock victim" in record.getMessage() for record in caplog.records)
+    assert _stored(store, "SELECT prediction_id FROM predictions ORDER BY 1") == [{"prediction_id": "x"},
+                                                                                {"prediction_id": "y"}]
