@@ -238,10 +238,10 @@ class IngestMixin(FeatureRegistryMixin):
     def _write_predictions(self, conn, encoded) -> tuple[int, int, list[tuple[int, str, str]]]:
         """Insert new rows; compare rows whose id exists. Returns (inserted, unchanged, conflicts).
 
-        PostgreSQL: a plain COPY first (no id stored yet: the fast path, about 100k rows/s end to
-        end); when another writer holds one of the ids (UniqueViolation, or a deadlock while
-        waiting for it) the staging path inserts what is new and leaves the rest to the
-        comparison. SQLite has one writer at a time (the write lock is taken at BEGIN), so
+        PostgreSQL: a plain COPY first (no id stored yet: the fast path, as fast as before the
+        staging path existed); when another writer holds one of the ids (UniqueViolation, or a
+        deadlock while waiting for it) the staging path inserts what is new and leaves the rest
+        to the comparison. SQLite has one writer at a time (the write lock is taken at BEGIN), so
         looking the ids up first is enough there.
         """
         rows, matrix = encoded
