@@ -73,6 +73,17 @@ def dag_bag(airflow_db):
     return bag
 
 
+@pytest.fixture(params=["postgres", "sqlite"])
+def store(request, tmp_path):
+    """A fresh, migrated store on each backend: the throwaway PostgreSQL and an SQLite file."""
+    from self_learning.store import FeedbackStore
+
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else f"sqlite:///{tmp_path / 'feedback.db'}"
+    feedback = FeedbackStore.from_url(url)
+    feedback.ensure_schema()
+    return feedback
+
+
 @pytest.fixture
 def feedback_db(pg_url, monkeypatch):
     """A fresh store that the DAGs reach through the ``feedback_db`` connection."""

@@ -136,14 +136,6 @@ def test_the_harness_sees_the_partial_day_that_per_result_writes_leave(loaded, p
     assert len({frozenset(ends) for ends in latest_window_ends(loaded).values()}) == 2  # readers see a mixed "now"
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def store(request, tmp_path) -> FeedbackStore:
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else f"sqlite:///{tmp_path / 'feedback.db'}"
-    feedback = FeedbackStore.from_url(url)
-    feedback.ensure_schema()
-    return feedback
-
-
 @pytest.mark.parametrize("model", ["hook_classifier", "roas_predictor"])
 def test_the_single_step_stores_what_the_three_steps_stored(store, model):
     """Same rows, same kinds, same XCom summaries as performance, drift and error analysis run

@@ -2,7 +2,6 @@
 the store's processed marks and source watermarks on PostgreSQL and SQLite, two processes
 draining at once, and the daily DAG after two days without a run."""
 
-# ruff: noqa: F811 - ``store`` is test_store's fixture (PostgreSQL and SQLite), taken as a parameter
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from self_learning.store import FeedbackStore
-from test_store import DAY, NEXT_DAY, _count, _frame, store  # noqa: F401
+from test_store import DAY, NEXT_DAY, _count, _frame
 
 
 def _outcomes(store: FeedbackStore) -> dict[str, tuple[float, int]]:

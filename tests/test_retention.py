@@ -1,7 +1,6 @@
 """Retention (issue 13, item 6): what the weekly clean-up deletes, what it never deletes, and how a
 bad policy fails, on PostgreSQL and SQLite."""
 
-# ruff: noqa: F811 - ``store`` is test_store's fixture (PostgreSQL and SQLite), taken as a parameter
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import sqlalchemy as sa
 from self_learning.store import RETENTION_DEFAULTS, FeedbackStore, retention_policy
 from self_learning.store.rows import _utc
 from self_learning.store.tables import ingest_rejects, outcome_history
-from test_store import DAY, _count, _frame, store  # noqa: F401
+from test_store import DAY, _count, _frame
 
 NOW = datetime(2027, 6, 1, tzinfo=UTC)  # the clean-up run's window end
 OLD = NOW - timedelta(days=500)  # older than every default

@@ -17,14 +17,6 @@ NEXT_DAY = DAY + timedelta(days=1)
 HEAD = "0006"  # the latest migration
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def store(request, tmp_path) -> FeedbackStore:
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else f"sqlite:///{tmp_path / 'feedback.db'}"
-    feedback = FeedbackStore.from_url(url)
-    feedback.ensure_schema()
-    return feedback
-
-
 def _frame(n: int, *, seed: int = 0, start: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame({

@@ -17,11 +17,10 @@ from self_learning.store import FeedbackStore
 SERVED = datetime(2026, 11, 10, 12, tzinfo=UTC)
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def store(request, tmp_path) -> FeedbackStore:
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else f"sqlite:///{tmp_path / 'feedback.db'}"
-    feedback = FeedbackStore.from_url(url)
-    feedback.ensure_schema()
+@pytest.fixture
+def store(store) -> FeedbackStore:
+    """conftest's store (PostgreSQL and SQLite) with two served predictions."""
+    feedback = store
     for pid in ("served", "corrected"):
         feedback.register_prediction("roas_predictor", 1.0, {"spend": 1.0}, prediction_id=pid, served_at=SERVED)
     return feedback

@@ -23,14 +23,6 @@ DAY = datetime(2026, 11, 1, tzinfo=UTC)
 NEXT_DAY = DAY + timedelta(days=1)
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def store(request, tmp_path) -> FeedbackStore:
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else f"sqlite:///{tmp_path / 'feedback.db'}"
-    feedback = FeedbackStore.from_url(url)
-    feedback.ensure_schema()
-    return feedback
-
-
 def _prediction(prediction_id: str, features, **fields) -> dict:
     return {"prediction_id": prediction_id, "model": "roas_predictor", "predicted_value": 1.0, "served_at": DAY,
             "features": features} | fields
