@@ -1,4 +1,4 @@
-"""Registers the self-learning web app (``self_learning.webapp``) with Airflow: mounted by the API
+"""Registers the self-learning web app (``self_learning.web.app``) with Airflow: mounted by the API
 server under /self-learning, and a "Model health" entry in the UI's navigation that opens its page.
 
 Every Airflow component imports plugin files, task processes included, so the app itself (FastAPI,
@@ -35,7 +35,7 @@ class LazyASGIApp:
 class SelfLearningPlugin(AirflowPlugin):
     name = "self_learning"
     fastapi_apps: ClassVar[list[dict[str, Any]]] = [
-        {"app": LazyASGIApp("self_learning.webapp:app"), "url_prefix": URL_PREFIX,
+        {"app": LazyASGIApp("self_learning.web.app:app"), "url_prefix": URL_PREFIX,
          "name": "Self-learning model health"}]
     external_views: ClassVar[list[dict[str, Any]]] = [
         {"name": "Model health", "href": f"{URL_PREFIX}/", "destination": "nav", "url_route": "model-health",

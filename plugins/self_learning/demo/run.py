@@ -25,12 +25,12 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from .domain import Severity
-from .operators import DB_POOL
-from .store import ALL_VERSIONS, FeedbackStore
+from ..domain import Severity
+from ..operators import DB_POOL
+from ..store import ALL_VERSIONS, FeedbackStore
 from .synthetic import Scenario, generate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DAG_ID = "self_learning_daily"
 RETRAIN_DAG_ID = "self_learning_retrain"
 RETRAINED_MODEL = "ctr_predictor"  # the model with the concept shift
@@ -181,6 +181,3 @@ def loop_summary(store: FeedbackStore, model: str) -> str:
                      "by the weekly conclusion")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

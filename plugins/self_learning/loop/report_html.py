@@ -1,0 +1,275 @@
+"""The learning report as one self-contained HTML page: inline SVG charts and CSS, no script, no
+network, so it opens anywhere it is copied to (object storage, an e-mail, a ticket).
+
+Charts: the main metric's trend per model, a features x days drift heat map, the error histogram,
+an alerts timeline per model and, per A/B test, the always-valid interval of (challenger -
+champion) loss at every look. Pure: the report dict in, text out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html import escape
+from typing import Any
+
+SEVERITY_COLOURS = {"none": "#dcefdc", "low": "#fff3b0", "medium": "#ffc46b", "high": "#f07850",
+                    "critical": "#b3202a", "insufficient_data": "#eeeeee", None: "#fafafa"}
+SEVERITY_ROWS = ("low", "medium", "high", "critical")
+MAIN_METRICS = ("mape", "mae", "roc_auc", "log_loss")
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}h3{font-size:15px}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f4f4f4}td.l,th.l{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:24px}
+svg.chart{background:#fff;border:1px solid #eee}.muted{color:#777}.legend span{display:inline-block;
+padding:1px 8px;margin-right:4px;border:1px solid #ddd}
+"""
+
+
+def render_learning_report(report: dict[str, Any], *, title: str = "Learning report") -> str:
+    """The HTML page of a report built by ``reporting.learning_report``."""
+    period = report["period"]
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>",
+             f"<style>{STYLE}</style></head><body>",
+             f"<h1>{escape(title)}: {_day(period['start'])} – {_day(period['end'])}</h1>",
+             _legend()]
+    for model in report["models"]:
+        parts.append(_model_section(report, model))
+    parts.append("<h2>A/B tests</h2>")
+    tests = report.get("ab_test_conclusions") or []
+    parts.extend(_ab_section(test) for test in tests)
+    if not tests:
+        parts.append("<p class='muted'>No A/B test ran in this period.</p>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def render_model_health(health: dict[str, Any], *, base_url: str = "") -> str:
+    """The "Model health" page of a ``reporting.model_health`` snapshot: per model the champion,
+    latest metrics with their daily trend, drift status, open alerts and running A/B tests, and
+    links to the latest stored reports (served under ``base_url``/reports/<kind>)."""
+    links = " · ".join(f"<a href='{escape(base_url)}/reports/{escape(kind)}' target='_blank' rel='noopener'>"
+                       f"latest {escape(kind)} report ({_day(row['period_end'])})</a>"
+                       for kind, row in health["latest_reports"].items())
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Model health</title>",
+             f"<style>{STYLE}</style></head><body><h1>Model health</h1>",
+             f"<p>{links or '<span class=muted>No learning report stored yet.</span>'}</p>", _legend()]
+    for model in health["models"]:
+        parts.append(_health_section(model))
+    if not health["models"]:
+        parts.append("<p class='muted'>No model is registered in the feedback store yet.</p>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _health_section(model: dict[str, Any]) -> str:
+    name = model["name"]
+    window = f"window ending {_day(model['window_end'])}" if model["window_end"] else "no performance stored yet"
+    out = [f"<h2 id='{escape(name)}' data-model='{escape(name)}'>{escape(name)}</h2>",
+           f"<p>champion: <b>{escape(model['champion'] or 'none promoted yet')}</b> · "
+           f"{escape(model['task_kind'].replace('_', ' '))} · {window}</p>",
+           _current_table(model["current"]), "<div class='charts'>", _trend_chart(model["trend"], "day"), "</div>"]
+    drift = "".join(
+        f"<tr><td class='l'>{escape(kind.replace('_', ' '))}</td><td style='background:"
+        f"{SEVERITY_COLOURS.get(check['severity'] if check['status'] == 'ok' else check['status'], '#eeeeee')}'>"
+        f"{escape(check['severity'] if check['status'] == 'ok' else check['status'])}</td>"
+        f"<td class='l'>{escape(', '.join(check['affected_features']))}</td><td>{_day(check['window_end'])}</td></tr>"
+        for kind, check in sorted(model["drift"].items()))
+    out.append("<h3>Drift</h3>" + (f"<table><tr><th class='l'>check</th><th>severity</th><th class='l'>features"
+                                    f"</th><th>window end</th></tr>{drift}</table>" if drift
+                                    else "<p class='muted'>No drift check stored yet.</p>"))
+    alerts = model["open_alerts"]
+    items = "".join(f"<li><span style='background:{SEVERITY_COLOURS[a['severity']]}'>&nbsp;{escape(a['severity'])}"
+                    f"&nbsp;</span> {_day(a['window_end'])} {escape(a['type'])}: {escape(a['summary'])}</li>"
+                    for a in alerts[:10])
+    more = f"<li class='muted'>and {len(alerts) - 10} more</li>" if len(alerts) > 10 else ""
+    out.append(f"<h3>Open alerts ({len(alerts)})</h3>" + (f"<ul>{items}{more}</ul>" if alerts else ""))
+    if model["ab_tests"]:
+        out.append("<h3>Running A/B tests</h3>")
+        out.extend(_ab_section(test) for test in model["ab_tests"])
+    return "".join(out)
+
+
+def _model_section(report: dict[str, Any], model: str) -> str:
+    performance = report["performance"].get(model) or {}
+    drift = report["drift_results"].get(model) or {}
+    errors = report["error_distribution"].get(model) or {}
+    period = report["period"]
+    days = (datetime.fromisoformat(period["end"]) - datetime.fromisoformat(period["start"])).days
+    step = {1: "day", 7: "week"}.get(days, f"{days} days")
+    out = [f"<h2 id='{escape(model)}'>{escape(model)}</h2>", _current_table(performance.get("current") or {}),
+           "<div class='charts'>", _trend_chart(performance.get("trend") or [], step),
+           _histogram_chart(errors.get("histogram") or {}),
+           _alerts_chart(report["alerts"].get(model) or [], drift.get("days") or []), "</div>",
+           "<h3>Drift by day</h3>", _heat_map(drift)]
+    patterns = report["systematic_error_patterns"].get(model) or []
+    if patterns:
+        rows = "".join(f"<tr><td class='l'>{escape(str(p['feature']))}={escape(str(p['bucket']))}</td>"
+                       f"<td>{_num(p['deviation'])}</td><td>{_num(p.get('relative_effect'), pct=True)}</td>"
+                       f"<td>{p['sample_count']}</td></tr>" for p in patterns[:10])
+        out.append("<h3>Systematic errors</h3><table><tr><th class='l'>segment</th><th>mean error vs rest</th>"
+                   f"<th>of MAE</th><th>rows</th></tr>{rows}</table>")
+    importance = (report.get("feature_importance") or {}).get(model) or {}
+    if importance.get("current"):
+        trends = importance.get("trends") or {}
+        rows = "".join(
+            f"<tr><td class='l'>{escape(feature)}</td><td>{_num(row['weight'], pct=True)}</td>"
+            f"<td>{_num(row['association'])}</td><td>{_num((row.get('permutation') or {}).get('mean'))}</td>"
+            f"<td>{_num((trends.get(feature) or {}).get('slope_per_30_days'))}</td></tr>"
+            for feature, row in sorted(importance["current"].items(), key=lambda item: -item[1]["weight"]))
+        out.append("<h3>Feature importance</h3><table><tr><th class='l'>feature</th><th>weight</th>"
+                   "<th>association</th><th>champion permutation</th><th>weight trend / 30 days</th></tr>"
+                   f"{rows}</table>")
+    requests = report["retraining_recommendations"].get(model) or []
+    if requests:
+        items = "".join(f"<li>{_day(r['window_end'])}: <b>{escape(r['status'])}</b>"
+                        f"{' → ' + escape(r['result_version']) if r.get('result_version') else ''} — "
+                        f"{escape('; '.join(r['reasons']))}</li>" for r in requests)
+        out.append(f"<h3>Retraining</h3><ul>{items}</ul>")
+    return "".join(out)
+
+
+def _current_table(current: dict[str, dict[str, Any]]) -> str:
+    if not current:
+        return "<p class='muted'>No performance stored for this period.</p>"
+    metrics = [m for m in ("mae", "rmse", "mape", "wape", "r2", "roc_auc", "log_loss")
+               if any(m in row for row in current.values())]
+    head = "".join(f"<th>{m.upper()}</th>" for m in metrics)
+    rows = "".join(
+        f"<tr><td class='l'>{'all versions' if version == '*' else escape(version)}</td><td>{row['sample_count']}</td>"
+        f"<td>{_num(row['label_coverage'], pct=True)}{' (provisional)' if row['provisional'] else ''}</td>"
+        + "".join(f"<td>{_num(row.get(m))}</td>" for m in metrics) + "</tr>" for version, row in current.items())
+    return f"<table><tr><th class='l'>version</th><th>labelled</th><th>coverage</th>{head}</tr>{rows}</table>"
+
+
+def _trend_chart(trend: list[dict[str, Any]], step: str = "week", width: int = 340, height: int = 180) -> str:
+    metric = next((m for m in MAIN_METRICS if any(m in t for t in trend)), None)
+    points = [(t["window_end"], t[metric]) for t in trend if metric and t.get(metric) is not None]
+    body = [f"<text x='10' y='16' font-size='12'>{metric.upper() if metric else 'metric'} by {step}</text>"]
+    if not points:
+        body.append("<text x='10' y='90' font-size='12' fill='#777'>no data</text>")
+    else:
+        values = [v for _, v in points]
+        low, high = min(values), max(values)
+        span = (high - low) or abs(high) or 1.0
+        x = [40 + i * (width - 60) / max(1, len(points) - 1) for i in range(len(points))]
+        y = [height - 30 - (v - low) / span * (height - 60) for v in values]
+        body.append("<polyline fill='none' stroke='#3068b8' stroke-width='2' points='"
+                    + " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y, strict=True)) + "'/>")
+        body.extend(f"<circle cx='{a:.1f}' cy='{b:.1f}' r='3' fill='#3068b8'><title>{_day(d)}: {_num(v)}</title>"
+                    "</circle>" for a, b, (d, v) in zip(x, y, points, strict=True))
+        body.append(f"<text x='4' y='{height - 26}' font-size='10'>{_num(low)}</text>"
+                    f"<text x='4' y='34' font-size='10'>{_num(high)}</text>"
+                    f"<text x='40' y='{height - 8}' font-size='10'>{_day(points[0][0])}</text>"
+                    f"<text x='{width - 80}' y='{height - 8}' font-size='10'>{_day(points[-1][0])}</text>")
+    return _svg("trend", width, height, body)
+
+
+def _histogram_chart(histogram: dict[str, list[float]], width: int = 340, height: int = 180) -> str:
+    counts, edges = histogram.get("counts") or [], histogram.get("edges") or []
+    body = ["<text x='10' y='16' font-size='12'>error (predicted − actual)</text>"]
+    if not counts:
+        body.append("<text x='10' y='90' font-size='12' fill='#777'>no data</text>")
+    else:
+        top = max(counts) or 1
+        bar = (width - 40) / len(counts)
+        for i, count in enumerate(counts):
+            h = count / top * (height - 60)
+            body.append(f"<rect x='{20 + i * bar:.1f}' y='{height - 30 - h:.1f}' width='{max(bar - 1, 1):.1f}' "
+                        f"height='{h:.1f}' fill='#7a9cc6'><title>{_num(edges[i])} .. {_num(edges[i + 1])}: "
+                        f"{count}</title></rect>")
+        body.append(f"<text x='20' y='{height - 12}' font-size='10'>{_num(edges[0])}</text>"
+                    f"<text x='{width - 70}' y='{height - 12}' font-size='10'>{_num(edges[-1])}</text>")
+    return _svg("errors", width, height, body)
+
+
+def _alerts_chart(alerts: list[dict[str, Any]], days: list[str], width: int = 340, height: int = 180) -> str:
+    body = ["<text x='10' y='16' font-size='12'>alerts by day and severity</text>"]
+    if not days:
+        return _svg("alerts", width, height, body)
+    column = {day: i for i, day in enumerate(days)}
+    step = (width - 90) / max(1, len(days) - 1)
+    for r, severity in enumerate(SEVERITY_ROWS):
+        y = height - 40 - r * 30
+        body.append(f"<text x='4' y='{y + 4}' font-size='10'>{severity}</text>")
+        stacked: dict[int, int] = {}
+        for alert in alerts:
+            i = column.get(alert["window_end"])
+            if alert["severity"] != severity or i is None:
+                continue
+            k = stacked[i] = stacked.get(i, 0) + 1
+            opacity = 1.0 if alert["status"] == "open" else 0.35
+            body.append(f"<circle cx='{70 + i * step + (k - 1) * 3:.1f}' cy='{y}' r='5' opacity='{opacity}' "
+                        f"fill='{SEVERITY_COLOURS[severity]}' stroke='#444'><title>{escape(alert['type'])} "
+                        f"({escape(alert['status'])}): {escape(alert['summary'])}</title></circle>")
+    body.append(f"<text x='70' y='{height - 8}' font-size='10'>{_day(days[0])}</text>"
+                f"<text x='{width - 80}' y='{height - 8}' font-size='10'>{_day(days[-1])}</text>")
+    return _svg("alerts", width, height, body)
+
+
+def _heat_map(drift: dict[str, Any]) -> str:
+    days = drift.get("days") or []
+    rows = [(name, drift["features"][name]) for name in drift.get("features", {})]
+    rows += [(kind.replace("_", " "), drift.get(kind) or [None] * len(days))
+             for kind in ("prediction_drift", "concept_drift")]
+    cell, label = 34, 150
+    width, height = label + cell * len(days) + 10, 30 + 20 * len(rows)
+    body = [f"<text x='{label + i * cell + 2}' y='14' font-size='10'>{day[5:10]}</text>" for i, day in enumerate(days)]
+    for r, (name, severities) in enumerate(rows):
+        y = 22 + r * 20
+        body.append(f"<text x='4' y='{y + 13}' font-size='11'>{escape(name)}</text>")
+        for i, severity in enumerate(severities):
+            body.append(f"<rect x='{label + i * cell}' y='{y}' width='{cell - 2}' height='18' "
+                        f"fill='{SEVERITY_COLOURS.get(severity, '#eeeeee')}'><title>{escape(name)} "
+                        f"{_day(days[i])}: {escape(str(severity or 'no result'))}</title></rect>")
+    missing = drift.get("missing_days") or []
+    note = f"<p class='muted'>No daily results for {', '.join(map(_day, missing))}.</p>" if missing else ""
+    return _svg("drift-heatmap", width, height, body) + note
+
+
+def _ab_section(test: dict[str, Any], width: int = 520) -> str:
+    looks = [look for look in test.get("looks") or [] if look.get("ci_low") is not None]
+    head = (f"<h3>{escape(test['model'])}: {escape(test['champion_version'])} (champion) vs "
+            f"{escape(test['challenger_version'])} (challenger) — {escape(test['status'])}"
+            f"{', ' + escape(test['decision']) if test.get('decision') else ''}</h3>"
+            f"<p>{escape('; '.join(test.get('reasons') or []))}</p>")
+    height = 40 + 24 * max(1, len(looks))
+    body = ["<text x='10' y='14' font-size='12'>challenger − champion loss, always-valid interval per look</text>"]
+    if looks:
+        bound = max(max(abs(look["ci_low"]), abs(look["ci_high"])) for look in looks) or 1.0
+        scale = (width - 180) / (2 * bound)
+        zero = 150 + bound * scale
+        body.append(f"<line x1='{zero:.1f}' y1='22' x2='{zero:.1f}' y2='{height - 6}' stroke='#999' "
+                    "stroke-dasharray='3'/>")
+        for i, look in enumerate(looks):
+            y = 34 + i * 24
+            x1, x2 = zero + look["ci_low"] * scale, zero + look["ci_high"] * scale
+            colour = "#2e8b57" if look["ci_high"] < 0 else ("#b3202a" if look["ci_low"] > 0 else "#3068b8")
+            body.append(f"<text x='4' y='{y + 4}' font-size='10'>{_day(look['as_of'])}</text>"
+                        f"<line x1='{x1:.1f}' y1='{y}' x2='{x2:.1f}' y2='{y}' stroke='{colour}' stroke-width='4'/>"
+                        f"<circle cx='{zero + look['difference'] * scale:.1f}' cy='{y}' r='4' fill='{colour}'>"
+                        f"<title>{_num(look['difference'])} [{_num(look['ci_low'])}, {_num(look['ci_high'])}]"
+                        "</title></circle>")
+    else:
+        body.append("<text x='10' y='40' font-size='12' fill='#777'>not enough outcomes yet</text>")
+    return head + _svg("ab-test", width, height, body)
+
+
+def _legend() -> str:
+    spans = "".join(f"<span style='background:{SEVERITY_COLOURS[s]}'>{s}</span>" for s in ("none", *SEVERITY_ROWS))
+    return f"<p class='legend'>severity: {spans}</p>"
+
+
+def _svg(kind: str, width: int, height: int, body: list[str]) -> str:
+    return (f"<svg class='chart' data-chart='{kind}' xmlns='http://www.w3.org/2000/svg' width='{width}' "
+            f"height='{height}' viewBox='0 0 {width} {height}'>{''.join(body)}</svg>")
+
+
+def _num(value, *, pct: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1%}" if pct else f"{value:.4g}"
+
+
+def _day(value: str) -> str:
+    return escape(datetime.fromisoformat(value).strftime("%Y-%m-%d"))

@@ -1,0 +1,177 @@
+"""The learning report of a period, assembled from what the daily and weekly runs stored.
+
+No computation is repeated here: the report reads the stored results of the period (daily drift
+reports and error analyses whose window ends in it, the period's performance and the same window of
+earlier periods for the trend, retrain requests, A/B tests, alerts) and arranges them by the seed's
+report sections. Days without a stored result are listed as missing, not skipped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..domain import as_utc
+from ..importance import importance_trends
+from ..store import ALL_VERSIONS
+
+METRICS = ("mae", "rmse", "mape", "wape", "r2", "roc_auc", "log_loss")
+SECTIONS = ("performance", "error_distribution", "drift_results", "systematic_error_patterns",
+            "feature_importance", "retraining_recommendations", "ab_test_conclusions", "alerts")
+IMPORTANCE_TREND_DAYS = 90
+
+
+def learning_report(store, *, period_start: datetime, period_end: datetime, models: Sequence[str],
+                    trend_periods: int = 8, metric_window: timedelta | None = None) -> dict[str, Any]:
+    """The report of (period_start, period_end] for ``models``: one key per section in ``SECTIONS``.
+    Performance is that of the ``metric_window`` (default: the period) ending at ``period_end``; its
+    trend holds the windows of that length ending 0..``trend_periods`` whole periods before
+    ``period_end`` (the weekly windows of earlier weeks, not every daily window)."""
+    if period_end <= period_start:
+        raise ValueError(f"period_end: must be after period_start, got {period_start} .. {period_end}")
+    if trend_periods < 0:
+        raise ValueError(f"trend_periods: must be >= 0, got {trend_periods}")
+    length = period_end - period_start
+    if metric_window is not None and metric_window <= timedelta(0):
+        raise ValueError(f"metric_window: must be positive, got {metric_window}")
+    days = [period_start + timedelta(days=d + 1) for d in range(max(1, length // timedelta(days=1)))]
+    span = (period_start, period_end)
+    report: dict[str, Any] = {"period": {"start": _iso(period_start), "end": _iso(period_end)},
+                              "models": list(models), **{section: {} for section in SECTIONS}}
+    for model in models:
+        report["performance"][model] = _performance(store, model, period_end, metric_window or length, length,
+                                                    trend_periods)
+        analyses = {(r["kind"], r["window_end"]): r["result"]
+                    for r in store.read_results("error_analyses", model=model, window_ends=span)}
+        latest = max((end for _, end in analyses), default=None)
+        report["error_distribution"][model] = analyses.get(("error_distribution", latest))
+        report["systematic_error_patterns"][model] = (analyses.get(("systematic_errors", latest)) or {}).get(
+            "patterns", [])
+        report["drift_results"][model] = _drift_by_day(store, model, span, days)
+        report["feature_importance"][model] = _importance(store, model, period_end)
+        report["retraining_recommendations"][model] = [
+            {k: r[k] for k in ("request_id", "status", "reasons", "causes", "result_version")}
+            | {"window_end": _iso(r["window_end"])}
+            for r in store.retrain_request_list(model=model) if period_start < as_utc(r["window_end"]) <= period_end]
+        alerts = store.check_alerts(until=period_end, hours=length.total_seconds() / 3600, model=model,
+                                    include_suppressed=True)
+        report["alerts"][model] = [{"window_end": _iso(a["window_end"]), "type": a["alert_type"],
+                                    "severity": a["severity"], "status": a["status"],
+                                    "summary": (a["details"] or {}).get("summary", "")} for a in alerts]
+    report["ab_test_conclusions"] = [
+        _ab_summary(test) for test in store.list_ab_tests()
+        if (not models or test["model"] in models) and as_utc(test["started_at"]) < period_end
+        and (test["ended_at"] is None or as_utc(test["ended_at"]) > period_start)]
+    return report
+
+
+def model_health(store, *, trend_days: int = 30, report_kinds: Sequence[str] = ("weekly", "daily")
+                 ) -> dict[str, Any]:
+    """Where every active model stands now, from the latest stored results: champion, the latest
+    window's metrics per version with the daily trend of that window length over ``trend_days``,
+    the latest drift check of each kind, open alerts and running A/B tests; plus the latest stored
+    report of each kind. What the "Model health" page and ``/metrics`` show."""
+    models = []
+    for spec in store.list_models():
+        champion = store.get_champion(spec.name)
+        health: dict[str, Any] = {
+            "name": spec.name, "task_kind": spec.task_kind.value,
+            "champion": champion["version"] if champion else None, "window_end": None,
+            "current": {}, "trend": [], "drift": {}, "open_alerts": [], "ab_tests": []}
+        overall = store.latest_results("performance_snapshots", model=spec.name, model_version=ALL_VERSIONS,
+                                       kind="performance")
+        if overall:
+            latest = overall[-1]  # the most recently computed, if windows of two lengths end together
+            end = as_utc(latest["window_end"])
+            health["window_end"] = _iso(end)
+            health.update(_performance(store, spec.name, end, end - as_utc(latest["window_start"]),
+                                       timedelta(days=1), trend_days))
+        health["drift"] = {
+            r["kind"]: {"window_end": _iso(r["window_end"]), "severity": r["severity"], "status": r["status"],
+                        "affected_features": r["affected_features"] or []}
+            for r in store.latest_results("drift_reports", model=spec.name, model_version=ALL_VERSIONS)}
+        health["open_alerts"] = [
+            {"id": a["id"], "type": a["alert_type"], "severity": a["severity"], "window_end": _iso(a["window_end"]),
+             "summary": (a["details"] or {}).get("summary", "")} for a in store.open_alerts(model=spec.name)]
+        health["ab_tests"] = [_ab_summary(test) for test in store.list_ab_tests(model=spec.name, status="running")]
+        models.append(health)
+    reports = {}
+    for kind in report_kinds:
+        row = store.latest_learning_report(kind)
+        if row is not None:
+            reports[kind] = {"period_start": _iso(row["period_start"]), "period_end": _iso(row["period_end"]),
+                             "artifact_uri": row["artifact_uri"]}
+    return {"models": models, "latest_reports": reports}
+
+
+def _performance(store, model: str, end: datetime, window: timedelta, step: timedelta, trend_periods: int
+                 ) -> dict[str, Any]:
+    """Metrics of the ``window`` ending at ``end`` per version, and the trend over all versions of
+    the windows of that length ending whole ``step`` s before it."""
+    rows = {(r["model_version"], as_utc(r["window_end"])): r
+            for r in store.read_results("performance_snapshots", model=model,
+                                        window_ends=(end - step * (trend_periods + 1), end))
+            if as_utc(r["window_start"]) == as_utc(r["window_end"]) - window
+            and (end - as_utc(r["window_end"])) % step == timedelta(0)}  # whole periods back, not every day
+    current = {version: _metrics(row) for (version, window_end), row in sorted(rows.items()) if window_end == end}
+    trend = [{"window_end": _iso(window_end), **_metrics(row)}
+             for (version, window_end), row in sorted(rows.items(), key=lambda item: item[0][1])
+             if version == ALL_VERSIONS]
+    return {"current": current, "trend": trend}
+
+
+def _importance(store, model: str, end: datetime) -> dict[str, Any]:
+    """The weights of the window ending at ``end`` and each feature's trend over 90 days."""
+    rows = store.read_results("feature_importance", model=model, kind="weights",
+                              window_ends=(end - timedelta(days=IMPORTANCE_TREND_DAYS), end))
+    current = {r["feature"]: {k: r["result"][k] for k in ("weight", "association", "method", "p_value",
+                                                          "permutation")}
+               for r in rows if as_utc(r["window_end"]) == end}
+    trends = importance_trends([(r["feature"], as_utc(r["window_end"]), r["result"]["weight"]) for r in rows])
+    return {"current": current,  # a JSON object: stored key order is not kept (PostgreSQL jsonb)
+            "trends": {t.feature: {"points": [[_iso(at), w] for at, w in t.points],
+                                   "slope_per_30_days": t.slope_per_30_days} for t in trends}}
+
+
+def _metrics(row: dict[str, Any]) -> dict[str, Any]:
+    return {"sample_count": row["sample_count"], "label_coverage": row["label_coverage"],
+            "provisional": row["provisional"], **{m: row[m] for m in METRICS if row.get(m) is not None}}
+
+
+def _drift_by_day(store, model: str, span: tuple[datetime, datetime], days: list[datetime]) -> dict[str, Any]:
+    """Severities per day: a features x days matrix and one row per drift kind."""
+    rows = store.read_results("drift_reports", model=model, model_version=ALL_VERSIONS, window_ends=span)
+    by_day = {(as_utc(r["window_end"]), r["kind"]): r for r in rows}
+    features: dict[str, list[str | None]] = {}
+    kinds: dict[str, list[str | None]] = {k: [None] * len(days) for k in
+                                          ("feature_drift", "prediction_drift", "concept_drift")}
+    for i, day in enumerate(days):
+        for kind, severities in kinds.items():
+            row = by_day.get((day, kind))
+            if row is None:
+                continue
+            severities[i] = row["severity"] if row["status"] == "ok" else row["status"]
+            if kind == "feature_drift" and row["status"] == "ok":
+                for feature, detail in row["result"]["statistical_tests"].get("features", {}).items():
+                    features.setdefault(feature, [None] * len(days))[i] = detail["severity"]
+    missing = [_iso(day) for i, day in enumerate(days) if all(kinds[k][i] is None for k in kinds)]
+    return {"days": [_iso(day) for day in days], **kinds, "features": dict(sorted(features.items())),
+            "missing_days": missing}
+
+
+def _ab_summary(test: dict[str, Any]) -> dict[str, Any]:
+    latest = (test["result"] or {}).get("latest") or {}
+    comparison = latest.get("comparison") or {}
+    return {"test_id": test["test_id"], "model": test["model"], "champion_version": test["champion_version"],
+            "challenger_version": test["challenger_version"], "status": test["status"],
+            "started_at": _iso(test["started_at"]), "ended_at": _iso(test["ended_at"]) if test["ended_at"] else None,
+            "decision": (latest.get("decision") or {}).get("action"),
+            "reasons": (latest.get("decision") or {}).get("reasons", []),
+            "difference": comparison.get("difference"), "ci": [comparison.get("ci_low"), comparison.get("ci_high")],
+            "running_min_p": (test["result"] or {}).get("running_min_p"),
+            "looks": (test["result"] or {}).get("looks", [])}
+
+
+def _iso(value: datetime) -> str:
+    return as_utc(value).isoformat()

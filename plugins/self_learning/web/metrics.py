@@ -1,0 +1,93 @@
+"""The model-health snapshot (``reporting.model_health``) in the Prometheus text format.
+
+Gauges, one sample per model (and version, drift kind, severity, A/B test): Prometheus scrapes the
+plugin app's ``/metrics`` and Grafana or alert rules take it from there. Values are what the store
+holds after the last daily/weekly run, so a scrape costs a few indexed queries and computes nothing.
+Pure: the snapshot dict in, text out (``prometheus_client`` does the format and the escaping).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..domain import Severity
+
+PREFIX = "self_learning"
+PERFORMANCE_METRICS = {
+    "mae": "Mean absolute error", "rmse": "Root mean squared error", "mape": "Mean absolute percentage error (%)",
+    "wape": "Weighted absolute percentage error (%)", "r2": "Coefficient of determination",
+    "roc_auc": "Area under the ROC curve", "log_loss": "Log loss",
+    "label_coverage": "Share of the window's predictions with a real outcome",
+    "sample_count": "Labelled predictions the metrics are computed on",
+}
+SEVERITY_HELP = "0 none, 1 low, 2 medium, 3 high, 4 critical"
+
+
+def exposition(health: dict[str, Any]) -> bytes:
+    """The Prometheus text exposition (format 0.0.4) of a ``model_health`` snapshot."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_HealthCollector(health))
+    return generate_latest(registry)
+
+
+class _HealthCollector(Collector):
+    def __init__(self, health: dict[str, Any]):
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        models = self.health["models"]
+        performance = {name: GaugeMetricFamily(f"{PREFIX}_{name}", f"{text}, latest window",
+                                               labels=["model", "version"])
+                       for name, text in PERFORMANCE_METRICS.items()}
+        window_end = GaugeMetricFamily(f"{PREFIX}_window_end_timestamp_seconds",
+                                       "End of the latest analysed window (Unix time)", labels=["model"])
+        provisional = GaugeMetricFamily(f"{PREFIX}_provisional", "1 when label coverage was below the minimum",
+                                        labels=["model", "version"])
+        champion = GaugeMetricFamily(f"{PREFIX}_champion_info", "The registry's champion version (value 1)",
+                                     labels=["model", "version"])
+        drift = GaugeMetricFamily(f"{PREFIX}_drift_severity", f"Latest drift severity per kind: {SEVERITY_HELP}",
+                                  labels=["model", "kind"])
+        drifted = GaugeMetricFamily(f"{PREFIX}_drifted_features", "Features whose drift was significant",
+                                    labels=["model"])
+        alerts = GaugeMetricFamily(f"{PREFIX}_open_alerts", "Alerts neither acknowledged nor resolved",
+                                   labels=["model", "severity"])
+        ab_running = GaugeMetricFamily(f"{PREFIX}_ab_test_running", "A running champion-vs-challenger test (value 1)",
+                                       labels=["model", "test_id", "champion", "challenger"])
+        ab_difference = GaugeMetricFamily(f"{PREFIX}_ab_test_loss_difference",
+                                          "Challenger minus champion mean loss at the latest look (negative: "
+                                          "challenger better)", labels=["model", "test_id"])
+        ab_p = GaugeMetricFamily(f"{PREFIX}_ab_test_p_value", "Always-valid p-value (running minimum) of the test",
+                                 labels=["model", "test_id"])
+        for model in models:
+            name = model["name"]
+            if model["champion"]:
+                champion.add_metric([name, model["champion"]], 1)
+            if model["window_end"]:
+                window_end.add_metric([name], datetime.fromisoformat(model["window_end"]).timestamp())
+            for version, values in model["current"].items():
+                for metric, family in performance.items():
+                    if values.get(metric) is not None:
+                        family.add_metric([name, version], float(values[metric]))
+                provisional.add_metric([name, version], float(bool(values.get("provisional"))))
+            for kind, check in model["drift"].items():
+                if check["status"] == "ok":  # insufficient data has no severity to report
+                    drift.add_metric([name, kind.removesuffix("_drift")], Severity(check["severity"]).rank)
+            if "feature_drift" in model["drift"]:
+                drifted.add_metric([name], len(model["drift"]["feature_drift"]["affected_features"]))
+            for severity in list(Severity)[1:]:
+                alerts.add_metric([name, severity.value],
+                                  sum(1 for a in model["open_alerts"] if a["severity"] == severity.value))
+            for test in model["ab_tests"]:
+                ab_running.add_metric([name, test["test_id"], test["champion_version"], test["challenger_version"]], 1)
+                if test["difference"] is not None:
+                    ab_difference.add_metric([name, test["test_id"]], float(test["difference"]))
+                if test["running_min_p"] is not None:
+                    ab_p.add_metric([name, test["test_id"]], float(test["running_min_p"]))
+        yield from performance.values()
+        yield from (provisional, window_end, champion, drift, drifted, alerts, ab_running, ab_difference, ab_p)
