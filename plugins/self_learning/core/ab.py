@@ -1,0 +1,281 @@
+"""Champion vs challenger A/B statistics: assignment, sample ratio mismatch, always-valid comparison.
+
+A weekly look at a fixed-horizon Welch test declares false winners far above α (8 looks: ~18 %).
+The comparison here is an always-valid confidence sequence for the difference of mean losses
+(Waudby-Smith et al., arXiv 2103.06476; the normal-mixture form GrowthBook and Eppo use), so the
+test may be looked at after every batch of outcomes; the Welch test is reported alongside.
+
+- ``assign_arm``: deterministic, sticky assignment from a test seed and a unit id (GrowthBook v2
+  hashing), so serving code needs no storage.
+- ``sample_ratio_mismatch``: χ² of the observed arm counts against the configured split.
+- ``compare_arms``: per-arm mean loss, the difference (challenger - champion; negative means the
+  challenger errs less), Welch p-value, the always-valid interval and p-value. With unit ids, losses
+  are first aggregated per unit (a ratio metric with a delta-method standard error), because
+  predictions of one campaign or account are not independent.
+- ``decide``: the guardrails of a promotion.
+- ``ABTestConfig``: a test's definition, validated; ``arm_version`` is the serving side's helper.
+- ``row_losses``: the per-prediction loss the arms are compared on (absolute error for regressors,
+  log loss for classifiers: the primary losses of the retrain verdict).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .types import Result, Status, TaskKind
+from .validation import as_float_array, check_alpha
+
+SRM_ALPHA = 0.001
+UNITS = ("prediction", "campaign", "account")
+LOG_LOSS_EPS = 1e-15
+_FNV_OFFSET, _FNV_PRIME = 0x811C9DC5, 0x01000193
+
+
+def fnv1a32(text: str) -> int:
+    """32-bit FNV-1a of the UTF-8 bytes of ``text``."""
+    value = _FNV_OFFSET
+    for byte in text.encode():
+        value = ((value ^ byte) * _FNV_PRIME) & 0xFFFFFFFF
+    return value
+
+
+def bucket(seed: str, unit_id: str) -> float:
+    """The unit's position in [0, 1) for a test: GrowthBook's v2 hash (two FNV-1a rounds)."""
+    return (fnv1a32(str(fnv1a32(f"{seed}{unit_id}"))) % 10_000) / 10_000
+
+
+def assign_arm(seed: str, unit_id: str, weights: dict[str, float] | list[float]) -> str | int:
+    """The arm a unit belongs to: the cumulative-weight range containing its bucket. ``weights``
+    maps arm names (or positions) to shares that sum to 1."""
+    if not isinstance(seed, str) or not seed:
+        raise ValueError("seed: must be a non-empty string")
+    items = list(weights.items()) if isinstance(weights, dict) else list(enumerate(weights))
+    shares = np.array([w for _, w in items], dtype=float)
+    if len(items) < 2 or (shares <= 0).any() or not math.isclose(shares.sum(), 1.0, abs_tol=1e-9):
+        raise ValueError(f"weights: need two or more positive shares summing to 1, got {[w for _, w in items]}")
+    position = bucket(seed, str(unit_id))
+    index = int(np.searchsorted(np.cumsum(shares), position, side="right"))
+    return items[min(index, len(items) - 1)][0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ABTestConfig(Result):
+    """A champion-vs-challenger test's definition.
+
+    ``traffic_split`` is the challenger's share of the units; ``unit`` what is randomised (each
+    prediction, or a campaign / account whose id serving stores as ``unit_id``); ``margin`` the
+    practical margin, relative to the champion's mean loss (0.02: the challenger must err at least
+    2 % less); ``n_star`` the expected number of units at decision time, which tunes the always-
+    valid interval (None: estimated from recent traffic when the test starts); ``seed`` the
+    hashing seed of the assignment (default: the test id).
+    """
+
+    traffic_split: float = 0.5
+    unit: str = "prediction"
+    min_days: float = 7.0
+    max_days: float = 28.0
+    min_outcomes_per_arm: int = 150
+    margin: float = 0.0
+    alpha: float = 0.05
+    n_star: float | None = None
+    seed: str | None = None
+
+    def __post_init__(self):
+        split = self.traffic_split
+        if isinstance(split, bool) or not isinstance(split, (int, float)) or not 0 < split < 1:
+            raise ValueError(f"traffic_split: the challenger's share must be in (0, 1), got {split!r}")
+        if self.unit not in UNITS:
+            raise ValueError(f"unit: one of {', '.join(UNITS)}, got {self.unit!r}")
+        if not 0 <= self.min_days <= self.max_days:
+            raise ValueError(f"min_days, max_days: need 0 <= min_days <= max_days, got {self.min_days}, "
+                             f"{self.max_days}")
+        if isinstance(self.min_outcomes_per_arm, bool) or not isinstance(self.min_outcomes_per_arm, int) \
+                or self.min_outcomes_per_arm < 2:
+            raise ValueError(f"min_outcomes_per_arm: must be an integer >= 2, got {self.min_outcomes_per_arm!r}")
+        if not 0 <= self.margin < 1:
+            raise ValueError(f"margin: a relative margin in [0, 1), got {self.margin!r}")
+        check_alpha(self.alpha)
+        if self.n_star is not None and not self.n_star > 0:
+            raise ValueError(f"n_star: must be > 0, got {self.n_star!r}")
+        if self.seed is not None and (not isinstance(self.seed, str) or not self.seed):
+            raise ValueError(f"seed: must be a non-empty string, got {self.seed!r}")
+
+    @property
+    def weights(self) -> list[float]:
+        """Shares of (champion, challenger)."""
+        return [1.0 - self.traffic_split, self.traffic_split]
+
+
+def arm_version(seed: str, unit_id: str, champion_version: str, challenger_version: str,
+                traffic_split: float) -> str:
+    """The version serving should use for a unit during a test (sticky, no storage needed)."""
+    return assign_arm(seed, unit_id, {champion_version: 1.0 - traffic_split, challenger_version: traffic_split})
+
+
+def row_losses(task_kind: TaskKind | str, actual, predicted) -> np.ndarray:
+    """Per-prediction loss: |predicted - actual| for regressors, log loss of P(y = 1) for classifiers."""
+    y = as_float_array("actual", actual, min_size=0)
+    p = as_float_array("predicted", predicted, min_size=0)
+    if y.shape != p.shape:
+        raise ValueError(f"actual, predicted: lengths differ ({y.size} vs {p.size})")
+    if TaskKind(task_kind) is TaskKind.REGRESSION:
+        return np.abs(p - y)
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("actual: a classifier's outcomes must be 0 or 1")
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError("predicted: a classifier's predictions must be probabilities in [0, 1]")
+    q = np.clip(p, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    return -(y * np.log(q) + (1 - y) * np.log1p(-q))
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleRatio(Result):
+    counts: list[int]
+    expected: list[float]
+    chi2: float
+    p_value: float
+    healthy: bool
+
+
+def sample_ratio_mismatch(counts, weights, *, alpha: float = SRM_ALPHA) -> SampleRatio:
+    """χ² goodness of fit of the arm counts to the configured split; unhealthy below ``alpha``."""
+    observed = np.asarray(counts, dtype=float)
+    shares = np.asarray(weights, dtype=float)
+    if observed.shape != shares.shape or observed.size < 2:
+        raise ValueError(f"counts, weights: need one count per arm and two or more arms, got {counts}, {weights}")
+    if (observed < 0).any() or (shares <= 0).any():
+        raise ValueError("counts, weights: counts must be >= 0 and shares > 0")
+    expected = shares / shares.sum() * observed.sum()
+    if observed.sum() == 0:
+        return SampleRatio([0] * observed.size, expected.tolist(), 0.0, 1.0, True)
+    result = stats.chisquare(observed, expected)
+    return SampleRatio(observed.astype(int).tolist(), expected.tolist(), float(result.statistic),
+                       float(result.pvalue), bool(result.pvalue >= alpha))
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmLoss(Result):
+    n: int  # independent units: rows, or randomisation units when aggregated
+    rows: int
+    mean: float | None
+    standard_error: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmComparison(Result):
+    """Challenger vs champion on mean loss; ``difference`` < 0 means the challenger errs less."""
+
+    champion: ArmLoss
+    challenger: ArmLoss
+    difference: float | None
+    standard_error: float | None
+    welch_p_value: float | None
+    ci_low: float | None  # always-valid (1 - alpha) interval of the difference
+    ci_high: float | None
+    always_valid_p: float | None
+    running_min_p: float | None
+    alpha: float
+    n_star: float
+    status: Status = Status.OK
+
+
+def _arm(loss: np.ndarray, units) -> ArmLoss:
+    if units is None:
+        n = loss.size
+        if n < 2:
+            return ArmLoss(n, n, float(loss.mean()) if n else None, None)
+        return ArmLoss(n, n, float(loss.mean()), float(loss.std(ddof=1) / math.sqrt(n)))
+    per_unit = pd.DataFrame({"unit": np.asarray(units), "loss": loss}).groupby("unit", sort=False)["loss"]
+    sums, counts = per_unit.sum().to_numpy(), per_unit.count().to_numpy(dtype=float)
+    k = sums.size
+    if k < 2:
+        return ArmLoss(k, loss.size, float(loss.mean()) if loss.size else None, None)
+    ratio = sums.sum() / counts.sum()
+    # delta method for a ratio of sums: Var(R) ~ Var(S_u - R n_u) / (k * mean(n_u)^2)
+    residual = sums - ratio * counts
+    return ArmLoss(k, loss.size, float(ratio), float(math.sqrt(residual.var(ddof=1) / k) / counts.mean()))
+
+
+def compare_arms(champion_loss, challenger_loss, *, champion_units=None, challenger_units=None,
+                 alpha: float = 0.05, n_star: float, previous_min_p: float = 1.0,
+                 min_samples: int = 2) -> ArmComparison:
+    """Compare per-row losses of two arms (optionally grouped by randomisation unit).
+
+    ``n_star`` tunes the confidence sequence: the total number of independent units expected at
+    decision time, fixed for the test; it is tightest near there and valid at every look.
+    ``previous_min_p`` is the running minimum of the always-valid p-value from earlier looks.
+    """
+    check_alpha(alpha)
+    if not n_star > 0:
+        raise ValueError(f"n_star: must be > 0, got {n_star}")
+    a = as_float_array("champion_loss", champion_loss, min_size=0)
+    b = as_float_array("challenger_loss", challenger_loss, min_size=0)
+    for name, units, values in (("champion_units", champion_units, a), ("challenger_units", challenger_units, b)):
+        if units is not None and len(units) != values.size:
+            raise ValueError(f"{name}: {len(units)} unit ids for {values.size} losses")
+    first, second = _arm(a, champion_units), _arm(b, challenger_units)
+    if min(first.n, second.n) < min_samples or first.standard_error is None or second.standard_error is None:
+        return ArmComparison(first, second, None, None, None, None, None, None, previous_min_p, alpha, n_star,
+                             Status.INSUFFICIENT_DATA)
+    difference = second.mean - first.mean
+    se = math.hypot(first.standard_error, second.standard_error)
+    if champion_units is None and challenger_units is None:
+        welch = float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+    else:
+        welch = float(2 * stats.norm.sf(abs(difference) / se)) if se > 0 else 1.0
+    half_width, p_value = _confidence_sequence(difference, se, first.n + second.n, n_star, alpha)
+    return ArmComparison(first, second, difference, se, welch, difference - half_width, difference + half_width,
+                         p_value, min(previous_min_p, p_value), alpha, n_star)
+
+
+def _confidence_sequence(difference: float, se: float, n: int, n_star: float, alpha: float) -> tuple[float, float]:
+    """Half-width and always-valid p-value of the normal-mixture confidence sequence."""
+    rho2 = (-2 * math.log(alpha) + math.log(1 - 2 * math.log(alpha))) / n_star
+    if se == 0:
+        return 0.0, 1.0 if difference == 0 else 0.0
+    nr = n * rho2
+    half_width = se * math.sqrt(n) * math.sqrt(2 * (nr + 1) / (n * n * rho2) * math.log(math.sqrt(nr + 1) / alpha))
+    z = difference / se
+    log_e = nr * z * z / (2 * (nr + 1)) - 0.5 * math.log(nr + 1)
+    return half_width, float(min(1.0, math.exp(-log_e)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ABDecision(Result):
+    action: str  # "promote" | "continue" | "keep_champion" | "unhealthy"
+    reasons: list[str]
+
+
+def decide(comparison: ArmComparison, sample_ratio: SampleRatio, *, days_elapsed: float, min_days: float = 7,
+           max_days: float = 28, min_outcomes_per_arm: int = 150, margin: float = 0.0) -> ABDecision:
+    """Promote only when healthy, past the minimum duration and outcomes, and the always-valid
+    interval of (challenger - champion) loss lies entirely below -margin; at the maximum
+    duration without a winner, keep the champion."""
+    if margin < 0:
+        raise ValueError(f"margin: must be >= 0, got {margin}")
+    if not sample_ratio.healthy:
+        expected = [round(e, 1) for e in sample_ratio.expected]
+        return ABDecision("unhealthy", [f"sample ratio mismatch: counts {sample_ratio.counts} vs expected "
+                                        f"{expected} (p={sample_ratio.p_value:.2g})"])
+    reasons = []
+    if days_elapsed < min_days:
+        reasons.append(f"{days_elapsed:g} of at least {min_days:g} days")
+    rows = min(comparison.champion.rows, comparison.challenger.rows)
+    if rows < min_outcomes_per_arm:
+        reasons.append(f"{rows} of at least {min_outcomes_per_arm} outcomes in an arm")
+    if comparison.status is not Status.OK:
+        reasons.append("not enough data to compare the arms")
+    elif not reasons and comparison.ci_high < -margin:
+        return ABDecision("promote", [f"challenger loss lower by {-comparison.difference:.4g} "
+                                      f"(always-valid {1 - comparison.alpha:.0%} interval {comparison.ci_low:.4g} .. "
+                                      f"{comparison.ci_high:.4g}, below -{margin:g})"])
+    else:
+        reasons.append(f"interval {comparison.ci_low:.4g} .. {comparison.ci_high:.4g} not entirely below -{margin:g}")
+    if days_elapsed >= max_days:
+        return ABDecision("keep_champion", ["maximum duration reached without a winner", *reasons])
+    return ABDecision("continue", reasons)

@@ -1,0 +1,275 @@
+"""Error distribution and systematic errors by segment (errors are predicted - actual).
+
+Systematic errors: every feature is cut into buckets (quantile bins for numeric features,
+a missing-value bucket, categories for categorical ones). A bucket is a systematic error
+when its errors are both (a) non-zero on average (one-sample t-test against 0) and (b)
+different from the rest of the rows (Welch t-test), in the same direction: it is where the
+model is more wrong than elsewhere. The bucket's p-value is the larger of the two (an
+intersection-union test, valid at level alpha), and Benjamini-Hochberg controls false
+discoveries across all buckets of all features. Test (b) matters: a global bias (reported
+by ``analyze_error_distribution``) or one strongly biased segment would otherwise make
+every bucket of every feature look "systematic". A pattern is also required to deviate
+from the rest by at least ``min_relative_effect`` of the overall MAE.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .types import FEATURE_THREADS, Result, Status
+from .validation import as_float_array, check_alpha, label_text
+
+SHAPIRO_MAX_N = 5000  # scipy's Shapiro-Wilk p-value is not accurate above this
+PERCENTILES = (25, 50, 75, 90, 95)
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorDistribution(Result):
+    sample_count: int
+    status: Status
+    mean: float | None = None
+    median: float | None = None
+    std: float | None = None
+    percentiles: dict[str, float] = dataclasses.field(default_factory=dict)
+    skewness: float | None = None
+    kurtosis: float | None = None  # excess kurtosis (0 for a normal distribution)
+    normality_test: str | None = None
+    normality_statistic: float | None = None
+    normality_p_value: float | None = None
+    is_normal: bool | None = None
+    bias_t_statistic: float | None = None
+    bias_p_value: float | None = None
+    systematic_bias: bool | None = None
+    notes: tuple[str, ...] = ()
+    # counts of the errors in equal bins over p0.5..p99.5 (tails in the first / last bin), for charts
+    histogram: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+
+HISTOGRAM_BINS = 30
+
+
+def _histogram(e: np.ndarray) -> dict[str, list[float]]:
+    low, high = np.percentile(e, [0.5, 99.5])
+    if not high > low:
+        low, high = float(e.min()), float(e.max())
+    if not high > low:
+        return {"edges": [float(low), float(low)], "counts": [int(e.size)]}
+    counts, edges = np.histogram(np.clip(e, low, high), bins=HISTOGRAM_BINS, range=(low, high))
+    return {"edges": edges.tolist(), "counts": counts.tolist()}
+
+
+def analyze_error_distribution(errors, *, alpha: float = 0.05, min_samples: int = 3) -> ErrorDistribution:
+    """Summary statistics, a normality test and a one-sample t-test of the bias.
+
+    Normality: Shapiro-Wilk up to 5,000 errors, D'Agostino-Pearson above (it needs 8+).
+    """
+    check_alpha(alpha)
+    e = as_float_array("errors", errors, min_size=0)
+    n = int(e.size)
+    if n < max(min_samples, 3):
+        return ErrorDistribution(sample_count=n, status=Status.INSUFFICIENT_DATA,
+                                 notes=(f"{n} errors; at least {max(min_samples, 3)} needed",))
+    notes = []
+    constant = np.ptp(e) == 0
+    normality = {}
+    if constant:
+        notes.append("errors are constant: normality and shape statistics are undefined")
+    else:
+        test_name, result = (("shapiro_wilk", stats.shapiro(e)) if n <= SHAPIRO_MAX_N
+                             else ("dagostino_pearson", stats.normaltest(e)))
+        normality = {
+            "normality_test": test_name,
+            "normality_statistic": float(result.statistic),
+            "normality_p_value": float(result.pvalue),
+            "is_normal": bool(result.pvalue >= alpha),
+        }
+    if constant:
+        bias_t, bias_p = None, (1.0 if e[0] == 0 else 0.0)
+    else:
+        bias = stats.ttest_1samp(e, 0.0)
+        bias_t, bias_p = float(bias.statistic), float(bias.pvalue)
+    return ErrorDistribution(
+        sample_count=n,
+        status=Status.OK,
+        mean=float(e.mean()),
+        median=float(np.median(e)),
+        std=float(e.std(ddof=1)),
+        percentiles={f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(e, PERCENTILES), strict=False)},
+        skewness=None if constant else float(stats.skew(e)),
+        kurtosis=None if constant else float(stats.kurtosis(e)),
+        bias_t_statistic=bias_t,
+        bias_p_value=bias_p,
+        systematic_bias=bias_p < alpha,
+        notes=tuple(notes),
+        histogram=_histogram(e),
+        **normality,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SystematicErrorPattern(Result):
+    feature: str
+    bucket: str
+    sample_count: int
+    mean_error: float
+    deviation: float  # mean error of the bucket - mean error of all other rows
+    relative_effect: float | None  # deviation / overall MAE
+    t_statistic: float  # one-sample, against 0
+    p_value_zero: float  # mean error != 0
+    p_value_rest: float  # mean error != the rest's
+    p_value: float  # max of the two
+    p_adjusted: float
+
+    @property
+    def direction(self) -> str:
+        return "over-prediction" if self.deviation > 0 else "under-prediction"
+
+
+@dataclasses.dataclass(frozen=True)
+class SystematicErrors(Result):
+    patterns: list[SystematicErrorPattern]
+    buckets_tested: int
+    overall_mae: float | None
+    overall_mean_error: float | None
+    alpha: float
+    status: Status = Status.OK
+    notes: tuple[str, ...] = ()
+
+
+def identify_systematic_errors(
+    features,
+    errors,
+    *,
+    alpha: float = 0.05,
+    bins: int = 5,
+    min_bucket_size: int = 30,
+    min_relative_effect: float = 0.1,
+    max_categories: int = 50,
+    feature_kinds: Mapping[str, str] | None = None,
+) -> SystematicErrors:
+    """Segments (feature buckets) where the model errs more than elsewhere, most significant first."""
+    check_alpha(alpha)
+    if bins < 2:
+        raise ValueError(f"bins: must be >= 2, got {bins}")
+    e = as_float_array("errors", errors, min_size=0)
+    frame = (features if isinstance(features, pd.DataFrame) else pd.DataFrame(features)).reset_index(drop=True)
+    if len(frame) != e.size:
+        raise ValueError(f"length mismatch: features={len(frame)}, errors={e.size}")
+    if e.size < min_bucket_size:
+        return SystematicErrors([], 0, None, None, alpha, Status.INSUFFICIENT_DATA,
+                                (f"{e.size} errors; a bucket needs at least {min_bucket_size}",))
+    overall_mae = float(np.abs(e).mean())
+    kinds = dict(feature_kinds or {})
+    candidates = []
+    # Per-bucket counts and sums come from one bincount per feature; the rest of the rows enter
+    # Welch's test through the totals (errors centred first, so the subtraction stays exact
+    # enough), and the one-sample test through the bucket's own mean and deviation.
+    centred = e - e.mean()
+    squares = np.square(centred)
+    total, total_squares = centred.sum(), squares.sum()
+
+    def bucket_sums(name):
+        codes, labels = _buckets(frame[name], kinds.get(str(name)), bins, max_categories)
+        return (labels, np.bincount(codes, minlength=len(labels)),
+                np.bincount(codes, weights=centred, minlength=len(labels)),
+                np.bincount(codes, weights=squares, minlength=len(labels)))
+
+    with ThreadPoolExecutor(max_workers=FEATURE_THREADS) as pool:  # features are independent
+        sums = list(pool.map(bucket_sums, frame.columns))
+    for name, (labels, count, inside_sum, inside_squares) in zip(frame.columns, sums, strict=True):
+        for code, label in enumerate(labels):
+            n = int(count[code])
+            rest_n = e.size - n
+            if n < min_bucket_size or rest_n < 2:
+                continue
+            mean_c = inside_sum[code] / n
+            var = (inside_squares[code] - n * mean_c**2) / (n - 1)
+            if var <= 1e-24 * max(total_squares / e.size, 1e-300):  # a constant bucket
+                continue
+            mean_error = mean_c + e.mean()
+            t_zero = mean_error / np.sqrt(var / n)
+            rest_mean = (total - inside_sum[code]) / rest_n
+            rest_var = max((total_squares - inside_squares[code] - rest_n * rest_mean**2) / (rest_n - 1), 0.0)
+            p_rest = float(stats.ttest_ind_from_stats(mean_c, np.sqrt(var), n, rest_mean, np.sqrt(rest_var), rest_n,
+                                                      equal_var=False).pvalue)
+            p_zero = float(2 * stats.t.sf(abs(t_zero), n - 1))
+            deviation = float(mean_c - rest_mean)
+            same_direction = np.sign(mean_error) == np.sign(deviation)
+            candidates.append({
+                "feature": str(name), "bucket": label, "sample_count": n,
+                "mean_error": float(mean_error), "deviation": deviation,
+                "relative_effect": deviation / overall_mae if overall_mae > 0 else None,
+                "t_statistic": float(t_zero), "p_value_zero": p_zero, "p_value_rest": p_rest,
+                "p_value": max(p_zero, p_rest) if same_direction else 1.0,
+            })
+    if not candidates:
+        return SystematicErrors([], 0, overall_mae, float(e.mean()), alpha, notes=("no bucket had enough rows",))
+    adjusted = stats.false_discovery_control([c["p_value"] for c in candidates], method="bh")
+    patterns = [
+        SystematicErrorPattern(**c, p_adjusted=float(p_adj))
+        for c, p_adj in zip(candidates, adjusted, strict=True)
+        if p_adj < alpha and (c["relative_effect"] is None or abs(c["relative_effect"]) >= min_relative_effect)
+    ]
+    patterns.sort(key=lambda pattern: (pattern.p_adjusted, -abs(pattern.deviation)))
+    return SystematicErrors(patterns, len(candidates), overall_mae, float(e.mean()), alpha)
+
+
+def _buckets(column: pd.Series, kind: str | None, bins: int, max_categories: int) -> tuple[np.ndarray, list[str]]:
+    """Bucket code per row and the buckets' labels, with 'missing' for missing values.
+
+    Numeric: one bucket per value when there are at most ``bins`` distinct values (binary
+    and small discrete features), quantile bins otherwise. Categorical (and boolean, and
+    category-dtype): one bucket per category, the least frequent beyond ``max_categories``
+    pooled as 'other'.
+    """
+    categorical_dtype = isinstance(column.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(column.dtype)
+    numeric = None
+    if kind == "numeric" or (kind is None and not categorical_dtype):
+        numeric = pd.to_numeric(column, errors="coerce").astype("float64")
+    is_numeric = numeric is not None and (
+        kind == "numeric" or (numeric.notna().sum() == column.notna().sum() and numeric.notna().any())
+    )
+    if is_numeric:
+        values = numeric.to_numpy()
+        present = np.isfinite(values)
+        finite = values[present]
+        # Quantile edges by selection, not a full sort; equal edges mean few distinct values.
+        edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1))) if finite.size else np.array([])
+        distinct = np.sort(pd.unique(finite)) if edges.size <= bins else None
+        if distinct is not None and distinct.size <= bins:
+            codes = np.searchsorted(distinct, values)
+            labels = [str(int(v)) if float(v).is_integer() else str(v) for v in distinct]
+        else:  # quantile bins, right-closed like pandas.qcut: (e0, e1], (e1, e2], ...
+            codes = np.searchsorted(edges[1:-1], values, side="left")
+            labels = [f"({low:.6g}, {high:.6g}]" for low, high in itertools.pairwise(edges)]
+        codes = np.where(present, codes, len(labels))
+        return codes.astype(np.int64), [*labels, "missing"]
+    if isinstance(column.dtype, pd.CategoricalDtype) and column.cat.categories.is_unique:
+        return _category_codes(column, max_categories)
+    text = column.astype(str).where(column.notna(), "missing")
+    top = text.value_counts().index[:max_categories]
+    text = text.where(text.isin(top), "other")
+    codes, labels = pd.factorize(text, sort=True)
+    return codes.astype(np.int64), [str(label) for label in labels]
+
+
+def _category_codes(column: pd.Series, max_categories: int) -> tuple[np.ndarray, list[str]]:
+    """``_buckets`` of an already coded column, working on the codes instead of the rows."""
+    codes = column.cat.codes.to_numpy().astype(np.int64)
+    names = [label_text(c) for c in column.cat.categories]
+    counts = np.bincount(codes[codes >= 0], minlength=len(names))
+    order = np.argsort(-counts, kind="stable")
+    order = order[counts[order] > 0]
+    top, rest = order[:max_categories], order[max_categories:]
+    labels = [names[i] for i in top] + (["other"] if rest.size else []) + ["missing"]
+    mapping = np.full(len(names) + 1, len(labels) - 1)  # the extra last slot is code -1: missing
+    mapping[top] = np.arange(top.size)
+    mapping[rest] = top.size
+    return mapping[codes], labels

@@ -1,0 +1,196 @@
+"""Model performance from labelled predictions (regression and binary classification).
+
+Labels arrive late, so every result carries its label coverage (labelled / predicted)
+and is ``provisional`` below ``min_label_coverage``: the DAG recomputes it when more
+labels arrive. Metrics that are undefined for the data (MAPE with all-zero actuals,
+ROC AUC with one class, R² with constant actuals) are ``None`` with a note saying why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from sklearn import metrics
+
+from .types import Result, Status, TaskKind
+from .validation import as_float_array, check_same_length
+
+DEFAULT_MIN_LABEL_COVERAGE = 0.8
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPerformance(Result):
+    """Metrics of one model (and version) over one window; irrelevant metrics are None.
+
+    ``mean_error`` is the bias, mean(predicted - actual). ``mape`` is in percent and
+    excludes rows with actual = 0 (``mape_excluded`` counts them); ``wape`` =
+    sum|error| / sum|actual| is defined whenever any actual is non-zero.
+    """
+
+    task_kind: TaskKind
+    sample_count: int
+    label_coverage: float | None
+    provisional: bool
+    status: Status = Status.OK
+    model_type: str | None = None
+    model_version: str | None = None
+    mae: float | None = None
+    rmse: float | None = None
+    r2: float | None = None
+    mape: float | None = None
+    mape_excluded: int | None = None
+    wape: float | None = None
+    mean_error: float | None = None
+    accuracy: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    roc_auc: float | None = None
+    log_loss: float | None = None
+    brier_score: float | None = None
+    expected_calibration_error: float | None = None
+    notes: tuple[str, ...] = ()
+
+
+def label_coverage(n_labelled: int, n_predicted: int | None) -> float | None:
+    """Share of predictions that have an outcome; None when the predicted count is unknown."""
+    if n_predicted is None:
+        return None
+    if n_predicted < 0 or n_labelled < 0:
+        raise ValueError(f"n_predicted: counts must be >= 0, got {n_labelled}/{n_predicted}")
+    if n_labelled > n_predicted:
+        raise ValueError(f"n_predicted: {n_predicted} is less than the {n_labelled} labelled rows")
+    return n_labelled / n_predicted if n_predicted else None
+
+
+def regression_performance(
+    actual,
+    predicted,
+    *,
+    n_predicted: int | None = None,
+    min_label_coverage: float = DEFAULT_MIN_LABEL_COVERAGE,
+    model_type: str | None = None,
+    model_version: str | None = None,
+) -> ModelPerformance:
+    """MAE, RMSE, R², MAPE, WAPE and bias of a regressor."""
+    y = as_float_array("actual", actual, min_size=0)
+    p = as_float_array("predicted", predicted, min_size=0)
+    n = check_same_length(actual=y, predicted=p)
+    common = _common(TaskKind.REGRESSION, n, n_predicted, min_label_coverage, model_type, model_version)
+    if n == 0:
+        return ModelPerformance(**common, status=Status.INSUFFICIENT_DATA, notes=("no labelled rows",))
+    notes = []
+    error = p - y
+    nonzero = y != 0
+    mape = None
+    if nonzero.any():
+        with np.errstate(over="ignore"):  # a huge ratio is an honest inf, reported as None
+            mape = float(np.mean(np.abs(error[nonzero] / y[nonzero])) * 100.0)
+    else:
+        notes.append("mape undefined: every actual value is 0")
+    if not nonzero.all() and nonzero.any():
+        notes.append(f"mape excludes {int((~nonzero).sum())} rows with actual = 0")
+    total_actual = float(np.abs(y).sum())
+    with np.errstate(over="ignore"):  # as for MAPE: a huge ratio is an honest inf, reported as None
+        wape = float(np.abs(error).sum() / total_actual) if total_actual > 0 else None
+    r2 = None
+    if n >= 2 and np.ptp(y) > 0:
+        r2 = float(metrics.r2_score(y, p))
+    else:
+        notes.append("r2 undefined: fewer than 2 rows or constant actual values")
+    return ModelPerformance(
+        **common,
+        mae=float(metrics.mean_absolute_error(y, p)),
+        rmse=float(metrics.root_mean_squared_error(y, p)),
+        r2=r2,
+        mape=mape,
+        mape_excluded=int((~nonzero).sum()),
+        wape=wape,
+        mean_error=float(error.mean()),
+        notes=tuple(notes),
+    )
+
+
+def classification_performance(
+    actual,
+    score,
+    *,
+    threshold: float = 0.5,
+    calibration_bins: int = 10,
+    n_predicted: int | None = None,
+    min_label_coverage: float = DEFAULT_MIN_LABEL_COVERAGE,
+    model_type: str | None = None,
+    model_version: str | None = None,
+) -> ModelPerformance:
+    """Accuracy, precision, recall, F1 (at ``threshold``), ROC AUC, log loss, Brier, ECE.
+
+    ``score`` is the predicted probability of class 1; ``actual`` holds 0/1 labels.
+    """
+    y = as_float_array("actual", actual, min_size=0)
+    s = as_float_array("score", score, min_size=0)
+    n = check_same_length(actual=y, score=s)
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("actual: binary classification labels must be 0 or 1")
+    if ((s < 0) | (s > 1)).any():
+        raise ValueError("score: predicted probabilities must lie in [0, 1]")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold: must be in (0, 1), got {threshold}")
+    common = _common(TaskKind.BINARY_CLASSIFICATION, n, n_predicted, min_label_coverage, model_type, model_version)
+    if n == 0:
+        return ModelPerformance(**common, status=Status.INSUFFICIENT_DATA, notes=("no labelled rows",))
+    notes = []
+    labels = y.astype(int)
+    predicted = (s >= threshold).astype(int)
+    roc_auc = None
+    if np.unique(labels).size == 2:
+        roc_auc = float(metrics.roc_auc_score(labels, s))
+    else:
+        notes.append(f"roc_auc undefined: actual has a single class ({labels[0]})")
+    return ModelPerformance(
+        **common,
+        accuracy=float(metrics.accuracy_score(labels, predicted)),
+        precision=float(metrics.precision_score(labels, predicted, zero_division=0.0)),
+        recall=float(metrics.recall_score(labels, predicted, zero_division=0.0)),
+        f1=float(metrics.f1_score(labels, predicted, zero_division=0.0)),
+        roc_auc=roc_auc,
+        log_loss=float(metrics.log_loss(labels, s, labels=[0, 1])),
+        brier_score=float(metrics.brier_score_loss(labels, s, labels=[0, 1])),
+        expected_calibration_error=expected_calibration_error(labels, s, bins=calibration_bins),
+        mean_error=float(np.mean(s - y)),
+        notes=tuple(notes),
+    )
+
+
+def expected_calibration_error(actual, score, *, bins: int = 10) -> float:
+    """ECE over equal-width probability bins: sum of (bin share) * |observed rate - mean score|."""
+    y = as_float_array("actual", actual)
+    s = as_float_array("score", score)
+    check_same_length(actual=y, score=s)
+    if bins < 1:
+        raise ValueError(f"bins: must be >= 1, got {bins}")
+    index = np.minimum((s * bins).astype(np.int64), bins - 1)
+    count = np.bincount(index, minlength=bins)
+    gap = np.abs(np.bincount(index, weights=y, minlength=bins) - np.bincount(index, weights=s, minlength=bins))
+    return float(gap.sum() / count.sum())
+
+
+def compute_performance(task_kind: TaskKind | str, actual, predicted, **kwargs) -> ModelPerformance:
+    """Dispatch on the model's task kind."""
+    if TaskKind(task_kind) is TaskKind.REGRESSION:
+        return regression_performance(actual, predicted, **kwargs)
+    return classification_performance(actual, predicted, **kwargs)
+
+
+def _common(task_kind, n, n_predicted, min_label_coverage, model_type, model_version) -> dict:
+    if not 0 <= min_label_coverage <= 1:
+        raise ValueError(f"min_label_coverage: must be in [0, 1], got {min_label_coverage}")
+    coverage = label_coverage(n, n_predicted)
+    return {
+        "task_kind": task_kind,
+        "sample_count": n,
+        "label_coverage": coverage,
+        "provisional": coverage is not None and coverage < min_label_coverage,
+        "model_type": model_type,
+        "model_version": model_version,
+    }

@@ -1,0 +1,142 @@
+"""Training a candidate and judging it against the champion on the same time-based holdout.
+
+Pure scikit-learn: frames in, fitted estimators and small results out; storing the artifact and
+registering the version are the operators' work.
+
+- ``time_holdout``: the most recent share of the labelled window is the holdout (a random split
+  would leak the future into training).
+- ``default_trainer``: a HistGradientBoosting regressor or classifier by task kind over the stored
+  features; numeric features go in as they are (missing values are handled natively), categorical
+  ones through an ordinal encoder as native categorical splits.
+- ``load_trainer``: a model may name its own trainer factory by dotted path.
+- ``judge``: candidate and champion scored with the same metrics on the same rows; the candidate
+  wins only by a relative margin on the primary loss (MAE for regressors, log loss for
+  classifiers), so noise does not replace a working model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+from .performance import ModelPerformance, compute_performance
+from .types import Result, TaskKind
+
+PRIMARY_LOSS = {TaskKind.REGRESSION: "mae", TaskKind.BINARY_CLASSIFICATION: "log_loss"}
+MAX_CATEGORIES = 250  # HistGradientBoosting splits natively on at most 255 category codes
+
+
+def time_holdout(frame: pd.DataFrame, *, holdout_share: float = 0.2, time_column: str = "served_at"
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, holdout): the holdout is the latest ``holdout_share`` of the rows by time."""
+    if not 0 < holdout_share < 1:
+        raise ValueError(f"holdout_share: must be in (0, 1), got {holdout_share}")
+    ordered = frame.sort_values(time_column, kind="stable")
+    cut = len(ordered) - max(1, round(len(ordered) * holdout_share))
+    return ordered.iloc[:cut], ordered.iloc[cut:]
+
+
+def default_trainer(task_kind: TaskKind | str, feature_kinds: Mapping[str, str], *, random_state: int = 0):
+    """An unfitted scikit-learn pipeline for the task kind and features."""
+    task_kind = TaskKind(task_kind)
+    numeric = [f for f, kind in feature_kinds.items() if kind == "numeric"]
+    categorical = [f for f, kind in feature_kinds.items() if kind == "categorical"]
+    encode = ColumnTransformer(
+        [("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                                        encoded_missing_value=np.nan, max_categories=MAX_CATEGORIES), categorical),
+         ("numeric", "passthrough", numeric)],
+        verbose_feature_names_out=False)
+    mask = [True] * len(categorical) + [False] * len(numeric)
+    estimator = (HistGradientBoostingRegressor if task_kind is TaskKind.REGRESSION
+                 else HistGradientBoostingClassifier)(categorical_features=mask or None, random_state=random_state)
+    return Pipeline([("encode", encode), ("model", estimator)])
+
+
+def load_trainer(dotted_path: str) -> Callable:
+    """A trainer factory named ``package.module:function`` (or ``package.module.function``) with the
+    signature of ``default_trainer``."""
+    module_name, _, attribute = dotted_path.replace(":", ".").rpartition(".")
+    if not module_name:
+        raise ValueError(f"trainer: expected 'package.module:function', got {dotted_path!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"trainer: cannot import {dotted_path!r}: {error}") from None
+    if not callable(factory):
+        raise ValueError(f"trainer: {dotted_path!r} is not callable")
+    return factory
+
+
+def fit(estimator, frame: pd.DataFrame, feature_kinds: Mapping[str, str]):
+    """Fit on the labelled rows of ``frame`` (features as stored, target ``actual_value``)."""
+    if frame.empty:
+        raise ValueError("frame: no labelled rows to train on")
+    return estimator.fit(feature_frame(frame, feature_kinds), frame["actual_value"].to_numpy())
+
+
+def predict(estimator, frame: pd.DataFrame, feature_kinds: Mapping[str, str], task_kind: TaskKind | str
+            ) -> np.ndarray:
+    """The prediction a serving model would store: a value, or P(y = 1) for classifiers."""
+    features = feature_frame(frame, feature_kinds)
+    if TaskKind(task_kind) is TaskKind.REGRESSION:
+        return np.asarray(estimator.predict(features), dtype=float)
+    return np.asarray(estimator.predict_proba(features)[:, 1], dtype=float)
+
+
+def feature_frame(frame: pd.DataFrame, feature_kinds: Mapping[str, str]) -> pd.DataFrame:
+    """The model input: the features in registry order, numeric as floats, categorical as objects
+    (a feature the frame lacks is all missing)."""
+    columns = {}
+    for name, kind in feature_kinds.items():
+        values = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
+        columns[name] = values.astype(object).where(values.notna(), np.nan) if kind == "categorical" \
+            else pd.to_numeric(values, errors="coerce")
+    return pd.DataFrame(columns, index=frame.index)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict(Result):
+    """Candidate vs champion on one holdout: ``accept`` when the candidate's primary loss is lower
+    by at least ``margin`` (relative)."""
+
+    accept: bool
+    metric: str
+    candidate: float | None
+    champion: float | None
+    relative_improvement: float | None
+    margin: float
+    reason: str
+
+
+def judge(candidate: ModelPerformance, champion: ModelPerformance | None, *, margin: float = 0.02) -> Verdict:
+    """Compare two performances computed on the same holdout rows."""
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin: must be in [0, 1), got {margin}")
+    metric = PRIMARY_LOSS[candidate.task_kind]
+    new = getattr(candidate, metric)
+    if new is None:
+        return Verdict(False, metric, None, None, None, margin, f"the candidate has no {metric} on the holdout")
+    old = getattr(champion, metric) if champion is not None else None
+    if old is None:
+        return Verdict(True, metric, new, None, None, margin, "no champion to compare with")
+    improvement = (old - new) / old if old > 0 else (0.0 if new >= old else float("inf"))
+    accept = improvement >= margin and new < old
+    relation = "beats" if accept else "does not beat"
+    return Verdict(accept, metric, new, old, improvement, margin,
+                   f"candidate {metric} {new:.4g} {relation} the champion's {old:.4g} by the margin {margin:.0%} "
+                   f"(improvement {improvement:.1%})")
+
+
+def holdout_performance(task_kind: TaskKind | str, holdout: pd.DataFrame, predicted: np.ndarray,
+                        *, model_version: str) -> ModelPerformance:
+    """Metrics of ``predicted`` against the holdout's outcomes (all rows are labelled)."""
+    return compute_performance(task_kind, holdout["actual_value"].to_numpy(), predicted,
+                               n_predicted=len(holdout), model_version=model_version)
