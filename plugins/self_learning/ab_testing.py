@@ -1,7 +1,6 @@
 """Kept import path: this code now lives in ``self_learning.core.ab``."""
 
 from .core.ab import (
-    LOG_LOSS_EPS,
     SRM_ALPHA,
     UNITS,
     ABDecision,
@@ -18,6 +17,7 @@ from .core.ab import (
     row_losses,
     sample_ratio_mismatch,
 )
+from .core.tasks import LOG_LOSS_EPS
 
 __all__ = ["LOG_LOSS_EPS", "SRM_ALPHA", "UNITS", "ABDecision", "ABTestConfig", "ArmComparison", "ArmLoss",
            "SampleRatio", "arm_version", "assign_arm", "bucket", "compare_arms", "decide", "fnv1a32", "row_losses",

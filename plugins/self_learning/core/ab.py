@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .tasks import task_spec
 from .types import Result, Status, TaskKind
 from .validation import as_float_array, check_alpha
 
 SRM_ALPHA = 0.001
 UNITS = ("prediction", "campaign", "account")
-LOG_LOSS_EPS = 1e-15
 _FNV_OFFSET, _FNV_PRIME = 0x811C9DC5, 0x01000193
 
 
@@ -118,19 +118,19 @@ def arm_version(seed: str, unit_id: str, champion_version: str, challenger_versi
 
 
 def row_losses(task_kind: TaskKind | str, actual, predicted) -> np.ndarray:
-    """Per-prediction loss: |predicted - actual| for regressors, log loss of P(y = 1) for classifiers."""
+    """Per-prediction loss of the task kind (``core.tasks``: |predicted - actual| for regressors,
+    log loss of P(y = 1) for classifiers), after checking the outcomes served to the arms."""
     y = as_float_array("actual", actual, min_size=0)
     p = as_float_array("predicted", predicted, min_size=0)
     if y.shape != p.shape:
         raise ValueError(f"actual, predicted: lengths differ ({y.size} vs {p.size})")
-    if TaskKind(task_kind) is TaskKind.REGRESSION:
-        return np.abs(p - y)
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("actual: a classifier's outcomes must be 0 or 1")
-    if ((p < 0) | (p > 1)).any():
-        raise ValueError("predicted: a classifier's predictions must be probabilities in [0, 1]")
-    q = np.clip(p, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
-    return -(y * np.log(q) + (1 - y) * np.log1p(-q))
+    spec = task_spec(task_kind)
+    if spec.kind == TaskKind.BINARY_CLASSIFICATION:
+        if not np.isin(y, (0.0, 1.0)).all():
+            raise ValueError("actual: a classifier's outcomes must be 0 or 1")
+        if ((p < 0) | (p > 1)).any():
+            raise ValueError("predicted: a classifier's predictions must be probabilities in [0, 1]")
+    return spec.row_loss(y, p)
 
 
 @dataclasses.dataclass(frozen=True)

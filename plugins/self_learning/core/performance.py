@@ -176,10 +176,10 @@ def expected_calibration_error(actual, score, *, bins: int = 10) -> float:
 
 
 def compute_performance(task_kind: TaskKind | str, actual, predicted, **kwargs) -> ModelPerformance:
-    """Dispatch on the model's task kind."""
-    if TaskKind(task_kind) is TaskKind.REGRESSION:
-        return regression_performance(actual, predicted, **kwargs)
-    return classification_performance(actual, predicted, **kwargs)
+    """The performance of the model's task kind (its entry in ``core.tasks``)."""
+    from .tasks import task_spec  # the registry refers back to this module's functions
+
+    return task_spec(task_kind).performance(actual, predicted, **kwargs)
 
 
 def _common(task_kind, n, n_predicted, min_label_coverage, model_type, model_version) -> dict:

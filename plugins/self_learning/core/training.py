@@ -23,14 +23,15 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from .performance import ModelPerformance, compute_performance
+from .tasks import task_kinds, task_spec
 from .types import Result, TaskKind
 
-PRIMARY_LOSS = {TaskKind.REGRESSION: "mae", TaskKind.BINARY_CLASSIFICATION: "log_loss"}
+# Kept for callers of the old constant; the registry (core.tasks) is the source.
+PRIMARY_LOSS = {TaskKind(kind): spec.primary_metric for kind, spec in task_kinds().items()}
 MAX_CATEGORIES = 250  # HistGradientBoosting splits natively on at most 255 category codes
 
 
@@ -46,7 +47,7 @@ def time_holdout(frame: pd.DataFrame, *, holdout_share: float = 0.2, time_column
 
 def default_trainer(task_kind: TaskKind | str, feature_kinds: Mapping[str, str], *, random_state: int = 0):
     """An unfitted scikit-learn pipeline for the task kind and features."""
-    task_kind = TaskKind(task_kind)
+    spec = task_spec(task_kind)
     numeric = [f for f, kind in feature_kinds.items() if kind == "numeric"]
     categorical = [f for f, kind in feature_kinds.items() if kind == "categorical"]
     encode = ColumnTransformer(
@@ -55,8 +56,7 @@ def default_trainer(task_kind: TaskKind | str, feature_kinds: Mapping[str, str],
          ("numeric", "passthrough", numeric)],
         verbose_feature_names_out=False)
     mask = [True] * len(categorical) + [False] * len(numeric)
-    estimator = (HistGradientBoostingRegressor if task_kind is TaskKind.REGRESSION
-                 else HistGradientBoostingClassifier)(categorical_features=mask or None, random_state=random_state)
+    estimator = spec.estimator(mask or None, random_state)
     return Pipeline([("encode", encode), ("model", estimator)])
 
 
@@ -85,10 +85,7 @@ def fit(estimator, frame: pd.DataFrame, feature_kinds: Mapping[str, str]):
 def predict(estimator, frame: pd.DataFrame, feature_kinds: Mapping[str, str], task_kind: TaskKind | str
             ) -> np.ndarray:
     """The prediction a serving model would store: a value, or P(y = 1) for classifiers."""
-    features = feature_frame(frame, feature_kinds)
-    if TaskKind(task_kind) is TaskKind.REGRESSION:
-        return np.asarray(estimator.predict(features), dtype=float)
-    return np.asarray(estimator.predict_proba(features)[:, 1], dtype=float)
+    return task_spec(task_kind).predict(estimator, feature_frame(frame, feature_kinds))
 
 
 def feature_frame(frame: pd.DataFrame, feature_kinds: Mapping[str, str]) -> pd.DataFrame:
@@ -120,7 +117,7 @@ def judge(candidate: ModelPerformance, champion: ModelPerformance | None, *, mar
     """Compare two performances computed on the same holdout rows."""
     if not 0 <= margin < 1:
         raise ValueError(f"margin: must be in [0, 1), got {margin}")
-    metric = PRIMARY_LOSS[candidate.task_kind]
+    metric = task_spec(candidate.task_kind).primary_metric
     new = getattr(candidate, metric)
     if new is None:
         return Verdict(False, metric, None, None, None, margin, f"the candidate has no {metric} on the holdout")

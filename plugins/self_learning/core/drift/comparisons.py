@@ -1,0 +1,248 @@
+"""The two-sample comparisons behind the drift checks: numeric (KS, PSI, Wasserstein, mean shift
+from one sort per sample) and categorical (chi-squared homogeneity with small categories pooled,
+Jensen-Shannon distance, unseen categories against Good-Turing). Pure functions of two samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.spatial import distance
+
+from ..types import Result
+from ..validation import as_float_array, check_same_length
+
+PSI_PSEUDO_COUNT = 0.5  # added to every bin, so an empty bin gives a large but finite, stable PSI
+PSI_MIN_PER_BIN = 20  # fewer bins for small windows: PSI's noise grows with bins / n
+_EXACT_KS_MAX_N = 10_000  # scipy's own 'auto' limit for the exact two-sample KS p-value
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericComparison(Result):
+    """Two-sample comparison of finite numeric values."""
+
+    n_reference: int
+    n_current: int
+    ks_statistic: float
+    p_value: float
+    psi: float
+    wasserstein: float
+    wasserstein_norm: float | None  # Wasserstein / reference std; None for a constant reference
+    mean_reference: float
+    mean_current: float
+    mean_shift: float
+    mean_shift_std: float | None
+
+    @property
+    def effect_size(self) -> float:
+        return max(self.psi, self.wasserstein_norm or 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalComparison(Result):
+    """Two-sample comparison of category labels."""
+
+    n_reference: int
+    n_current: int
+    chi2: float
+    dof: int
+    p_value: float
+    js_distance: float
+    categories_tested: int
+    unseen_count: int
+    unseen_share: float
+    expected_unseen_share: float  # Good-Turing: reference singletons / n_reference
+    unseen_p_value: float
+
+
+def compare_numeric(reference, current, *, bins: int = 10) -> NumericComparison:
+    """KS, PSI, Wasserstein and mean shift from one sort per sample.
+
+    Both inputs must be finite. The KS statistic and Wasserstein distance are exact and
+    equal to ``scipy.stats.ks_2samp`` / ``wasserstein_distance``; the p-value is scipy's
+    exact one up to 10,000 rows per sample and Smirnov's asymptotic one above.
+    """
+    ref = np.sort(as_float_array("reference", reference, min_size=1))
+    cur = np.sort(as_float_array("current", current, min_size=1))
+    return _compare_sorted(ref, cur, bins)
+
+
+def _compare_sorted(ref: np.ndarray, cur: np.ndarray, bins: int) -> NumericComparison:
+    n1, n2 = ref.size, cur.size
+    ks_statistic, wasserstein = _ks_and_wasserstein(ref, cur)
+    if max(n1, n2) <= _EXACT_KS_MAX_N:
+        with warnings.catch_warnings():  # scipy falls back to the asymptotic p-value itself
+            warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful", RuntimeWarning)
+            p_value = float(stats.ks_2samp(ref, cur).pvalue)
+    else:
+        en = float(n1) * n2 / (n1 + n2)
+        p_value = float(np.clip(stats.kstwo.sf(ks_statistic, np.round(en)), 0.0, 1.0))
+    ref_std = float(ref.std())
+    mean_ref, mean_cur = float(ref.mean()), float(cur.mean())
+    return NumericComparison(
+        n_reference=n1,
+        n_current=n2,
+        ks_statistic=ks_statistic,
+        p_value=p_value,
+        psi=_psi_sorted(ref, cur, bins),
+        wasserstein=wasserstein,
+        wasserstein_norm=wasserstein / ref_std if ref_std > 0 else None,
+        mean_reference=mean_ref,
+        mean_current=mean_cur,
+        mean_shift=mean_cur - mean_ref,
+        mean_shift_std=(mean_cur - mean_ref) / ref_std if ref_std > 0 else None,
+    )
+
+
+def _ks_and_wasserstein(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """Exact KS statistic and Wasserstein-1 distance of two sorted samples, in one merge.
+
+    Merged order puts each reference value before equal current values. For every value
+    we know both ECDFs (from ranks and one ``searchsorted``) and the distance to the next
+    merged value; W1 = sum |F1 - F2| * step, and KS = max |F1 - F2| over the last
+    position of each run of equal values (where the step is positive).
+    """
+    n1, n2 = ref.size, cur.size
+    below = np.searchsorted(cur, ref, side="left")  # current values < ref[i]
+    upto = np.cumsum(np.bincount(below, minlength=n2 + 1)[:n2])  # reference values <= cur[j]
+    ref_next = np.concatenate((ref[1:], [np.inf]))
+    cur_next = np.concatenate((cur[1:], [np.inf]))
+    gap_ref = np.arange(1, n1 + 1, dtype=np.float64)
+    gap_ref /= n1
+    gap_ref -= below / n2
+    np.abs(gap_ref, out=gap_ref)
+    step_ref = np.minimum(ref_next, np.concatenate((cur, [np.inf]))[below], out=ref_next)
+    step_ref -= ref
+    gap_cur = upto / n1
+    gap_cur -= np.arange(1, n2 + 1, dtype=np.float64) / n2
+    np.abs(gap_cur, out=gap_cur)
+    step_cur = np.minimum(cur_next, np.concatenate((ref, [np.inf]))[upto], out=cur_next)
+    step_cur -= cur
+    # The largest value of all has no next value (the +inf sentinel): it adds nothing to W1.
+    # Zero it by position: a finite span larger than the float range is an honest inf.
+    if below[-1] == n2:
+        step_ref[-1] = 0.0
+    if upto[-1] == n1:
+        step_cur[-1] = 0.0
+    wasserstein = float(gap_ref @ step_ref) + float(gap_cur @ step_cur)
+    # (At the largest value both ECDFs are 1, so skipping it loses nothing.)
+    ks = max(float(gap_ref[step_ref > 0].max(initial=0.0)), float(gap_cur[step_cur > 0].max(initial=0.0)))
+    return ks, wasserstein
+
+
+def _psi_sorted(ref: np.ndarray, cur: np.ndarray, bins: int) -> float:
+    """Population stability index over bins cut at reference quantiles (sorted inputs).
+
+    At most one bin per ``PSI_MIN_PER_BIN`` values of the smaller window: with 10 bins and 10
+    current rows PSI is mostly noise (median ~1 with no drift at all).
+    """
+    bins = int(max(2, min(bins, min(ref.size, cur.size) // PSI_MIN_PER_BIN)))
+    quantile_index = np.ceil(np.arange(1, bins) / bins * ref.size).astype(np.int64) - 1
+    edges = np.unique(ref[np.clip(quantile_index, 0, ref.size - 1)])
+    return population_stability_index(_bin_counts(ref, edges), _bin_counts(cur, edges))
+
+
+def _bin_counts(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    cumulative = np.searchsorted(sorted_values, edges, side="right")
+    return np.diff(np.concatenate(([0], cumulative, [sorted_values.size])))
+
+
+def population_stability_index(expected_counts, actual_counts, *, pseudo_count: float = PSI_PSEUDO_COUNT,
+                               epsilon: float = 1e-4) -> float:
+    """PSI = sum((a - e) * ln(a / e)) over bin shares.
+
+    Shares are smoothed with ``pseudo_count`` per bin; with ``pseudo_count=0`` empty bins are
+    floored at ``epsilon`` instead (the textbook variant).
+    """
+    expected = as_float_array("expected_counts", expected_counts)
+    actual = as_float_array("actual_counts", actual_counts)
+    check_same_length(expected_counts=expected, actual_counts=actual)
+    if (expected < 0).any() or (actual < 0).any() or expected.sum() == 0 or actual.sum() == 0:
+        raise ValueError("counts: must be non-negative with a positive total")
+    if pseudo_count < 0:
+        raise ValueError(f"pseudo_count: must be >= 0, got {pseudo_count}")
+    expected, actual = expected + pseudo_count, actual + pseudo_count
+    e = np.maximum(expected / expected.sum(), epsilon)
+    a = np.maximum(actual / actual.sum(), epsilon)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def compare_categorical(reference, current, *, min_expected_count: float = 5.0) -> CategoricalComparison:
+    """Chi-squared homogeneity test, JS distance and unseen-category test of two label samples.
+
+    - Chi-squared homogeneity over every category of either window. Categories whose pooled
+      count is small are merged, smallest first, into groups until each group's expected
+      count in the smaller window reaches ``min_expected_count``; so one rare or new value
+      can never dominate the statistic, and many rare categories stay testable. Grouping
+      depends only on the pooled counts (the margins the test conditions on), which keeps
+      it valid: grouping by "unseen in the reference" would bias it towards drift.
+    - JS distance (base 2) over the same groups: the effect size of the distribution check.
+    - Unseen values: with no drift, the chance that a current value never occurred in the
+      reference is the reference's missing mass, which Good-Turing estimates as
+      singletons / n_reference (high for ids, ~0 for a handful of categories). Both counts
+      are noisy, so they are compared as two Poisson counts (conditional binomial test:
+      unseen | unseen + singletons). The effect is the excess share over that estimate.
+    """
+    ref_counts = pd.Series(np.atleast_1d(np.asarray(reference, dtype=object))).value_counts()
+    cur_counts = pd.Series(np.atleast_1d(np.asarray(current, dtype=object))).value_counts()
+    n1, n2 = int(ref_counts.sum()), int(cur_counts.sum())
+    if n1 == 0 or n2 == 0:
+        raise ValueError(f"reference/current: both need values, got {n1} and {n2}")
+    counts = pd.concat([ref_counts, cur_counts], axis=1).fillna(0)
+    counts = counts.iloc[np.argsort(counts.index.astype(str), kind="stable")]  # ties in label order
+    table = _merge_small_columns(counts.to_numpy(dtype=np.float64).T, min_expected_count * (n1 + n2) / min(n1, n2))
+    if table.shape[1] < 2:
+        chi2, p_value, dof = 0.0, 1.0, 0
+    else:
+        result = stats.chi2_contingency(table, correction=False)
+        chi2, p_value, dof = float(result.statistic), float(result.pvalue), int(result.dof)
+    unseen = n2 - int(cur_counts.reindex(ref_counts.index, fill_value=0).sum())
+    singletons = int((ref_counts == 1).sum())
+    unseen_p = stats.binomtest(unseen, unseen + singletons, n2 / (n1 + n2), alternative="greater").pvalue \
+        if unseen else 1.0
+    js = float(distance.jensenshannon(table[0] / n1, table[1] / n2, base=2))
+    return CategoricalComparison(
+        n_reference=n1,
+        n_current=n2,
+        chi2=chi2,
+        dof=dof,
+        p_value=p_value,
+        js_distance=js if np.isfinite(js) else 0.0,  # sqrt of a rounding-negative ~0 divergence
+        categories_tested=int(table.shape[1]),
+        unseen_count=unseen,
+        unseen_share=unseen / n2,
+        expected_unseen_share=singletons / n1,
+        unseen_p_value=float(unseen_p),
+    )
+
+
+def _merge_small_columns(table: np.ndarray, min_total: float) -> np.ndarray:
+    """Merge columns, smallest pooled total first, into groups whose total reaches ``min_total``.
+
+    A last group still too small joins the smallest column that was large enough on its own
+    (or the last group formed).
+    """
+    totals = table.sum(axis=0)
+    order = np.argsort(totals, kind="stable")
+    small = order[totals[order] < min_total]
+    large = order[totals[order] >= min_total]
+    groups, pending = [], np.zeros(2)
+    for column in small:
+        pending = pending + table[:, column]
+        if pending.sum() >= min_total:
+            groups.append(pending)
+            pending = np.zeros(2)
+    columns = [table[:, c] for c in large]
+    if pending.any():
+        if columns:
+            columns[0] = columns[0] + pending
+        elif groups:
+            groups[-1] = groups[-1] + pending
+        else:
+            groups.append(pending)
+    merged = groups + columns
+    return np.column_stack(merged) if merged else np.zeros((2, 0))

@@ -1,0 +1,137 @@
+"""What differs between task kinds, in one registry: one entry per kind.
+
+An entry says how one row's loss is computed, which metric decides (champion vs candidate,
+concept drift), which metrics the kind reports, how its performance is computed, which model is
+trained by default and how a fitted model's output becomes the stored prediction. Code that
+used to branch on ``TaskKind`` asks ``task_spec(kind)`` instead, so a new kind (multiclass) is
+one more ``register_task_kind`` call here (and one more ``TaskKind`` value), not an edit of
+every statistic.
+
+The per-row loss is written once, with one clipping: log loss clips probabilities to
+``[eps, 1 - eps]`` with ``eps`` the float64 machine epsilon, as ``sklearn.metrics.log_loss``
+does, so the mean of the row losses equals the reported ``log_loss`` and a prediction of exactly
+0 or 1 costs a large but finite loss (about 36) instead of infinity. (The A/B comparison used to
+clip at 1e-15, concept drift at the machine epsilon.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .types import TaskKind, shown
+
+LOG_LOSS_EPS = float(np.finfo(np.float64).eps)  # the one clipping of probabilities in a log loss
+
+# The metrics stored per window (columns of performance_snapshots, the metrics endpoint, the
+# reports): every task kind's ``metric_names`` is a subset, in this order.
+STORED_METRICS: tuple[str, ...] = ("mae", "rmse", "r2", "mape", "wape", "roc_auc", "log_loss")
+
+
+def absolute_error(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """|predicted - actual| per row: the regression loss whose mean is the MAE."""
+    return np.abs(predicted - actual)
+
+
+def binary_log_loss(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Log loss per row of P(y = 1) against a 0/1 outcome, clipped at ``LOG_LOSS_EPS``. The
+    caller checks the labels and the probability range (with its own field names)."""
+    p = np.clip(predicted, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    return -(actual * np.log(p) + (1 - actual) * np.log1p(-p))
+
+
+def _regression_estimator(categorical_mask: Sequence[bool] | None, random_state: int):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(categorical_features=categorical_mask, random_state=random_state)
+
+
+def _classification_estimator(categorical_mask: Sequence[bool] | None, random_state: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(categorical_features=categorical_mask, random_state=random_state)
+
+
+def _predicted_value(estimator, features) -> np.ndarray:
+    return np.asarray(estimator.predict(features), dtype=float)
+
+
+def _positive_probability(estimator, features) -> np.ndarray:
+    return np.asarray(estimator.predict_proba(features)[:, 1], dtype=float)
+
+
+def _regression_performance(actual, predicted, **kwargs):
+    from .performance import regression_performance
+
+    return regression_performance(actual, predicted, **kwargs)
+
+
+def _classification_performance(actual, predicted, **kwargs):
+    from .performance import classification_performance
+
+    return classification_performance(actual, predicted, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """One task kind: everything the statistics, training and serving need to know about it.
+
+    - ``row_loss(actual, predicted)``: per-row loss of validated float arrays; its mean is
+      ``primary_metric``.
+    - ``primary_metric``: the loss that decides (candidate vs champion, A/B test, concept drift).
+    - ``metric_names``: the stored metrics this kind reports (a subset of ``STORED_METRICS``).
+    - ``performance(actual, predicted, **kwargs)``: the window's ``ModelPerformance``.
+    - ``estimator(categorical_mask, random_state)``: the unfitted default model (scikit-learn).
+    - ``predict(estimator, features)``: the value a serving model stores (a value, or P(y = 1)).
+    """
+
+    kind: str
+    primary_metric: str
+    metric_names: tuple[str, ...]
+    row_loss: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    performance: Callable
+    estimator: Callable
+    predict: Callable[..., np.ndarray]
+
+    def __post_init__(self):
+        unknown = [m for m in (*self.metric_names, self.primary_metric) if m not in STORED_METRICS]
+        if unknown:
+            raise ValueError(f"metric_names: {unknown} are not stored metrics {list(STORED_METRICS)}")
+
+
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task_kind(spec: TaskSpec) -> TaskSpec:
+    """Add a task kind (once: a second registration of a name is an error, not an override)."""
+    if spec.kind in _TASKS:
+        raise ValueError(f"kind: task kind {spec.kind!r} is already registered")
+    _TASKS[spec.kind] = spec
+    return spec
+
+
+def task_spec(task_kind: TaskKind | str) -> TaskSpec:
+    """The registry entry of a task kind; an unknown kind is refused listing the valid ones."""
+    key = task_kind.value if isinstance(task_kind, TaskKind) else task_kind
+    try:
+        return _TASKS[key]
+    except (KeyError, TypeError):
+        raise ValueError(f"task_kind: {shown(task_kind)} is not a registered task kind; "
+                         f"valid: {sorted(_TASKS)}") from None
+
+
+def task_kinds() -> Mapping[str, TaskSpec]:
+    """Every registered task kind (read-only view)."""
+    return dict(_TASKS)
+
+
+register_task_kind(TaskSpec(
+    kind=TaskKind.REGRESSION.value, primary_metric="mae", metric_names=("mae", "rmse", "r2", "mape", "wape"),
+    row_loss=absolute_error, performance=_regression_performance, estimator=_regression_estimator,
+    predict=_predicted_value))
+register_task_kind(TaskSpec(
+    kind=TaskKind.BINARY_CLASSIFICATION.value, primary_metric="log_loss", metric_names=("roc_auc", "log_loss"),
+    row_loss=binary_log_loss, performance=_classification_performance, estimator=_classification_estimator,
+    predict=_positive_probability))
