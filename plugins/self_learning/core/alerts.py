@@ -8,9 +8,14 @@ one place instead of being spread over the store, the operators and the notifica
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .types import Severity, model_name
+
+if TYPE_CHECKING:
+    from .performance import ModelPerformance
+    from .retraining import RetrainThresholds
 
 MAX_ALERT_KEY_LENGTH = 512  # the width of alerts.dedupe_key
 
@@ -36,3 +41,56 @@ def alert_status(severity: Severity | str, earlier_severities: Iterable[Severity
     if severity is Severity.NONE:
         raise ValueError("severity: an alert needs a severity above 'none'")
     return SUPPRESSED if any(Severity(s).rank >= severity.rank for s in earlier_severities) else OPEN
+
+
+# Severity of a systematic-error pattern by its deviation relative to the model's MAE.
+SYSTEMATIC_ERROR_LADDER = (("low", 0.1), ("medium", 0.25), ("high", 0.5), ("critical", 1.0))
+
+
+def finding(alert_type: str, cause: str, severity: str, details: dict[str, Any]) -> dict[str, Any]:
+    """One finding, in the keyword form of ``FeedbackStore.raise_alert``."""
+    return {"alert_type": alert_type, "cause": cause, "severity": severity, "details": details}
+
+
+def window_findings(drift_reports: Iterable[Mapping[str, Any]], performance: ModelPerformance | None,
+                    thresholds: RetrainThresholds, systematic_errors: Iterable[Mapping[str, Any]]
+                    ) -> list[dict[str, Any]]:
+    """A window's findings from its stored results, in order: drift (feature by feature; the
+    prediction and concept reports as one finding each), performance limits crossed (``high``),
+    systematic errors rated by ``SYSTEMATIC_ERROR_LADDER``. ``drift_reports`` and
+    ``systematic_errors`` are stored rows (``kind``, ``status``, ``severity``,
+    ``affected_features`` and the JSON ``result``)."""
+    from .retraining import performance_breaches  # scikit-learn: not at import (DAG parsing imports the policy)
+
+    findings = []
+    for row in drift_reports:
+        if row["status"] != "ok" or row["severity"] == "none":
+            continue
+        tests = row["result"]["statistical_tests"]
+        if row["kind"] == "feature_drift":
+            for feature in row["affected_features"]:
+                detail = tests["features"][feature]
+                findings.append(finding("feature_drift", feature, detail["severity"], {
+                    "summary": f"feature {feature!r} drifted ({detail['kind']})", "feature": feature,
+                    "checks": detail["checks"]}))
+        else:
+            findings.append(finding(row["kind"], row["kind"], row["severity"], {
+                "summary": row["result"]["recommendation"], "statistical_tests": tests}))
+    for breach in performance_breaches(performance, thresholds):
+        findings.append(finding("performance", breach.metric, "high", {"summary": breach.reason, **breach.to_dict()}))
+    for row in systematic_errors:
+        for pattern in row["result"]["patterns"]:
+            findings.extend(_systematic_error_finding(pattern))
+    return findings
+
+
+def _systematic_error_finding(pattern: Mapping[str, Any]) -> list[dict[str, Any]]:
+    effect = abs(pattern["relative_effect"] or 0.0)
+    severity = next((s for s, cut in reversed(SYSTEMATIC_ERROR_LADDER) if effect >= cut), None)
+    if not severity:
+        return []
+    cause = f"{pattern['feature']}={pattern['bucket']}"
+    direction = "over" if pattern["deviation"] > 0 else "under"
+    return [finding("systematic_error", cause, severity, {
+        "summary": f"{direction}-predicts where {cause} (deviation {pattern['deviation']:.4g}, "
+                   f"{effect:.0%} of MAE, n={pattern['sample_count']})", **pattern})]

@@ -199,8 +199,14 @@ def error_analysis_results(spec, settings: RunSettings, kinds: Mapping[str, str]
                      "systematic_patterns": len(systematic.patterns)}
 
 
-# Severity of a systematic-error pattern by its deviation relative to the model's MAE.
-SYSTEMATIC_ERROR_LADDER = (("low", 0.1), ("medium", 0.25), ("high", 0.5), ("critical", 1.0))
+def __getattr__(name: str):
+    """``SYSTEMATIC_ERROR_LADDER`` moved to ``core.alerts``; loaded on first use so parsing a DAG
+    file does not import the statistics."""
+    if name == "SYSTEMATIC_ERROR_LADDER":
+        from ..core.alerts import SYSTEMATIC_ERROR_LADDER
+
+        return SYSTEMATIC_ERROR_LADDER
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class AlertOperator(ModelStepOperator):
@@ -225,43 +231,15 @@ class AlertOperator(ModelStepOperator):
 
 
 def findings_of(store, spec, settings: RunSettings) -> list[dict[str, Any]]:
-    """The window's findings from the stored results: drift (feature by feature), performance
-    limits crossed and systematic errors."""
-    from ..retraining import performance_breaches
+    """The window's findings from the stored results (the policy is ``core.alerts.window_findings``)."""
+    from ..core.alerts import window_findings
     from ..store import ALL_VERSIONS
 
     end = settings.window_end
-    findings = []
-    for row in store.read_results("drift_reports", model=spec.name, model_version=ALL_VERSIONS, window_end=end):
-        if row["status"] != "ok" or row["severity"] == "none":
-            continue
-        tests = row["result"]["statistical_tests"]
-        if row["kind"] == "feature_drift":
-            for feature in row["affected_features"]:
-                detail = tests["features"][feature]
-                findings.append(_finding("feature_drift", feature, detail["severity"], {
-                    "summary": f"feature {feature!r} drifted ({detail['kind']})", "feature": feature,
-                    "checks": detail["checks"]}))
-        else:
-            findings.append(_finding(row["kind"], row["kind"], row["severity"], {
-                "summary": row["result"]["recommendation"], "statistical_tests": tests}))
-    for breach in performance_breaches(_stored_performance(store, spec.name, end), settings.retrain_thresholds()):
-        findings.append(_finding("performance", breach.metric, "high", {"summary": breach.reason, **breach.to_dict()}))
-    for row in store.read_results("error_analyses", model=spec.name, kind="systematic_errors", window_end=end):
-        for pattern in row["result"]["patterns"]:
-            effect = abs(pattern["relative_effect"] or 0.0)
-            severity = next((s for s, cut in reversed(SYSTEMATIC_ERROR_LADDER) if effect >= cut), None)
-            if severity:
-                cause = f"{pattern['feature']}={pattern['bucket']}"
-                direction = "over" if pattern["deviation"] > 0 else "under"
-                findings.append(_finding("systematic_error", cause, severity, {
-                    "summary": f"{direction}-predicts where {cause} (deviation {pattern['deviation']:.4g}, "
-                               f"{effect:.0%} of MAE, n={pattern['sample_count']})", **pattern}))
-    return findings
-
-
-def _finding(alert_type: str, cause: str, severity: str, details: dict[str, Any]) -> dict[str, Any]:
-    return {"alert_type": alert_type, "cause": cause, "severity": severity, "details": details}
+    return window_findings(
+        store.read_results("drift_reports", model=spec.name, model_version=ALL_VERSIONS, window_end=end),
+        _stored_performance(store, spec.name, end), settings.retrain_thresholds(),
+        store.read_results("error_analyses", model=spec.name, kind="systematic_errors", window_end=end))
 
 
 def _stored_performance(store, model: str, end: datetime):

@@ -1,0 +1,45 @@
+"""The alert policy without a database: dedupe key, cooldown rule, findings of a window."""
+
+from __future__ import annotations
+
+import pytest
+from self_learning.core.alerts import alert_key, alert_status, window_findings
+from self_learning.core.retraining import RetrainThresholds
+
+
+def test_alert_key_is_readable_and_unique_when_long():
+    assert alert_key("m", "feature_drift", "x") == "m|feature_drift|x"
+    long_a, long_b = alert_key("m", "t", "c" * 600), alert_key("m", "t", "c" * 599 + "d")
+    assert len(long_a) <= 512 and long_a != long_b and long_a.startswith("m|t|ccc")
+    with pytest.raises(ValueError, match=r"^model: "):
+        alert_key("bad name", "t", "c")
+
+
+@pytest.mark.parametrize(("severity", "earlier", "status"), [
+    ("high", [], "open"), ("high", ["low", "medium"], "open"), ("high", ["high"], "suppressed"),
+    ("medium", ["critical"], "suppressed"), ("low", ["low"], "suppressed")])
+def test_a_repeat_is_suppressed_and_an_escalation_is_open(severity, earlier, status):
+    assert alert_status(severity, earlier) == status
+
+
+def test_an_alert_needs_a_severity():
+    with pytest.raises(ValueError, match=r"^severity: "):
+        alert_status("none", [])
+
+
+def test_window_findings_turn_stored_results_into_alerts():
+    drift = [
+        {"kind": "feature_drift", "status": "ok", "severity": "high", "affected_features": ["x"],
+         "result": {"statistical_tests": {"features": {"x": {"severity": "high", "kind": "numeric", "checks": {}}}},
+                    "recommendation": "r"}},
+        {"kind": "concept_drift", "status": "ok", "severity": "none", "affected_features": [], "result": {}},
+        {"kind": "prediction_drift", "status": "insufficient_data", "severity": "high", "affected_features": [],
+         "result": {}},
+    ]
+    patterns = [{"result": {"patterns": [
+        {"feature": "c", "bucket": "a", "relative_effect": 0.3, "deviation": 1.5, "sample_count": 40},
+        {"feature": "c", "bucket": "b", "relative_effect": 0.05, "deviation": -0.1, "sample_count": 40}]}}]
+    findings = window_findings(drift, None, RetrainThresholds(), patterns)
+    assert [(f["alert_type"], f["cause"], f["severity"]) for f in findings] == [
+        ("feature_drift", "x", "high"), ("systematic_error", "c=a", "medium")]
+    assert findings[1]["details"]["summary"].startswith("over-predicts where c=a")

@@ -1,0 +1,54 @@
+"""The task-kind registry and the drift-check registry of the core."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from self_learning.core.drift import CheckOutcome, detect_feature_drift, register_check
+from self_learning.core.drift import checks as drift_checks
+from self_learning.core.tasks import STORED_METRICS, TaskSpec, register_task_kind, task_kinds, task_spec
+from sklearn.metrics import log_loss
+
+
+def test_every_task_kind_names_stored_metrics_and_a_primary_loss():
+    assert set(task_kinds()) == {"regression", "binary_classification"}
+    assert task_spec("regression").primary_metric == "mae"
+    assert task_spec("binary_classification").primary_metric == "log_loss"
+    for spec in task_kinds().values():
+        assert set(spec.metric_names) <= set(STORED_METRICS)
+
+
+def test_an_unknown_task_kind_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"^task_kind: 'multiclass' .*binary_classification.*regression"):
+        task_spec("multiclass")
+    with pytest.raises(ValueError, match=r"^kind: task kind 'regression' is already registered"):
+        register_task_kind(task_spec("regression"))
+    with pytest.raises(ValueError, match=r"^metric_names: "):
+        TaskSpec("x", "mae", ("accuracy_at_k",), *[None] * 4)
+
+
+def test_the_mean_row_loss_is_the_reported_log_loss_even_at_0_and_1():
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    p = np.array([1.0, 0.0, 0.0, 0.3])  # one confidently wrong prediction
+    losses = task_spec("binary_classification").row_loss(y, p)
+    assert np.isfinite(losses).all()
+    assert losses.mean() == pytest.approx(log_loss(y, p), rel=1e-12)
+
+
+def test_a_registered_check_joins_the_correction(monkeypatch):
+    monkeypatch.setattr(drift_checks, "_CHECKS", {k: dict(v) for k, v in drift_checks._CHECKS.items()})
+
+    @register_check("always_drifts", kinds=("numeric",))
+    def always_drifts(sample):
+        return CheckOutcome(1e-9, "effect_size", 0.6, sample.thresholds.effect)
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200)})
+    report = detect_feature_drift(frame, frame)
+    assert report.statistical_tests["features"]["x"]["checks"]["always_drifts"]["severity"] == "critical"
+    assert report.statistical_tests["summary"]["checks"] == 2
+    with pytest.raises(ValueError, match=r"^name: drift check 'always_drifts' is already registered"):
+        register_check("always_drifts", kinds=("numeric",))(always_drifts)
+    with pytest.raises(ValueError, match=r"^kinds: "):
+        register_check("x", kinds=("text",))
