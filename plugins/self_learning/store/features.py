@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from .. import pgcopy
 from ..domain import feature_cap
+from . import codec
 from .rows import (
     RowError,
     _category_feature,
@@ -71,10 +71,10 @@ class FeatureRegistryMixin:
         if all(key in registry for key in kinds):
             self._registry_cache[model] = registry
             return registry, {}
-        if self.is_postgres:  # positions are allocated (and the cap counted) under a per-model lock
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                         {"key": f"self_learning.features.{model}"})
-            registry = self._feature_registry(conn, model)
+        # Positions are allocated (and the cap counted) under a per-model lock; the registry is
+        # re-read once it is held, since a concurrent writer may have added keys meanwhile.
+        self.dialect.lock(conn, f"self_learning.features.{model}")
+        registry = self._feature_registry(conn, model)
         cap = feature_cap(conn.execute(sa.select(models.c.thresholds).where(models.c.name == model)).scalar() or {})
         refused = {}
         for key, kind in kinds.items():
@@ -171,5 +171,5 @@ class FeatureRegistryMixin:
             else:
                 categorical[key] = values.loc[keep].reset_index(drop=True)
         rows = meta.loc[keep, [*RESERVED, "_served_given"]].reset_index()
-        rows["cat_json"] = pgcopy.json_objects(pd.DataFrame(categorical, index=rows.index))
+        rows["cat_json"] = codec.json_objects(pd.DataFrame(categorical, index=rows.index))
         return (rows, matrix), errors

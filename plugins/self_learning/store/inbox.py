@@ -21,10 +21,9 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from ..domain import Result
-from .rows import RowError, _chunks, _utc
+from .rows import RowError, _utc
 from .tables import _TS, metadata, outcome_inbox
 
 if "processed_at" not in outcome_inbox.c:  # migration 0006
@@ -97,15 +96,8 @@ class OutcomeInboxMixin:
             prediction_ids=tuple(clean["prediction_id"]), oldest_received_at=_utc(oldest).to_pydatetime())
 
     def _mark_processed(self, conn, ids: list[int]) -> None:
-        """One UPDATE with an array on PostgreSQL (binding 200k ids as IN lists cost 1.6 s of
-        query text); chunks of IN lists on SQLite."""
-        stamp = {"processed_at": sa.func.current_timestamp()}
-        if self.is_postgres:
-            conn.execute(outcome_inbox.update().where(outcome_inbox.c.id == sa.any_(
-                sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger)))).values(**stamp), {"ids": ids})
-            return
-        for chunk in _chunks(ids, 10_000):
-            conn.execute(outcome_inbox.update().where(outcome_inbox.c.id.in_(chunk)).values(**stamp))
+        """One statement per 10,000 ids on SQLite, one array UPDATE on PostgreSQL (the dialect's)."""
+        self.dialect.update_by_ids(conn, outcome_inbox.c.id, ids, processed_at=sa.func.current_timestamp())
 
     def count_unprocessed_outcomes(self, until: datetime | None = None) -> int:
         """Inbox rows not pulled yet (received before ``until`` if given)."""
@@ -129,7 +121,7 @@ class OutcomeInboxMixin:
             raise ValueError(f"source: must be a non-empty string of at most 512 characters, got {source!r}")
         until = _aware("pulled_until", pulled_until)
         table = outcome_source_watermarks
-        statement = self._insert(table).values(source=source, pulled_until=until,
+        statement = self.dialect.insert(table).values(source=source, pulled_until=until,
                                                updated_at=sa.func.current_timestamp())
         later = sa.case((table.c.pulled_until < statement.excluded.pulled_until, statement.excluded.pulled_until),
                         else_=table.c.pulled_until)

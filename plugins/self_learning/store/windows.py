@@ -1,0 +1,60 @@
+"""Window reads: the predictions served in a window, with their outcomes and typed features.
+
+Results are computed on these frames; PostgreSQL reads them by COPY (``copy_out.py``), SQLite by
+a plain SELECT, both through the dialect's ``read_window`` into the same columns and dtypes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import sqlalchemy as sa
+
+from ..domain import model_name
+from .rows import _check_window, _utc
+from .tables import WINDOW_COLUMNS, predictions
+
+
+class WindowsMixin:
+    """Counts and frames of the predictions served in [start, end) (with the feature registry)."""
+
+    def count_predictions(self, model: str, start: datetime, end: datetime, *, version: str | None = None) -> int:
+        """Predictions served in [start, end) - the denominator of label coverage."""
+        query = sa.select(sa.func.count()).select_from(predictions).where(*self._window(model, start, end, version))
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    def count_predictions_by_version(self, model: str, start: datetime, end: datetime) -> dict[str, int]:
+        """Predictions served in [start, end) per model version, in one scan."""
+        query = (sa.select(predictions.c.model_version, sa.func.count()).where(*self._window(model, start, end, None))
+                 .group_by(predictions.c.model_version))
+        with self.engine.connect() as conn:
+            return {version: count for version, count in conn.execute(query)}
+
+    def _window(self, model, start, end, version):
+        _check_window(start, end)
+        start, end = _utc(start).to_pydatetime(), _utc(end).to_pydatetime()  # SQLite compares UTC text
+        conditions = [predictions.c.model == model_name(model), predictions.c.served_at >= start,
+                      predictions.c.served_at < end]
+        if version is not None:
+            conditions.append(predictions.c.model_version == version)
+        return conditions
+
+    def read_window(self, model: str, start: datetime, end: datetime, *, version: str | None = None,
+                    labelled_only: bool = True, with_ids: bool = False, features: bool = True) -> pd.DataFrame:
+        """Predictions served in [start, end), oldest first: model_version, served_at, predicted_value,
+        predicted_label, actual_value, observed_at, error (predicted - actual) and one typed column per
+        feature (float64 numeric; ``category`` of text for categorical features and the version).
+        ``with_ids`` adds prediction_id and unit_id (costly at a million rows: every id becomes a
+        Python string); ``features=False``
+        leaves the feature columns out (metrics need none)."""
+        registry = self.feature_registry(model) if features else {}
+        numeric = sorted((p, k) for k, (kind, p) in registry.items() if kind == "numeric")
+        categorical = sorted(k for k, (kind, _) in registry.items() if kind == "categorical")
+        names = [c for c in WINDOW_COLUMNS if with_ids or c not in ("prediction_id", "unit_id")]
+        conditions = self._window(model, start, end, version)
+        frame = self.dialect.read_window(conditions, labelled_only, names, numeric, categorical)
+        frame = frame[[*names, *(k for _, k in numeric), *categorical]]
+        frame.insert(names.index("observed_at") + 1, "error", frame["predicted_value"] - frame["actual_value"])
+        return frame
