@@ -1,0 +1,122 @@
+"""Notifications over real transports on loopback when something goes wrong: a Slack webhook that
+fails once, and the task's retry must not send the e-mail a second time."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def smtp_inbox():
+    """A real SMTP server (aiosmtpd) on loopback; yields (port, [(recipients, message)])."""
+    from aiosmtpd.controller import Controller
+
+    messages = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, messages
+    finally:
+        controller.stop()
+
+
+class SlackEndpoint:
+    """A fake Slack incoming-webhook endpoint: answers each POST with the next status of
+    ``statuses`` (then 200), and keeps every request with the status it got."""
+
+    def __init__(self, statuses=()):
+        self.statuses = list(statuses)
+        self.requests: list[tuple[int, dict]] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                status = endpoint.statuses.pop(0) if endpoint.statuses else 200
+                endpoint.requests.append((status, payload))
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"ok" if status == 200 else b"internal_error")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+
+    @property
+    def delivered(self) -> list[dict]:
+        """The posts Slack accepted (HTTP 200)."""
+        return [payload for status, payload in self.requests if status == 200]
+
+
+@pytest.fixture
+def slack_endpoint():
+    endpoint = SlackEndpoint()
+    thread = threading.Thread(target=endpoint.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.server.shutdown()
+
+
+@pytest.fixture
+def channels(smtp_inbox, slack_endpoint, monkeypatch):
+    """E-mail from severity high, Slack from medium, both through Airflow connections from the environment."""
+    smtp_port, _ = smtp_inbox
+    monkeypatch.setenv("AIRFLOW_CONN_ALERT_SMTP", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
+        "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "loop@example.com"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_ALERT_SLACK", json.dumps({
+        "conn_type": "slackwebhook", "password": f"http://127.0.0.1:{slack_endpoint.port}/services/T0/B0/x"}))
+    monkeypatch.setenv("AIRFLOW_VAR_SELF_LEARNING_NOTIFICATION_CHANNELS", json.dumps([
+        {"type": "smtp", "conn_id": "alert_smtp", "to": ["oncall@example.com"], "min_severity": "high"},
+        {"type": "slack", "conn_id": "alert_slack", "min_severity": "medium"}]))
+
+
+def test_a_slack_failure_half_way_is_retried_without_a_second_email(feedback_db, channels, smtp_inbox,
+                                                                    slack_endpoint):
+    """E-mail goes out, Slack answers 500 once, the task fails; its retry must deliver exactly one
+    Slack post and no second e-mail, then mark the alert notified (a third attempt sends nothing)."""
+    from self_learning.operators import NotifyAlertsOperator
+
+    _, mails = smtp_inbox
+    slack_endpoint.statuses = [500]
+    feedback_db.raise_alert(model="ctr_predictor", alert_type="feature_drift", severity="critical",
+                            cause="audience_size", details={"summary": "feature 'audience_size' drifted"},
+                            window_end=END)
+    operator = NotifyAlertsOperator(task_id="notify_alerts")
+    context = {"params": {}, "data_interval_start": END - timedelta(days=1), "data_interval_end": END}
+
+    with pytest.raises(Exception, match="500"):  # the Slack provider reports the status; the try fails
+        operator.execute(context)
+    assert [status for status, _ in slack_endpoint.requests] == [500]
+    assert len(mails) == 1  # the e-mail went out before Slack failed
+
+    retry = operator.execute(context)  # the task's retry
+    assert retry["notified"] == 1
+    assert len(slack_endpoint.delivered) == 1 and "audience_size" in slack_endpoint.delivered[0]["text"]
+    assert len(mails) == 1, f"the retry sent the e-mail again: {len(mails)} e-mails for one alert"
+
+    assert operator.execute(context)["notified"] == 0  # a later re-run sends nothing
+    assert len(mails) == 1 and len(slack_endpoint.delivered) == 1
+
