@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, Param, task_group
+from airflow.sdk import DAG, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 from self_learning.notifications import RunFailureNotifier
 from self_learning.operators import (
@@ -42,8 +42,7 @@ from self_learning.operators import (
     RunSummaryOperator,
     SelectModelsOperator,
 )
-
-SEVERITIES = ["low", "medium", "high", "critical"]
+from self_learning.settings import daily_params
 
 with DAG(
     dag_id="self_learning_daily",
@@ -57,46 +56,7 @@ with DAG(
     tags=["self-learning", "monitoring", "daily"],
     on_failure_callback=RunFailureNotifier(),
     doc_md=__doc__,
-    params={
-        "models": Param([], type="array", items={"type": "string"}, title="Models",
-                        description="Model names to analyse; empty = every active model."),
-        "current_window_days": Param(7, type="integer", minimum=1, maximum=366, title="Current window (days)",
-                                     description="Days ending at the interval end that are analysed."),
-        "reference_window_days": Param(30, type="integer", minimum=1, maximum=3660,
-                                       title="Reference window (days)",
-                                       description="Days before the current window that drift is measured against."),
-        "alpha": Param(0.05, type="number", exclusiveMinimum=0, exclusiveMaximum=0.5, title="Significance level",
-                       description="False discovery rate of the drift checks (Benjamini-Hochberg) and α of the "
-                                   "other tests."),
-        "min_label_coverage": Param(0.8, type="number", minimum=0, maximum=1, title="Minimum label coverage",
-                                    description="Below this share of labelled predictions, metrics are provisional."),
-        "alert_cooldown_days": Param(3, type="number", minimum=0, maximum=365, title="Alert cooldown (days)",
-                                     description="The same cause does not alert again at the same or lower "
-                                                 "severity within this many days."),
-        "feature_drift_severity": Param("high", enum=SEVERITIES, title="Retrain on feature drift from",
-                                        description="Feature drift at or above this severity triggers a retrain."),
-        "concept_drift_severity": Param("medium", enum=SEVERITIES, title="Retrain on concept drift from",
-                                        description="Concept drift at or above this severity triggers a retrain."),
-        "max_mape": Param(30.0, type=["null", "number"], minimum=0, title="Retrain above MAPE (%)",
-                          description="Regressors: retrain when MAPE exceeds this; empty = never."),
-        "max_log_loss": Param(None, type=["null", "number"], minimum=0, title="Retrain above log loss",
-                              description="Classifiers: retrain when log loss exceeds this; empty = never."),
-        "min_roc_auc": Param(None, type=["null", "number"], minimum=0, maximum=1, title="Retrain below ROC AUC",
-                             description="Classifiers: retrain when ROC AUC falls below this; empty = never."),
-        "min_labelled_outcomes": Param(100, type="integer", minimum=1, title="Minimum labelled outcomes",
-                                       description="Never retrain on fewer labelled outcomes in the window."),
-        "retrain_cooldown_days": Param(7, type="number", minimum=0, maximum=365, title="Retrain cooldown (days)",
-                                       description="No new retrain request for causes a request of this many days "
-                                                   "already covers (pending, or done for the same causes)."),
-        "notification_cooldown_days": Param(7, type="number", minimum=0, maximum=365,
-                                            title="Notification cooldown (days)",
-                                            description="At most one notification per model and cause in this "
-                                                        "many days (channels: Variable "
-                                                        "self_learning_notification_channels)."),
-        "window_end": Param(None, type=["null", "string"], format="date-time", title="Window end (manual runs)",
-                            description="Analyse the window ending at this UTC time instead of the run's data "
-                                        "interval end, e.g. 2026-11-01T00:00:00+00:00."),
-    },
+    params=daily_params(),  # the trigger form, from self_learning.settings
 ) as dag:
     schema = EnsureSchemaOperator(task_id="ensure_schema")
     outcomes = PullOutcomesOperator(

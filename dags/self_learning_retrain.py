@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 from self_learning.notifications import RunFailureNotifier
 from self_learning.operators import (
     DEFAULT_ARGS,
@@ -34,8 +34,7 @@ from self_learning.operators import (
     StartABTestOperator,
     TrainCandidateOperator,
 )
-
-DEFAULT_MODELS = ["roas_predictor", "ctr_predictor", "hook_classifier", "visual_pattern"]
+from self_learning.settings import retrain_params
 
 with DAG(
     dag_id="self_learning_retrain",
@@ -49,39 +48,7 @@ with DAG(
     tags=["self-learning", "retraining"],
     on_failure_callback=RunFailureNotifier(),
     doc_md=__doc__,
-    params={
-        "model": Param("ctr_predictor", type="string", examples=DEFAULT_MODELS, minLength=1, title="Model",
-                       description="A registered model (the list shows the default ones; any registered name works)."),
-        "training_window_days": Param(30, type="integer", minimum=1, maximum=3660, title="Training window (days)",
-                                      description="Labelled outcomes of this many days before the window end."),
-        "reason": Param("manual retrain", type="string", title="Reason",
-                        description="Why this retrain runs; stored with the request."),
-        "request_id": Param(None, type=["null", "string"], title="Retrain request id",
-                            description="Set by the daily run; empty for a manual run."),
-        "window_end": Param(None, type=["null", "string"], format="date-time", title="Window end",
-                            description="Train on the window ending here (UTC); empty = the last complete day."),
-        "holdout_share": Param(0.2, type="number", exclusiveMinimum=0, exclusiveMaximum=1, title="Holdout share",
-                               description="The latest share of the window that candidate and champion are "
-                                           "scored on."),
-        "margin": Param(0.02, type="number", minimum=0, maximum=1, title="Margin to beat the champion",
-                        description="Relative improvement of the primary loss (MAE or log loss) the candidate "
-                                    "needs to be tested against the champion."),
-        "ab_traffic_split": Param(0.5, type="number", exclusiveMinimum=0, exclusiveMaximum=1,
-                                  title="A/B: challenger share",
-                                  description="Share of units served by the challenger."),
-        "ab_unit": Param("prediction", enum=["prediction", "campaign", "account"], title="A/B: randomisation unit",
-                         description="What is assigned to an arm; campaign / account use the stored unit_id."),
-        "ab_min_days": Param(7, type="number", minimum=0, title="A/B: minimum days",
-                             description="No decision before this many days (weekday effects)."),
-        "ab_max_days": Param(28, type="number", minimum=0, title="A/B: maximum days",
-                             description="Without a winner by then, keep the champion (inconclusive)."),
-        "ab_min_outcomes_per_arm": Param(150, type="integer", minimum=2, title="A/B: minimum outcomes per arm"),
-        "ab_margin": Param(0.0, type="number", minimum=0, maximum=1, title="A/B: practical margin",
-                           description="Promote only if the challenger's loss is lower by at least this share of "
-                                       "the champion's, with the always-valid confidence."),
-        "ab_alpha": Param(0.05, type="number", exclusiveMinimum=0, exclusiveMaximum=0.5, title="A/B: α",
-                          description="Error rate of the always-valid confidence sequence."),
-    },
+    params=retrain_params(),  # the trigger form, from self_learning.settings
 ) as dag:
     schema = EnsureSchemaOperator(task_id="ensure_schema")
     claim = ClaimRetrainRequestOperator(task_id="claim_request")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, Param, task_group
+from airflow.sdk import DAG, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 from self_learning.notifications import RunFailureNotifier
 from self_learning.operators import (
@@ -43,6 +43,7 @@ from self_learning.operators import (
     RetentionOperator,
     SelectModelsOperator,
 )
+from self_learning.settings import weekly_params
 
 with DAG(
     dag_id="self_learning_weekly",
@@ -56,17 +57,7 @@ with DAG(
     tags=["self-learning", "monitoring", "weekly"],
     on_failure_callback=RunFailureNotifier(),
     doc_md=__doc__,
-    params={
-        "models": Param([], type="array", items={"type": "string"}, title="Models",
-                        description="Model names to report on; empty = every active model."),
-        "current_window_days": Param(7, type="integer", minimum=7, maximum=7, title="Period (days)",
-                                     description="The weekly period; fixed at 7 days."),
-        "min_label_coverage": Param(0.8, type="number", minimum=0, maximum=1, title="Minimum label coverage",
-                                    description="Below this share of labelled predictions, metrics are provisional."),
-        "window_end": Param(None, type=["null", "string"], format="date-time", title="Week end (manual runs)",
-                            description="Report on the week ending at this UTC time instead of the run's data "
-                                        "interval end, e.g. 2026-11-02T00:00:00+00:00."),
-    },
+    params=weekly_params(),  # the trigger form, from self_learning.settings
 ) as dag:
     schema = EnsureSchemaOperator(task_id="ensure_schema")
     models = SelectModelsOperator(task_id="select_models")

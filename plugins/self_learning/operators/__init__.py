@@ -12,28 +12,24 @@ SQLAlchemy) and the statistics (scipy, scikit-learn) are imported when a task ru
 
 from __future__ import annotations
 
+from ..settings import AB_PARAMS, MODEL_OVERRIDABLE, MODEL_RETRAIN_SETTINGS, SEVERITIES, RetrainSettings, RunSettings
 from .common import (
     ARTIFACT_ROOT_VARIABLE,
     DB_POOL,
     DEFAULT_ARGS,
     FEEDBACK_CONN_ID,
-    MODEL_OVERRIDABLE,
-    MODEL_RETRAIN_SETTINGS,
     REPORT_ROOT_VARIABLE,
     RETRAIN_DAG_ID,
-    SEVERITIES,
     EnsureSchemaOperator,
     FeedbackStoreOperator,
     InvalidParams,
     ModelStepOperator,
-    RunSettings,
     run_interval,
     run_settings,
     storage_path,
     trigger_once,
 )
 from .daily import (
-    SYSTEMATIC_ERROR_LADDER,
     AlertOperator,
     AnalyseModelOperator,
     DriftOperator,
@@ -48,11 +44,9 @@ from .daily import (
 from .maintenance import RetentionOperator
 from .outcomes import PullOutcomesOperator
 from .retrain import (
-    AB_PARAMS,
     ClaimRetrainRequestOperator,
     DelegateTrainingOperator,
     FinishRetrainRequestOperator,
-    RetrainSettings,
     RetrainStepOperator,
     StartABTestOperator,
     TrainCandidateOperator,
@@ -106,3 +100,13 @@ __all__ = [
     "storage_path",
     "trigger_once",
 ]
+
+
+def __getattr__(name: str):
+    """Names of the statistics kept importable from here, loaded on first use: the DAG files import
+    this package at parse time, which must not import the statistics (numpy)."""
+    if name == "SYSTEMATIC_ERROR_LADDER":
+        from ..core.alerts import SYSTEMATIC_ERROR_LADDER
+
+        return SYSTEMATIC_ERROR_LADDER
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -12,99 +11,15 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from ..settings import RUN_SETTINGS, RunSettings
+
 FEEDBACK_CONN_ID = "feedback_db"
 DB_POOL = "self_learning_db"
 # Every task of the package's DAGs: retried with backoff, store work limited by one pool.
 DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True, "pool": DB_POOL}
 RETRAIN_DAG_ID = "self_learning_retrain"
-SEVERITIES = ("low", "medium", "high", "critical")
-
-# Run settings a model may override through its registered ``thresholds``.
-MODEL_OVERRIDABLE = ("alpha", "min_label_coverage", "alert_cooldown_days", "feature_drift_severity",
-                     "concept_drift_severity", "max_mape", "max_log_loss", "min_roc_auc", "min_labelled_outcomes",
-                     "retrain_cooldown_days")
-# How a model is retrained: a trainer factory by dotted path (and the extra types its artifacts may
-# hold, see lifecycle.load_artifact), or its own training DAG to trigger.
-MODEL_RETRAIN_SETTINGS = ("trainer", "trainer_dag_id", "trusted_types")
-# Read by the store itself: the cap on a model's registered feature keys.
-MODEL_STORE_SETTINGS = ("max_features",)
 ARTIFACT_ROOT_VARIABLE = "self_learning_artifact_root"
 REPORT_ROOT_VARIABLE = "self_learning_report_root"
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSettings:
-    """The validated params of one run, with the windows they define."""
-
-    window_end: datetime
-    interval_start: datetime
-    current_window_days: int = 7
-    reference_window_days: int = 30
-    alpha: float = 0.05
-    min_label_coverage: float = 0.8
-    alert_cooldown_days: float = 3.0
-    feature_drift_severity: str = "high"
-    concept_drift_severity: str = "medium"
-    max_mape: float | None = 30.0
-    max_log_loss: float | None = None
-    min_roc_auc: float | None = None
-    min_labelled_outcomes: int = 100
-    retrain_cooldown_days: float = 7.0
-    notification_cooldown_days: float = 7.0
-    models: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        for name, low, high in (("current_window_days", 1, 366), ("reference_window_days", 1, 3660)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f"params.{name}: must be an integer in {low}..{high}, got {value!r}")
-        _check_number("alpha", self.alpha, 0.0, 0.5, inclusive=False)
-        _check_number("min_label_coverage", self.min_label_coverage, 0.0, 1.0)
-        _check_number("alert_cooldown_days", self.alert_cooldown_days, 0.0, 365.0)
-        _check_number("retrain_cooldown_days", self.retrain_cooldown_days, 0.0, 365.0)
-        _check_number("notification_cooldown_days", self.notification_cooldown_days, 0.0, 365.0)
-        for name in ("feature_drift_severity", "concept_drift_severity"):
-            if getattr(self, name) not in SEVERITIES:
-                raise ValueError(f"params.{name}: must be one of {', '.join(SEVERITIES)}, got {getattr(self, name)!r}")
-        for name, low, high in (("max_mape", 0.0, 1e6), ("max_log_loss", 0.0, 1e3), ("min_roc_auc", 0.0, 1.0)):
-            if getattr(self, name) is not None:
-                _check_number(name, getattr(self, name), low, high)
-        if not isinstance(self.min_labelled_outcomes, int) or self.min_labelled_outcomes < 1:
-            raise ValueError(
-                f"params.min_labelled_outcomes: must be an integer >= 1, got {self.min_labelled_outcomes!r}")
-
-    @property
-    def current_start(self) -> datetime:
-        return self.window_end - timedelta(days=self.current_window_days)
-
-    @property
-    def reference_start(self) -> datetime:
-        return self.current_start - timedelta(days=self.reference_window_days)
-
-    def for_model(self, thresholds: Mapping[str, Any]) -> RunSettings:
-        """These settings with a model's registered threshold overrides applied."""
-        unknown = sorted(set(thresholds) - set(MODEL_OVERRIDABLE + MODEL_RETRAIN_SETTINGS + MODEL_STORE_SETTINGS))
-        if unknown:
-            raise ValueError(f"thresholds: unknown keys {unknown}; a model may set "
-                             f"{', '.join(MODEL_OVERRIDABLE + MODEL_RETRAIN_SETTINGS + MODEL_STORE_SETTINGS)}")
-        return dataclasses.replace(self, **{k: v for k, v in thresholds.items() if k in MODEL_OVERRIDABLE})
-
-    def retrain_thresholds(self):
-        """The retrain decision's thresholds of these settings."""
-        from ..retraining import RetrainThresholds
-
-        return RetrainThresholds(
-            feature_drift_severity=self.feature_drift_severity, concept_drift_severity=self.concept_drift_severity,
-            max_mape=self.max_mape, max_log_loss=self.max_log_loss, min_roc_auc=self.min_roc_auc,
-            min_labelled_outcomes=self.min_labelled_outcomes)
-
-
-def _check_number(name: str, value, low: float, high: float, *, inclusive: bool = True) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-        low <= value <= high if inclusive else low < value < high)
-    if not ok:
-        bounds = f"[{low}, {high}]" if inclusive else f"({low}, {high})"
-        raise ValueError(f"params.{name}: must be a number in {bounds}, got {value!r}")
 
 
 class InvalidParams(AirflowFailException, ValueError):
@@ -132,12 +47,9 @@ def run_settings(context: Mapping[str, Any]) -> RunSettings:
     """Validated settings of the running DAG run (see the module docstring for the window)."""
     params = dict(context.get("params") or {})
     start, end = run_interval(context, params.pop("window_end", None))
-    known = {f.name for f in dataclasses.fields(RunSettings)} - {"window_end", "interval_start"}
-    models = params.pop("models", None) or ()
-    if isinstance(models, str) or not all(isinstance(m, str) for m in models):
-        raise ValueError(f"params.models: must be a list of model names, got {models!r}")
-    return RunSettings(window_end=_utc(end), interval_start=_utc(start), models=tuple(models),
-                       **{k: v for k, v in params.items() if k in known})
+    params["models"] = params.get("models") or ()  # empty: every active model
+    return RunSettings(window_end=_utc(end), interval_start=_utc(start),
+                       **{k: v for k, v in params.items() if k in RUN_SETTINGS})
 
 
 def run_interval(context: Mapping[str, Any], window_end: Any = None) -> tuple[datetime, datetime]:

@@ -4,60 +4,23 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from ..settings import AB_PARAMS, RETRAIN_SETTINGS, RetrainSettings
 from .common import (
     ARTIFACT_ROOT_VARIABLE,
     FeedbackStoreOperator,
     InvalidParams,
-    _check_number,
     _run_id,
     fails_at_once,
     run_interval,
     storage_path,
     trigger_once,
 )
-
-# -- retraining ----------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class RetrainSettings:
-    """The validated params of a retrain run."""
-
-    model: str
-    window_end: datetime
-    request_id: str
-    reason: str
-    training_window_days: int = 30
-    holdout_share: float = 0.2
-    margin: float = 0.02
-    ab_test: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self):
-        if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"params.model: the name of a registered model is required, got {self.model!r}")
-        days = self.training_window_days
-        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3660:
-            raise ValueError(f"params.training_window_days: must be an integer in 1..3660, got {days!r}")
-        _check_number("holdout_share", self.holdout_share, 0.0, 1.0, inclusive=False)
-        _check_number("margin", self.margin, 0.0, 1.0)
-        from ..ab_testing import ABTestConfig  # validates the A/B params, naming them
-
-        try:
-            ABTestConfig(**self.ab_test)
-        except ValueError as error:
-            raise ValueError(f"params.ab_{error}") from None
-
-
-AB_PARAMS = {"ab_traffic_split": "traffic_split", "ab_unit": "unit", "ab_min_days": "min_days",
-             "ab_max_days": "max_days", "ab_min_outcomes_per_arm": "min_outcomes_per_arm", "ab_margin": "margin",
-             "ab_alpha": "alpha"}
 
 
 @fails_at_once
@@ -68,10 +31,10 @@ def retrain_settings(context: Mapping[str, Any]) -> RetrainSettings:
     _, end = run_interval(context, params.get("window_end"))
     model = params.get("model")
     request_id = params.get("request_id") or f"{model}@manual:{context['dag_run'].run_id}"
+    values = {name: params[name] for name in RETRAIN_SETTINGS if params.get(name) is not None}
+    values.update(model=model, reason=params.get("reason") or RETRAIN_SETTINGS["reason"].default)
     return RetrainSettings(
-        model=model, window_end=end, request_id=request_id[:256], reason=params.get("reason") or "manual retrain",
-        training_window_days=params.get("training_window_days", 30), holdout_share=params.get("holdout_share", 0.2),
-        margin=params.get("margin", 0.02),
+        **values, window_end=end, request_id=request_id[:256],
         ab_test={field: params[name] for name, field in AB_PARAMS.items() if params.get(name) is not None})
 
 
