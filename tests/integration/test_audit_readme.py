@@ -1,0 +1,69 @@
+"""The README's Python blocks, executed against a real PostgreSQL store: what a reader copies must
+run. The test defines only the names a block leaves to the reader (``frame``, ``outcomes_frame``,
+``start``, ``end``, ``unit_id``, ``deployed_version``) and points the URL at the session's server."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import ROOT
+from self_learning import lifecycle
+from self_learning.ab_testing import arm_version
+from self_learning.store import FeedbackStore
+from support.stores import DAY, NEXT_DAY, prediction_frame
+
+README_URL = '"postgresql://svc@db:5432/feedback"'
+BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+
+
+def block(marker: str) -> str:
+    (found,) = [b for b in BLOCKS if marker in b]
+    return found
+
+
+def execute(source: str, **names) -> dict:
+    """Run a block as a reader would paste it; returns its namespace."""
+    namespace = dict(names)
+    exec(compile(source, "<README.md python block>", "exec"), namespace)
+    return namespace
+
+
+def test_every_python_block_of_the_readme_is_executed_here():
+    assert len(BLOCKS) == 2, "a new ```python block in README.md: execute it in this module"
+
+
+def test_the_serving_store_block_runs_against_a_real_store(pg_url):
+    source = block("FeedbackStore.from_url")
+    assert README_URL in source
+    frame = prediction_frame(50)
+    outcomes_frame = frame[["prediction_id"]].head(20).assign(actual_value=3.0)
+    names = execute(source.replace(README_URL, repr(pg_url)), frame=frame, outcomes_frame=outcomes_frame,
+                    start=DAY, end=NEXT_DAY)
+    report = names["report"]  # the outcomes' report
+    assert (report.inserted, report.rejected) == (20, [])
+    assert len(names["window"]) == 20  # the labelled predictions of the window
+    assert FeedbackStore.from_url(pg_url).record_outcome(names["pid"], 2.9) == "unchanged"
+
+
+@pytest.fixture
+def serving(feedback_db):
+    """Names the serving snippet needs: the store, a unit, and the version this process serves today."""
+    return {"store": feedback_db, "unit_id": "campaign-42", "deployed_version": "v4"}
+
+
+def test_the_ab_serving_block_picks_a_version_before_the_first_promotion(serving):
+    """No champion yet (nothing promoted, no test): serving keeps the version it deploys."""
+    assert serving["store"].get_champion("ctr_predictor") is None
+    assert execute(block("arm_version"), **serving)["version"] == "v4"
+
+
+def test_the_ab_serving_block_serves_the_champion_then_the_arm_of_the_unit(serving):
+    store = serving["store"]
+    for version in ("v5", "v6"):
+        store.register_version("ctr_predictor", version, status="archived")
+    store.promote("ctr_predictor", "v5")
+    assert execute(block("arm_version"), **serving)["version"] == "v5"
+    test = lifecycle.ab_test_model_versions(store, "ctr_predictor", "v5", "v6", started_at=DAY)
+    expected = arm_version(test["config"]["seed"], "campaign-42", "v5", "v6", test["config"]["traffic_split"])
+    assert execute(block("arm_version"), **serving)["version"] == expected
