@@ -10,6 +10,10 @@ Without the Variable, alerts go to the task log. A channel whose connection does
 delivered to the log instead, with a warning naming it. Delivery is at least once: alerts are
 marked notified only after every channel took them.
 
+Channel types are a registry: ``register_channel("pager", send_page, needs_connection=True)``
+adds one, where ``send_page(channel, message, context)`` sends a ``Message`` (subject, plain text,
+HTML) on it; smtp, slack and log are registered below the same way.
+
 This module is imported by the DAG files (the failure callback), so it imports only the task SDK at
 the top; the providers are imported when a message is sent.
 """
@@ -19,16 +23,52 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from .settings import SEVERITIES
+
 CHANNELS_VARIABLE = "self_learning_notification_channels"
-CHANNEL_TYPES = ("smtp", "slack", "log")
-SEVERITIES = ("low", "medium", "high", "critical")
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """One notification, rendered for every kind of channel."""
+
+    subject: str
+    text: str
+    html: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelType:
+    """How a kind of channel sends, and what a configured channel of that kind must name."""
+
+    name: str
+    send: Callable[[Channel, Message, Mapping[str, Any]], None]
+    needs_connection: bool = True
+    needs_recipients: bool = False
+
+
+_CHANNEL_TYPES: dict[str, ChannelType] = {}
+
+
+def register_channel(name: str, send: Callable[[Channel, Message, Mapping[str, Any]], None], *,
+                     needs_connection: bool = True, needs_recipients: bool = False) -> None:
+    """Make ``{"type": name}`` a valid channel of the Variable; ``send(channel, message, context)``
+    delivers one message (raising on failure, so the task retries)."""
+    if name in _CHANNEL_TYPES:
+        raise ValueError(f"name: channel type {name!r} is registered already")
+    _CHANNEL_TYPES[name] = ChannelType(name, send, needs_connection, needs_recipients)
+
+
+def channel_types() -> tuple[str, ...]:
+    """The registered channel types, in registration order."""
+    return tuple(_CHANNEL_TYPES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,14 +79,15 @@ class Channel:
     min_severity: str = "low"
 
     def __post_init__(self):
-        if self.type not in CHANNEL_TYPES:
-            raise ValueError(f"{CHANNELS_VARIABLE}[].type: one of {', '.join(CHANNEL_TYPES)}, got {self.type!r}")
+        kind = _CHANNEL_TYPES.get(self.type)
+        if kind is None:
+            raise ValueError(f"{CHANNELS_VARIABLE}[].type: one of {', '.join(_CHANNEL_TYPES)}, got {self.type!r}")
         if self.min_severity not in SEVERITIES:
             raise ValueError(f"{CHANNELS_VARIABLE}[].min_severity: one of {', '.join(SEVERITIES)}, "
                              f"got {self.min_severity!r}")
-        if self.type == "smtp" and not self.to:
-            raise ValueError(f"{CHANNELS_VARIABLE}[].to: an smtp channel needs recipients")
-        if self.type != "log" and not self.conn_id:
+        if kind.needs_recipients and not self.to:
+            raise ValueError(f"{CHANNELS_VARIABLE}[].to: an {self.type} channel needs recipients")
+        if kind.needs_connection and not self.conn_id:
             raise ValueError(f"{CHANNELS_VARIABLE}[].conn_id: a {self.type} channel needs an Airflow connection")
 
     def takes(self, severity: str) -> bool:
@@ -94,24 +135,15 @@ def _summary(alert: Mapping[str, Any]) -> str:
 
 
 def deliver(channel: Channel, subject: str, text: str, html: str, context: Mapping[str, Any]) -> str:
-    """Send one message on a channel; returns where it went."""
-    if channel.type != "log" and not _connection_exists(channel.conn_id):
+    """Send one message on a channel; returns where it went. A channel whose connection does not
+    exist goes to the log instead, with a warning naming it."""
+    if _CHANNEL_TYPES[channel.type].needs_connection and not _connection_exists(channel.conn_id):
         log.warning("notification channel %s: connection %r does not exist; delivering to the log", channel.type,
                     channel.conn_id)
         channel = Channel("log")
-    if channel.type == "log":
-        log.warning("%s", text)
-        return "log"
-    if channel.type == "smtp":
-        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
-        notifier = SmtpNotifier(to=list(channel.to), subject=subject, html_content=html, smtp_conn_id=channel.conn_id)
-    else:
-        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
-
-        notifier = SlackWebhookNotifier(slack_webhook_conn_id=channel.conn_id, text=text)
-    notifier.notify(dict(context))
-    return f"{channel.type}:{channel.conn_id}"
+    kind = _CHANNEL_TYPES[channel.type]
+    kind.send(channel, Message(subject, text, html), context)
+    return f"{channel.type}:{channel.conn_id}" if kind.needs_connection else channel.type
 
 
 def _connection_exists(conn_id: str | None) -> bool:
@@ -139,3 +171,28 @@ class RunFailureNotifier(BaseNotifier):
         for channel in configured_channels():
             if channel.takes("high"):
                 deliver(channel, subject, text, html, context)
+
+
+# -- the channel types ---------------------------------------------------------------------------------
+
+
+def send_to_log(channel: Channel, message: Message, context: Mapping[str, Any]) -> None:
+    log.warning("%s", message.text)
+
+
+def send_email(channel: Channel, message: Message, context: Mapping[str, Any]) -> None:
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    SmtpNotifier(to=list(channel.to), subject=message.subject, html_content=message.html,
+                 smtp_conn_id=channel.conn_id).notify(dict(context))
+
+
+def send_slack(channel: Channel, message: Message, context: Mapping[str, Any]) -> None:
+    from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+    SlackWebhookNotifier(slack_webhook_conn_id=channel.conn_id, text=message.text).notify(dict(context))
+
+
+register_channel("smtp", send_email, needs_recipients=True)
+register_channel("slack", send_slack)
+register_channel("log", send_to_log, needs_connection=False)

@@ -12,9 +12,11 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from ..core.tasks import STORED_METRICS
+from ..core.types import ALERT_SEVERITY_NAMES as SEVERITY_ROWS
+
 SEVERITY_COLOURS = {"none": "#dcefdc", "low": "#fff3b0", "medium": "#ffc46b", "high": "#f07850",
                     "critical": "#b3202a", "insufficient_data": "#eeeeee", None: "#fafafa"}
-SEVERITY_ROWS = ("low", "medium", "high", "critical")
 MAIN_METRICS = ("mape", "mae", "roc_auc", "log_loss")
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
@@ -132,7 +134,7 @@ def _model_section(report: dict[str, Any], model: str) -> str:
 def _current_table(current: dict[str, dict[str, Any]]) -> str:
     if not current:
         return "<p class='muted'>No performance stored for this period.</p>"
-    metrics = [m for m in ("mae", "rmse", "mape", "wape", "r2", "roc_auc", "log_loss")
+    metrics = [m for m in STORED_METRICS
                if any(m in row for row in current.values())]
     head = "".join(f"<th>{m.upper()}</th>" for m in metrics)
     rows = "".join(

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..core.tasks import STORED_METRICS
 from ..domain import as_utc
 from ..importance import importance_trends
 from ..store import ALL_VERSIONS
 
-METRICS = ("mae", "rmse", "mape", "wape", "r2", "roc_auc", "log_loss")
+METRICS = STORED_METRICS  # the stored metrics a report carries, in the core's order
 SECTIONS = ("performance", "error_distribution", "drift_results", "systematic_error_patterns",
             "feature_importance", "retraining_recommendations", "ab_test_conclusions", "alerts")
 IMPORTANCE_TREND_DAYS = 90
