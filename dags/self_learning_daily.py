@@ -19,7 +19,9 @@ Outcome source: the store's `outcome_inbox` table (every row not processed yet a
 before the window end, so days without a run are picked up by the next one), or any SQL query on
 any Airflow connection (Variables `self_learning_outcome_conn_id` and `self_learning_outcome_sql`;
 the query returns `prediction_id, actual_value[, observed_at]` with `:start` bound to the end of
-the last pulled interval of that source, at most 90 days back, and `:end` to the interval end).
+the last pulled interval of that source, at most 90 days back, and `:end` to the interval end),
+or the CSV files under a prefix (Variable `self_learning_outcome_uri`, any fsspec URI), each read
+by the run whose window holds its modification time.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ with DAG(
         task_id="pull_outcomes",
         source_conn_id="{{ var.value.get('self_learning_outcome_conn_id', '') }}",
         source_sql="{{ var.value.get('self_learning_outcome_sql', '') }}",
+        source_uri="{{ var.value.get('self_learning_outcome_uri', '') }}",
     )
     models = SelectModelsOperator(task_id="select_models")
 

@@ -21,7 +21,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,36 @@ class InboxSource(OutcomeSource):
         return PulledOutcomes(self.describe(), since, report, report.prediction_ids)
 
 
-class SqlQuerySource(OutcomeSource):
+class WatermarkedSource(OutcomeSource):
+    """A source read by time: each run reads from the end of the last interval pulled from it (the
+    store's watermark under ``key()``) when that is earlier than its interval start, at most
+    ``MAX_CATCH_UP`` back; the latest value of a corrected outcome wins."""
+
+    @abc.abstractmethod
+    def key(self) -> str:
+        """The watermark's name: changes when what the source reads changes."""
+
+    @abc.abstractmethod
+    def read(self, start: datetime, end: datetime):
+        """The outcomes that arrived in ``start``..``end`` as a frame (``prediction_id``,
+        ``actual_value``, optional ``observed_at``)."""
+
+    def pull(self, store, interval_start: datetime, interval_end: datetime) -> PulledOutcomes:
+        key = self.key()
+        watermark = store.outcome_source_watermark(key)
+        since = catch_up_start(interval_start, interval_end, watermark)
+        if watermark is not None and watermark < since:
+            log.warning("outcomes %s..%s from %s are not pulled: a run catches up at most %s", watermark, since,
+                        self.describe(), MAX_CATCH_UP)
+        frame = _checked(self.read(since, interval_end), self.describe()).drop_duplicates("prediction_id", keep="last")
+        report = store.record_outcomes(frame)
+        store.advance_outcome_source_watermark(key, interval_end)
+        return PulledOutcomes(self.describe(), since, report, frame["prediction_id"])
+
+
+class SqlQuerySource(WatermarkedSource):
     """``sql`` on the Airflow connection ``conn_id``, returning ``prediction_id, actual_value[,
-    observed_at]`` with ``:start`` and ``:end`` bound. ``:start`` is the end of the last interval
-    pulled from it (the store's watermark for this connection and query) when that is earlier than
-    the run's interval start, at most ``MAX_CATCH_UP`` back; the latest value of a corrected
-    outcome wins."""
+    observed_at]`` with ``:start`` and ``:end`` bound to the window (see ``WatermarkedSource``)."""
 
     def __init__(self, conn_id: str, sql: str):
         if not conn_id:
@@ -83,38 +107,72 @@ class SqlQuerySource(OutcomeSource):
     def describe(self) -> str:
         return f"connection {self.conn_id!r}"
 
-    def pull(self, store, interval_start: datetime, interval_end: datetime) -> PulledOutcomes:
-        key = source_key(self.conn_id, self.sql)
-        watermark = store.outcome_source_watermark(key)
-        since = catch_up_start(interval_start, interval_end, watermark)
-        if watermark is not None and watermark < since:
-            log.warning("outcomes %s..%s from %s are not pulled: a run catches up at most %s", watermark, since,
-                        self.describe(), MAX_CATCH_UP)
-        frame = self.query(since, interval_end).drop_duplicates("prediction_id", keep="last")
-        report = store.record_outcomes(frame)
-        store.advance_outcome_source_watermark(key, interval_end)
-        return PulledOutcomes(self.describe(), since, report, frame["prediction_id"])
+    def key(self) -> str:
+        return source_key(self.conn_id, self.sql)
 
-    def query(self, start: datetime, end: datetime):
-        """The query's rows for ``start``..``end`` as a frame, its columns checked."""
+    def read(self, start: datetime, end: datetime):
         import pandas as pd
         import sqlalchemy as sa
         from airflow.sdk import BaseHook
 
         hook = BaseHook.get_connection(self.conn_id).get_hook()
         with hook.get_sqlalchemy_engine().connect() as conn:
-            frame = pd.read_sql(sa.text(self.sql), conn, params={"start": start, "end": end})
-        missing = {"prediction_id", "actual_value"} - set(frame.columns)
-        if missing:
-            raise ValueError(f"source_sql: the query must return {sorted(missing)} (got {list(frame.columns)})")
-        return frame
+            return pd.read_sql(sa.text(self.sql), conn, params={"start": start, "end": end})
 
 
-def select_source(source_conn_id: str | None = None, source_sql: str | None = None) -> OutcomeSource:
-    """The source the operator's configuration names: a query on a connection when ``source_sql``
-    is set, else the store's inbox."""
+class FileSource(WatermarkedSource):
+    """CSV (or, with pyarrow installed, Parquet) files under an ``ObjectStoragePath`` prefix
+    (``uri``, any fsspec URI; ``conn_id`` names the storage's credentials), each read by the run
+    whose window holds its modification time: a file dropped after a run is taken by the next one,
+    a file changed later is read again (its outcomes count as corrections or unchanged)."""
+
+    READERS: ClassVar[dict[str, str]] = {".csv": "read_csv", ".parquet": "read_parquet"}
+
+    def __init__(self, uri: str, conn_id: str | None = None):
+        if not uri:
+            raise ValueError("source_uri: the prefix of the outcome files is required")
+        self.uri, self.conn_id = uri.rstrip("/"), conn_id or None
+
+    def describe(self) -> str:
+        return f"files under {self.uri!r}"
+
+    def key(self) -> str:
+        return f"files:{self.uri}"
+
+    def read(self, start: datetime, end: datetime):
+        import pandas as pd
+        from airflow.sdk import ObjectStoragePath
+
+        frames = []
+        for path in sorted(ObjectStoragePath(self.uri, conn_id=self.conn_id).rglob("*"), key=str):
+            reader = self.READERS.get(path.suffix.lower())
+            if reader is None or not path.is_file():
+                continue
+            if start.timestamp() < path.stat().st_mtime <= end.timestamp():
+                with path.open("rb") as handle:
+                    frames.append(getattr(pd, reader)(handle))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            {"prediction_id": pd.Series(dtype=str), "actual_value": pd.Series(dtype=float)})
+
+
+def _checked(frame, source: str):
+    missing = {"prediction_id", "actual_value"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{source}: the outcomes must have the columns {sorted(missing)} "
+                         f"(got {list(frame.columns)})")
+    return frame
+
+
+def select_source(source_conn_id: str | None = None, source_sql: str | None = None,
+                  source_uri: str | None = None) -> OutcomeSource:
+    """The source the operator's configuration names: a query on a connection (``source_sql``),
+    files under a prefix (``source_uri``, credentials from ``source_conn_id``), else the inbox."""
+    if source_sql and source_uri:
+        raise ValueError("source_uri: set either source_sql or source_uri, not both")
     if source_sql:
         return SqlQuerySource(source_conn_id or "", source_sql)
+    if source_uri:
+        return FileSource(source_uri, source_conn_id)
     return InboxSource()
 
 

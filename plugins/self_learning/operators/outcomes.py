@@ -16,21 +16,25 @@ class PullOutcomesOperator(FeedbackStoreOperator):
 
     Default source: the store's ``outcome_inbox`` (``InboxSource``). With ``source_sql``: that
     query on the Airflow connection ``source_conn_id`` from its watermark (``SqlQuerySource``).
+    With ``source_uri``: the CSV / Parquet files under that prefix by modification time
+    (``FileSource``; ``source_conn_id`` holds the storage's credentials).
     Logs and returns received / recorded / corrected / rejected and matched / orphan / late counts.
     """
 
-    template_fields: Sequence[str] = ("source_conn_id", "source_sql")
+    template_fields: Sequence[str] = ("source_conn_id", "source_sql", "source_uri")
 
-    def __init__(self, *, source_conn_id: str | None = None, source_sql: str | None = None, **kwargs):
+    def __init__(self, *, source_conn_id: str | None = None, source_sql: str | None = None,
+                 source_uri: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.source_conn_id = source_conn_id
         self.source_sql = source_sql
+        self.source_uri = source_uri
 
     def execute(self, context):
         settings = run_settings(context)
         start, end = settings.interval_start, settings.window_end
         try:
-            source = select_source(self.source_conn_id, self.source_sql)
+            source = select_source(self.source_conn_id, self.source_sql, self.source_uri)
         except ValueError as error:
             raise InvalidParams(str(error)) from error
         store = self.store()
