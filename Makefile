@@ -36,7 +36,11 @@ system-deps:
 	  else echo "missing Debian packages:$$missing (install them, or run make test as root)"; exit 1; fi; \
 	fi
 
-# Starts its own throwaway PostgreSQL and Airflow metadata DB (tests/conftest.py).
+# Starts its own throwaway PostgreSQL and Airflow metadata DB per worker (tests/conftest.py). Two
+# pytest-xdist workers, one test module per worker at a time (module fixtures are built once);
+# PYTEST_ARGS= runs in one process, PYTEST_WORKERS=4 on a bigger machine.
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
 test: system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

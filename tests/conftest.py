@@ -1,7 +1,13 @@
-"""Test session set-up: an isolated Airflow home and a throwaway PostgreSQL server.
+"""Test session set-up: an isolated Airflow home and a throwaway PostgreSQL server per process.
 
-The Airflow environment is set here, at import time, because Airflow reads its
-configuration when first imported. Nothing here needs a server started by hand.
+The Airflow environment is set here, at import time, because Airflow reads its configuration when
+first imported. Under pytest-xdist every worker is its own process, so each has its own Airflow
+home (its own SQLite metadata DB) and its own PostgreSQL server: nothing is shared between workers.
+Nothing here needs a server started by hand.
+
+Where the tests live: ``unit/`` (no database, no DAG run), ``integration/`` (real PostgreSQL,
+``dag.test()``), ``e2e/`` (Airflow's scheduler and api-server as processes, Chromium). Shared
+helpers are in ``support/``; no test module imports another.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="self-learning-airflow-"))
 atexit.register(shutil.rmtree, AIRFLOW_HOME, True)
 os.environ.update(
@@ -28,7 +34,26 @@ os.environ.update(
     AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
 )
 
-from pg_server import ThrowawayPostgres  # noqa: E402
+from support.pg_server import ThrowawayPostgres  # noqa: E402
+
+# Modules whose tests share a session fixture that is expensive to build run on one xdist worker,
+# so the fixture is built once: the store the loop filled (``monitored_store``).
+SHARED_GROUPS = {"test_deployment.py": "monitored", "test_webapp.py": "monitored"}
+SLOW_FIRST = ("e2e", "integration")  # handed out first, so the longest groups do not start last
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its hook would otherwise run first)
+def pytest_collection_modifyitems(config, items):
+    """One xdist group per integration or e2e module (module fixtures such as a started Airflow or
+    the DAG runs' Airflow start-up are paid once, on one worker), except the modules of
+    ``SHARED_GROUPS``; unit tests have no shared fixture and are handed out one by one. The e2e and
+    integration groups come first."""
+    for item in items:
+        path = item.path
+        if path.parent.name in SLOW_FIRST:
+            item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(path.name, f"{path.parent.name}/{path.stem}")))
+    rank = {folder: index for index, folder in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.parent.name, len(SLOW_FIRST)))
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +72,39 @@ _database_numbers = itertools.count()
 
 @pytest.fixture
 def pg_url(postgres) -> str:
-    """URL of a fresh, empty database on the session server."""
+    """URL of a fresh, empty database on the session server (for the tests of migrations)."""
     return postgres.create_database(f"test_{os.getpid()}_{next(_database_numbers)}")
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres) -> str:
+    """A database migrated once to the latest revision; ``feedback_url`` copies it (a copy is
+    ~50 ms, a migration several hundred)."""
+    from self_learning.store import FeedbackStore
+
+    url = postgres.create_database("store_template")
+    store = FeedbackStore.from_url(url)
+    store.ensure_schema()
+    store.engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the template without connections
+    return "store_template"
+
+
+@pytest.fixture
+def feedback_url(postgres, migrated_template) -> str:
+    """URL of a fresh database at the latest migration: a copy of the template."""
+    return postgres.create_database(f"test_{os.getpid()}_{next(_database_numbers)}", template=migrated_template)
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite_file(tmp_path_factory):
+    """An SQLite store file migrated once; the SQLite ``store`` copies it."""
+    from self_learning.store import FeedbackStore
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "feedback.db"
+    store = FeedbackStore.from_url(f"sqlite:///{path}")
+    store.ensure_schema()
+    store.engine.dispose()
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +120,7 @@ def airflow_db():
 def dag_bag(airflow_db):
     """The DAGs of ``dags/``, parsed once; their param defaults recorded before any run."""
     from airflow.dag_processing.dagbag import DagBag
-    from scenarios import PARAM_DEFAULTS
+    from support.scenarios import PARAM_DEFAULTS
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
@@ -78,19 +134,24 @@ def store(request, tmp_path):
     """A fresh, migrated store on each backend: the throwaway PostgreSQL and an SQLite file."""
     from self_learning.store import FeedbackStore
 
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else f"sqlite:///{tmp_path / 'feedback.db'}"
+    if request.param == "postgres":
+        url = request.getfixturevalue("feedback_url")
+    else:
+        path = tmp_path / "feedback.db"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite_file"), path)
+        url = f"sqlite:///{path}"
     feedback = FeedbackStore.from_url(url)
-    feedback.ensure_schema()
+    feedback.ensure_schema()  # a no-op on the copy: it is at the latest revision
     return feedback
 
 
 @pytest.fixture
-def feedback_db(pg_url, monkeypatch):
+def feedback_db(feedback_url, monkeypatch):
     """A fresh store that the DAGs reach through the ``feedback_db`` connection."""
     from self_learning.store import FeedbackStore
 
-    monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_DB", pg_url)
-    store = FeedbackStore.from_url(pg_url)
+    monkeypatch.setenv("AIRFLOW_CONN_FEEDBACK_DB", feedback_url)
+    store = FeedbackStore.from_url(feedback_url)
     store.ensure_schema()
     return store
 
@@ -99,7 +160,7 @@ def feedback_db(pg_url, monkeypatch):
 def fresh_runs(dag_bag):
     """No DAG runs left in the metadata DB by earlier tests (a triggered run id is per request and
     window, and the tests reuse windows)."""
-    from scenarios import clear_dag_runs
+    from support.scenarios import clear_dag_runs
 
     clear_dag_runs()
 
@@ -114,9 +175,9 @@ def monitored_store(monitored_store_url, dag_bag, tmp_path_factory):
     """A store as the loop leaves it: two daily runs (``scenarios.MONITORED_DAYS``) on a
     feature-drift scenario, then a champion and a running A/B test for ctr_predictor. Read-only
     for the tests that share it (the web app, the Grafana dashboards)."""
-    from scenarios import MONITORED_DAYS, MONITORED_MODELS, clear_dag_runs, load, run
     from self_learning.store import FeedbackStore
     from self_learning.synthetic import Scenario
+    from support.scenarios import MONITORED_DAYS, MONITORED_MODELS, clear_dag_runs, load, run
 
     store = FeedbackStore.from_url(monitored_store_url)
     store.ensure_schema()

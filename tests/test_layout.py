@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "plugins" / "self_learning"
 STATISTICS_MODULES = ["domain", "validation", "performance", "error_analysis", "drift", "retraining", "ab_testing",
                       "training", "importance"]
@@ -117,26 +117,6 @@ def test_dag_files_import_no_heavy_libraries_at_top_level():
                 assert not heavy, f"{path.name} imports {heavy} at parse time"
 
 
-def test_throwaway_postgres_is_real(postgres, pg_url):
-    import psycopg
-
-    with psycopg.connect(pg_url) as conn:
-        version = conn.execute("SHOW server_version_num").fetchone()[0]
-        conn.execute("CREATE TABLE t (x int)")
-        conn.execute("INSERT INTO t VALUES (1), (2)")
-        assert conn.execute("SELECT sum(x) FROM t").fetchone()[0] == 3
-    assert int(version) >= 150000
-    assert pg_url.startswith(f"postgresql://postgres@127.0.0.1:{postgres.port}/")
-
-
 @pytest.mark.parametrize("module", STATISTICS_MODULES)
 def test_statistics_modules_have_a_docstring(module):
     assert ast.get_docstring(ast.parse((PACKAGE / f"{module}.py").read_text()))
-
-
-def test_airflow_metadata_db_is_isolated(airflow_db):
-    import sqlalchemy as sa
-    from airflow import settings
-
-    assert settings.engine.url.database.startswith(str(airflow_db))
-    assert "dag_run" in sa.inspect(settings.engine).get_table_names()

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import httpx
-from pg_server import _free_port
+
+from support.pg_server import _free_port
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
@@ -58,7 +59,7 @@ class AirflowProcesses:
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, f"api-server not healthy in {timeout} s:\n{self.log('api-server')}"
-            time.sleep(0.5)
+            time.sleep(0.2)
 
     def check_alive(self) -> None:
         for component, process in self.processes.items():

@@ -7,7 +7,6 @@ whether code ran, not only whether an error was raised. Before skops and the roo
 from __future__ import annotations
 
 import io
-import pickle
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -16,21 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io
-from scenarios import END, load
 from self_learning import lifecycle, training
 from self_learning.synthetic import Scenario
+from support.hostile import write_evil_pickle
+from support.scenarios import END, load
 
 KINDS = {"spend": "numeric", "platform": "categorical"}
-
-
-class RunsCodeWhenUnpickled:
-    """Unpickling calls ``open(marker, "w")``: the marker file appears if the pickle was loaded."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return open, (str(self.marker), "w")
 
 
 class UnknownScaler:
@@ -50,12 +40,6 @@ def root(tmp_path) -> Path:
 @pytest.fixture
 def marker(tmp_path) -> Path:
     return tmp_path / "code-ran"
-
-
-def write_evil_pickle(path: Path, marker: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(RunsCodeWhenUnpickled(marker)))
-    return f"file://{path}"
 
 
 def fitted(task_kind: str, rows: int = 600):

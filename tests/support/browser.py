@@ -16,7 +16,9 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+from support import ROOT
+
+ARTIFACTS = ROOT / "artifacts" / "screenshots"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars")
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from self_learning.store import RETENTION_DEFAULTS, FeedbackStore, retention_policy
 from self_learning.store.rows import _utc
 from self_learning.store.tables import ingest_rejects, outcome_history
-from test_store import DAY, _count, _frame
+from support.stores import DAY, prediction_frame, row_count
 
 NOW = datetime(2027, 6, 1, tzinfo=UTC)  # the clean-up run's window end
 OLD = NOW - timedelta(days=500)  # older than every default
@@ -26,8 +26,8 @@ def _ids(store: FeedbackStore, table: str, column: str = "prediction_id") -> set
 
 def _fill(store: FeedbackStore) -> dict:
     """Something old and something recent in every table, and the rows no policy may delete."""
-    old_predictions = _frame(40)  # served on DAY, 7 months before NOW
-    recent_predictions = _frame(5, start=100).assign(served_at=RECENT)
+    old_predictions = prediction_frame(40)  # served on DAY, 7 months before NOW
+    recent_predictions = prediction_frame(5, start=100).assign(served_at=RECENT)
     store.register_predictions(old_predictions)
     store.register_predictions(recent_predictions)
     for version in ("v1", "v2"):
@@ -77,7 +77,7 @@ def _fill(store: FeedbackStore) -> dict:
 
 def test_the_defaults_delete_only_what_has_expired_and_never_what_is_still_needed(store):
     _fill(store)
-    before = {table: _count(store, table) for table in ("predictions", "outcomes")}
+    before = {table: row_count(store, table) for table in ("predictions", "outcomes")}
     deleted = store.apply_retention(now=NOW, batch_size=2)  # batches of two: every loop turns
     assert deleted == {"outcome_inbox": 1, "ingest_rejects": 1, "outcome_history": 1, "alerts": 2,
                        "retrain_requests": 1, "error_analyses": 1, "performance_snapshots": 0, "drift_reports": 0,
@@ -90,7 +90,7 @@ def test_the_defaults_delete_only_what_has_expired_and_never_what_is_still_neede
     assert _ids(store, "retrain_requests", "request_id") == {"waiting-old", "running-old"}
     assert [_utc(r["window_end"]) for r in store.read_results("error_analyses")] == [RECENT]
     assert [_utc(r["period_end"]) for r in store.learning_reports()] == [RECENT]
-    assert {table: _count(store, table) for table in ("predictions", "outcomes")} == before  # kept by default
+    assert {table: row_count(store, table) for table in ("predictions", "outcomes")} == before  # kept by default
     assert store.apply_retention(now=NOW, batch_size=2) == dict.fromkeys(deleted, 0)  # a re-run deletes nothing
 
 

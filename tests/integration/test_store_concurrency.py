@@ -158,7 +158,7 @@ def _stored(store: FeedbackStore, query: str) -> list[dict]:
 
 @pytest.fixture(params=["postgres", "sqlite"])
 def store_url(request, tmp_path) -> str:
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else f"sqlite:///{tmp_path / 'feedback.db'}"
+    url = request.getfixturevalue("feedback_url") if request.param == "postgres" else f"sqlite:///{tmp_path / 'f.db'}"
     FeedbackStore.from_url(url).ensure_schema()
     return url
 

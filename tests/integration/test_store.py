@@ -11,29 +11,9 @@ import pytest
 import sqlalchemy as sa
 from self_learning.domain import ModelSpec, TaskKind
 from self_learning.store import ALL_VERSIONS, DEFAULT_VERSION, MAX_FEATURES, ConflictError, FeedbackStore
+from support.stores import DAY, NEXT_DAY, downgrade, prediction_frame, row_count
 
-DAY = datetime(2026, 11, 1, tzinfo=UTC)
-NEXT_DAY = DAY + timedelta(days=1)
 HEAD = "0006"  # the latest migration
-
-
-def _frame(n: int, *, seed: int = 0, start: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "prediction_id": [f"p{i}" for i in range(start, start + n)],
-        "model": "roas_predictor",
-        "model_version": "v1",
-        "predicted_value": rng.gamma(2, 1.5, n),
-        "served_at": pd.Timestamp(DAY) + pd.to_timedelta(rng.integers(0, 86_400, n), unit="s"),
-        "spend": rng.lognormal(3, 1, n),
-        "ctr": rng.uniform(0, 0.1, n),
-        "platform": rng.choice(["meta", "tiktok"], n),
-    })
-
-
-def _count(store: FeedbackStore, table: str) -> int:
-    with store.engine.connect() as conn:
-        return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
 def test_migrations_from_empty_and_again(store):
@@ -70,12 +50,12 @@ def test_single_round_trip(store):
 
 
 def test_bulk_ingest_is_idempotent_and_rejects_changed_payloads(store):
-    frame = _frame(500)
+    frame = prediction_frame(500)
     first = store.register_predictions(frame)
     assert (first.received, first.inserted, first.unchanged, first.rejected) == (500, 500, 0, [])
     again = store.register_predictions(frame)
     assert (again.inserted, again.unchanged, again.rejected) == (0, 500, [])
-    assert _count(store, "predictions") == 500
+    assert row_count(store, "predictions") == 500
 
     changed = frame.copy()
     changed.loc[7, "spend"] = 1.0
@@ -119,7 +99,7 @@ def test_orphan_late_and_corrected_outcomes(store):
 
 
 def test_bulk_outcomes(store):
-    store.register_predictions(_frame(100))
+    store.register_predictions(prediction_frame(100))
     outcomes = pd.DataFrame({"prediction_id": [f"p{i}" for i in range(100)] + ["ghost", "p1", None],
                              "actual_value": [float(i) for i in range(100)] + [1.0, 5.0, 1.0]})
     report = store.record_outcomes(outcomes)
@@ -128,7 +108,7 @@ def test_bulk_outcomes(store):
     assert store.count_orphan_outcomes() == 1
     again = store.record_outcomes(outcomes.iloc[:100].assign(actual_value=lambda f: f["actual_value"] + 1))
     assert (again.inserted, again.corrected, again.unchanged) == (0, 100, 0)
-    assert _count(store, "outcome_history") == 100
+    assert row_count(store, "outcome_history") == 100
 
 
 def test_window_reads_are_half_open_and_filter_versions(store):
@@ -185,7 +165,7 @@ def test_hostile_feature_key_is_data(store):
     window = store.read_window("roas_predictor", DAY, NEXT_DAY, with_ids=True)
     assert window[hostile].tolist() == [3.0, 4.0]
     assert window["label'--"].tolist()[0] == "a'b"
-    assert _count(store, "predictions") == 2
+    assert row_count(store, "predictions") == 2
     with pytest.raises(ValueError, match=r"model: .* is not a valid model name"):
         store.register_prediction("x'; DROP TABLE models; --", 1.0, {})
 
@@ -221,14 +201,14 @@ def test_bad_input_is_named_and_good_rows_still_land(store):
         (1, "bad-value", "predicted_value"), (2, "bad-model", "model"), (3, "bad-feature", "features.spend"),
         (4, "no-value", "predicted_value")]
     assert "must be a number, got 'lots'" in report.rejected[2].reason
-    assert _count(store, "ingest_rejects") == 4
+    assert row_count(store, "ingest_rejects") == 4
     with store.engine.connect() as conn:
         payload = conn.execute(sa.text("SELECT payload FROM ingest_rejects WHERE prediction_id = 'bad-value'")).scalar()
     assert (payload if isinstance(payload, dict) else __import__("json").loads(payload))["predicted_value"] == "high"
 
 
 def test_concurrent_writers_lose_nothing(store):
-    batches = [_frame(300, seed=s, start=s * 1000) for s in range(2)]
+    batches = [prediction_frame(300, seed=s, start=s * 1000) for s in range(2)]
     errors = []
 
     def ingest(frame):
@@ -243,7 +223,7 @@ def test_concurrent_writers_lose_nothing(store):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert _count(store, "predictions") == 600
+    assert row_count(store, "predictions") == 600
 
 
 def test_hook_builds_stores_from_airflow_connections(monkeypatch, pg_url, tmp_path):
@@ -349,7 +329,7 @@ def test_hook_keeps_libpq_options(monkeypatch, pg_url):
 
 
 def test_outcome_inbox_keeps_arrival_order_and_join_counts(store):
-    store.register_predictions(_frame(3))
+    store.register_predictions(prediction_frame(3))
     report = store.enqueue_outcomes([
         {"prediction_id": "p0", "actual_value": 1.0, "received_at": DAY + timedelta(hours=1)},
         {"prediction_id": "p0", "actual_value": 1.5, "received_at": DAY + timedelta(hours=2)},  # a correction
@@ -404,7 +384,7 @@ def test_retrain_requests_are_recorded_once(store):
 
 
 def test_window_reads_without_features(store):
-    store.register_predictions(_frame(20))
+    store.register_predictions(prediction_frame(20))
     store.record_outcomes([{"prediction_id": f"p{i}", "actual_value": 1.0} for i in range(20)])
     frame = store.read_window("roas_predictor", DAY, NEXT_DAY, features=False)
     assert len(frame) == 20
@@ -412,7 +392,7 @@ def test_window_reads_without_features(store):
 
 
 def test_predictions_are_counted_per_version(store):
-    frame = _frame(30)
+    frame = prediction_frame(30)
     frame.loc[:9, "model_version"] = "v2"
     store.register_predictions(frame)
     assert store.count_predictions_by_version("roas_predictor", DAY, NEXT_DAY) == {"v1": 20, "v2": 10}
@@ -440,11 +420,11 @@ def test_feature_vectors_stored_as_arrays_are_packed_by_the_upgrade(pg_url):
 
 
 def test_batches_written_in_parallel_lose_nothing_and_repeats_across_batches_keep_the_first(store):
-    frame = _frame(1000)
+    frame = prediction_frame(1000)
     report = store.register_predictions(frame, batch_size=100, writers=3)
     assert (report.received, report.inserted, report.rejected) == (1000, 1000, [])
-    assert _count(store, "predictions") == 1000
-    again = pd.concat([_frame(300, start=1000), _frame(300, start=1000)], ignore_index=True)
+    assert row_count(store, "predictions") == 1000
+    again = pd.concat([prediction_frame(300, start=1000), prediction_frame(300, start=1000)], ignore_index=True)
     again.loc[450, "predicted_value"] = -1.0  # row 150 again, in a later batch, with another payload
     report = store.register_predictions(again, batch_size=100, writers=3)
     assert (report.inserted, report.unchanged) == (300, 299)
@@ -453,20 +433,8 @@ def test_batches_written_in_parallel_lose_nothing_and_repeats_across_batches_kee
     assert window.set_index("prediction_id").at["p1150", "predicted_value"] == again.at[150, "predicted_value"]
 
 
-def _downgrade(store: FeedbackStore, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-    from self_learning.store import MIGRATIONS, VERSION_TABLE
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with store.engine.begin() as conn:
-        config.attributes.update(connection=conn, version_table=VERSION_TABLE)
-        command.downgrade(config, revision)
-
-
-def test_packed_vectors_downgrade_to_arrays_exactly(pg_url):
-    store = FeedbackStore.from_url(pg_url)
+def test_packed_vectors_downgrade_to_arrays_exactly(feedback_url):
+    store = FeedbackStore.from_url(feedback_url)
     store.ensure_schema()
     values = [1.5, np.nan, -0.0, 5e-324, -2.5e-310, 1.7976931348623157e308, -3.0e-300, 0.1, 7.0]
     with store.engine.begin() as conn:
@@ -474,7 +442,7 @@ def test_packed_vectors_downgrade_to_arrays_exactly(pg_url):
             "INSERT INTO predictions (prediction_id, model, model_version, predicted_value, num_features, "
             "cat_features, served_at) VALUES ('v', 'roas_predictor', 'v1', 1.0, :packed, '{}', :day)"),
             {"packed": np.array(values, dtype=">f8").tobytes(), "day": DAY})
-    _downgrade(store, "0001")
+    downgrade(store, "0001")
     with store.engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT num_features FROM predictions")).scalar_one()
     assert np.array_equal(np.array(stored, dtype=float), np.array(values), equal_nan=True)
@@ -590,7 +558,7 @@ def test_ab_tests_one_running_per_model_with_arm_counts(store):
     with pytest.raises(ValueError, match="status"):
         store.update_ab_test("t1", result={}, status="won")
 
-    frame = _frame(30)
+    frame = prediction_frame(30)
     frame.loc[:9, "model_version"] = "v2"
     frame["unit_id"] = [f"c{i % 4}" for i in range(30)]
     store.register_predictions(frame)
@@ -600,7 +568,7 @@ def test_ab_tests_one_running_per_model_with_arm_counts(store):
 
 def test_migration_0004_goes_down_and_up(store):
     store.request_retrain(request_id="r1", model="roas_predictor", reasons=["a"], window_end=DAY, causes=["mape"])
-    _downgrade(store, "0003")
+    downgrade(store, "0003")
     with store.engine.connect() as conn:
         columns = {c["name"] for c in sa.inspect(conn).get_columns("retrain_requests")}
         assert not {"causes", "detail"} & columns

@@ -16,6 +16,7 @@ from self_learning.training import (
     predict,
     time_holdout,
 )
+from sklearn import metrics
 
 
 def labelled(scenario: Scenario, model: str, first_day: int = 0) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -67,7 +68,11 @@ def test_classifier_candidates_predict_probabilities():
     scenario = Scenario(days=20, rows_per_day=300, seed=23, models=("hook_classifier",))
     rows, kinds = labelled(scenario, "hook_classifier")
     candidate, _ = served_vs_candidate(rows, kinds, TaskKind.BINARY_CLASSIFICATION)
-    assert candidate.log_loss is not None and 0.3 < candidate.log_loss < 0.7
+    train, holdout = time_holdout(rows)
+    # a constant P(y = 1) (the training base rate) is the classifier that learned nothing: beat it clearly
+    base_rate = metrics.log_loss(holdout["actual_value"], np.full(len(holdout), train["actual_value"].mean()),
+                                 labels=[0, 1])
+    assert candidate.log_loss < base_rate - 0.05, (candidate.log_loss, base_rate)
     assert candidate.roc_auc > 0.65
     assert judge(candidate, None).accept  # nothing to beat
 
@@ -80,6 +85,22 @@ def test_trainers_by_dotted_path_and_bad_paths_are_named():
     with pytest.raises(ValueError, match="no labelled rows"):
         fit(default_trainer("regression", {"x": "numeric"}), pd.DataFrame({"x": [], "actual_value": []}),
             {"x": "numeric"})
-    assert np.isfinite(judge(*served_vs_candidate(*labelled(Scenario(days=10, rows_per_day=100, seed=1,
-                                                                      models=("visual_pattern",)), "visual_pattern"),
-                                                  TaskKind.BINARY_CLASSIFICATION)).candidate)
+
+
+
+def test_the_verdict_compares_the_log_losses_on_the_holdout():
+    """A small classifier: the verdict's numbers are sklearn's log losses of the candidate's and the
+    served predictions on the same holdout rows; a worse candidate is rejected with its numbers."""
+    rows, kinds = labelled(Scenario(days=10, rows_per_day=100, seed=1, models=("visual_pattern",)), "visual_pattern")
+    train, holdout = time_holdout(rows)
+    candidate_p = predict(fit(default_trainer(TaskKind.BINARY_CLASSIFICATION, kinds), train, kinds), holdout, kinds,
+                          TaskKind.BINARY_CLASSIFICATION)
+    verdict = judge(*served_vs_candidate(rows, kinds, TaskKind.BINARY_CLASSIFICATION))
+    expected_candidate = metrics.log_loss(holdout["actual_value"], candidate_p, labels=[0, 1])
+    expected_champion = metrics.log_loss(holdout["actual_value"], holdout["predicted_value"], labels=[0, 1])
+    assert verdict.metric == "log_loss"
+    assert verdict.candidate == pytest.approx(expected_candidate)
+    assert verdict.champion == pytest.approx(expected_champion)
+    assert verdict.relative_improvement == pytest.approx((expected_champion - expected_candidate) / expected_champion)
+    assert verdict.accept is (expected_candidate < expected_champion * 0.98)
+    assert not verdict.accept and "does not beat" in verdict.reason  # here the served model is better

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scenarios import DAYS, END, load, run
 from self_learning import lifecycle
 from self_learning.ab_testing import ABTestConfig, arm_version
 from self_learning.synthetic import Scenario, generate
 from self_learning.training import predict
+from support.scenarios import DAYS, END, load, run
 
 pytestmark = pytest.mark.usefixtures("fresh_runs")
 CONCEPT_SHIFT = Scenario(days=DAYS, rows_per_day=300, seed=21, concept_shift_day=DAYS - 9,
@@ -151,7 +151,7 @@ def test_a_champion_whose_artifact_lies_outside_the_root_fails_the_retrain_witho
     file when loaded), and pickles are even allowed: the run fails on the root check, nothing ran."""
     import pickle
 
-    from test_artifacts import RunsCodeWhenUnpickled
+    from support.hostile import RunsCodeWhenUnpickled
 
     for task in retrain_dag.tasks:
         monkeypatch.setattr(task, "retries", 0)

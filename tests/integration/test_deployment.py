@@ -13,9 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from scenarios import MONITORED_MODELS
+from support import ROOT
+from support.scenarios import MONITORED_MODELS
 
-ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "include" / "grafana"
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker",
                     "airflow-triggerer", "airflow-init"}

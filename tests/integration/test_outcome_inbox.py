@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from self_learning.store import FeedbackStore
-from test_store import DAY, NEXT_DAY, _count, _frame
+from support.stores import DAY, NEXT_DAY, downgrade, prediction_frame, row_count
 
 
 def _outcomes(store: FeedbackStore) -> dict[str, tuple[float, int]]:
@@ -22,7 +22,7 @@ def _outcomes(store: FeedbackStore) -> dict[str, tuple[float, int]]:
 
 
 def test_a_pull_takes_every_unprocessed_row_before_its_end_once(store):
-    store.register_predictions(_frame(3))
+    store.register_predictions(prediction_frame(3))
     store.enqueue_outcomes([
         {"prediction_id": "p0", "actual_value": 1.0, "received_at": DAY - timedelta(days=2)},  # a missed day
         {"prediction_id": "p0", "actual_value": 1.5, "received_at": DAY + timedelta(hours=2)},  # its correction
@@ -43,7 +43,7 @@ def test_a_pull_takes_every_unprocessed_row_before_its_end_once(store):
     store.enqueue_outcomes([{"prediction_id": "p2", "actual_value": 4.0, "received_at": DAY}])
     later = store.pull_outcome_inbox(NEXT_DAY + timedelta(days=1))
     assert later.prediction_ids == ("p2", "p1") and later.inserted == 2
-    assert store.count_unprocessed_outcomes() == 0 and _count(store, "outcome_inbox") == 5
+    assert store.count_unprocessed_outcomes() == 0 and row_count(store, "outcome_inbox") == 5
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM outcome_inbox WHERE processed_at IS NULL")).scalar() == 0
 
@@ -59,14 +59,14 @@ def test_a_pulled_correction_keeps_the_old_value_in_the_history(store):
 
 
 def test_rejected_inbox_rows_are_marked_and_quarantined(store):
-    store.register_predictions(_frame(1))  # p0 served on DAY
+    store.register_predictions(prediction_frame(1))  # p0 served on DAY
     store.enqueue_outcomes([{"prediction_id": "p0", "actual_value": 1.0, "observed_at": DAY - timedelta(days=30),
                              "received_at": DAY + timedelta(hours=1)}])
     pulled = store.pull_outcome_inbox(NEXT_DAY)
     assert [(e.prediction_id, e.field) for e in pulled.rejected] == [("p0", "observed_at")]
     assert (pulled.received, pulled.inserted) == (1, 0) and _outcomes(store) == {}
     assert store.count_unprocessed_outcomes() == 0  # not retried every day
-    assert _count(store, "ingest_rejects") == 1
+    assert row_count(store, "ingest_rejects") == 1
 
 
 def test_until_must_be_an_aware_time(store):
@@ -115,15 +115,15 @@ def _drain_slowly(url: str, until: datetime, inside, results) -> None:
     results.put((pulled.received, pulled.prediction_ids))
 
 
-def test_two_processes_draining_at_once_take_disjoint_rows_and_the_later_sees_all(pg_url):
-    store = FeedbackStore.from_url(pg_url)  # PostgreSQL: SQLite has one writer at a time anyway
+def test_two_processes_draining_at_once_take_disjoint_rows_and_the_later_sees_all(feedback_url):
+    store = FeedbackStore.from_url(feedback_url)  # PostgreSQL: SQLite has one writer at a time anyway
     store.ensure_schema()
     first = [{"prediction_id": f"a{i}", "actual_value": float(i), "received_at": DAY + timedelta(seconds=i)}
              for i in range(2_000)]
     store.enqueue_outcomes(first)
     context = multiprocessing.get_context("spawn")
     inside, results = context.Event(), context.Queue()
-    other = context.Process(target=_drain_slowly, args=(pg_url, NEXT_DAY, inside, results))
+    other = context.Process(target=_drain_slowly, args=(feedback_url, NEXT_DAY, inside, results))
     other.start()
     try:
         assert inside.wait(60), "the other process never took the inbox"
@@ -147,9 +147,8 @@ def test_two_processes_draining_at_once_take_disjoint_rows_and_the_later_sees_al
 def test_migration_0006_marks_what_the_interval_pull_recorded(store):
     """Upgrading a store the interval pull used: an inbox row whose outcome was recorded after it
     arrived counts as processed, one that arrived on a day without a run does not."""
-    from test_store import _downgrade
 
-    _downgrade(store, "0005")
+    downgrade(store, "0005")
     received_long_ago = datetime(2020, 1, 1, tzinfo=UTC)
     with store.engine.begin() as conn:
         for pid, received in (("pulled", received_long_ago), ("missed", datetime(2100, 1, 1, tzinfo=UTC))):
@@ -162,7 +161,7 @@ def test_migration_0006_marks_what_the_interval_pull_recorded(store):
         waiting = conn.execute(sa.text("SELECT prediction_id FROM outcome_inbox WHERE processed_at IS NULL")).all()
         indexes = {i["name"] for i in sa.inspect(conn).get_indexes("outcome_inbox")}
     assert waiting == [("missed",)] and "ix_outcome_inbox_unprocessed" in indexes
-    _downgrade(store, "0005")
+    downgrade(store, "0005")
     with store.engine.connect() as conn:
         assert "processed_at" not in {c["name"] for c in sa.inspect(conn).get_columns("outcome_inbox")}
         assert not sa.inspect(conn).has_table("outcome_source_watermarks")
@@ -178,8 +177,8 @@ NEXT_RUN = RUN_BEFORE_DOWNTIME + timedelta(days=3)  # the runs of Oct 30 and 31 
 @pytest.mark.usefixtures("fresh_runs")
 def test_outcomes_from_two_days_without_a_run_reach_outcomes_on_the_next_run(dag_bag, feedback_db, tmp_path,
                                                                             monkeypatch):
-    from scenarios import load, run
     from self_learning.synthetic import Scenario, generate
+    from support.scenarios import load, run
 
     monkeypatch.setenv("AIRFLOW_VAR_SELF_LEARNING_REPORT_ROOT", f"file://{tmp_path / 'reports'}")
     scenario = Scenario(days=40, rows_per_day=60, seed=13, end=NEXT_RUN, models=("roas_predictor",))
@@ -211,10 +210,11 @@ def test_outcomes_from_two_days_without_a_run_reach_outcomes_on_the_next_run(dag
             == sorted(recorded)
 
 
-def test_an_interval_source_is_queried_from_its_watermark_after_missed_days(feedback_db, pg_url, monkeypatch):
+def test_an_interval_source_is_queried_from_its_watermark_after_missed_days(feedback_db, feedback_url,
+                                                                           monkeypatch):
     from self_learning.operators import PullOutcomesOperator
 
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", pg_url)  # the store's own database stands in for a warehouse
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", feedback_url)  # the store's own database stands in for a warehouse
     with feedback_db.engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE labels (prediction_id text, actual_value float8, arrived timestamptz)"))
         conn.execute(sa.text("INSERT INTO labels VALUES (:pid, :value, :at)"), [

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from airflow_server import AirflowProcesses
-from browser import devtools_page
 from prometheus_client.parser import text_string_to_metric_families
-from scenarios import MONITORED_DAYS as DAYS
-from scenarios import MONITORED_MODELS as MODELS
 from self_learning.domain import Severity
 from self_learning.store import ALL_VERSIONS
+from support.airflow_server import AirflowProcesses
+from support.browser import devtools_page
+from support.scenarios import MONITORED_DAYS as DAYS
+from support.scenarios import MONITORED_MODELS as MODELS
 
 END = DAYS[-1]
 SCRAPE_TOKEN = "scrape-token-for-tests"

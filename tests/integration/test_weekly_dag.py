@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from browser import render
-from scenarios import load, run
 from self_learning.reporting import SECTIONS
 from self_learning.store import ALL_VERSIONS
 from self_learning.synthetic import MODEL_FEATURES, Scenario
+from support.browser import render
+from support.scenarios import load, run
 
 pytestmark = pytest.mark.usefixtures("fresh_runs")
 WEEK_END = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday

@@ -18,13 +18,13 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import ROOT
-from scenarios import DAYS, END, load
 from self_learning.operators import DriftOperator, ErrorAnalysisOperator, PerformanceOperator, RunSettings
 from self_learning.operators.daily import AnalyseModelOperator
 from self_learning.store import FeedbackStore
 from self_learning.store.tables import RESULT_TABLES
 from self_learning.synthetic import Scenario
+from support import ROOT
+from support.scenarios import DAYS, END, load
 
 MODEL = "hook_classifier"  # a classifier served as two versions: three performance rows a day
 DAY_TABLES = ("performance_snapshots", "drift_reports", "error_analyses")
@@ -111,8 +111,8 @@ def loaded(feedback_db) -> FeedbackStore:
     return feedback_db
 
 
-def test_a_step_killed_while_writing_leaves_no_row_of_its_day(loaded, pg_url):
-    killed = run_killed_child(pg_url, "atomic")
+def test_a_step_killed_while_writing_leaves_no_row_of_its_day(loaded, feedback_url):
+    killed = run_killed_child(feedback_url, "atomic")
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr[-3000:]
     assert "killing myself" in killed.stdout
     assert rows_of_day(loaded, END) == dict.fromkeys(DAY_TABLES, 0)
@@ -125,11 +125,11 @@ def test_a_step_killed_while_writing_leaves_no_row_of_its_day(loaded, pg_url):
     assert set(summary) == {"performance", "drift", "error_analysis"}
 
 
-def test_the_harness_sees_the_partial_day_that_per_result_writes_leave(loaded, pg_url):
+def test_the_harness_sees_the_partial_day_that_per_result_writes_leave(loaded, feedback_url):
     """The former writes, one transaction per result, killed at the same point: the first result
     is committed without the others. Proves the kill lands mid-write and that the checks above
     would fail on per-table writes."""
-    killed = run_killed_child(pg_url, "per_result")
+    killed = run_killed_child(feedback_url, "per_result")
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr[-3000:]
     day = rows_of_day(loaded, END)
     assert sum(day.values()) == 1, day
