@@ -48,32 +48,29 @@ def run_settings(context: Mapping[str, Any]) -> RunSettings:
     params = dict(context.get("params") or {})
     start, end = run_interval(context, params.pop("window_end", None))
     params["models"] = params.get("models") or ()  # empty: every active model
-    return RunSettings(window_end=_utc(end), interval_start=_utc(start),
+    return RunSettings(window_end=end, interval_start=start,
                        **{k: v for k, v in params.items() if k in RUN_SETTINGS})
 
 
 def run_interval(context: Mapping[str, Any], window_end: Any = None) -> tuple[datetime, datetime]:
     """The run's interval: one day ending at ``window_end`` if given, else the data interval, else
-    (a manual run without a logical date) the last complete day before the run was queued."""
+    (a manual run without a logical date) the last complete day before the run was queued. Plain
+    ``datetime`` values in UTC (Airflow hands out pendulum instances)."""
+    from ..core.types import as_utc  # at run time: the DAG files import this module at parse
+
     if window_end:
         try:
-            end = datetime.fromisoformat(str(window_end))
+            end = as_utc(datetime.fromisoformat(str(window_end)))  # naive: UTC
         except ValueError:
             raise ValueError(f"params.window_end: not an ISO 8601 timestamp: {window_end!r}") from None
-        end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
         if not datetime(1971, 1, 1, tzinfo=UTC) <= end <= datetime(9000, 1, 1, tzinfo=UTC):
             raise ValueError(f"params.window_end: {window_end!r} is outside the plausible range 1971..9000")
         return end - timedelta(days=1), end
     if context.get("data_interval_end") is not None and context["data_interval_end"] > context["data_interval_start"]:
-        return _utc(context["data_interval_start"]), _utc(context["data_interval_end"])
+        return as_utc(context["data_interval_start"]), as_utc(context["data_interval_end"])
     run_after = context["dag_run"].run_after.astimezone(UTC)
     end = run_after.replace(hour=0, minute=0, second=0, microsecond=0)
-    return _utc(end - timedelta(days=1)), _utc(end)
-
-
-def _utc(value: datetime) -> datetime:
-    """A plain ``datetime`` in UTC (Airflow hands out pendulum instances)."""
-    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
+    return as_utc(end - timedelta(days=1)), as_utc(end)
 
 
 class FeedbackStoreOperator(BaseOperator):
