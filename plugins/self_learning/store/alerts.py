@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from ..core.alerts import alert_key, alert_status
 from ..domain import Severity, model_name, to_jsonable
 from .rows import _database_now, _equal_to, _utc
-from .tables import ALERT_TRANSITIONS, RETRAIN_STATUSES, alerts, retrain_requests
+from .tables import ALERT_TRANSITIONS, RETRAIN_STATUSES, alert_deliveries, alerts, retrain_requests
 
 __all__ = ["AlertsMixin", "RetrainRequestsMixin", "alert_key"]
 
@@ -131,11 +131,30 @@ class AlertsMixin:
         return sorted(due, key=lambda r: -Severity(r["severity"]).rank)
 
     def mark_notified(self, alert_ids: Iterable[int]) -> None:
+        """Every channel took these alerts: they are notified (and their per-channel marks go)."""
         ids = list(alert_ids)
         if ids:
             with self.engine.begin() as conn:
                 conn.execute(alerts.update().where(alerts.c.id.in_(ids)).values(
                     notified_at=sa.func.current_timestamp()))
+                conn.execute(alert_deliveries.delete().where(alert_deliveries.c.alert_id.in_(ids)))
+
+    def mark_delivered(self, alert_ids: Iterable[int], channel: str) -> None:
+        """``channel`` took these alerts; a retry of the same notification skips them on it."""
+        rows = [{"alert_id": int(i), "channel": channel} for i in alert_ids]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(self.dialect.insert(alert_deliveries).values(rows).on_conflict_do_nothing())
+
+    def delivered_channels(self, alert_ids: Iterable[int]) -> set[tuple[int, str]]:
+        """(alert id, channel) pairs already delivered of alerts not yet marked notified."""
+        ids = [int(i) for i in alert_ids]
+        if not ids:
+            return set()
+        query = sa.select(alert_deliveries.c.alert_id, alert_deliveries.c.channel).where(
+            alert_deliveries.c.alert_id.in_(ids))
+        with self.engine.connect() as conn:
+            return {(alert_id, channel) for alert_id, channel in conn.execute(query)}
 
 
 

@@ -78,6 +78,13 @@ alerts = sa.Table(
     sa.Column("status", sa.String(16)), sa.Column("details", _JSON), sa.Column("window_end", _TS),
     sa.Column("created_at", _TS), sa.Column("updated_at", _TS), sa.Column("notified_at", _TS),
 )
+# Channels that already took an alert the run has not finished notifying: a retry after one channel
+# failed sends only to the others (rows go when the alert is marked notified).
+alert_deliveries = sa.Table(
+    "alert_deliveries", metadata,
+    sa.Column("alert_id", sa.BigInteger, primary_key=True), sa.Column("channel", sa.String(512), primary_key=True),
+    sa.Column("delivered_at", _TS),
+)
 # open -> acknowledged -> resolved (or open -> resolved); suppressed: a repeat within the cooldown
 ALERT_TRANSITIONS = {"open": ("acknowledged", "resolved"), "acknowledged": ("resolved",),
                      "suppressed": ("acknowledged", "resolved"), "resolved": ()}
