@@ -93,6 +93,11 @@ class Channel:
     def takes(self, severity: str) -> bool:
         return SEVERITIES.index(severity) >= SEVERITIES.index(self.min_severity)
 
+    @property
+    def key(self) -> str:
+        """The channel's identity in the store's delivery marks: its type, connection and recipients."""
+        return ":".join((self.type, self.conn_id or "", ",".join(self.to)))[:512]
+
 
 def parse_channels(value: str | Sequence[Mapping[str, Any]] | None) -> list[Channel]:
     """Channels from the Variable's JSON (None: the task log only)."""

@@ -77,7 +77,8 @@ class LearningReportOperator(FeedbackStoreOperator):
 class NotifyAlertsOperator(FeedbackStoreOperator):
     """Send the run's new open alerts to the notification channels (see ``notifications``): at most
     one notification per model and cause per ``notification_cooldown_days``, each channel with its
-    severity filter. Alerts are marked notified once every channel took them."""
+    severity filter. Alerts are marked notified once every channel took them; a channel that took
+    them before a retry (another channel failed) is not sent them again."""
 
     def __init__(self, *, title: str = "self-learning alerts", **kwargs):
         super().__init__(**kwargs)
@@ -91,14 +92,18 @@ class NotifyAlertsOperator(FeedbackStoreOperator):
         hours = (settings.window_end - settings.interval_start).total_seconds() / 3600
         due = store.alerts_to_notify(until=settings.window_end, hours=hours,
                                      cooldown=timedelta(days=settings.notification_cooldown_days))
+        # a retry after one channel failed half-way skips what the other channels already took
+        delivered = store.delivered_channels(a["id"] for a in due)
         sent, taken = [], set()
         for channel in configured_channels():
-            selected = [a for a in due if channel.takes(a["severity"])]
+            wanted = [a for a in due if channel.takes(a["severity"])]
+            selected = [a for a in wanted if (a["id"], channel.key) not in delivered]
+            taken.update(a["id"] for a in wanted)
             if not selected:
                 continue
             subject, text, html = render(selected, f"{self.title}, window ending {settings.window_end:%Y-%m-%d}")
             sent.append({"channel": deliver(channel, subject, text, html, context), "alerts": len(selected)})
-            taken.update(a["id"] for a in selected)
+            store.mark_delivered([a["id"] for a in selected], channel.key)
         store.mark_notified(sorted(taken))
         self.log.info("%d alerts due, %d notified: %s", len(due), len(taken), sent or "nothing to send")
         return {"due": len(due), "notified": len(taken), "sent": sent}
