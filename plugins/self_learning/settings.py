@@ -8,9 +8,9 @@ constant. Both the DAG's trigger form (``daily_params()``, ``weekly_params()``,
 (``Setting.check``, called by the dataclasses) are generated from that one declaration, so a bound
 or a default can no longer differ between the form and the task that reads it.
 
-The DAG files import this module at parse time: it imports the standard library only, and
-Airflow's ``Param`` when a form is built. Errors are ``ValueError`` naming ``params.<name>``; the
-operators turn them into ``InvalidParams`` (fail at once, no retries).
+The DAG files import this module at parse time: it imports the standard library and the core's
+numpy-free ``types`` only, and Airflow's ``Param`` when a form is built. Errors are
+``ValueError`` naming ``params.<name>``; the operators turn them into ``InvalidParams`` (fail at once, no retries).
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-# The severities a run setting may name, weakest first (the core's Severity without "none").
-SEVERITIES = ("low", "medium", "high", "critical")
-# How an A/B test may randomise (the core's ab.UNITS), spelled here for the form's dropdown.
-AB_UNITS = ("prediction", "campaign", "account")
+from .core.types import ALERT_SEVERITY_NAMES as SEVERITIES  # weakest first, without "none"
+from .core.types import RANDOMISATION_UNITS as AB_UNITS
+from .core.types import ModelType
 
 _JSON_TYPES = {"integer": "an integer", "number": "a number", "string": "a string", "array": "a list"}
 
@@ -178,7 +177,7 @@ AB_SETTINGS = (
 AB_PARAMS = {spec.name: spec.name.removeprefix("ab_") for spec in AB_SETTINGS}
 
 # The default models, offered as examples in the retrain form (any registered name works).
-DEFAULT_MODELS = ("roas_predictor", "ctr_predictor", "hook_classifier", "visual_pattern")
+DEFAULT_MODELS = tuple(model.value for model in ModelType)
 
 
 # -- the daily and weekly runs ----------------------------------------------------------------------

@@ -28,11 +28,11 @@ import pandas as pd
 from scipy import stats
 
 from .tasks import task_spec
-from .types import Result, Status, TaskKind
+from .types import RANDOMISATION_UNITS, Result, Status, TaskKind
 from .validation import as_float_array, check_alpha
 
 SRM_ALPHA = 0.001
-UNITS = ("prediction", "campaign", "account")
+UNITS = RANDOMISATION_UNITS
 _FNV_OFFSET, _FNV_PRIME = 0x811C9DC5, 0x01000193
 
 

@@ -19,13 +19,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 FEATURE_THREADS = 2  # per-feature statistics (sorts, binning) release the GIL: use both cores of a small worker
 # Checked with fullmatch: "$" also matches before a trailing newline, which let "m\n" pass as a second
 # model that prints exactly like "m".
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 FEATURE_KINDS = ("numeric", "categorical")
+# How an A/B test may randomise: every prediction on its own, or whole campaigns / accounts.
+RANDOMISATION_UNITS = ("prediction", "campaign", "account")
 DEFAULT_MAX_FEATURES = 500  # registered feature keys per model unless its thresholds set ``max_features``
 MAX_FEATURES_CEILING = 5_000  # the most a model may set: every drift run tests each registered feature
 
@@ -160,6 +160,8 @@ def as_utc(value: datetime) -> datetime:
 
 def to_jsonable(value: Any) -> Any:
     """Convert results to plain JSON types; non-finite floats become None."""
+    import numpy as np  # here, not at the top: the DAG files' settings import this module at parse time
+
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
