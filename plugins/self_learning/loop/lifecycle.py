@@ -40,8 +40,8 @@ from ..ab_testing import (
     sample_ratio_mismatch,
 )
 from ..domain import Result, Severity, Status, as_utc
-from ..locations import resolved_under_root
 from ..performance import ModelPerformance, compute_performance
+from .locations import resolved_under_root
 
 MIN_TRAINING_ROWS = 100
 ARTIFACT_FILE = "model.skops"

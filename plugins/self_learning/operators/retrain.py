@@ -136,7 +136,7 @@ class TrainCandidateOperator(RetrainStepOperator):
 
     def run(self, store, spec, settings, context):
         from ..lifecycle import ARTIFACT_FILE, train_candidate
-        from ..locations import uri_under_root
+        from ..loop.locations import uri_under_root
 
         if spec.thresholds.get("trainer_dag_id"):
             raise AirflowSkipException(f"{spec.name} is trained by DAG {spec.thresholds['trainer_dag_id']}")

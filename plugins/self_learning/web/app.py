@@ -114,7 +114,7 @@ def report_root() -> tuple[str, str | None]:
 def latest_report(kind: str, store: Store) -> Response:
     from airflow.sdk import ObjectStoragePath
 
-    from ..locations import resolved_under_root
+    from ..loop.locations import resolved_under_root
 
     if kind not in REPORT_KINDS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"kind: one of {', '.join(REPORT_KINDS)}, not {kind!r}")
