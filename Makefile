@@ -37,10 +37,10 @@ system-deps:
 	fi
 
 # Starts its own throwaway PostgreSQL and Airflow metadata DB per worker (tests/conftest.py). Two
-# pytest-xdist workers, one test module per worker at a time (module fixtures are built once);
+# pytest-xdist workers, each test module on one worker (module fixtures are built once);
 # PYTEST_ARGS= runs in one process, PYTEST_WORKERS=4 on a bigger machine.
 PYTEST_WORKERS ?= 2
-PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
+PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 test: system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -42,16 +42,18 @@ SHARED_GROUPS = {"test_deployment.py": "monitored", "test_webapp.py": "monitored
 SLOW_FIRST = ("e2e", "integration")  # handed out first, so the longest groups do not start last
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its hook would otherwise run first)
-def pytest_collection_modifyitems(config, items):
+def pytest_itemcollected(item):
     """One xdist group per integration or e2e module (module fixtures such as a started Airflow or
     the DAG runs' Airflow start-up are paid once, on one worker), except the modules of
-    ``SHARED_GROUPS``; unit tests have no shared fixture and are handed out one by one. The e2e and
-    integration groups come first."""
-    for item in items:
-        path = item.path
-        if path.parent.name in SLOW_FIRST:
-            item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(path.name, f"{path.parent.name}/{path.stem}")))
+    ``SHARED_GROUPS``; unit tests have no shared fixture and are handed out one by one. Marked here,
+    as each test is collected, because xdist reads the groups in its own collection hook."""
+    path = item.path
+    if path.parent.name in SLOW_FIRST:
+        item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(path.name, f"{path.parent.name}/{path.stem}")))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The e2e and integration groups first, so the longest ones do not start last."""
     rank = {folder: index for index, folder in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.parent.name, len(SLOW_FIRST)))
 
