@@ -32,7 +32,7 @@ def chromium() -> str:
 def render(url: str, *, screenshot: str, size: tuple[int, int] = (1200, 2400)) -> str:
     """The DOM of ``url`` after Chromium rendered it; a screenshot is saved under artifacts/screenshots/."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         common = [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}"]
         subprocess.run([*common, f"--screenshot={ARTIFACTS / screenshot}", url], capture_output=True, timeout=120,
                        check=True)
@@ -82,7 +82,7 @@ class DevToolsPage:
 @contextlib.contextmanager
 def devtools_page(size: tuple[int, int] = (1400, 1000)):
     """A ``DevToolsPage`` in a fresh headless Chromium, ended with the block."""
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(
             [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
              "--remote-debugging-port=0", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
