@@ -256,7 +256,7 @@ class RunSettings:
 
     def retrain_thresholds(self):
         """The retrain decision's thresholds of these settings (the core's ``RetrainThresholds``)."""
-        from .retraining import RetrainThresholds
+        from .core.retraining import RetrainThresholds
 
         return RetrainThresholds(
             feature_drift_severity=self.feature_drift_severity, concept_drift_severity=self.concept_drift_severity,
@@ -310,7 +310,7 @@ class RetrainSettings:
             if field not in by_field:
                 raise ValueError(f"params.ab_{field}: not an A/B test setting")
             specs[by_field[field]].check(value)
-        from .ab_testing import ABTestConfig  # the cross-field rules (min_days <= max_days, margin < 1)
+        from .core.ab import ABTestConfig  # the cross-field rules (min_days <= max_days, margin < 1)
 
         try:
             ABTestConfig(**self.ab_test)

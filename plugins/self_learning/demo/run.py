@@ -25,7 +25,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from ..domain import Severity
+from ..core.types import Severity
 from ..operators import DB_POOL
 from ..store import ALL_VERSIONS, FeedbackStore
 from .synthetic import Scenario, generate

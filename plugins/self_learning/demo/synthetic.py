@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from ..domain import ModelSpec, ModelType, TaskKind
+from ..core.types import ModelSpec, ModelType, TaskKind
 
 PLATFORMS = {"meta": 0.45, "tiktok": 0.25, "google": 0.20, "youtube": 0.10}
 PLATFORM_CPM = {"meta": 11.0, "tiktok": 7.0, "google": 14.0, "youtube": 9.0}

@@ -28,8 +28,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .. import training
-from ..ab_testing import (
+from ..core import training
+from ..core.ab import (
     ABDecision,
     ABTestConfig,
     ArmComparison,
@@ -39,8 +39,8 @@ from ..ab_testing import (
     row_losses,
     sample_ratio_mismatch,
 )
-from ..domain import Result, Severity, Status, as_utc
-from ..performance import ModelPerformance, compute_performance
+from ..core.performance import ModelPerformance, compute_performance
+from ..core.types import Result, Severity, Status, as_utc
 from .locations import resolved_under_root
 
 MIN_TRAINING_ROWS = 100

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..core.importance import importance_trends
 from ..core.tasks import STORED_METRICS
-from ..domain import as_utc
-from ..importance import importance_trends
+from ..core.types import as_utc
 from ..store import ALL_VERSIONS
 
 METRICS = STORED_METRICS  # the stored metrics a report carries, in the core's order

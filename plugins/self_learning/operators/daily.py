@@ -125,7 +125,7 @@ def performance_results(spec, settings: RunSettings, labelled, served_per_versio
                         ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Performance over all versions and per version of the labelled rows of the current window
     (coverage against ``served_per_version``): the rows to store and the XCom summary."""
-    from ..performance import compute_performance
+    from ..core.performance import compute_performance
     from ..store import ALL_VERSIONS
 
     results, summary = [], {}
@@ -152,7 +152,7 @@ def drift_results(spec, settings: RunSettings, kinds: Mapping[str, str], referen
                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Feature, prediction and concept drift of ``current`` against ``reference`` (every
     prediction of each window, labelled or not): the rows to store and the XCom summary."""
-    from ..drift import DriftThresholds, detect_concept_drift, detect_feature_drift, detect_prediction_drift
+    from ..core.drift import DriftThresholds, detect_concept_drift, detect_feature_drift, detect_prediction_drift
     from ..store import ALL_VERSIONS
 
     thresholds = DriftThresholds(alpha=settings.alpha)
@@ -185,7 +185,7 @@ def error_analysis_results(spec, settings: RunSettings, kinds: Mapping[str, str]
                            ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Error distribution and systematic errors of the labelled rows of the current window: the
     rows to store and the XCom summary."""
-    from ..error_analysis import analyze_error_distribution, identify_systematic_errors
+    from ..core.error_analysis import analyze_error_distribution, identify_systematic_errors
     from ..store import ALL_VERSIONS
 
     distribution = analyze_error_distribution(labelled["error"], alpha=settings.alpha)
@@ -243,7 +243,7 @@ def findings_of(store, spec, settings: RunSettings) -> list[dict[str, Any]]:
 
 
 def _stored_performance(store, model: str, end: datetime):
-    from ..performance import ModelPerformance
+    from ..core.performance import ModelPerformance
     from ..store import ALL_VERSIONS
 
     rows = store.read_results("performance_snapshots", model=model, model_version=ALL_VERSIONS, window_end=end)
@@ -254,8 +254,8 @@ class RetrainDecisionOperator(ModelStepOperator):
     """``should_retrain`` on the window's stored results; a yes is stored as a retrain request."""
 
     def run(self, store, spec, settings):
-        from ..domain import DriftReport
-        from ..retraining import should_retrain
+        from ..core.retraining import should_retrain
+        from ..core.types import DriftReport
         from ..store import ALL_VERSIONS
 
         end = settings.window_end

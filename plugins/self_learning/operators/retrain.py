@@ -96,7 +96,7 @@ def artifact_storage(artifact_root: str | None, artifact_conn_id: str | None):
 def refused_artifacts_fail_at_once():
     """An artifact refused by ``lifecycle`` (outside the root, a pickle without the opt-in, untrusted
     types) fails the task at once: a retry would read the same registry row and file."""
-    from ..lifecycle import UntrustedArtifact
+    from ..loop.lifecycle import UntrustedArtifact
 
     try:
         yield
@@ -135,7 +135,7 @@ class TrainCandidateOperator(RetrainStepOperator):
         self.allow_pickle = allow_pickle
 
     def run(self, store, spec, settings, context):
-        from ..lifecycle import ARTIFACT_FILE, train_candidate
+        from ..loop.lifecycle import ARTIFACT_FILE, train_candidate
         from ..loop.locations import uri_under_root
 
         if spec.thresholds.get("trainer_dag_id"):
@@ -178,8 +178,8 @@ class StartABTestOperator(RetrainStepOperator):
         self.candidate = candidate
 
     def run(self, store, spec, settings, context):
-        from ..ab_testing import ABTestConfig
-        from ..lifecycle import ab_test_model_versions, served_champion
+        from ..core.ab import ABTestConfig
+        from ..loop.lifecycle import ab_test_model_versions, served_champion
 
         if not self.candidate or not self.candidate.get("accept"):
             raise AirflowSkipException(f"no A/B test: {(self.candidate or {}).get('verdict', 'no candidate')}")

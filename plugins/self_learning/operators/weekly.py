@@ -15,7 +15,7 @@ class ConcludeABTestsOperator(FeedbackStoreOperator):
     act on it: promote the winner, close at the maximum duration, alert on a sample ratio mismatch."""
 
     def execute(self, context):
-        from ..lifecycle import conclude_ab_tests
+        from ..loop.lifecycle import conclude_ab_tests
 
         settings = run_settings(context)
         conclusions = conclude_ab_tests(self.store(), as_of=settings.window_end, models=list(settings.models))
@@ -46,7 +46,7 @@ class LearningReportOperator(FeedbackStoreOperator):
         self.report_root, self.report_conn_id = report_root, report_conn_id
 
     def execute(self, context):
-        from ..reporting import SECTIONS, learning_report
+        from ..loop.reporting import SECTIONS, learning_report
 
         settings = run_settings(context)
         end = settings.window_end
@@ -55,7 +55,7 @@ class LearningReportOperator(FeedbackStoreOperator):
         report = learning_report(store, period_start=start, period_end=end, models=list(self.models or []),
                                  trend_periods=self.trend_periods,
                                  metric_window=timedelta(days=settings.current_window_days))
-        from ..report_html import render_learning_report
+        from ..loop.report_html import render_learning_report
 
         page = storage_path(self.report_root, REPORT_ROOT_VARIABLE, "reports", self.report_conn_id, self.kind,
                             f"learning_report_{end:%Y-%m-%d}.html")
@@ -123,8 +123,8 @@ class FeatureImportanceOperator(ModelStepOperator):
         self.artifact_root, self.artifact_conn_id, self.allow_pickle = artifact_root, artifact_conn_id, allow_pickle
 
     def run(self, store, spec, settings):
-        from ..importance import permutation_weights, update_feature_weights
-        from ..lifecycle import load_artifact, model_trusted_types
+        from ..core.importance import permutation_weights, update_feature_weights
+        from ..loop.lifecycle import load_artifact, model_trusted_types
         from ..store import ALL_VERSIONS
         from .retrain import artifact_storage, pickle_artifacts_allowed, refused_artifacts_fail_at_once
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..domain import DEFAULT_MODELS
+from ..core.types import DEFAULT_MODELS
 from .ab_tests import ABTestsMixin
 from .alerts import AlertsMixin, RetrainRequestsMixin, alert_key
 from .dialects import Dialect, UsesDialect, create_engine, dialect_for

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..domain import model_name, to_jsonable
+from ..core.types import model_name, to_jsonable
 from .registry import version_exists
 from .rows import _text_problem, _utc
 from .tables import AB_TEST_STATUSES, ab_tests, predictions

@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ..core.alerts import alert_key, alert_status
-from ..domain import Severity, model_name, to_jsonable
+from ..core.types import Severity, model_name, to_jsonable
 from .rows import _database_now, _equal_to, _utc
 from .tables import ALERT_TRANSITIONS, RETRAIN_STATUSES, alert_deliveries, alerts, retrain_requests
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ..domain import feature_cap
+from ..core.types import feature_cap
 from . import codec
 from .rows import (
     RowError,

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ..domain import Result
+from ..core.types import Result
 from .rows import RowError, _utc
 from .tables import _TS, metadata, outcome_inbox
 

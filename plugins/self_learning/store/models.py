@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..domain import ModelSpec, TaskKind, model_name, to_jsonable
+from ..core.types import ModelSpec, TaskKind, model_name, to_jsonable
 from .tables import models
 
 

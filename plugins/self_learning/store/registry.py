@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..domain import model_name, to_jsonable
+from ..core.types import model_name, to_jsonable
 from .rows import _check_window, _text_problem, _utc
 from .tables import VERSION_STATUSES, model_versions
 

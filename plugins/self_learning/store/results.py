@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..domain import Result, model_name, to_jsonable
+from ..core.types import Result, model_name, to_jsonable
 from .rows import _check_window, _equal_to, _utc
 from .tables import RESULT_TABLES, learning_reports
 

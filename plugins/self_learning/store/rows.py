@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ..domain import Result, model_name, shown, to_jsonable
-from ..validation import label_text
+from ..core.types import Result, model_name, shown, to_jsonable
+from ..core.validation import label_text
 from .tables import (
     DEFAULT_VERSION,
     MAX_FEATURES,

@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from ..domain import DEFAULT_MAX_FEATURES
+from ..core.types import DEFAULT_MAX_FEATURES
 
 DEFAULT_VERSION = "unversioned"
 ALL_VERSIONS = "*"  # model_version of results computed over every version of a model

@@ -11,7 +11,7 @@ from datetime import datetime
 import pandas as pd
 import sqlalchemy as sa
 
-from ..domain import model_name
+from ..core.types import model_name
 from .rows import _check_window, _utc
 from .tables import WINDOW_COLUMNS, predictions
 

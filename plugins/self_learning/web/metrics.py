@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..domain import Severity
+from ..core.types import Severity
 
 PREFIX = "self_learning"
 PERFORMANCE_METRICS = {
