@@ -22,8 +22,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "tests")]
-from pg_server import ThrowawayPostgres  # noqa: E402
-from self_learning.domain import ModelSpec  # noqa: E402
+from self_learning.core.types import ModelSpec  # noqa: E402
 from self_learning.operators import (  # noqa: E402
     AlertOperator,
     AnalyseModelOperator,
@@ -31,6 +30,7 @@ from self_learning.operators import (  # noqa: E402
     RunSettings,
 )
 from self_learning.store import FeedbackStore  # noqa: E402
+from support.pg_server import ThrowawayPostgres  # noqa: E402
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 MODEL = "bench_model"

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
-from self_learning.drift import detect_feature_drift  # noqa: E402
+from self_learning.core.drift import detect_feature_drift  # noqa: E402
 
 
 def make_frames(rows: int, features: int, shifted: int, seed: int = 7):

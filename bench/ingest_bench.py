@@ -28,9 +28,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "tests")]
-from pg_server import ThrowawayPostgres  # noqa: E402
 from self_learning import pgcopy, store  # noqa: E402
 from self_learning.store import ingest  # noqa: E402
+from support.pg_server import ThrowawayPostgres  # noqa: E402
 
 WINDOW = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
 RESEND_ROWS = 100_000

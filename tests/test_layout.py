@@ -61,9 +61,12 @@ print(json.dumps({"events": events, "airflow": sorted(m for m in sys.modules if 
 
 
 def test_statistics_modules_import_nothing_but_numeric_libraries():
-    for module in STATISTICS_MODULES:
-        tree = ast.parse((PACKAGE / f"{module}.py").read_text())
-        for node in ast.walk(tree):
+    """The core (and the old module names that re-export it) imports the standard library's pure
+    modules and the numeric libraries only."""
+    modules = [PACKAGE / f"{module}.py" for module in STATISTICS_MODULES] + sorted((PACKAGE / "core").rglob("*.py"))
+    allowed = ALLOWED_IMPORTS | {"hashlib", "functools"}
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
@@ -71,7 +74,84 @@ def test_statistics_modules_import_nothing_but_numeric_libraries():
             else:
                 continue
             for name in names:
-                assert name.split(".")[0] in ALLOWED_IMPORTS, f"{module}.py imports {name}"
+                assert name.split(".")[0] in allowed, f"{path.relative_to(PACKAGE)} imports {name}"
+
+
+# The rooms of the package, lowest first: a module may import its own room and the rooms below it,
+# never one above (dags -> Airflow layer -> {loop, store} -> core). The old top-level module names
+# are re-exports and count as the room they re-export.
+ROOMS = {"core": 0, "store": 1, "loop": 2, "airflow": 3, "demo": 4}
+AIRFLOW_LAYER = {"operators", "settings", "hooks", "outcome_sources", "notifications", "web"}
+REEXPORTS = {"domain": "core", "validation": "core", "performance": "core", "error_analysis": "core", "drift": "core",
+             "retraining": "core", "ab_testing": "core", "training": "core", "importance": "core",
+             "pgcopy": "store", "lifecycle": "loop", "reporting": "loop", "report_html": "loop",
+             "webapp": "airflow", "metrics": "airflow", "synthetic": "demo"}
+
+
+def _room(parts: tuple[str, ...]) -> str | None:
+    """The room of a module given its path inside the package (None: the package itself, migrations)."""
+    if not parts or parts[0] in ("__init__", "migrations"):
+        return None
+    head = parts[0]
+    if head in ROOMS:
+        return head
+    if head in AIRFLOW_LAYER:
+        return "airflow"
+    return REEXPORTS.get(head, "unknown")
+
+
+def _imported_rooms(path: Path):
+    """(line, room) of every package module that ``path`` imports, relative or absolute."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    package = parts[:-1]  # the package a relative import starts from (for __init__ too)
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets: list[tuple[str, ...]] = []
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+            module = (*base, *(node.module.split(".") if node.module else ()))
+            targets = [module] if module else [(alias.name,) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("self_learning."):
+            targets = [tuple(node.module.split(".")[1:])]
+        elif isinstance(node, ast.Import):
+            targets = [tuple(a.name.split(".")[1:]) for a in node.names if a.name.startswith("self_learning.")]
+        for target in targets:
+            room = _room(target)
+            if room is not None:
+                yield node.lineno, room
+
+
+def test_imports_run_one_way_between_the_rooms():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        room = _room(path.relative_to(PACKAGE).with_suffix("").parts)
+        if room is None:
+            continue
+        assert room != "unknown", f"{path.relative_to(PACKAGE)}: no room; add it to ROOMS, AIRFLOW_LAYER or REEXPORTS"
+        for line, target in _imported_rooms(path):
+            assert target != "unknown", f"{path.relative_to(PACKAGE)}:{line} imports a module of no room"
+            if ROOMS[target] > ROOMS[room]:
+                wrong.append(f"{path.relative_to(PACKAGE)}:{line} ({room}) imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_dag_files_import_only_the_airflow_layer():
+    for path in (ROOT / "dags").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("self_learning."):
+                room = _room(tuple(node.module.split(".")[1:]))
+                assert room == "airflow", f"{path.name}:{node.lineno} imports {node.module} ({room})"
+
+
+def test_no_module_over_700_lines_and_no_class_over_400():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        text = path.read_text()
+        assert text.count("\n") <= 700, f"{path.relative_to(PACKAGE)}: {text.count(chr(10))} lines"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 400, f"{path.relative_to(PACKAGE)}: class {node.name} has {length} lines"
 
 
 def test_statistics_do_no_io_and_load_no_airflow():

@@ -18,7 +18,7 @@ Writers whose transactions wait on each other's rows in opposite orders (or on t
 registry lock) can still deadlock; PostgreSQL then aborts one of them, and that transaction is
 re-run from the start (``WriteMixin._retrying``), which is safe because every write here is idempotent.
 Measured with 4 processes x 2 writer threads sending overlapping ids, 3 rounds
-(tests/test_store_concurrency.py): before, 18 and 24 calls raised in two runs (UniqueViolation
+(tests/integration/test_store_concurrency.py): before, 18 and 24 calls raised in two runs (UniqueViolation
 from the COPY, the whole batch rolled back) and ids were stored by nobody; after, none. Cost:
 a conflict-free bulk load is unchanged (one COPY; 73-84k rows/s end to end both before and after
 at 200k rows on this 2-core box), new bulk outcomes got faster (77-80k -> 108-114k rows/s: no
