@@ -120,7 +120,10 @@ def test_weekly_run_stores_the_report_of_the_week(api, airflow, feedback):
     assert _finished_run(api, airflow, WEEKLY, "manual__week") == "success"
     (report,) = FeedbackStore.from_url(feedback).learning_reports(kind="weekly", period_end=week_end)
     assert report["report"]["models"] == [MODEL]
-    assert report["report"]["drift_results"][MODEL]["days"] == [d.isoformat() for d in BACKFILL_ENDS]
+    week = [week_end - timedelta(days=6 - d) for d in range(7)]  # the report names every day of the week
+    drift = report["report"]["drift_results"][MODEL]
+    assert drift["days"] == [d.isoformat() for d in week]
+    assert drift["missing_days"] == [d.isoformat() for d in week if d not in BACKFILL_ENDS]
     # the page the task wrote: self-contained, about this model and week, with its charts
     html = Path(report["artifact_uri"].removeprefix("file://")).read_text()
     assert "https://" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")

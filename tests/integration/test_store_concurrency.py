@@ -252,7 +252,7 @@ def test_a_batch_picked_as_deadlock_victim_is_re_run_whole(pg_url, caplog):
                 conn.exec_driver_sql("SET LOCAL deadlock_timeout = '60s'")
                 conn.execute(insert, {"pid": "y", "model": "ctr_predictor", "served": DAY})
                 holding_y.set()
-                time.sleep(0.5)  # the batch has inserted x and waits for y by now
+                _wait_until_a_backend_waits_for_a_lock(store)  # the batch inserted x and waits for y
                 conn.execute(insert, {"pid": "x", "model": "roas_predictor", "served": DAY})
         except Exception as error:
             other_failed.append(error)
@@ -268,3 +268,18 @@ def test_a_batch_picked_as_deadlock_victim_is_re_run_whole(pg_url, caplog):
     assert any("deadlock victim" in record.getMessage() for record in caplog.records)
     assert _stored(store, "SELECT prediction_id FROM predictions ORDER BY 1") == [{"prediction_id": "x"},
                                                                                 {"prediction_id": "y"}]
+
+
+def _wait_until_a_backend_waits_for_a_lock(store: FeedbackStore, timeout: float = 30.0) -> None:
+    """Until another session is blocked on a row lock (a fixed sleep made the deadlock depend on the
+    machine's load: a late batch found both ids stored and no deadlock happened)."""
+    deadline = time.monotonic() + timeout
+    with store.engine.connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                           "AND pid <> pg_backend_pid()").scalar_one()
+            if waiting:
+                return
+            conn.rollback()  # pg_stat_activity is a snapshot per transaction
+            time.sleep(0.02)
+    raise AssertionError("no session waited for a lock within the timeout")
