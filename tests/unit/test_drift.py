@@ -311,9 +311,9 @@ def test_bad_input_names_the_field():
         compare_numeric([1.0, 2.0], ["1", "x"])
     with pytest.raises(ValueError, match="current_predicted: non-finite"):
         detect_prediction_drift(np.ones(20), [1.0] * 19 + [np.nan])
-    with pytest.raises(ValueError, match="length mismatch: actual=3, predicted=2"):
+    with pytest.raises(ValueError, match="actual, predicted: lengths differ"):
         detect_concept_drift([1, 2, 3], [1, 2], [1], [1])
-    with pytest.raises(ValueError, match="actual: binary classification labels"):
+    with pytest.raises(ValueError, match="actual: a classifier's outcomes must be 0 or 1"):
         detect_concept_drift([0, 2], [0.1, 0.2], [0, 1], [0.1, 0.2], task_kind="binary_classification")
     with pytest.raises(ValueError, match="alpha"):
         DriftThresholds(alpha=1.5)

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .tasks import task_spec
-from .types import RANDOMISATION_UNITS, Result, Status, TaskKind
+from .tasks import row_losses  # noqa: F401 - what the arms are compared on, re-exported for serving code
+from .types import RANDOMISATION_UNITS, Result, Status
 from .validation import as_float_array, check_alpha
 
 SRM_ALPHA = 0.001
@@ -115,22 +115,6 @@ def arm_version(seed: str, unit_id: str, champion_version: str, challenger_versi
                 traffic_split: float) -> str:
     """The version serving should use for a unit during a test (sticky, no storage needed)."""
     return assign_arm(seed, unit_id, {champion_version: 1.0 - traffic_split, challenger_version: traffic_split})
-
-
-def row_losses(task_kind: TaskKind | str, actual, predicted) -> np.ndarray:
-    """Per-prediction loss of the task kind (``core.tasks``: |predicted - actual| for regressors,
-    log loss of P(y = 1) for classifiers), after checking the outcomes served to the arms."""
-    y = as_float_array("actual", actual, min_size=0)
-    p = as_float_array("predicted", predicted, min_size=0)
-    if y.shape != p.shape:
-        raise ValueError(f"actual, predicted: lengths differ ({y.size} vs {p.size})")
-    spec = task_spec(task_kind)
-    if spec.kind == TaskKind.BINARY_CLASSIFICATION:
-        if not np.isin(y, (0.0, 1.0)).all():
-            raise ValueError("actual: a classifier's outcomes must be 0 or 1")
-        if ((p < 0) | (p > 1)).any():
-            raise ValueError("predicted: a classifier's predictions must be probabilities in [0, 1]")
-    return spec.row_loss(y, p)
 
 
 @dataclasses.dataclass(frozen=True)

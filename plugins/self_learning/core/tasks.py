@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from .types import TaskKind, shown
+from .validation import as_float_array
 
 LOG_LOSS_EPS = float(np.finfo(np.float64).eps)  # the one clipping of probabilities in a log loss
 
@@ -135,3 +136,20 @@ register_task_kind(TaskSpec(
     kind=TaskKind.BINARY_CLASSIFICATION.value, primary_metric="log_loss", metric_names=("roc_auc", "log_loss"),
     row_loss=binary_log_loss, performance=_classification_performance, estimator=_classification_estimator,
     predict=_positive_probability))
+
+
+def row_losses(task_kind: TaskKind | str, actual, predicted) -> np.ndarray:
+    """The task kind's per-row loss (absolute error for regressors, log loss of P(y = 1) for
+    classifiers) after checking the rows: what concept drift compares between windows and what
+    the A/B arms are compared on, so both read a classifier's outcomes the same way."""
+    y = as_float_array("actual", actual, min_size=0)
+    p = as_float_array("predicted", predicted, min_size=0)
+    if y.shape != p.shape:
+        raise ValueError(f"actual, predicted: lengths differ ({y.size} vs {p.size})")
+    spec = task_spec(task_kind)
+    if spec.kind == TaskKind.BINARY_CLASSIFICATION:
+        if not np.isin(y, (0.0, 1.0)).all():
+            raise ValueError("actual: a classifier's outcomes must be 0 or 1")
+        if ((p < 0) | (p > 1)).any():
+            raise ValueError("predicted: a classifier's predictions must be probabilities in [0, 1]")
+    return spec.row_loss(y, p)

@@ -8,9 +8,9 @@ from datetime import datetime
 import numpy as np
 from scipy import stats
 
-from ..tasks import task_spec
+from ..tasks import row_losses, task_spec
 from ..types import DriftReport, DriftType, Severity, SeverityLadder, Status, TaskKind
-from ..validation import as_float_array, check_alpha, check_same_length
+from ..validation import as_float_array, check_alpha
 from .checks import CONCEPT_LADDER, DriftThresholds
 from .comparisons import compare_numeric
 
@@ -52,18 +52,8 @@ def detect_prediction_drift(
 
 
 def pointwise_loss(actual, predicted, task_kind: TaskKind | str) -> np.ndarray:
-    """The task kind's per-row loss (``core.tasks``: absolute error, or log loss of P(y = 1)),
-    after checking the window's outcomes."""
-    y = as_float_array("actual", actual, min_size=0)
-    p = as_float_array("predicted", predicted, min_size=0)
-    check_same_length(actual=y, predicted=p)
-    spec = task_spec(task_kind)
-    if spec.kind == TaskKind.BINARY_CLASSIFICATION:
-        if not np.isin(y, (0.0, 1.0)).all():
-            raise ValueError("actual: binary classification labels must be 0 or 1")
-        if ((p < 0) | (p > 1)).any():
-            raise ValueError("predicted: probabilities must lie in [0, 1]")
-    return spec.row_loss(y, p)
+    """The task kind's checked per-row loss (``core.tasks.row_losses``), in concept drift's argument order."""
+    return row_losses(task_kind, actual, predicted)
 
 
 def detect_concept_drift(
