@@ -126,6 +126,7 @@ def performance_results(spec, settings: RunSettings, labelled, served_per_versio
     """Performance over all versions and per version of the labelled rows of the current window
     (coverage against ``served_per_version``): the rows to store and the XCom summary."""
     from ..core.performance import compute_performance
+    from ..core.tasks import STORED_METRICS
     from ..store import ALL_VERSIONS
 
     results, summary = [], {}
@@ -136,7 +137,7 @@ def performance_results(spec, settings: RunSettings, labelled, served_per_versio
         performance = compute_performance(
             spec.task_kind, rows["actual_value"], rows["predicted_value"], n_predicted=served,
             min_label_coverage=settings.min_label_coverage, model_type=spec.name, model_version=label)
-        metrics = {m: getattr(performance, m) for m in ("mae", "rmse", "r2", "mape", "wape", "roc_auc", "log_loss")}
+        metrics = {m: getattr(performance, m) for m in STORED_METRICS}
         results.append(_result("performance_snapshots", spec, settings, model_version=label, kind="performance",
                                result=performance, sample_count=performance.sample_count,
                                label_coverage=performance.label_coverage, provisional=performance.provisional,

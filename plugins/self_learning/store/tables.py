@@ -8,6 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from ..core.tasks import STORED_METRICS
 from ..core.types import DEFAULT_MAX_FEATURES
 
 DEFAULT_VERSION = "unversioned"
@@ -141,7 +142,7 @@ def _window_table(name: str, *extra: sa.Column) -> sa.Table:
 performance_snapshots = _window_table(
     "performance_snapshots", sa.Column("sample_count", sa.Integer), sa.Column("label_coverage", sa.Float(53)),
     sa.Column("provisional", sa.Boolean),
-    *(sa.Column(m, sa.Float(53)) for m in ("mae", "rmse", "r2", "mape", "wape", "roc_auc", "log_loss")),
+    *(sa.Column(m, sa.Float(53)) for m in STORED_METRICS),
 )
 drift_reports = _window_table(
     "drift_reports", sa.Column("severity", sa.String(16)), sa.Column("status", sa.String(32)),
