@@ -24,6 +24,7 @@ Adding a database is one more subclass of :class:`Dialect` registered in ``DIALE
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 from datetime import timedelta
@@ -40,7 +41,7 @@ from .rows import _chunks, _pack, _plain, _utc
 from .tables import ANALYZE_AFTER_ROWS, RESERVED, outcomes, predictions
 
 
-class Dialect:
+class Dialect(abc.ABC):
     """What the store does differently per database; one instance per store (it holds the engine)."""
 
     name: ClassVar[str]
@@ -65,18 +66,19 @@ class Dialect:
     @classmethod
     def configure(cls, engine: sa.Engine) -> None:
         """Connection set-up the store relies on (nothing by default)."""
+        return
 
+    @abc.abstractmethod
     def insert(self, table: sa.Table):
         """An INSERT that supports ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def lock(self, conn, key: str) -> None:
         """Serialise the transactions that take the same ``key`` until their end."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def encode_vector(self, vector: np.ndarray) -> Any:
         """A numeric feature vector (NaN = missing) as ``predictions.num_features`` stores it."""
-        raise NotImplementedError
 
     def is_deadlock(self, error: BaseException) -> bool:
         """The database aborted the transaction to resolve a deadlock: re-run it whole."""
@@ -84,25 +86,26 @@ class Dialect:
 
     def refresh_statistics(self, table: str, inserted: int) -> None:
         """Planner statistics after ``inserted`` new rows of ``table`` (nothing by default)."""
+        return
 
+    @abc.abstractmethod
     def insert_new_predictions(self, conn, rows: pd.DataFrame, matrix: np.ndarray
                                ) -> tuple[np.ndarray, dict[str, dict[str, Any]]]:
         """Insert the encoded rows whose id is not stored. Returns the mask of the rows inserted
         and the stored rows of (at least) the ids that were not, for the caller's comparison."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def insert_new_outcomes(self, conn, clean: pd.DataFrame, tolerance: timedelta
                             ) -> tuple[dict[str, Any], set[str]]:
         """Insert validated outcomes whose id has none stored, except those observed more than
         ``tolerance`` before their stored prediction was served. Returns (those refused ids ->
         their prediction's served_at, the ids inserted)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def read_window(self, conditions: list, labelled_only: bool, names: list[str],
                     numeric: list[tuple[int, str]], categorical: list[str]) -> pd.DataFrame:
         """The window's rows, oldest first: the ``names`` columns typed as ``read_window``
         documents, then one column per numeric key (by registry position) and categorical key."""
-        raise NotImplementedError
 
     def update_by_ids(self, conn, column: sa.Column, ids: list[int], **values: Any) -> None:
         """Set ``values`` on the rows of ``column``'s table whose ``column`` is in ``ids``."""
