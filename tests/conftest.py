@@ -65,6 +65,24 @@ def pytest_collection_modifyitems(config, items):
                                  rank.get(item.path.parent.name, len(SLOW_FIRST))))
 
 
+@pytest.fixture
+def smtp_inbox():
+    """A real SMTP server (aiosmtpd) on loopback; yields (port, [(recipients, message)])."""
+    from support.channels import smtp_inbox
+
+    with smtp_inbox() as inbox:
+        yield inbox
+
+
+@pytest.fixture
+def slack_endpoint():
+    """A Slack incoming-webhook endpoint on loopback (``support.channels.SlackEndpoint``)."""
+    from support.channels import SlackEndpoint
+
+    with SlackEndpoint() as endpoint:
+        yield endpoint
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL server for the whole session, stopped at the end even on failure."""

@@ -3,94 +3,18 @@ fails once, and the task's retry must not send the e-mail a second time."""
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from support.channels import use_alert_channels
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def smtp_inbox():
-    """A real SMTP server (aiosmtpd) on loopback; yields (port, [(recipients, message)])."""
-    from aiosmtpd.controller import Controller
-
-    messages = []
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
-            return "250 OK"
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, messages
-    finally:
-        controller.stop()
-
-
-class SlackEndpoint:
-    """A fake Slack incoming-webhook endpoint: answers each POST with the next status of
-    ``statuses`` (then 200), and keeps every request with the status it got."""
-
-    def __init__(self, statuses=()):
-        self.statuses = list(statuses)
-        self.requests: list[tuple[int, dict]] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status = endpoint.statuses.pop(0) if endpoint.statuses else 200
-                endpoint.requests.append((status, payload))
-                self.send_response(status)
-                self.end_headers()
-                self.wfile.write(b"ok" if status == 200 else b"internal_error")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-
-    @property
-    def delivered(self) -> list[dict]:
-        """The posts Slack accepted (HTTP 200)."""
-        return [payload for status, payload in self.requests if status == 200]
-
-
-@pytest.fixture
-def slack_endpoint():
-    endpoint = SlackEndpoint()
-    thread = threading.Thread(target=endpoint.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield endpoint
-    finally:
-        endpoint.server.shutdown()
-
-
-@pytest.fixture
 def channels(smtp_inbox, slack_endpoint, monkeypatch):
     """E-mail from severity high, Slack from medium, both through Airflow connections from the environment."""
-    smtp_port, _ = smtp_inbox
-    monkeypatch.setenv("AIRFLOW_CONN_ALERT_SMTP", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
-        "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "loop@example.com"}}))
-    monkeypatch.setenv("AIRFLOW_CONN_ALERT_SLACK", json.dumps({
-        "conn_type": "slackwebhook", "password": f"http://127.0.0.1:{slack_endpoint.port}/services/T0/B0/x"}))
-    monkeypatch.setenv("AIRFLOW_VAR_SELF_LEARNING_NOTIFICATION_CHANNELS", json.dumps([
-        {"type": "smtp", "conn_id": "alert_smtp", "to": ["oncall@example.com"], "min_severity": "high"},
-        {"type": "slack", "conn_id": "alert_slack", "min_severity": "medium"}]))
+    use_alert_channels(monkeypatch, smtp_inbox[0], slack_endpoint.port)
 
 
 def test_a_slack_failure_half_way_is_retried_without_a_second_email(feedback_db, channels, smtp_inbox,
