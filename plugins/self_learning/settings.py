@@ -22,7 +22,7 @@ from typing import Any
 
 from .core.types import ALERT_SEVERITY_NAMES as SEVERITIES  # weakest first, without "none"
 from .core.types import RANDOMISATION_UNITS as AB_UNITS
-from .core.types import ModelType
+from .core.types import RETRAIN_DEFAULTS, ModelType
 
 _JSON_TYPES = {"integer": "an integer", "number": "a number", "string": "a string", "array": "a list"}
 
@@ -208,22 +208,26 @@ class RunSettings:
         "The same cause does not alert again at the same or lower severity within this many days.",
         minimum=0, maximum=365, per_model=True)
     feature_drift_severity: str = setting(
-        "high", "string", "Retrain on feature drift from",
+        RETRAIN_DEFAULTS["feature_drift_severity"], "string", "Retrain on feature drift from",
         "Feature drift at or above this severity triggers a retrain.", choices=SEVERITIES, per_model=True)
     concept_drift_severity: str = setting(
-        "medium", "string", "Retrain on concept drift from",
+        RETRAIN_DEFAULTS["concept_drift_severity"], "string", "Retrain on concept drift from",
         "Concept drift at or above this severity triggers a retrain.", choices=SEVERITIES, per_model=True)
     max_mape: float | None = setting(
-        30.0, "number", "Retrain above MAPE (%)", "Regressors: retrain when MAPE exceeds this; empty = never.",
+        RETRAIN_DEFAULTS["max_mape"], "number", "Retrain above MAPE (%)",
+        "Regressors: retrain when MAPE exceeds this; empty = never.",
         minimum=0, maximum=1e6, nullable=True, per_model=True)
     max_log_loss: float | None = setting(
-        None, "number", "Retrain above log loss", "Classifiers: retrain when log loss exceeds this; empty = never.",
+        RETRAIN_DEFAULTS["max_log_loss"], "number", "Retrain above log loss",
+        "Classifiers: retrain when log loss exceeds this; empty = never.",
         minimum=0, maximum=1e3, nullable=True, per_model=True)
     min_roc_auc: float | None = setting(
-        None, "number", "Retrain below ROC AUC", "Classifiers: retrain when ROC AUC falls below this; empty = never.",
+        RETRAIN_DEFAULTS["min_roc_auc"], "number", "Retrain below ROC AUC",
+        "Classifiers: retrain when ROC AUC falls below this; empty = never.",
         minimum=0, maximum=1, nullable=True, per_model=True)
     min_labelled_outcomes: int = setting(
-        100, "integer", "Minimum labelled outcomes", "Never retrain on fewer labelled outcomes in the window.",
+        RETRAIN_DEFAULTS["min_labelled_outcomes"], "integer", "Minimum labelled outcomes",
+        "Never retrain on fewer labelled outcomes in the window.",
         minimum=1, per_model=True)
     retrain_cooldown_days: float = setting(
         7, "number", "Retrain cooldown (days)",

@@ -11,17 +11,17 @@ from __future__ import annotations
 import dataclasses
 
 from .performance import ModelPerformance
-from .types import DriftReport, Result, Severity, Status
+from .types import RETRAIN_DEFAULTS, DriftReport, Result, Severity, Status
 
 
 @dataclasses.dataclass(frozen=True)
 class RetrainThresholds:
-    feature_drift_severity: Severity = Severity.HIGH
-    concept_drift_severity: Severity = Severity.MEDIUM
-    max_mape: float | None = 30.0
-    max_log_loss: float | None = None
-    min_roc_auc: float | None = None
-    min_labelled_outcomes: int = 100
+    feature_drift_severity: Severity = RETRAIN_DEFAULTS["feature_drift_severity"]  # made a Severity below
+    concept_drift_severity: Severity = RETRAIN_DEFAULTS["concept_drift_severity"]
+    max_mape: float | None = RETRAIN_DEFAULTS["max_mape"]
+    max_log_loss: float | None = RETRAIN_DEFAULTS["max_log_loss"]
+    min_roc_auc: float | None = RETRAIN_DEFAULTS["min_roc_auc"]
+    min_labelled_outcomes: int = RETRAIN_DEFAULTS["min_labelled_outcomes"]
 
     def __post_init__(self):
         object.__setattr__(self, "feature_drift_severity", Severity(self.feature_drift_severity))

@@ -24,6 +24,11 @@ FEATURE_THREADS = 2  # per-feature statistics (sorts, binning) release the GIL: 
 # model that prints exactly like "m".
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 FEATURE_KINDS = ("numeric", "categorical")
+# The retrain decision's defaults, written once: the daily DAG's form (``settings``) and
+# ``retraining.RetrainThresholds`` both read them.
+RETRAIN_DEFAULTS: dict[str, Any] = {"feature_drift_severity": "high", "concept_drift_severity": "medium",
+                                    "max_mape": 30.0, "max_log_loss": None, "min_roc_auc": None,
+                                    "min_labelled_outcomes": 100}
 # How an A/B test may randomise: every prediction on its own, or whole campaigns / accounts.
 RANDOMISATION_UNITS = ("prediction", "campaign", "account")
 DEFAULT_MAX_FEATURES = 500  # registered feature keys per model unless its thresholds set ``max_features``
