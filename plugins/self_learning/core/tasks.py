@@ -12,6 +12,11 @@ The per-row loss is written once, with one clipping: log loss clips probabilitie
 does, so the mean of the row losses equals the reported ``log_loss`` and a prediction of exactly
 0 or 1 costs a large but finite loss (about 36) instead of infinity. (The A/B comparison used to
 clip at 1e-15, concept drift at the machine epsilon.)
+
+Hard-label classifiers (predicted_value exactly 0 or 1, no score; ``is_hard_label``) are scored
+with the 0/1 loss instead: their log loss is ~2e-16 per right row and ~36 per wrong one, so a
+reference window without mistakes had a log loss of 2e-16 and the next window's few mistakes
+showed users a change of +1.9e17 %. ``row_losses`` detects them (or takes ``hard_labels``).
 """
 
 from __future__ import annotations
@@ -41,6 +46,20 @@ def binary_log_loss(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     caller checks the labels and the probability range (with its own field names)."""
     p = np.clip(predicted, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
     return -(actual * np.log(p) + (1 - actual) * np.log1p(-p))
+
+
+def zero_one_loss(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """1 where a hard 0/1 prediction is wrong, else 0: the loss of a hard-label classifier (its mean
+    is 1 - accuracy)."""
+    return (actual != predicted).astype(np.float64)
+
+
+def is_hard_label(predicted) -> bool:
+    """True when every finite prediction is exactly 0 or 1 (and there is at least one): a classifier
+    that stores labels, not P(y = 1). An empty window is not evidence of anything: False."""
+    values = as_float_array("predicted", predicted, min_size=0, allow_nonfinite=True)
+    values = values[np.isfinite(values)]
+    return bool(values.size) and bool(np.isin(values, (0.0, 1.0)).all())
 
 
 def _regression_estimator(categorical_mask: Sequence[bool] | None, random_state: int):
@@ -138,10 +157,14 @@ register_task_kind(TaskSpec(
     predict=_positive_probability))
 
 
-def row_losses(task_kind: TaskKind | str, actual, predicted) -> np.ndarray:
+def row_losses(task_kind: TaskKind | str, actual, predicted, *, hard_labels: bool | None = None) -> np.ndarray:
     """The task kind's per-row loss (absolute error for regressors, log loss of P(y = 1) for
     classifiers) after checking the rows: what concept drift compares between windows and what
-    the A/B arms are compared on, so both read a classifier's outcomes the same way."""
+    the A/B arms are compared on, so both read a classifier's outcomes the same way.
+
+    A classifier's hard 0/1 predictions get the 0/1 loss: ``hard_labels`` None detects them
+    (``is_hard_label``) from these rows; a caller comparing two windows decides once for both and
+    passes it, so both windows are scored with the same loss."""
     y = as_float_array("actual", actual, min_size=0)
     p = as_float_array("predicted", predicted, min_size=0)
     if y.shape != p.shape:
@@ -152,4 +175,10 @@ def row_losses(task_kind: TaskKind | str, actual, predicted) -> np.ndarray:
             raise ValueError("actual: a classifier's outcomes must be 0 or 1")
         if ((p < 0) | (p > 1)).any():
             raise ValueError("predicted: a classifier's predictions must be probabilities in [0, 1]")
+        if hard_labels is None:
+            hard_labels = is_hard_label(p)
+        if hard_labels:
+            if not np.isin(p, (0.0, 1.0)).all():
+                raise ValueError("predicted: hard_labels=True needs predictions of exactly 0 or 1")
+            return zero_one_loss(y, p)
     return spec.row_loss(y, p)
