@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 from self_learning.core.drift import CheckOutcome, detect_feature_drift, register_check
 from self_learning.core.drift import checks as drift_checks
-from self_learning.core.tasks import STORED_METRICS, TaskSpec, register_task_kind, task_kinds, task_spec
+from self_learning.core.tasks import (
+    STORED_METRICS,
+    TaskSpec,
+    is_hard_label,
+    register_task_kind,
+    row_losses,
+    task_kinds,
+    task_spec,
+)
 from sklearn.metrics import log_loss
 
 
@@ -52,3 +60,15 @@ def test_a_registered_check_joins_the_correction(monkeypatch):
         register_check("always_drifts", kinds=("numeric",))(always_drifts)
     with pytest.raises(ValueError, match=r"^kinds: "):
         register_check("x", kinds=("text",))
+
+
+def test_hard_labels_get_the_0_1_loss():
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    labels = np.array([1.0, 1.0, 1.0, 0.0])
+    assert is_hard_label(labels) and not is_hard_label([0.2, 1.0]) and not is_hard_label([])
+    assert row_losses("binary_classification", y, labels).tolist() == [0.0, 1.0, 0.0, 0.0]
+    logs = row_losses("binary_classification", y, labels, hard_labels=False)  # forced: the clipped log loss
+    assert logs.mean() == pytest.approx(log_loss(y, labels), rel=1e-12)
+    with pytest.raises(ValueError, match=r"^predicted: hard_labels=True needs predictions of exactly 0 or 1"):
+        row_losses("binary_classification", y, [0.5] * 4, hard_labels=True)
+    assert row_losses("regression", [1.0, 0.0], [0.0, 0.0]).tolist() == [1.0, 0.0]  # regression unchanged

@@ -302,6 +302,33 @@ def test_concept_drift_classification_uses_log_loss(rng):
     assert report.severity is Severity.CRITICAL
 
 
+def test_hard_label_classifier_concept_drift_is_bounded(rng):
+    """Issue 15: a hard-label classifier (0/1 predictions, no score) whose reference window had no
+    mistake showed a log-loss change of +1.9e17 % (log loss of 2e-16 per right row). It is compared
+    on the 0/1 loss; a percentage against a zero reference is "not comparable", never absurd."""
+    y_ref, y_cur = rng.integers(0, 2, 500).astype(float), rng.integers(0, 2, 500).astype(float)
+    pred_cur = y_cur.copy()
+    pred_cur[:40] = 1 - pred_cur[:40]  # 8 % of the current predictions are wrong
+    report = detect_concept_drift(y_ref, y_ref.copy(), y_cur, pred_cur, task_kind="binary_classification")
+    tests = report.to_dict()["statistical_tests"]
+    json.dumps(tests, allow_nan=False)
+    assert tests["metric"] == "zero_one_loss" and tests["hard_labels"]
+    assert tests["reference_value"] == 0.0 and tests["current_value"] == pytest.approx(0.08)
+    assert tests["pct_change"] is None and tests["comparable"] is False
+    assert report.severity is Severity.CRITICAL  # significant, and infinitely many times the reference
+    assert "e+" not in report.recommendation and "inf" not in report.recommendation
+    assert "not comparable" in report.recommendation
+    # Errors on both sides: a bounded percentage of the 0/1 loss.
+    pred_ref = y_ref.copy()
+    pred_ref[:20] = 1 - pred_ref[:20]
+    both = detect_concept_drift(y_ref, pred_ref, y_cur, pred_cur, task_kind="binary_classification")
+    assert both.statistical_tests["pct_change"] == pytest.approx(100.0)
+    # One window of scores and one of labels: both compared as labels (scores cut at 0.5).
+    scores = np.clip(y_ref * 0.7 + 0.15, 0, 1)
+    mixed = detect_concept_drift(y_ref, scores, y_cur, pred_cur, task_kind="binary_classification")
+    assert mixed.statistical_tests["metric"] == "zero_one_loss" and mixed.statistical_tests["reference_value"] == 0.0
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 def test_bad_input_names_the_field():

@@ -119,3 +119,23 @@ def test_regression_metrics_are_order_invariant_and_bounded(rows, random):
     assert again.mae == pytest.approx(perf.mae) and again.rmse == pytest.approx(perf.rmse)
     assert 0 <= perf.mae <= perf.rmse + 1e-9
     assert perf.r2 is None or perf.r2 <= 1 + 1e-12
+
+
+def test_hard_label_classifier_gets_no_log_loss_or_auc():
+    """0/1 predictions with no score: log loss would be ~36 per wrong row (a probability of 0
+    clipped at the machine epsilon) and the AUC of labels is not a ranking; both are None with a
+    note, and accuracy / F1 are the metrics."""
+    y = np.array([1, 0, 1, 1, 0, 0, 1, 0] * 5, dtype=float)
+    labels = y.copy()
+    labels[:3] = 1 - labels[:3]
+    perf = compute_performance(TaskKind.BINARY_CLASSIFICATION, y, labels)
+    assert perf.log_loss is None and perf.roc_auc is None
+    assert any("hard 0/1 labels" in note for note in perf.notes)
+    assert perf.accuracy == pytest.approx(metrics.accuracy_score(y, labels))
+    assert perf.f1 == pytest.approx(metrics.f1_score(y, labels))
+    scored = compute_performance(TaskKind.BINARY_CLASSIFICATION, y, np.clip(labels * 0.8 + 0.1, 0, 1))
+    assert scored.log_loss is not None and scored.roc_auc is not None
+    forced = classification_performance(y, labels, hard_labels=False)
+    assert forced.log_loss == pytest.approx(metrics.log_loss(y, labels))
+    with pytest.raises(ValueError, match=r"^score: hard_labels=True needs predictions of exactly 0 or 1"):
+        classification_performance(y, np.full(y.size, 0.5), hard_labels=True)

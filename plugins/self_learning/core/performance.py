@@ -4,6 +4,12 @@ Labels arrive late, so every result carries its label coverage (labelled / predi
 and is ``provisional`` below ``min_label_coverage``: the DAG recomputes it when more
 labels arrive. Metrics that are undefined for the data (MAPE with all-zero actuals,
 ROC AUC with one class, R² with constant actuals) are ``None`` with a note saying why.
+
+A hard-label classifier (predictions exactly 0 or 1, no score; ``core.tasks.is_hard_label``) has no
+log loss or ROC AUC worth showing: its log loss is ~36 per wrong row (a probability of 0 clipped at
+the machine epsilon) and ~2e-16 per right one, which made a +1.9e17 % change reach users, and the
+AUC of labels is not a ranking. Both are ``None`` with a note; accuracy, precision, recall, F1 and
+Brier (= 1 - accuracy) are its metrics.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import dataclasses
 import numpy as np
 from sklearn import metrics
 
+from .tasks import is_hard_label
 from .types import Result, Status, TaskKind
 from .validation import as_float_array, check_same_length
 
@@ -122,10 +129,12 @@ def classification_performance(
     min_label_coverage: float = DEFAULT_MIN_LABEL_COVERAGE,
     model_type: str | None = None,
     model_version: str | None = None,
+    hard_labels: bool | None = None,
 ) -> ModelPerformance:
     """Accuracy, precision, recall, F1 (at ``threshold``), ROC AUC, log loss, Brier, ECE.
 
     ``score`` is the predicted probability of class 1; ``actual`` holds 0/1 labels.
+    ``hard_labels`` None detects 0/1 predictions (no score): then log loss and ROC AUC are None.
     """
     y = as_float_array("actual", actual, min_size=0)
     s = as_float_array("score", score, min_size=0)
@@ -136,17 +145,25 @@ def classification_performance(
         raise ValueError("score: predicted probabilities must lie in [0, 1]")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold: must be in (0, 1), got {threshold}")
+    if hard_labels is None:
+        hard_labels = is_hard_label(s)
+    elif hard_labels and not np.isin(s, (0.0, 1.0)).all():
+        raise ValueError("score: hard_labels=True needs predictions of exactly 0 or 1")
     common = _common(TaskKind.BINARY_CLASSIFICATION, n, n_predicted, min_label_coverage, model_type, model_version)
     if n == 0:
         return ModelPerformance(**common, status=Status.INSUFFICIENT_DATA, notes=("no labelled rows",))
     notes = []
     labels = y.astype(int)
     predicted = (s >= threshold).astype(int)
-    roc_auc = None
-    if np.unique(labels).size == 2:
-        roc_auc = float(metrics.roc_auc_score(labels, s))
+    roc_auc = log_loss = None
+    if hard_labels:
+        notes.append("log_loss and roc_auc undefined: the predictions are hard 0/1 labels, not scores")
     else:
-        notes.append(f"roc_auc undefined: actual has a single class ({labels[0]})")
+        log_loss = float(metrics.log_loss(labels, s, labels=[0, 1]))
+        if np.unique(labels).size == 2:
+            roc_auc = float(metrics.roc_auc_score(labels, s))
+        else:
+            notes.append(f"roc_auc undefined: actual has a single class ({labels[0]})")
     return ModelPerformance(
         **common,
         accuracy=float(metrics.accuracy_score(labels, predicted)),
@@ -154,7 +171,7 @@ def classification_performance(
         recall=float(metrics.recall_score(labels, predicted, zero_division=0.0)),
         f1=float(metrics.f1_score(labels, predicted, zero_division=0.0)),
         roc_auc=roc_auc,
-        log_loss=float(metrics.log_loss(labels, s, labels=[0, 1])),
+        log_loss=log_loss,
         brier_score=float(metrics.brier_score_loss(labels, s, labels=[0, 1])),
         expected_calibration_error=expected_calibration_error(labels, s, bins=calibration_bins),
         mean_error=float(np.mean(s - y)),

@@ -1,5 +1,13 @@
 """Drift of what the model outputs: the prediction distribution (prediction drift) and the per-row
-loss against real outcomes (concept drift)."""
+loss against real outcomes (concept drift).
+
+Concept drift's percentage change is bounded: a hard-label classifier (0/1 predictions) whose
+reference window had no mistake showed users a log-loss change of +1.9e17 % (log loss of 2e-16 per
+right row). Hard labels are now compared on the 0/1 loss (``core.tasks``), and a change against a
+reference loss of 0, or beyond ``PCT_CHANGE_LIMIT`` (the loss 100 times the reference), is reported
+as ``pct_change`` None, "not comparable"; when significant it is rated critical, since any ladder of
+relative change tops out long before "100 times the baseline".
+"""
 
 from __future__ import annotations
 
@@ -8,11 +16,13 @@ from datetime import datetime
 import numpy as np
 from scipy import stats
 
-from ..tasks import row_losses, task_spec
+from ..tasks import is_hard_label, row_losses, task_spec
 from ..types import DriftReport, DriftType, Severity, SeverityLadder, Status, TaskKind
 from ..validation import as_float_array, check_alpha
 from .checks import CONCEPT_LADDER, DriftThresholds
 from .comparisons import compare_numeric
+
+PCT_CHANGE_LIMIT = 10_000.0  # percent: beyond a loss 100 times the reference's, "not comparable"
 
 
 def detect_prediction_drift(
@@ -72,18 +82,29 @@ def detect_concept_drift(
 
     Welch's t-test (means) and Mann-Whitney U (whole distribution) of the current vs
     reference loss, combined with Bonferroni; severity from the % increase of the mean
-    loss (MAE, or log loss for classifiers) and only when significant. An improvement
-    is reported but never rated as drift.
+    loss (MAE, or log loss for classifiers; the 0/1 loss when either window holds hard 0/1
+    labels) and only when significant. An improvement is reported but never rated as drift.
+    ``pct_change`` is None ("not comparable") against a zero reference loss or beyond
+    ``PCT_CHANGE_LIMIT``; significant, such a rise is critical.
     """
     check_alpha(alpha)
     kind = TaskKind(task_kind)
-    ref_loss = pointwise_loss(reference_actual, reference_predicted, kind)
-    cur_loss = pointwise_loss(current_actual, current_predicted, kind)
+    hard = False
+    if kind == TaskKind.BINARY_CLASSIFICATION:
+        ref_scores = as_float_array("reference_predicted", reference_predicted, min_size=0)
+        cur_scores = as_float_array("current_predicted", current_predicted, min_size=0)
+        # One window of labels is enough: a log loss of labels against one of scores is absurd, so
+        # both are compared on the 0/1 loss (scores cut at 0.5).
+        hard = is_hard_label(ref_scores) or is_hard_label(cur_scores)
+        if hard:
+            reference_predicted, current_predicted = _as_labels(ref_scores), _as_labels(cur_scores)
+    ref_loss = row_losses(kind, reference_actual, reference_predicted, hard_labels=hard)
+    cur_loss = row_losses(kind, current_actual, current_predicted, hard_labels=hard)
     if min(ref_loss.size, cur_loss.size) < min_samples:
         return _insufficient(DriftType.CONCEPT_DRIFT, ref_loss.size, cur_loss.size, min_samples, detected_at)
-    metric = task_spec(kind).primary_metric
+    metric = "zero_one_loss" if hard else task_spec(kind).primary_metric
     ref_mean, cur_mean = float(ref_loss.mean()), float(cur_loss.mean())
-    pct_change = (cur_mean - ref_mean) / ref_mean * 100.0 if ref_mean > 0 else 0.0 if cur_mean == 0 else float("inf")
+    pct_change = _pct_change(ref_mean, cur_mean)
     if np.ptp(ref_loss) == 0 and np.ptp(cur_loss) == 0:
         p_welch = p_mw = 1.0 if ref_mean == cur_mean else 0.0
     else:
@@ -91,12 +112,18 @@ def detect_concept_drift(
         p_mw = float(stats.mannwhitneyu(cur_loss, ref_loss, alternative="two-sided").pvalue)
     p_value = min(1.0, 2 * min(p_welch, p_mw))
     significant = p_value < alpha
-    severity = ladder.rate(pct_change) if significant and pct_change > 0 else Severity.NONE
+    worse = cur_mean > ref_mean
+    if not significant or not worse:
+        severity = Severity.NONE
+    else:
+        severity = ladder.rate(pct_change) if pct_change is not None else Severity.CRITICAL
     tests = {
         "metric": metric,
         "reference_value": ref_mean,
         "current_value": cur_mean,
         "pct_change": pct_change,
+        "comparable": pct_change is not None,
+        "hard_labels": hard,
         "welch_t_test": {"p_value": p_welch},
         "mann_whitney_u": {"p_value": p_mw},
         "p_value": p_value,
@@ -105,16 +132,20 @@ def detect_concept_drift(
         "n_reference": int(ref_loss.size),
         "n_current": int(cur_loss.size),
     }
+    change = f"{pct_change:+.1f}%" if pct_change is not None else "a change not comparable as a percentage"
     if severity is not Severity.NONE:
+        rose = (f"rose {pct_change:.1f}%" if pct_change is not None
+                else "rose over 100-fold (not comparable as a percentage)")
         recommendation = (
-            f"{metric.upper()} rose {pct_change:.1f}% ({ref_mean:.4g} -> {cur_mean:.4g}), "
+            f"{metric.upper()} {rose} ({ref_mean:.4g} -> {cur_mean:.4g}), "
             f"significant: {severity.value} concept drift; "
             + ("retrain on recent labelled data." if severity.at_least(Severity.HIGH) else "watch the next windows.")
         )
-    elif significant and pct_change < 0:
-        recommendation = f"{metric.upper()} improved {-pct_change:.1f}%; no action needed."
+    elif significant and cur_mean < ref_mean:
+        improved = f"improved {-pct_change:.1f}%" if pct_change is not None else "improved"
+        recommendation = f"{metric.upper()} {improved}; no action needed."
     else:
-        recommendation = f"No significant change of {metric.upper()} ({pct_change:+.1f}%)."
+        recommendation = f"No significant change of {metric.upper()} ({change})."
     return DriftReport(
         drift_type=DriftType.CONCEPT_DRIFT,
         severity=severity,
@@ -123,6 +154,22 @@ def detect_concept_drift(
         recommendation=recommendation,
         detected_at=detected_at,
     )
+
+
+def _as_labels(predicted: np.ndarray) -> np.ndarray:
+    """Hard 0/1 labels as they are; a window of scores (P(y = 1)) cut at 0.5."""
+    return predicted if is_hard_label(predicted) or not predicted.size else (predicted >= 0.5).astype(np.float64)
+
+
+def _pct_change(reference: float, current: float) -> float | None:
+    """Relative change of the mean loss in percent; None ("not comparable") against a zero
+    reference or beyond ``PCT_CHANGE_LIMIT``."""
+    if reference == current:
+        return 0.0
+    if reference <= 0:
+        return None
+    pct = (current - reference) / reference * 100.0
+    return pct if abs(pct) <= PCT_CHANGE_LIMIT else None
 
 
 def _insufficient(drift_type: DriftType, n_ref: int, n_cur: int, needed: int, detected_at) -> DriftReport:
