@@ -43,3 +43,30 @@ def test_window_findings_turn_stored_results_into_alerts():
     assert [(f["alert_type"], f["cause"], f["severity"]) for f in findings] == [
         ("feature_drift", "x", "high"), ("systematic_error", "c=a", "medium")]
     assert findings[1]["details"]["summary"].startswith("over-predicts where c=a")
+
+
+def test_performance_degradation_alerts_per_metric_with_its_own_severity():
+    row = {"kind": "performance_degradation", "status": "ok", "severity": "high", "affected_features": ["accuracy"],
+           "result": {"recommendation": "High performance degradation since 2026-03-01: accuracy 0.8 -> 0.77",
+                      "statistical_tests": {"metrics": {"accuracy": {"severity": "medium", "z": 3.1},
+                                                        "log_loss": {"severity": "none", "z": 0.2}}}}}
+    findings = window_findings([row], None, RetrainThresholds(), [])
+    assert [(f["alert_type"], f["cause"], f["severity"]) for f in findings] == [
+        ("performance_degradation", "accuracy", "medium")]
+    assert findings[0]["details"]["z"] == 3.1
+
+
+def test_systematic_errors_alert_only_below_the_alpha_spread_over_time():
+    from self_learning.core.alerts import systematic_alpha
+
+    alpha = systematic_alpha(365, 7)
+    assert alpha == pytest.approx(0.2 * 7 / 365)
+    patterns = [{"result": {"patterns": [
+        {"feature": "c", "bucket": "a", "relative_effect": 0.3, "deviation": 1.5, "sample_count": 40,
+         "p_adjusted": 0.01},
+        {"feature": "c", "bucket": "b", "relative_effect": 0.3, "deviation": 1.5, "sample_count": 40,
+         "p_adjusted": 0.001}]}}]
+    findings = window_findings([], None, RetrainThresholds(), patterns, pattern_alpha=alpha)
+    assert [f["cause"] for f in findings] == ["c=b"]
+    with pytest.raises(ValueError, match=r"^false_alarm_days: "):
+        systematic_alpha(0, 7)

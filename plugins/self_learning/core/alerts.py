@@ -3,6 +3,18 @@ repeat the same alert, and the cooldown rule that suppresses a repeat.
 
 The store only persists what this module decides, so the rules are unit-tested here and read in
 one place instead of being spread over the store, the operators and the notifications.
+
+False alarms over time. Drift, concept drift and performance degradation arrive here already
+controlled per model per unit of time (``core.monitoring``: a CUSUM whose threshold is set from
+the model's ``false_alarm_days``). Systematic errors are still found per window (buckets of every
+feature, Benjamini-Hochberg at ``alpha``), and consecutive daily windows share 6/7 of their rows,
+so a false pattern shows up on several runs in a row and, at alpha = 0.05, about once a window
+length: every week or two per model (the replay in issue 15 saw them on stable streams). A pattern
+becomes an alert only when its adjusted p-value is below ``systematic_alpha(...)``, the model's
+false-alarm budget for this family spread over the independent windows of that time:
+share x window_days / false_alarm_days (0.2 x 7 / 365 = 0.0038 by default), so the expected number
+of false systematic-error episodes stays at ``share`` per ``false_alarm_days`` whatever the
+number of features; its size must still pass ``SYSTEMATIC_ERROR_LADDER``.
 """
 
 from __future__ import annotations
@@ -52,14 +64,33 @@ def finding(alert_type: str, cause: str, severity: str, details: dict[str, Any])
     return {"alert_type": alert_type, "cause": cause, "severity": severity, "details": details}
 
 
+# The share of a model's false-alarm budget that systematic errors may use (see the docstring).
+SYSTEMATIC_ERROR_BUDGET_SHARE = 0.2
+
+
+def systematic_alpha(false_alarm_days: float, window_days: float, *, share: float = SYSTEMATIC_ERROR_BUDGET_SHARE
+                     ) -> float:
+    """The adjusted p-value below which a systematic-error pattern alerts: ``share`` of the model's
+    budget of one false alarm per ``false_alarm_days``, spread over its independent windows."""
+    if not false_alarm_days > 0:
+        raise ValueError(f"false_alarm_days: must be > 0, got {false_alarm_days!r}")
+    if not window_days > 0:
+        raise ValueError(f"window_days: must be > 0, got {window_days!r}")
+    if not 0 < share <= 1:
+        raise ValueError(f"share: must be in (0, 1], got {share!r}")
+    return min(0.05, share * window_days / false_alarm_days)
+
+
 def window_findings(drift_reports: Iterable[Mapping[str, Any]], performance: ModelPerformance | None,
-                    thresholds: RetrainThresholds, systematic_errors: Iterable[Mapping[str, Any]]
-                    ) -> list[dict[str, Any]]:
+                    thresholds: RetrainThresholds, systematic_errors: Iterable[Mapping[str, Any]], *,
+                    pattern_alpha: float | None = None) -> list[dict[str, Any]]:
     """A window's findings from its stored results, in order: drift (feature by feature; the
-    prediction and concept reports as one finding each), performance limits crossed (``high``),
-    systematic errors rated by ``SYSTEMATIC_ERROR_LADDER``. ``drift_reports`` and
-    ``systematic_errors`` are stored rows (``kind``, ``status``, ``severity``,
-    ``affected_features`` and the JSON ``result``)."""
+    prediction and concept reports as one finding each; performance degradation metric by metric),
+    performance limits crossed (``high``), systematic errors rated by ``SYSTEMATIC_ERROR_LADDER``
+    whose adjusted p-value is below ``pattern_alpha`` (``systematic_alpha(...)``; None: every
+    stored pattern).
+    ``drift_reports`` and ``systematic_errors`` are stored rows (``kind``, ``status``,
+    ``severity``, ``affected_features`` and the JSON ``result``)."""
     from .retraining import performance_breaches  # scikit-learn: not at import (DAG parsing imports the policy)
 
     findings = []
@@ -73,6 +104,11 @@ def window_findings(drift_reports: Iterable[Mapping[str, Any]], performance: Mod
                 findings.append(finding("feature_drift", feature, detail["severity"], {
                     "summary": f"feature {feature!r} drifted ({detail['kind']})", "feature": feature,
                     "checks": detail["checks"]}))
+        elif row["kind"] == "performance_degradation":
+            for metric in row["affected_features"]:
+                entry = tests.get("metrics", {}).get(metric, {})
+                findings.append(finding("performance_degradation", metric, entry.get("severity", row["severity"]), {
+                    "summary": row["result"]["recommendation"], "metric": metric, **entry}))
         else:
             findings.append(finding(row["kind"], row["kind"], row["severity"], {
                 "summary": row["result"]["recommendation"], "statistical_tests": tests}))
@@ -80,7 +116,8 @@ def window_findings(drift_reports: Iterable[Mapping[str, Any]], performance: Mod
         findings.append(finding("performance", breach.metric, "high", {"summary": breach.reason, **breach.to_dict()}))
     for row in systematic_errors:
         for pattern in row["result"]["patterns"]:
-            findings.extend(_systematic_error_finding(pattern))
+            if pattern_alpha is None or pattern.get("p_adjusted", 0.0) < pattern_alpha:
+                findings.extend(_systematic_error_finding(pattern))
     return findings
 
 
