@@ -26,7 +26,7 @@ by the run whose window holds its modification time.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -44,13 +44,13 @@ from self_learning.operators import (
     RunSummaryOperator,
     SelectModelsOperator,
 )
-from self_learning.settings import daily_params
+from self_learning.settings import dag_start_date, daily_params
 
 with DAG(
     dag_id="self_learning_daily",
     description="Outcomes -> per model: performance, drift, errors -> alerts -> retrain decision",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=dag_start_date(),  # 2000-01-01 or $SELF_LEARNING_START_DATE: history replays
     catchup=False,
     max_active_runs=2,
     dagrun_timeout=timedelta(hours=6),

@@ -21,7 +21,7 @@ this form.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG
 from self_learning.notifications import RunFailureNotifier
@@ -34,13 +34,13 @@ from self_learning.operators import (
     StartABTestOperator,
     TrainCandidateOperator,
 )
-from self_learning.settings import retrain_params
+from self_learning.settings import dag_start_date, retrain_params
 
 with DAG(
     dag_id="self_learning_retrain",
     description="Train a candidate, judge it against the champion, register it, start an A/B test",
     schedule=None,
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=dag_start_date(),  # 2000-01-01 or $SELF_LEARNING_START_DATE: history replays
     catchup=False,
     max_active_runs=2,
     dagrun_timeout=timedelta(hours=12),

@@ -27,7 +27,7 @@ notifies like a failed run.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -43,13 +43,13 @@ from self_learning.operators import (
     RetentionOperator,
     SelectModelsOperator,
 )
-from self_learning.settings import weekly_params
+from self_learning.settings import dag_start_date, weekly_params
 
 with DAG(
     dag_id="self_learning_weekly",
     description="Weekly performance with matured labels, A/B conclusions and the learning report",
     schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),
-    start_date=datetime(2026, 1, 5, tzinfo=UTC),
+    start_date=dag_start_date(),  # 2000-01-01 or $SELF_LEARNING_START_DATE: history replays
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=12),

@@ -16,10 +16,12 @@ numpy-free ``types`` only, and Airflow's ``Param`` when a form is built. Errors 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .core.baselines import DEFAULT_BASELINE_DAYS, ON_PROMOTION
 from .core.types import ALERT_SEVERITY_NAMES as SEVERITIES  # weakest first, without "none"
 from .core.types import RANDOMISATION_UNITS as AB_UNITS
 from .core.types import RETRAIN_DEFAULTS, ModelType
@@ -179,6 +181,33 @@ AB_PARAMS = {spec.name: spec.name.removeprefix("ab_") for spec in AB_SETTINGS}
 # The default models, offered as examples in the retrain form (any registered name works).
 DEFAULT_MODELS = tuple(model.value for model in ModelType)
 
+# -- the DAGs' start date ----------------------------------------------------------------------------
+
+# The DAGs' start_date. It was 2026-01-01, so a run with an earlier logical date (a backfill over
+# last year's data) did nothing (issue 15). It is now the earliest time the store accepts
+# (``store.tables.PLAUSIBLE_TIMESTAMPS``: served_at before 2000 is rejected as an input bug), so any
+# history the store can hold can be replayed; with ``catchup=False`` the scheduler still creates
+# only the latest interval, never 26 years of runs. ``SELF_LEARNING_START_DATE`` (an ISO date, read
+# when the DAG files are parsed) sets a later one.
+START_DATE_VARIABLE = "SELF_LEARNING_START_DATE"
+PLAUSIBLE_START = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def dag_start_date(environ: Mapping[str, str] | None = None) -> datetime:
+    """The DAGs' ``start_date``: ``SELF_LEARNING_START_DATE`` (naive = UTC) or 2000-01-01 UTC."""
+    text = (os.environ if environ is None else environ).get(START_DATE_VARIABLE, "").strip()
+    if not text:
+        return PLAUSIBLE_START
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{START_DATE_VARIABLE}: not an ISO 8601 date: {text!r}") from None
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value < PLAUSIBLE_START:
+        raise ValueError(f"{START_DATE_VARIABLE}: {text!r} is before 2000-01-01, the earliest served_at the store "
+                         "accepts")
+    return value
+
 
 # -- the daily and weekly runs ----------------------------------------------------------------------
 
@@ -193,9 +222,35 @@ class RunSettings:
                                       form={"items": {"type": "string"}})
     current_window_days: int = setting(7, "integer", "Current window (days)",
                                        "Days ending at the interval end that are analysed.", minimum=1, maximum=366)
+    # The rolling comparison (recent change): the days just before the current window. Drift is
+    # measured against the model's pinned baseline (``baseline_*`` below); a rolling reference is
+    # "forgotten" about 35 days after a shift (issue 15), so it only reports, it does not alert.
     reference_window_days: int = setting(
-        30, "integer", "Reference window (days)", "Days before the current window that drift is measured against.",
-        minimum=1, maximum=3660)
+        30, "integer", "Rolling reference (days)",
+        "Days before the current window of the rolling comparison (recent change, reported only); drift alerts "
+        "compare against the model's pinned baseline.", minimum=1, maximum=3660)
+    baseline_days: int = setting(
+        DEFAULT_BASELINE_DAYS, "integer", "Default baseline (days)",
+        "A model without a set baseline is compared against its first this many days of served data, pinned once "
+        "complete.", minimum=7, maximum=3660, per_model=True)
+    baseline_start: str | None = setting(
+        None, "string", "Pin the baseline: start", nullable=True, form={"format": "date-time"},
+        description="With 'Pin the baseline: end', a manual run first pins the baseline of the analysed models to "
+                    "these UTC times, e.g. 2026-01-01T00:00:00+00:00; empty = keep the stored baseline.")
+    baseline_end: str | None = setting(
+        None, "string", "Pin the baseline: end", nullable=True, form={"format": "date-time"},
+        description="End (exclusive) of the pinned baseline; it must end before the analysed window starts.")
+    baseline_on_promotion: str = setting(
+        "move", "string", "Baseline on promotion",
+        "move: a promoted challenger's training window becomes the baseline; keep: the pinned baseline stays.",
+        choices=ON_PROMOTION)
+    false_alarm_days: int = setting(
+        365, "integer", "Days between false alarms",
+        "Expected days between false alarms per model (all checks together); higher = fewer false alarms, "
+        "slower detection.", minimum=30, maximum=36_500, per_model=True)
+    lookback_days: int = setting(
+        28, "integer", "Monitor history (days)",
+        "Days of day-level statistics the sequential monitor (CUSUM) accumulates.", minimum=7, maximum=90)
     alpha: float = setting(
         0.05, "number", "Significance level",
         "False discovery rate of the drift checks (Benjamini-Hochberg) and α of the other tests.",
@@ -239,8 +294,26 @@ class RunSettings:
         "self_learning_notification_channels).", minimum=0, maximum=365)
 
     def __post_init__(self):
+        for name in ("baseline_start", "baseline_end"):
+            if getattr(self, name) == "":  # an emptied form field
+                object.__setattr__(self, name, None)
         check_fields(self)
         object.__setattr__(self, "models", tuple(self.models))
+        self.baseline_window  # noqa: B018 - both or neither, parsable, start before end
+
+    @property
+    def baseline_window(self) -> tuple[datetime, datetime] | None:
+        """The baseline a manual run pins (``baseline_start`` / ``baseline_end``, UTC; a naive time
+        is UTC), or None when neither is set. ``ValueError`` naming the param otherwise."""
+        if self.baseline_start is None and self.baseline_end is None:
+            return None
+        if self.baseline_start is None or self.baseline_end is None:
+            missing = "baseline_start" if self.baseline_start is None else "baseline_end"
+            raise ValueError(f"params.{missing}: required when the other baseline date is set (set both or neither)")
+        start, end = (_utc_time(name, getattr(self, name)) for name in ("baseline_start", "baseline_end"))
+        if end <= start:
+            raise ValueError(f"params.baseline_end: {end.isoformat()} is not after baseline_start {start.isoformat()}")
+        return start, end
 
     @property
     def current_start(self) -> datetime:
@@ -266,6 +339,17 @@ class RunSettings:
             feature_drift_severity=self.feature_drift_severity, concept_drift_severity=self.concept_drift_severity,
             max_mape=self.max_mape, max_log_loss=self.max_log_loss, min_roc_auc=self.min_roc_auc,
             min_labelled_outcomes=self.min_labelled_outcomes)
+
+
+def _utc_time(name: str, text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"params.{name}: not an ISO 8601 time: {text!r}") from None
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if not PLAUSIBLE_START <= value <= datetime(2200, 1, 1, tzinfo=UTC):
+        raise ValueError(f"params.{name}: {text!r} is outside the plausible range 2000..2200")
+    return value
 
 
 RUN_SETTINGS = settings_of(RunSettings)

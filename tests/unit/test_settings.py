@@ -70,9 +70,9 @@ def test_run_settings_defaults_are_the_forms_defaults():
 
 
 def test_model_overridable_settings_are_marked_on_the_setting():
-    assert settings.MODEL_OVERRIDABLE == ("alpha", "min_label_coverage", "alert_cooldown_days",
-                                          "feature_drift_severity", "concept_drift_severity", "max_mape",
-                                          "max_log_loss", "min_roc_auc", "min_labelled_outcomes",
+    assert settings.MODEL_OVERRIDABLE == ("baseline_days", "false_alarm_days", "alpha", "min_label_coverage",
+                                          "alert_cooldown_days", "feature_drift_severity", "concept_drift_severity",
+                                          "max_mape", "max_log_loss", "min_roc_auc", "min_labelled_outcomes",
                                           "retrain_cooldown_days")
 
 
@@ -101,3 +101,53 @@ def test_the_settings_module_imports_no_airflow_and_nothing_heavy():
                             cwd=ROOT / "plugins", timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_baseline_settings_defaults_and_per_model_override():
+    defaults = RunSettings(window_end=END, interval_start=END)
+    assert (defaults.baseline_days, defaults.baseline_on_promotion, defaults.false_alarm_days,
+            defaults.lookback_days) == (30, "move", 365, 28)
+    assert defaults.baseline_window is None
+    assert defaults.for_model({"baseline_days": 60, "false_alarm_days": 730}).baseline_days == 60
+    with pytest.raises(ValueError, match=r"^params\.baseline_days: must be an integer in 7\.\.3660"):
+        defaults.for_model({"baseline_days": 3})
+    with pytest.raises(ValueError, match=r"^params\.false_alarm_days: must be an integer in 30\.\.36500"):
+        RunSettings(window_end=END, interval_start=END, false_alarm_days=10)
+    with pytest.raises(ValueError, match=r"^params\.baseline_on_promotion: must be one of move, keep"):
+        RunSettings(window_end=END, interval_start=END, baseline_on_promotion="drop")
+    daily = settings.daily_params()
+    assert daily["baseline_start"].schema["title"] == "Pin the baseline: start"
+    assert daily["baseline_on_promotion"].schema["enum"] == ["move", "keep"]
+    assert daily["reference_window_days"].schema["title"] == "Rolling reference (days)"
+
+
+def test_a_pinned_baseline_needs_both_dates_in_order():
+    def run(**params):
+        return RunSettings(window_end=END, interval_start=END, **params)
+
+    pinned = run(baseline_start="2026-01-01T00:00:00+02:00", baseline_end="2026-02-01")  # naive: UTC
+    assert pinned.baseline_window == (datetime(2025, 12, 31, 22, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
+    assert run(baseline_start="", baseline_end="").baseline_window is None  # emptied form fields
+    for params, match in (({"baseline_start": "2026-01-01"}, r"^params\.baseline_end: required"),
+                          ({"baseline_end": "2026-01-01"}, r"^params\.baseline_start: required"),
+                          ({"baseline_start": "2026-02-01", "baseline_end": "2026-01-01"},
+                           r"^params\.baseline_end: 2026-01-01T00:00:00\+00:00 is not after baseline_start"),
+                          ({"baseline_start": "2026-01-01", "baseline_end": "2026-01-01"}, r"^params\.baseline_end"),
+                          ({"baseline_start": "January", "baseline_end": "2026-01-01"},
+                           r"^params\.baseline_start: not an ISO 8601 time: 'January'"),
+                          ({"baseline_start": "1999-01-01", "baseline_end": "2026-01-01"},
+                           r"^params\.baseline_start: '1999-01-01' is outside the plausible range"),
+                          ({"baseline_start": 20260101, "baseline_end": "2026-01-01"},
+                           r"^params\.baseline_start: must be a string")):
+        with pytest.raises(ValueError, match=match):
+            run(**params)
+
+
+def test_dag_start_date_is_early_enough_for_history_or_set_by_the_environment():
+    assert settings.dag_start_date({}) == datetime(2000, 1, 1, tzinfo=UTC)
+    assert settings.dag_start_date({"SELF_LEARNING_START_DATE": " "}) == datetime(2000, 1, 1, tzinfo=UTC)
+    assert settings.dag_start_date({"SELF_LEARNING_START_DATE": "2024-03-01"}) == datetime(2024, 3, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match=r"^SELF_LEARNING_START_DATE: not an ISO 8601 date: 'soon'"):
+        settings.dag_start_date({"SELF_LEARNING_START_DATE": "soon"})
+    with pytest.raises(ValueError, match=r"^SELF_LEARNING_START_DATE: '1990-01-01' is before 2000-01-01"):
+        settings.dag_start_date({"SELF_LEARNING_START_DATE": "1990-01-01"})

@@ -80,10 +80,13 @@ class Candidate:
     artifact: bytes = dataclasses.field(default=b"", repr=False)
 
     def metrics(self) -> dict[str, Any]:
-        """What the registry stores with the version."""
+        """What the registry stores with the version; ``training_start`` / ``training_end`` are the
+        window it was trained and held out on, the baseline a promotion moves to."""
         import sklearn
 
-        return {"verdict": self.verdict.to_dict(), "holdout": self.candidate.to_dict(),
+        return {"training_start": self.training_window[0].isoformat(),
+                "training_end": self.training_window[1].isoformat(),
+                "verdict": self.verdict.to_dict(), "holdout": self.candidate.to_dict(),
                 "champion_holdout": self.champion.to_dict() if self.champion else None,
                 "champion_source": self.champion_source, "training_rows": self.training_rows,
                 "holdout_rows": self.holdout_rows, "holdout_start": self.holdout_start.isoformat(),
@@ -315,8 +318,10 @@ def select_winning_model(store, test_id: str, *, as_of: datetime) -> ABConclusio
     """Look at a running test and act on the decision: ``promote`` swaps champion and challenger in
     the registry and records an alert; ``keep_champion`` (maximum duration without a winner)
     archives the challenger and closes the test as inconclusive; a sample ratio mismatch raises an
-    alert and never promotes. Each look is stored (a re-run of the same look replaces it) with the
-    running minimum of the always-valid p-value. A closed test is reported as it ended."""
+    alert and never promotes. A promotion moves the model's baseline to the new champion's training
+    window unless the baseline says ``on_promotion="keep"``. Each look is stored (a re-run of the
+    same look replaces it) with the running minimum of the always-valid p-value. A closed test is
+    reported as it ended."""
     test = store.get_ab_test(test_id)
     model = test["model"]
     if test["status"] != "running":
@@ -341,6 +346,9 @@ def select_winning_model(store, test_id: str, *, as_of: datetime) -> ABConclusio
                "difference": result.comparison.difference, "ci": [result.comparison.ci_low, result.comparison.ci_high]}
     if action == "promote":
         store.promote(model, result.challenger_version)
+        # the baseline follows the new champion unless the model's baseline says on_promotion="keep"
+        moved = store.baseline_after_promotion(model, result.challenger_version)
+        details["baseline"] = moved.to_dict() if moved else "kept"
         store.raise_alert(model=model, alert_type="ab_test", severity=Severity.MEDIUM, cause=f"{test_id}:promoted",
                           window_end=result.as_of, details={**details, "summary": (
                               f"{result.challenger_version} promoted over {result.champion_version}: "

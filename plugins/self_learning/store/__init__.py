@@ -13,7 +13,10 @@ keeps one flat API for serving code and operators):
 - ``predictions.py`` and ``outcomes.py`` the writes (``ingest.py``: their shared plumbing, COPY
   in and deadlock re-runs); ``inbox.py`` the outcome inbox and source watermarks;
 - ``windows.py`` window reads (PostgreSQL's COPY reader in ``copy_out.py``);
-- ``results.py`` results and learning reports; ``alerts.py`` alerts and retrain requests;
+- ``results.py`` results and learning reports; ``day_statistics.py`` the sequential monitor's
+  statistics per model, check and day; ``alerts.py`` alerts and retrain requests;
+- ``baselines.py`` each model's pinned baseline (set from the serving client with
+  ``store.set_baseline(model, start, end)`` or ``store.baseline_from_champion(model)``);
 - ``registry.py`` model versions and champions; ``ab_tests.py`` A/B tests;
 - ``retention.py`` what is deleted when;
 - ``rows.py`` row validation, ``codec.py`` the binary COPY codec, ``tables.py`` the tables.
@@ -44,6 +47,8 @@ import sqlalchemy as sa
 from ..core.types import DEFAULT_MODELS
 from .ab_tests import ABTestsMixin
 from .alerts import AlertsMixin, RetrainRequestsMixin, alert_key
+from .baselines import BaselinesMixin
+from .day_statistics import DayStatisticsMixin
 from .dialects import Dialect, UsesDialect, create_engine, dialect_for
 from .features import FeatureRegistryMixin
 from .inbox import InboxPull, OutcomeInboxMixin
@@ -65,7 +70,7 @@ __all__ = ["ALL_VERSIONS", "DEFAULT_VERSION", "MAX_FEATURES", "MIGRATIONS", "RET
 
 class FeedbackStore(UsesDialect, ModelsMixin, FeatureRegistryMixin, WriteMixin, PredictionsMixin, OutcomesMixin,
                     OutcomeInboxMixin, WindowsMixin, ResultsMixin, AlertsMixin, RetrainRequestsMixin, RegistryMixin,
-                    ABTestsMixin, RetentionMixin):
+                    ABTestsMixin, RetentionMixin, BaselinesMixin, DayStatisticsMixin):
     """The store API, usable from serving code (no Airflow needed) and from the operators."""
 
     def __init__(self, engine: sa.Engine):

@@ -1,4 +1,5 @@
-"""Results: what the DAGs compute per model and window, and the learning reports of a period.
+"""Results: what the DAGs compute per model and window, and the learning reports of a period
+(the day statistics are written here too, in the same transaction; ``day_statistics.py``).
 
 Every write is an upsert on the natural key, so re-running a DAG interval leaves one row; a
 model's day of results is written in one transaction, so readers see all of it or none.
@@ -31,11 +32,18 @@ class ResultsMixin:
         """Upsert several results in one transaction, so readers see all of them or none (a model's
         day of performance, drift and error analysis becomes visible at once; a step killed
         half-way leaves the previous state). Each mapping holds ``table`` and the keywords of
-        :meth:`save_result`. Returns how many were written."""
+        :meth:`save_result`, or ``"table": "day_statistics"`` and the fields of one day statistic
+        (``day_statistics.py``). Returns how many were written."""
         statements = []
         for given in results:  # validated and built before the transaction opens
             entry = dict(given)
-            target = RESULT_TABLES[entry.pop("table")]
+            table = entry.pop("table")
+            if table == "day_statistics":
+                statements.append(self._day_statistic_statement(entry))
+                continue
+            if table not in RESULT_TABLES:
+                raise ValueError(f"table: one of {', '.join((*RESULT_TABLES, 'day_statistics'))}, got {table!r}")
+            target = RESULT_TABLES[table]
             _check_window(entry["window_start"], entry["window_end"])
             row = {**entry, "model": model_name(entry["model"]),
                    "window_start": _utc(entry["window_start"]).to_pydatetime(),

@@ -18,14 +18,18 @@ Defaults (days; ``None`` keeps everything), and why:
 - ``performance_snapshots``, ``drift_reports``, ``error_analyses``, ``feature_importance``,
   ``learning_reports`` 400: a year back and a margin, for year-over-year trends (the reports'
   trends look back 14 days to 90 days);
+- ``day_statistics`` 400: the sequential monitor reads ``lookback_days`` (28, at most 90) back; a
+  year and a margin for the same trends as the other results;
 - ``predictions`` None: the training and drift windows read them; when set, a prediction goes
-  with its outcome, and a model's predictions served since its running A/B test started are
-  kept whatever their age (the test's looks read both arms);
+  with its outcome; a model's predictions served since its running A/B test started (the
+  test's looks read both arms) and those in its pinned baseline (``model_baselines``: the daily
+  run compares every window against them, however old) are kept whatever their age;
 - ``outcomes`` None: when set, deletes orphan outcomes (no stored prediction) observed before the
   cutoff; an outcome of a stored prediction lives and dies with its prediction.
 
 Floors: predictions, outcomes 60 days (the daily run reads 37 days back by default, retraining 30)
-and results 90 days (the 90-day feature-importance trend); below them is an error naming the table.
+and results 90 days (the 90-day feature-importance trend; the day statistics' longest lookback);
+below them is an error naming the table.
 Deletes run in batches (``batch_size`` rows per transaction), so the weekly clean-up never holds
 long locks against the ingest path.
 """
@@ -43,8 +47,10 @@ from .tables import (
     RESULT_TABLES,
     ab_tests,
     alerts,
+    day_statistics,
     ingest_rejects,
     learning_reports,
+    model_baselines,
     outcome_history,
     outcomes,
     predictions,
@@ -53,9 +59,11 @@ from .tables import (
 
 RETENTION_DEFAULTS: dict[str, int | None] = {
     "outcome_inbox": 30, "ingest_rejects": 30, "outcome_history": 365, "alerts": 180, "retrain_requests": 400,
-    **dict.fromkeys(RESULT_TABLES, 400), "learning_reports": 400, "predictions": None, "outcomes": None,
+    **dict.fromkeys(RESULT_TABLES, 400), "learning_reports": 400, "day_statistics": 400, "predictions": None,
+    "outcomes": None,
 }
-MIN_RETENTION_DAYS = {"predictions": 60, "outcomes": 60, **dict.fromkeys((*RESULT_TABLES, "learning_reports"), 90)}
+MIN_RETENTION_DAYS = {"predictions": 60, "outcomes": 60,
+                      **dict.fromkeys((*RESULT_TABLES, "learning_reports", "day_statistics"), 90)}
 MAX_RETENTION_DAYS = 36_600
 
 
@@ -121,11 +129,13 @@ class RetentionMixin:
                 return total
 
     def _delete_predictions(self, cutoff: datetime, batch_size: int) -> tuple[int, int]:
-        """Predictions served before ``cutoff`` with their outcomes, except a running A/B test's."""
-        p = predictions.c
+        """Predictions served before ``cutoff`` with their outcomes, except a running A/B test's
+        and those in their model's baseline."""
+        p, b = predictions.c, model_baselines.c
         tested = sa.select(1).where(ab_tests.c.status == "running", ab_tests.c.model == p.model,
                                     ab_tests.c.started_at <= p.served_at).exists()
-        chosen = sa.select(p.prediction_id).where(p.served_at < cutoff, ~tested).limit(batch_size)
+        pinned = sa.select(1).where(b.model == p.model, b.start <= p.served_at, b.end > p.served_at).exists()
+        chosen = sa.select(p.prediction_id).where(p.served_at < cutoff, ~tested, ~pinned).limit(batch_size)
         removed = labels = 0
         while True:
             with self.engine.begin() as conn:
@@ -150,6 +160,7 @@ def _expired(table: str, cutoff: datetime) -> tuple[sa.Table, sa.ColumnElement[b
         "retrain_requests": (retrain_requests, sa.and_(retrain_requests.c.status.in_(("done", "failed", "delegated")),
                                                        retrain_requests.c.window_end < cutoff)),
         "learning_reports": (learning_reports, learning_reports.c.period_end < cutoff),
+        "day_statistics": (day_statistics, day_statistics.c.day < cutoff),
         "outcomes": (outcomes, sa.and_(outcomes.c.observed_at < cutoff, ~sa.select(1).where(
             predictions.c.prediction_id == outcomes.c.prediction_id).exists())),
     }

@@ -119,6 +119,23 @@ learning_reports = sa.Table(
     sa.Column("kind", sa.String(64), primary_key=True), sa.Column("report", _JSON), sa.Column("artifact_uri", sa.Text),
     sa.Column("computed_at", _TS),
 )
+# A model's pinned baseline (core/baselines.py): one row per model, moved only by a user, the
+# champion's training window or a promotion (migration 0008).
+model_baselines = sa.Table(
+    "model_baselines", metadata,
+    sa.Column("model", sa.String(128), primary_key=True), sa.Column("start", _TS), sa.Column("end", _TS),
+    sa.Column("source", sa.String(32)), sa.Column("on_promotion", sa.String(16)), sa.Column("set_at", _TS),
+    sa.Column("set_by", sa.String(256)), sa.Column("note", sa.Text),
+)
+# One statistic per model, check and UTC day (the sequential monitor's input), upserted on that key.
+day_statistics = sa.Table(
+    "day_statistics", metadata,
+    sa.Column("model", sa.String(128), primary_key=True), sa.Column("check", sa.String(300), primary_key=True),
+    sa.Column("day", _TS, primary_key=True), sa.Column("family", sa.String(64)), sa.Column("z", sa.Float(53)),
+    sa.Column("raw_z", sa.Float(53)), sa.Column("effect", sa.Float(53)), sa.Column("n", sa.BigInteger),
+    sa.Column("status", sa.String(32)), sa.Column("details", _JSON), sa.Column("window_end", _TS),
+    sa.Column("computed_at", _TS),
+)
 ingest_rejects = sa.Table(
     "ingest_rejects", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("record_kind", sa.String(32)),
