@@ -53,6 +53,7 @@ class DriftType(enum.StrEnum):
     DATA_DRIFT = "data_drift"
     CONCEPT_DRIFT = "concept_drift"
     PREDICTION_DRIFT = "prediction_drift"
+    PERFORMANCE_DEGRADATION = "performance_degradation"
 
 
 class Severity(enum.StrEnum):

@@ -1,0 +1,214 @@
+"""The checks that need outcomes: concept drift (the per-row loss) and performance (each metric of
+``core.degradation.compare_metrics``), judged only on days whose labels have matured.
+
+Label maturity: a day counts once its label coverage (labelled / served rows of that day) reaches
+``min_label_coverage`` times the baseline's own coverage (some predictions never get an outcome; a
+baseline that ends at 90 % coverage would otherwise never let a day mature at 0.8 absolute). Before
+that its label checks are recorded with z None and status ``labels_pending``, and the next run,
+which reads the day again (``label_window_days``), recomputes them with the labels that arrived.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from ..tasks import row_losses
+from ..types import Severity, TaskKind
+from . import gates
+from .daily import DayValue, Track, welch_z
+
+
+class LabelledRows:
+    """The labelled rows of a frame (actual, predicted) and each day's served and labelled rows."""
+
+    def __init__(self, frame, groups: list[np.ndarray | None]):
+        actual = frame["actual_value"].to_numpy(dtype=np.float64, na_value=np.nan)
+        self.predicted_all = frame["predicted_value"].to_numpy(dtype=np.float64, na_value=np.nan)
+        labelled = np.isfinite(actual)
+        self.actual, self.predicted = actual, self.predicted_all
+        self.groups = [None if g is None else g[labelled[g]] for g in groups]
+        self.served = [0 if g is None else int(g.size) for g in groups]
+        self.coverage_total = float(labelled.mean()) if labelled.size else 0.0
+
+    def day(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        g = self.groups[i]
+        return self.actual[g], self.predicted[g]
+
+    def rows(self, positions) -> tuple[np.ndarray, np.ndarray]:
+        index = np.concatenate([self.groups[i] for i in positions if self.groups[i] is not None] or
+                               [np.empty(0, np.int64)])
+        return self.actual[index], self.predicted[index]
+
+
+def is_hard_label(task_kind: str, *predicted: np.ndarray) -> bool:
+    """A classifier that stores 0/1 labels, not P(y = 1): every finite prediction is 0 or 1."""
+    if task_kind != TaskKind.BINARY_CLASSIFICATION.value:
+        return False
+    values = np.concatenate([p[np.isfinite(p)] for p in predicted])
+    return bool(values.size) and bool(np.isin(values, (0.0, 1.0)).all())
+
+
+def losses(task_kind: str, actual: np.ndarray, predicted: np.ndarray, hard: bool) -> np.ndarray:
+    """Per-row loss: 0/1 for a hard-label classifier, else the task kind's (``core.tasks``)."""
+    if hard:
+        return (actual != predicted).astype(np.float64)
+    return row_losses(task_kind, actual, predicted)
+
+
+def maturity(base: LabelledRows, cur: LabelledRows, min_coverage: float, min_rows: int) -> list[str | None]:
+    """Per current day: None (outside the window), "ok", "labels_pending" or "insufficient_data"."""
+    needed = min_coverage * base.coverage_total
+    states = []
+    for i, served in enumerate(cur.served):
+        group = cur.groups[i]
+        if group is None:
+            states.append(None)
+        elif sum(g.size for g in base.groups if g is not None) < min_rows:  # nothing to compare with
+            states.append("insufficient_data")
+        elif served and group.size / served >= needed and base.coverage_total > 0:
+            states.append("ok" if group.size >= min_rows else "insufficient_data")
+        else:
+            states.append("labels_pending" if served >= min_rows else "insufficient_data")
+    return states
+
+
+def concept_track(task_kind: str, base: LabelledRows, base_groups: list[np.ndarray], cur: LabelledRows,
+                  states: list[str | None], hard: bool, min_rows: int) -> Track:
+    """``concept:loss_up``: Welch z of the day's mean loss above the baseline's (worse only)."""
+    base_loss = np.full(base.actual.size, np.nan)
+    labelled = np.isfinite(base.actual)
+    base_loss[labelled] = losses(task_kind, base.actual[labelled], base.predicted[labelled], hard)
+    pool = base_loss[labelled]
+    n_b = pool.size
+    mean_b = float(pool.mean()) if n_b else float("nan")
+    var_b = float(pool.var(ddof=1)) if n_b > 1 else 0.0
+    day_losses = [None if s is None else losses(task_kind, *cur.day(i), hard) for i, s in enumerate(states)]
+    days = []
+    for i, state in enumerate(states):
+        if state is None:
+            days.append(None)
+            continue
+        loss = day_losses[i]
+        coverage = cur.groups[i].size / cur.served[i] if cur.served[i] else 0.0
+        details = {"coverage": coverage, "labelled": int(loss.size)}
+        if state != "ok" or n_b < min_rows:
+            days.append(DayValue(None, None, int(loss.size), state if state != "ok" else "insufficient_data", details))
+            continue
+        mean = float(loss.mean())
+        days.append(DayValue(welch_z(mean, float(loss.var(ddof=1)), loss.size, mean_b, var_b, n_b),
+                             _pct(mean, mean_b), int(loss.size), details={**details, "mean_loss": mean}))
+    baseline = []
+    total, total_sq = float(pool.sum()) if n_b else 0.0, float((pool ** 2).sum()) if n_b else 0.0
+    for g in base_groups:
+        loss = base_loss[g]
+        loss = loss[np.isfinite(loss)]
+        rest = n_b - loss.size
+        if loss.size < min_rows or rest < min_rows:
+            continue
+        mean_rest = (total - loss.sum()) / rest
+        var_rest = max((total_sq - (loss ** 2).sum()) - rest * mean_rest ** 2, 0.0) / (rest - 1)
+        baseline.append(welch_z(float(loss.mean()), float(loss.var(ddof=1)), loss.size, mean_rest, var_rest, rest))
+
+    def gate(positions):
+        parts = [day_losses[i] for i in positions if states[i] == "ok"]
+        if not parts or not n_b:
+            return None, Severity.NONE, {}
+        seg = np.concatenate(parts)
+        mean = float(seg.mean())
+        z = welch_z(mean, float(seg.var(ddof=1)) if seg.size > 1 else 0.0, seg.size, mean_b, var_b, n_b)
+        pct = _pct(mean, mean_b)
+        return pct, gates.rate(gates.LOSS_LADDER, pct), {
+            "reference_value": mean_b, "current_value": mean, "pct_change": pct, "p_value": float(special.ndtr(-z)),
+            "n_reference": int(n_b), "n_current": int(seg.size)}
+
+    return Track("concept:loss_up", "concept_drift", "pct_change", days, baseline, gate)
+
+
+def _pct(current: float, reference: float) -> float | None:
+    if reference > 0:
+        return (current - reference) / reference * 100.0
+    return 0.0 if current == reference else None
+
+
+def metric_names(task_kind: str) -> tuple[str, ...]:
+    from ..degradation import DEFAULT_METRICS
+
+    return tuple(DEFAULT_METRICS[task_kind])
+
+
+def performance_tracks(task_kind: str, base: LabelledRows, base_groups: list[np.ndarray], cur: LabelledRows,
+                       states: list[str | None], hard: bool, min_rows: int) -> list[Track]:
+    """``performance:<metric>``: the day's z of each metric from ``compare_metrics`` (one-sided,
+    > 0 = worse) against the baseline's labelled rows."""
+    from ..degradation import compare_metrics
+
+    names = metric_names(task_kind)
+    labelled = np.isfinite(base.actual)
+    ref_y, ref_p = base.actual[labelled], base.predicted[labelled]
+
+    def compare(ref, current):
+        return {c.metric: c for c in compare_metrics(task_kind, ref[0], ref[1], current[0], current[1],
+                                                     min_samples=min_rows, hard_labels=hard)}
+
+    per_day = [None if s != "ok" or ref_y.size < min_rows else compare((ref_y, ref_p), cur.day(i))
+               for i, s in enumerate(states)]
+    baseline: dict[str, list[float]] = {m: [] for m in names}
+    position = np.cumsum(labelled) - 1  # row -> index among the labelled rows
+    for group in base_groups:
+        rows = group[labelled[group]]
+        if rows.size < min_rows or ref_y.size - rows.size < min_rows:
+            continue
+        keep = np.ones(ref_y.size, bool)
+        keep[position[rows]] = False
+        for metric, result in compare((ref_y[keep], ref_p[keep]), (base.actual[rows], base.predicted[rows])).items():
+            if result.z is not None and metric in baseline:
+                baseline[metric].append(float(result.z))
+    tracks = []
+    for metric in names:
+        days = []
+        for i, state in enumerate(states):
+            if state is None:
+                days.append(None)
+                continue
+            n = int(cur.groups[i].size)
+            details = {"coverage": n / cur.served[i] if cur.served[i] else 0.0}
+            result = per_day[i][metric] if per_day[i] is not None else None
+            if result is None or result.z is None:
+                status = state if state != "ok" else "insufficient_data"
+                if result is not None:
+                    details["reason"] = result.reason
+                days.append(DayValue(None, None, n, status, details))
+            else:
+                days.append(DayValue(float(result.z), result.relative_worse_by, n, details={
+                    **details, "reference_value": result.reference_value, "current_value": result.current_value}))
+        tracks.append(Track(f"performance:{metric}", "performance", "relative_worse_by", days, baseline[metric],
+                            _performance_gate(metric, compare, (ref_y, ref_p), cur, states)))
+    return tracks
+
+
+def _performance_gate(metric, compare, reference, cur: LabelledRows, states):
+    def gate(positions):
+        ok = [i for i in positions if states[i] == "ok"]
+        if not ok:
+            return None, Severity.NONE, {}
+        result = compare(reference, cur.rows(ok))[metric]
+        severity = Severity.NONE
+        if result.status == "ok" and result.practical:
+            severity = gates.PERFORMANCE_LADDER.rate(max(result.relative_worse_by or 0.0, 0.0))
+        return result.relative_worse_by, severity, result.to_dict()
+    return gate
+
+
+def label_delay(frame) -> dict:
+    """Median and 90th percentile of observed_at - served_at over the labelled rows, in days."""
+    actual = frame["actual_value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    labelled = np.isfinite(actual)
+    if not labelled.any() or "observed_at" not in frame:
+        return {"median_days": None, "p90_days": None, "labelled_rows": int(labelled.sum())}
+    delay = (frame["observed_at"][labelled] - frame["served_at"][labelled]).dt.total_seconds().to_numpy() / 86_400
+    delay = delay[np.isfinite(delay)]
+    if not delay.size:
+        return {"median_days": None, "p90_days": None, "labelled_rows": int(labelled.sum())}
+    return {"median_days": float(np.median(delay)), "p90_days": float(np.quantile(delay, 0.9)),
+            "labelled_rows": int(labelled.sum())}

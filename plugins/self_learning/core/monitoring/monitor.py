@@ -1,0 +1,262 @@
+"""``monitor_window``: one model's run of the sequential monitor (see the package docstring)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..tasks import task_spec
+from ..types import FEATURE_KINDS, FEATURE_THREADS, Severity, as_utc, shown
+from . import cusum, daily, labels
+from .reports import build_reports
+from .results import (
+    BUDGET_SHARES,
+    FAMILIES,
+    BaselineCalibration,
+    DayStatistic,
+    MonitoringResult,
+    MonitorSettings,
+    NullFit,
+)
+
+REQUIRED_COLUMNS = ("served_at", "predicted_value", "actual_value")
+
+
+def monitor_window(baseline: pd.DataFrame, current: pd.DataFrame, *, task_kind: str,
+                   feature_kinds: Mapping[str, str], window_end: datetime, earlier: Iterable[Any] = (),
+                   settings: MonitorSettings | None = None,
+                   calibration: BaselineCalibration | None = None) -> MonitoringResult:
+    """Day statistics, CUSUMs and reports of one model for the window ending at ``window_end``.
+
+    ``baseline``: the pinned baseline's rows; ``current``: the rows served in the last
+    ``max(window_days, label_window_days)`` days before ``window_end`` (as
+    ``FeedbackStore.read_window(..., labelled_only=False)`` returns them); rows outside are ignored.
+    ``earlier``: stored ``DayStatistic`` (or their rows) of the days before; those of the
+    ``lookback_days`` before the window feed the CUSUM. ``calibration``: a cached
+    ``BaselineCalibration`` of this baseline (computed from ``baseline`` when None).
+    """
+    settings = MonitorSettings() if settings is None else settings
+    if not isinstance(settings, MonitorSettings):
+        raise ValueError(f"settings: expected MonitorSettings, got {shown(settings)}")
+    kind = task_spec(task_kind).kind
+    kinds = _feature_kinds(feature_kinds)
+    for name, frame in (("baseline", baseline), ("current", current)):
+        if not isinstance(frame, pd.DataFrame):
+            raise ValueError(f"{name}: expected a DataFrame, got {shown(frame)}")
+        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name}.{missing[0]}: column missing")
+    end = as_utc(window_end)
+    run = _RunDays(end, settings)
+    current = current[(run.numbers(current) >= run.first_label) & (current["served_at"] < pd.Timestamp(end))]
+    current = current.reset_index(drop=True)
+    base_groups = list(daily.split_days(daily.day_numbers(baseline["served_at"])).values())
+    cur_groups = list(daily.split_days(daily.day_numbers(current["served_at"]), run.days).values())
+    feature_groups = [g if day >= run.first_feature else None for day, g in zip(run.days, cur_groups, strict=True)]
+
+    subjects = _subjects(kinds, baseline, current)
+    counts = _check_counts(kind, subjects, baseline, current)
+    design = {family: _family_design(family, counts[family], settings) for family in FAMILIES}
+    history = _history(earlier, run)
+    context = _Context(settings, run, design, history, calibration)
+
+    def evaluate(subject):
+        tracks = _tracks(subject, kind, baseline, current, base_groups, cur_groups, feature_groups, settings,
+                         calibrate=calibration is None)
+        return subject, [context.resolve(track) for track in tracks]
+
+    with ThreadPoolExecutor(max_workers=FEATURE_THREADS) as pool:
+        evaluated = list(pool.map(evaluate, subjects))
+    statistics = [s for _, verdicts in evaluated for v in verdicts for s in v["statistics"]]
+    fits = {v["check"]: v["fit"] for _, verdicts in evaluated for v in verdicts}
+    calibration = calibration or BaselineCalibration(checks=fits, baseline_days=len(base_groups),
+                                                     baseline_rows=len(baseline))
+    details = {
+        "window_end": end.isoformat(),
+        "feature_window_start": daily.day_start(run.first_feature).isoformat(),
+        "label_window_start": daily.day_start(run.first_label).isoformat(),
+        "design": {f: {k: v for k, v in d.items()} for f, d in design.items()},
+        "label_delay": labels.label_delay(current),
+        "baseline_days": len(base_groups),
+        "baseline_rows": len(baseline),
+        "calibration": "empirical" if any(f.source == "empirical" for f in calibration.checks.values()) else
+                       f"theory (fewer than {settings.min_baseline_days} baseline days with data)",
+    }
+    reports = build_reports(evaluated, kind, end, details)
+    return MonitoringResult(day_statistics=statistics, reports=reports, calibration=calibration, details=details)
+
+
+class _RunDays:
+    """The run's UTC days: ``days`` (day numbers, oldest first) from the label window's first day to
+    the day of ``window_end``; the feature checks use those from ``first_feature``."""
+
+    def __init__(self, end: datetime, settings: MonitorSettings):
+        last = daily.day_number(end - timedelta(microseconds=1))
+        self.end = end
+        self.first_feature = daily.day_number(end - timedelta(days=settings.window_days))
+        self.first_label = daily.day_number(end - timedelta(days=max(settings.window_days, settings.label_window_days)))
+        self.days = list(range(self.first_label, last + 1))
+        self.history_start = self.first_feature - settings.lookback_days
+
+    def numbers(self, frame: pd.DataFrame) -> np.ndarray:
+        return daily.day_numbers(frame["served_at"])
+
+
+def _feature_kinds(feature_kinds: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(feature_kinds, Mapping):
+        raise ValueError(f"feature_kinds: expected a mapping of feature name to kind, got {shown(feature_kinds)}")
+    for name, kind in feature_kinds.items():
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"feature_kinds[{shown(name)}]: must be one of {list(FEATURE_KINDS)}, got {shown(kind)}")
+    return dict(feature_kinds)
+
+
+def _subjects(kinds: dict[str, str], baseline: pd.DataFrame, current: pd.DataFrame) -> list[tuple]:
+    """("feature", name, kind) for every feature (kind None when a window lacks its column), then
+    the prediction, concept and performance subjects."""
+    features = [("feature", name, kind if name in baseline.columns and name in current.columns else None)
+                for name, kind in kinds.items()]
+    return [*features, ("prediction", "prediction", "numeric"), ("concept", "concept", None),
+            ("performance", "performance", None)]
+
+
+def _check_counts(kind: str, subjects, baseline, current) -> dict[str, int]:
+    counts = dict.fromkeys(FAMILIES, 0)
+    for subject, name, feature_kind in subjects:
+        if subject == "feature" and feature_kind is not None:
+            columns = (baseline[name], current[name])
+            missing = any(bool((~np.isfinite(c.to_numpy(dtype=np.float64, na_value=np.nan))).any())
+                          if feature_kind == "numeric" else bool(c.isna().any()) for c in columns)
+            counts["feature_drift"] += (3 if feature_kind == "numeric" else 1) + missing
+    counts["prediction_drift"] = 3
+    counts["concept_drift"] = 1
+    counts["performance"] = len(labels.metric_names(kind))
+    return counts
+
+
+def _family_design(family: str, checks: int, settings: MonitorSettings) -> dict[str, Any]:
+    """k, the per-check ARL0 (the model's budget share for the family, Bonferroni over its checks)
+    and h from Siegmund's approximation."""
+    family_arl0 = settings.false_alarm_days / BUDGET_SHARES[family]
+    per_check = family_arl0 * max(checks, 1)
+    k = settings.k(family)
+    return {"checks": checks, "k": k, "family_arl0_days": family_arl0, "check_arl0_days": per_check,
+            "h": cusum.threshold(k, per_check)}
+
+
+def _history(earlier: Iterable[Any], run: _RunDays) -> dict[str, list[DayStatistic]]:
+    """Stored day statistics of the lookback, per check, in day order; days the run recomputes
+    (the feature window for feature checks, the label window for label checks) are left out."""
+    by_check: dict[str, dict[datetime, DayStatistic]] = {}
+    first = {"feature_drift": run.first_feature, "prediction_drift": run.first_feature,
+             "concept_drift": run.first_label, "performance": run.first_label}
+    for item in earlier:
+        stat = item if isinstance(item, DayStatistic) else DayStatistic.from_dict(item)
+        number = daily.day_number(stat.day)
+        if run.history_start <= number < first[stat.family]:
+            by_check.setdefault(stat.check, {})[stat.day] = stat
+    return {check: [days[d] for d in sorted(days)] for check, days in by_check.items()}
+
+
+class _Context:
+    """What resolving a check needs: the settings, the run's days, the family designs, the history
+    and the cached calibration."""
+
+    def __init__(self, settings, run, design, history, calibration):
+        self.settings, self.run, self.design, self.history, self.calibration = (settings, run, design, history,
+                                                                                 calibration)
+
+    def null_fit(self, track: daily.Track) -> NullFit:
+        if self.calibration is not None:
+            return self.calibration.fit(track.check)
+        values = np.asarray(track.baseline, dtype=np.float64)
+        if values.size < self.settings.min_baseline_days:
+            return NullFit(days=int(values.size))
+        location = float(np.median(values))
+        scale = float(1.4826 * np.median(np.abs(values - location)))
+        if track.skewed:  # the upper tail's own spread: (q90 - median) / z_0.9
+            scale = max(scale, float(np.quantile(values, 0.9) - location) / 1.2816)
+        rho = _lag1(values - location)
+        if rho > 2 / np.sqrt(values.size):  # autocorrelated days: the CUSUM adds them up
+            scale *= float(np.sqrt((1 + min(rho, 0.8)) / (1 - min(rho, 0.8))))
+        return NullFit(location=location, scale=scale, days=int(values.size), source="empirical",
+                       autocorrelation=rho)
+
+    def resolve(self, track: daily.Track) -> dict[str, Any]:
+        fit = self.null_fit(track)
+        design = self.design[track.family]
+        statistics, positions = [], []
+        for i, (number, value) in enumerate(zip(self.run.days, track.days, strict=True)):
+            if value is None:
+                continue
+            positions.append(i)
+            statistics.append(DayStatistic(
+                check=track.check, family=track.family, day=daily.day_start(number), z=fit.standardise(value.raw_z),
+                raw_z=value.raw_z, effect=value.effect, n=value.n, status=value.status, details=value.details))
+        earlier = self.history.get(track.check, [])
+        path = cusum.run_cusum([s.day for s in earlier] + [s.day for s in statistics],
+                               [s.z for s in earlier] + [s.z for s in statistics], design["k"])
+        alarm = path.last > design["h"]
+        verdict: dict[str, Any] = {
+            "check": track.check, "family": track.family, "statistics": statistics, "fit": fit,
+            "cusum": path.last, "threshold": design["h"], "k": design["k"], "alarm": alarm,
+            "effect_name": track.effect_name, "severity": Severity.NONE, "change_start": None, "segment": {},
+            "z": next((s.z for s in reversed(statistics) if s.z is not None), None),
+            "days_ok": sum(s.status == "ok" for s in statistics),
+            "effect": next((s.effect for s in reversed(statistics) if s.effect is not None), None),
+        }
+        if alarm and path.change_start is not None:
+            start = max(path.change_start, statistics[0].day) if statistics else path.change_start
+            segment = [i for i, s in zip(positions, statistics, strict=True) if s.day >= start and s.status == "ok"]
+            if not segment:  # the change started before the window and no day of it is usable: the window's
+                segment = [i for i, s in zip(positions, statistics, strict=True) if s.status == "ok"]
+            effect, severity, segment_details = track.gate(segment)
+            verdict.update(effect=effect, severity=severity, segment=segment_details, change_start=start)
+        elif track.family != "feature_drift":  # the output reports show the window's values (no rating)
+            verdict["segment"] = track.gate([i for i, s in zip(positions, statistics, strict=True)
+                                             if s.status == "ok"])[2]
+        return verdict
+
+
+def _lag1(values: np.ndarray) -> float:
+    """Lag-1 autocorrelation of a series (0 when constant)."""
+    denominator = float(values @ values)
+    return float(values[1:] @ values[:-1]) / denominator if denominator > 0 else 0.0
+
+
+def _floats(frame: pd.DataFrame, column: str, window: str) -> np.ndarray:
+    try:
+        return frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise ValueError(f"{window}.{column}: must be numeric (float64, missing as NaN)") from None
+
+
+def _tracks(subject, kind, baseline, current, base_groups, cur_groups, feature_groups, settings,
+            calibrate: bool) -> list[daily.Track]:
+    what, name, feature_kind = subject
+    min_rows = settings.min_rows_per_day
+    if what in ("feature", "prediction"):
+        if feature_kind is None:
+            return []
+        column = name if what == "feature" else "predicted_value"
+        prefix, family = (f"feature:{name}", "feature_drift") if what == "feature" else ("prediction",
+                                                                                         "prediction_drift")
+        if feature_kind == "numeric":
+            return daily.numeric_tracks(prefix, family, _floats(baseline, column, "baseline"), base_groups,
+                                        _floats(current, column, "current"), feature_groups, min_rows,
+                                        settings.psi_bins, calibrate=calibrate)
+        return daily.categorical_tracks(prefix, family, baseline[column], base_groups, current[column],
+                                        feature_groups, min_rows, calibrate=calibrate)
+    base = labels.LabelledRows(baseline, base_groups)
+    cur = labels.LabelledRows(current, cur_groups)
+    states = labels.maturity(base, cur, settings.min_label_coverage, min_rows)
+    hard = labels.is_hard_label(kind, base.predicted_all, cur.predicted_all)
+    groups = base_groups if calibrate else []
+    if what == "concept":
+        return [labels.concept_track(kind, base, groups, cur, states, hard, min_rows)]
+    return labels.performance_tracks(kind, base, groups, cur, states, hard, min_rows)

@@ -1,0 +1,289 @@
+"""The sequential monitor (core.monitoring): day statistics against a pinned baseline, empirical
+null, CUSUM, practical gate. Exact pieces are compared with scipy / the drift report; statistical
+claims go through one-sided 95 % Clopper-Pearson bounds (support.stats)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from self_learning.core.drift.comparisons import compare_categorical
+from self_learning.core.monitoring import (
+    BaselineCalibration,
+    DayStatistic,
+    MonitorSettings,
+    daily,
+    monitor_window,
+    run_cusum,
+    siegmund_arl0,
+    threshold,
+)
+from self_learning.core.types import Status
+from support.stats import rate_lower_bound, rate_upper_bound
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+BASELINE_DAYS = 30
+
+
+def _day(rng, day: int, rows: int, features: int, *, shift: dict | None = None, offsets=None,
+         task: str = "regression", flip: float = 0.0, categorical: int = 0) -> pd.DataFrame:
+    served = pd.Timestamp(START + timedelta(days=day)) + pd.to_timedelta(np.sort(rng.uniform(0, 86_399, rows)),
+                                                                         unit="s")
+    frame = pd.DataFrame({"model_version": "v1", "served_at": served})
+    values = {f"f{j}": rng.standard_normal(rows) for j in range(features)}
+    if task == "regression":
+        actual = values["f0"] + rng.standard_normal(rows)
+        predicted = values["f0"].copy()
+    else:
+        p = 1 / (1 + np.exp(-2 * values["f0"]))
+        actual = (rng.uniform(size=rows) < p).astype(float)
+        predicted = p.copy()
+        wrong = rng.uniform(size=rows) < flip  # the model's score flipped: accuracy falls
+        predicted[wrong] = 1 - predicted[wrong]
+    for j in range(features):
+        values[f"f{j}"] = values[f"f{j}"] + (shift or {}).get(j, 0.0) + (0.0 if offsets is None else offsets[j])
+    frame["predicted_value"] = predicted
+    frame["predicted_label"] = None
+    frame["actual_value"] = actual
+    frame["observed_at"] = frame["served_at"] + pd.Timedelta(days=2)
+    frame["error"] = frame["predicted_value"] - frame["actual_value"]
+    for name, column in values.items():
+        frame[name] = column
+    for j in range(categorical):
+        frame[f"c{j}"] = pd.Categorical(rng.choice(["a", "b", "c", "d"], rows, p=[0.4, 0.3, 0.2, 0.1]))
+    return frame
+
+
+def _stream(seed: int, days: int, rows: int, features: int, **kwargs) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.concat([_day(rng, d, rows, features, **{k: v(d) if callable(v) else v for k, v in kwargs.items()})
+                      for d in range(days)], ignore_index=True)
+
+
+def _between(frame: pd.DataFrame, first: int, end: int) -> pd.DataFrame:
+    served = frame["served_at"]
+    return frame[(served >= pd.Timestamp(START + timedelta(days=first))) &
+                 (served < pd.Timestamp(START + timedelta(days=end)))].reset_index(drop=True)
+
+
+def _kinds(features: int, categorical: int = 0) -> dict[str, str]:
+    return {**{f"f{j}": "numeric" for j in range(features)}, **{f"c{j}": "categorical" for j in range(categorical)}}
+
+
+# --- exact pieces ---------------------------------------------------------------------------------------
+
+def test_threshold_inverts_siegmund_and_cusum_tracks_the_change_start():
+    h = threshold(1.5, 100_000)
+    assert siegmund_arl0(1.5, h) == pytest.approx(100_000, rel=1e-9)
+    assert threshold(1.0, 1_000) < threshold(1.0, 10_000)
+    days = [START + timedelta(days=i) for i in range(6)]
+    path = run_cusum(days, [0.5, 3.0, None, 2.0, 4.0, 0.0], 1.5)
+    assert path.values == pytest.approx((0.0, 1.5, 1.5, 2.0, 4.5, 3.0))
+    assert path.change_start == days[1]
+    assert run_cusum(days, [3.0, -5.0, 2.0, 2.0, None, None], 1.5).change_start == days[2]
+    with pytest.raises(ValueError, match="k: must be > 0"):
+        threshold(0.0, 100)
+
+
+def test_ks_gap_equals_scipy_including_ties():
+    rng = np.random.default_rng(3)
+    pool = np.sort(np.round(rng.normal(size=5_000), 1))
+    for day in (np.sort(np.round(rng.normal(0.1, 1, 300), 1)), np.sort(rng.normal(size=200))):
+        assert daily._ks_gap(pool, day) == pytest.approx(stats.ks_2samp(pool, day).statistic, abs=1e-12)
+
+
+def test_baseline_day_against_the_rest_is_exact():
+    """The (1 - w) correction and the sums give the same z as recomputing against the rest."""
+    rng = np.random.default_rng(4)
+    values = np.round(rng.normal(size=3_000), 2)
+    groups = np.array_split(np.arange(3_000), 10)
+    pool = daily.NumericPool.build(values, groups)
+    dist, up = daily._numeric_baseline(pool, 30)
+    day, rest = np.sort(values[groups[3]]), np.sort(np.delete(values, groups[3]))
+    gap = stats.ks_2samp(day, rest).statistic
+    assert dist[3] == pytest.approx(daily._ks_z(gap, day.size, rest.size), abs=1e-9)
+    welch = daily.welch_z(day.mean(), day.var(ddof=1), day.size, rest.mean(), rest.var(ddof=1), rest.size)
+    assert up[3] == pytest.approx(welch, abs=1e-9)
+
+
+def test_categorical_counts_pool_as_compare_categorical():
+    rng = np.random.default_rng(5)
+    reference = rng.choice(list("abcdefg"), 4_000, p=[0.3, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02])
+    current = rng.choice(list("abcdefgh"), 250, p=[0.25, 0.3, 0.2, 0.1, 0.05, 0.04, 0.03, 0.03])
+    labels = sorted(set(reference) | set(current))
+    counts = [np.array([(x == label).sum() for label in labels]) for x in (reference, current)]
+    p, js = daily.chi2_js(*counts)
+    expected = compare_categorical(reference, current)
+    assert p == pytest.approx(expected.p_value, rel=1e-9)
+    assert js == pytest.approx(expected.js_distance, rel=1e-9)
+
+
+# --- behaviour ----------------------------------------------------------------------------------------------
+
+def test_a_shift_is_reported_with_its_start_and_the_json_shape_the_alert_policy_reads():
+    data = _stream(1, 44, 1_000, 5, categorical=1, shift=lambda d: {2: 0.3} if d >= 41 else None)
+    result = monitor_window(_between(data, 0, 30), _between(data, 30, 44), task_kind="regression",
+                            feature_kinds=_kinds(5, 1), window_end=START + timedelta(days=44))
+    report = result.reports["feature_drift"]
+    assert report.affected_features == ["f2"]
+    entry = report.statistical_tests["features"]["f2"]
+    check = entry["checks"]["mean_up"]
+    assert check["flagged"] and check["cusum"] > check["threshold"]
+    # the CUSUM's estimate: the day after its last reset (a day before the change may start it)
+    assert (START + timedelta(days=39)).isoformat() <= check["change_start"] <= (START + timedelta(days=41)).isoformat()
+    assert entry["kind"] == "numeric" and entry["drifted"] and entry["severity"] != "none"
+    assert f"f2 (since {check['change_start'][:10]})" in report.recommendation
+    assert set(report.statistical_tests["features"]["c0"]["checks"]) == {"distribution"}
+    assert set(result.reports) == {"feature_drift", "prediction_drift", "concept_drift", "performance_degradation"}
+    concept = result.reports["concept_drift"].statistical_tests
+    assert {"metric", "reference_value", "current_value", "pct_change", "p_value"} <= set(concept)
+    days = {s.day for s in result.day_statistics if s.check == "feature:f2:mean_up"}
+    assert days == {START + timedelta(days=d) for d in range(37, 44)}
+    assert result.details["calibration"] == "empirical"
+    stored = [dict(s.to_dict(), model="m", window_end="x") for s in result.day_statistics]
+    assert [DayStatistic.from_dict(s) for s in stored] == result.day_statistics
+
+
+def test_determinism_and_one_day_runs_equal_one_week_run():
+    data = _stream(2, 40, 400, 4, shift=lambda d: {1: 0.4} if d >= 37 else None)
+    base, cur = _between(data, 0, 30), _between(data, 30, 40)
+    settings = MonitorSettings(label_window_days=7)
+    week = [monitor_window(base, cur, task_kind="regression", feature_kinds=_kinds(4),
+                           window_end=START + timedelta(days=40), settings=settings) for _ in range(2)]
+    assert week[0].to_dict() == week[1].to_dict()
+    calibration = BaselineCalibration.from_dict(week[0].calibration.to_dict())
+    assert calibration == week[0].calibration
+    one_day = MonitorSettings(window_days=1, label_window_days=1)
+    earlier: list[DayStatistic] = []
+    for end in range(34, 41):
+        run = monitor_window(base, cur, task_kind="regression", feature_kinds=_kinds(4),
+                             window_end=START + timedelta(days=end), settings=one_day, earlier=earlier,
+                             calibration=calibration)
+        earlier += run.day_statistics
+    last_week = [s for s in earlier if s.day >= START + timedelta(days=33) and s.family == "feature_drift"]
+    assert sorted(last_week, key=lambda s: (s.check, s.day)) == sorted(
+        [s for s in week[0].day_statistics if s.family == "feature_drift"], key=lambda s: (s.check, s.day))
+    assert run.reports["feature_drift"].affected_features == week[0].reports["feature_drift"].affected_features
+
+
+def test_drift_still_reported_sixty_days_later():
+    data = _stream(3, 130, 300, 3, shift=lambda d: {0: 0.5} if d >= 60 else None)
+    base = _between(data, 0, BASELINE_DAYS)
+    earlier, calibration = [], None
+    for end in range(40, 131, 10):  # ten-day runs, each handing its days to the next
+        run = monitor_window(base, _between(data, end - 10, end), task_kind="regression", feature_kinds=_kinds(3),
+                             window_end=START + timedelta(days=end), earlier=earlier, calibration=calibration,
+                             settings=MonitorSettings(window_days=10, label_window_days=10))
+        earlier, calibration = earlier + run.day_statistics, run.calibration
+    assert run.reports["feature_drift"].affected_features == ["f0"]
+    assert run.reports["feature_drift"].statistical_tests["features"]["f0"]["checks"]["mean_up"]["cusum"] > 50
+
+
+def test_labels_pending_days_are_not_judged():
+    data = _stream(4, 44, 300, 2)
+    current = _between(data, 30, 44)
+    recent = current["served_at"] >= pd.Timestamp(START + timedelta(days=42))
+    current.loc[recent, "actual_value"] = np.where(np.arange(recent.sum()) % 2, current.loc[recent, "actual_value"],
+                                                   np.nan)
+    result = monitor_window(_between(data, 0, 30), current, task_kind="regression", feature_kinds=_kinds(2),
+                            window_end=START + timedelta(days=44))
+    concept = {s.day: s for s in result.day_statistics if s.check == "concept:loss_up"}
+    assert len(concept) == 14
+    assert concept[START + timedelta(days=43)].status == "labels_pending"
+    assert concept[START + timedelta(days=43)].z is None
+    assert concept[START + timedelta(days=40)].status == "ok"
+    assert result.details["label_delay"]["median_days"] == pytest.approx(2.0)
+
+
+def test_bad_input():
+    data = _stream(5, 40, 100, 2)
+    empty = _between(data, 0, 0)
+    result = monitor_window(empty, _between(data, 30, 40), task_kind="regression", feature_kinds=_kinds(2),
+                            window_end=START + timedelta(days=40))
+    assert all(r.status is Status.INSUFFICIENT_DATA for r in result.reports.values())
+    assert {s.status for s in result.day_statistics} == {"insufficient_data"}
+    with pytest.raises(ValueError, match="task_kind"):
+        monitor_window(data, data, task_kind="ranking", feature_kinds={}, window_end=START)
+    with pytest.raises(ValueError, match=r"settings\.window_days"):
+        MonitorSettings(window_days=0)
+    with pytest.raises(ValueError, match=r"current\.actual_value"):
+        monitor_window(data, data.drop(columns="actual_value"), task_kind="regression", feature_kinds={},
+                       window_end=START)
+
+
+# --- statistical claims -------------------------------------------------------------------------------------
+
+def _alarm_episodes(statistics: list[DayStatistic], design: dict) -> int:
+    """New alarms (S crossing h from below) over every check's whole path: what a model owner counts.
+    No practical gate applied, so it bounds the reported alarms from above."""
+    by_check: dict[str, list[DayStatistic]] = {}
+    for s in statistics:
+        by_check.setdefault(s.check, []).append(s)
+    starts: set = set()
+    for days in by_check.values():
+        days.sort(key=lambda s: s.day)
+        family = design[days[0].family]
+        path = run_cusum([s.day for s in days], [s.z for s in days], family["k"])
+        above = np.array(path.values) > family["h"]
+        starts |= {days[i].day for i in np.flatnonzero(above & ~np.r_[False, above[:-1]])}
+    return len(starts)
+
+
+def _run_null(data: pd.DataFrame, days: int, features: int, chunk: int) -> tuple[int, int]:
+    base = _between(data, 0, BASELINE_DAYS)
+    earlier, calibration, reported = [], None, 0
+    settings = MonitorSettings(window_days=chunk, label_window_days=chunk)
+    for end in range(BASELINE_DAYS + chunk, BASELINE_DAYS + days + 1, chunk):
+        run = monitor_window(base, _between(data, end - chunk, end), task_kind="regression",
+                             feature_kinds=_kinds(features), window_end=START + timedelta(days=end), earlier=earlier,
+                             calibration=calibration, settings=settings)
+        earlier, calibration = earlier + run.day_statistics, run.calibration
+        reported += any(r.drift_detected for r in run.reports.values())
+    return _alarm_episodes(earlier, run.details["design"]), reported
+
+
+@pytest.mark.slow
+def test_false_alarms_per_model_and_90_days():
+    """iid streams (4 x 300 days, 200 rows/day) and one with AR(1) day effects and weekly seasonality
+    (120 days, 5,000 rows/day), 20 features: new alarms of any check per model-day <= 1/90.
+    Days are computed in 60-day windows with the history handed on (a day's statistic is the same
+    whichever run computes it; test_determinism_... checks that against one-day runs)."""
+    episodes, model_days = 0, 0
+    for seed in range(4):
+        found, _ = _run_null(_stream(10 + seed, BASELINE_DAYS + 300, 200, 20), 300, 20, 60)
+        episodes, model_days = episodes + found, model_days + 300
+    rng = np.random.default_rng(99)
+    effects = [np.zeros(20)]
+    for _ in range(1, BASELINE_DAYS + 120):
+        effects.append(0.6 * effects[-1] + rng.normal(0, 0.03, 20))
+    weekly = [0.05 * np.sin(2 * np.pi * (d % 7) / 7) for d in range(BASELINE_DAYS + 120)]
+    seasonal = _stream(98, BASELINE_DAYS + 120, 5_000, 20, offsets=lambda d: effects[d] + weekly[d])
+    found, _ = _run_null(seasonal, 120, 20, 60)
+    episodes, model_days = episodes + found, model_days + 120
+    assert rate_upper_bound(episodes, model_days) <= 1 / 90, (episodes, model_days)
+
+
+@pytest.mark.slow
+def test_an_abrupt_shift_is_found_within_three_runs_and_only_that_feature():
+    """0.2 sigma in one of 50 features at 500 rows/day: the run after the third shifted day names it
+    and no other feature. (Within two runs the design finds 80-88 %: 16/20 and 35/40 measured; the
+    issue asks for 90 %: see the package docstring.)"""
+    found, wrong, trials = 0, 0, 0
+    for b in range(3):
+        base = _stream(200 + b, BASELINE_DAYS, 500, 50)
+        calibration = None
+        for c in range(5):
+            current = _stream(300 + 10 * b + c, 40, 500, 50, shift=lambda d: {7: 0.2} if d >= 37 else None)
+            run = monitor_window(base, _between(current, 33, 40), task_kind="regression",
+                                 feature_kinds=_kinds(50), window_end=START + timedelta(days=40),
+                                 calibration=calibration, settings=MonitorSettings(label_window_days=7))
+            calibration = run.calibration
+            affected = run.reports["feature_drift"].affected_features
+            found += "f7" in affected
+            wrong += any(name != "f7" for name in affected)
+            trials += 1
+    assert rate_lower_bound(found, trials) >= 0.8, (found, trials)
+    assert rate_upper_bound(wrong, trials) <= 0.2, (wrong, trials)
