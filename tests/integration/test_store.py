@@ -503,14 +503,17 @@ def test_retrain_requests_are_claimed_closed_and_cover_their_causes(store):
     week = timedelta(days=7)
     store.request_retrain(request_id="r1", model="roas_predictor", reasons=["concept drift"], window_end=DAY,
                           causes=["mape", "concept_drift"])
-    covering = store.covering_retrain_request("roas_predictor", ["feature_drift"], window_end=NEXT_DAY, cooldown=week)
-    assert covering["request_id"] == "r1"  # still pending: it will train on the latest data anyway
+    # pending or not, a request covers only its own causes: a new one (feature drift) is asked for
+    assert store.covering_retrain_request("roas_predictor", ["feature_drift"], window_end=NEXT_DAY,
+                                          cooldown=week) is None
+    assert store.covering_retrain_request("roas_predictor", ["mape"], window_end=NEXT_DAY,
+                                          cooldown=week)["request_id"] == "r1"
     assert store.claim_retrain_request("r1", model="roas_predictor", reasons=["x"], window_end=DAY)["status"] == \
         "running"
     store.finish_retrain_request("r1", status="done", result_version="r20261101", detail={"accept": False})
     [row] = store.retrain_request_list(request_id="r1")
     assert (row["status"], row["result_version"], row["causes"], row["detail"]) == (
-        "done", "r20261101", ["concept_drift", "mape"], {"accept": False})
+        "done", "r20261101", {"concept_drift": "high", "mape": "high"}, {"accept": False})
     assert store.covering_retrain_request("roas_predictor", ["concept_drift"], window_end=NEXT_DAY,
                                           cooldown=week)["request_id"] == "r1"
     assert store.covering_retrain_request("roas_predictor", ["feature_drift"], window_end=NEXT_DAY,
@@ -522,7 +525,7 @@ def test_retrain_requests_are_claimed_closed_and_cover_their_causes(store):
     store.finish_retrain_request("r1", status="failed", detail={"error": "boom"})
     assert store.covering_retrain_request("roas_predictor", ["mape"], window_end=NEXT_DAY, cooldown=week) is None
     manual = store.claim_retrain_request("m1", model="ctr_predictor", reasons=["by hand"], window_end=DAY)
-    assert (manual["status"], manual["causes"]) == ("running", ["manual"])
+    assert (manual["status"], manual["causes"]) == ("running", {"manual": "high"})
     for call, error, match in (
             (lambda: store.finish_retrain_request("nope", status="done"), KeyError, "no retrain request"),
             (lambda: store.finish_retrain_request("r1", status="requested"), ValueError, "status"),

@@ -276,8 +276,11 @@ class RetrainDecisionOperator(ModelStepOperator):
             self.log.info("%s: no new retrain request - %s", spec.name, "; ".join(result["reasons"]))
         elif decision.retrain:
             result["request_id"] = request_id
-            status = store.request_retrain(request_id=request_id, model=spec.name, reasons=decision.reasons,
-                                           window_end=end, causes=decision.causes)
+            status = store.request_retrain(
+                request_id=request_id, model=spec.name, window_end=end, causes=decision.causes,
+                reasons=[*decision.reasons, *self._retrain_cover(store, spec.name, decision, settings,
+                                                                 request_id).superseding_reasons],
+                cause_severities=decision.cause_severities)
             self.log.warning("RETRAIN %s requested (%s, status %s): %s", spec.name, request_id, status,
                              "; ".join(decision.reasons))
         else:
@@ -287,17 +290,25 @@ class RetrainDecisionOperator(ModelStepOperator):
     @staticmethod
     def _already_handled(store, model, decision, settings, request_id) -> str | None:
         """Why a positive decision needs no new request: a champion-vs-challenger test is running
-        (its conclusion decides), or a recent request already covers these causes."""
+        (its conclusion decides), or a recent request holds every cause at the same or a higher
+        severity (``core.retraining.covers``; a new cause or a higher severity files a new one)."""
         test = store.running_ab_test(model)
         if test is not None:
-            return f"A/B test {test['test_id']} is running; its conclusion decides"
-        earlier = store.covering_retrain_request(model, decision.causes, window_end=settings.window_end,
-                                                 cooldown=timedelta(days=settings.retrain_cooldown_days),
-                                                 exclude=request_id)
+            return f"A/B test {test.test_id} is running; its conclusion decides"
+        earlier = RetrainDecisionOperator._retrain_cover(store, model, decision, settings, request_id).covering
         if earlier is not None:
-            return (f"retrain request {earlier['request_id']} ({earlier['status']}) already covers "
-                    f"{', '.join(decision.causes)} within the {settings.retrain_cooldown_days:g}-day retrain cooldown")
+            held = ", ".join(f"{cause} {severity}" for cause, severity in decision.cause_severities.items())
+            return (f"retrain request {earlier.request_id} ({earlier.status}) already covers {held} "
+                    f"within the {settings.retrain_cooldown_days:g}-day retrain cooldown")
         return None
+
+    @staticmethod
+    def _retrain_cover(store, model, decision, settings, request_id):
+        from ..core.retraining import retrain_cover
+
+        recent = store.recent_retrain_requests(model, window_end=settings.window_end, exclude=request_id,
+                                               cooldown=timedelta(days=settings.retrain_cooldown_days))
+        return retrain_cover(recent, decision.cause_severities)
 
 
 class RetrainTriggerOperator(BaseOperator):

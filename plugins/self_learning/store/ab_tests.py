@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..core.records import ABTestRecord
 from ..core.types import model_name, to_jsonable
 from .registry import version_exists
 from .rows import _text_problem, _utc
@@ -18,7 +19,7 @@ class ABTestsMixin:
     """Starting, reading and closing A/B tests; the arms' counts of a window (with the windows area)."""
 
     def start_ab_test(self, *, test_id: str, model: str, champion_version: str, challenger_version: str,
-                      config: Mapping[str, Any], started_at: datetime) -> dict[str, Any]:
+                      config: Mapping[str, Any], started_at: datetime) -> ABTestRecord:
         """Record a running champion-vs-challenger test. Both versions must be registered and
         differ; a model runs one test at a time (starting the same test again returns it)."""
         name = model_name(model)
@@ -40,26 +41,27 @@ class ABTestsMixin:
                                                              ab_tests.c.status == "running")).mappings().first()
             if running is not None:
                 if running["test_id"] == test_id:
-                    return dict(running)
+                    return ABTestRecord.from_row(running)
                 raise ValueError(f"model: {name!r} already runs A/B test {running['test_id']!r} "
                                  f"({running['champion_version']} vs {running['challenger_version']})")
             existing = conn.execute(sa.select(ab_tests).where(ab_tests.c.test_id == test_id)).mappings().first()
             if existing is not None:  # the same test, already concluded: a re-run does not restart it
-                return dict(existing)
+                return ABTestRecord.from_row(existing)
             conn.execute(ab_tests.insert().values(
                 test_id=test_id, model=name, champion_version=champion_version,
                 challenger_version=challenger_version, config=to_jsonable(dict(config)), status="running",
                 result=None, started_at=_utc(started_at).to_pydatetime()))
-            return dict(conn.execute(sa.select(ab_tests).where(ab_tests.c.test_id == test_id)).mappings().one())
+            return ABTestRecord.from_row(
+                conn.execute(sa.select(ab_tests).where(ab_tests.c.test_id == test_id)).mappings().one())
 
-    def get_ab_test(self, test_id: str) -> dict[str, Any]:
+    def get_ab_test(self, test_id: str) -> ABTestRecord:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(ab_tests).where(ab_tests.c.test_id == test_id)).mappings().first()
         if row is None:
             raise KeyError(f"test_id: no A/B test {test_id!r}")
-        return dict(row)
+        return ABTestRecord.from_row(row)
 
-    def list_ab_tests(self, *, model: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    def list_ab_tests(self, *, model: str | None = None, status: str | None = None) -> list[ABTestRecord]:
         """A/B tests, oldest first, optionally of one model and in one status."""
         query = sa.select(ab_tests).order_by(ab_tests.c.started_at, ab_tests.c.test_id)
         if model is not None:
@@ -67,9 +69,9 @@ class ABTestsMixin:
         if status is not None:
             query = query.where(ab_tests.c.status == status)
         with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            return [ABTestRecord.from_row(row) for row in conn.execute(query).mappings()]
 
-    def running_ab_test(self, model: str) -> dict[str, Any] | None:
+    def running_ab_test(self, model: str) -> ABTestRecord | None:
         """The model's running test (serving code reads its seed, split and versions from here)."""
         tests = self.list_ab_tests(model=model, status="running")
         return tests[0] if tests else None

@@ -15,6 +15,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ..core.alerts import alert_key, alert_status
+from ..core.records import LEGACY_CAUSE_SEVERITY, AlertRecord, RetrainRequestRecord
+from ..core.records import cause_severities as _cause_severities
+from ..core.retraining import retrain_cover
 from ..core.types import Severity, model_name, to_jsonable
 from .rows import _database_now, _equal_to, _utc
 from .tables import ALERT_TRANSITIONS, RETRAIN_STATUSES, alert_deliveries, alerts, retrain_requests
@@ -66,7 +69,7 @@ class AlertsMixin:
                                 details=details, window_end=window_end)["id"]
 
     def check_alerts(self, *, hours: float = 24, until: datetime | None = None, model: str | None = None,
-                     include_suppressed: bool = False) -> list[dict[str, Any]]:
+                     include_suppressed: bool = False) -> list[AlertRecord]:
         """Alerts whose window ended within ``hours`` before ``until`` (default: the database
         clock), most severe first."""
         with self.engine.connect() as conn:
@@ -77,10 +80,11 @@ class AlertsMixin:
                 query = query.where(alerts.c.model == model)
             if not include_suppressed:
                 query = query.where(alerts.c.status != "suppressed")
-            rows = [dict(row) for row in conn.execute(query.order_by(alerts.c.window_end, alerts.c.id)).mappings()]
-        return sorted(rows, key=lambda r: -Severity(r["severity"]).rank)
+            rows = [AlertRecord.from_row(row)
+                    for row in conn.execute(query.order_by(alerts.c.window_end, alerts.c.id)).mappings()]
+        return sorted(rows, key=lambda r: -Severity(r.severity).rank)
 
-    def open_alerts(self, *, model: str | None = None) -> list[dict[str, Any]]:
+    def open_alerts(self, *, model: str | None = None) -> list[AlertRecord]:
         """Alerts nobody has acknowledged or resolved yet, whatever their window, most severe and
         then newest first."""
         query = sa.select(alerts).where(alerts.c.status == "open").order_by(alerts.c.window_end.desc(),
@@ -88,10 +92,10 @@ class AlertsMixin:
         if model is not None:
             query = query.where(alerts.c.model == model)
         with self.engine.connect() as conn:
-            rows = [dict(row) for row in conn.execute(query).mappings()]
-        return sorted(rows, key=lambda r: -Severity(r["severity"]).rank)
+            rows = [AlertRecord.from_row(row) for row in conn.execute(query).mappings()]
+        return sorted(rows, key=lambda r: -Severity(r.severity).rank)
 
-    def set_alert_status(self, alert_id: int, status: str) -> dict[str, Any]:
+    def set_alert_status(self, alert_id: int, status: str) -> AlertRecord:
         """Move an alert along its lifecycle (open -> acknowledged -> resolved); returns the row."""
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(alerts).where(alerts.c.id == alert_id)).mappings().first()
@@ -102,10 +106,10 @@ class AlertsMixin:
                 raise ValueError(f"status: an alert that is {row['status']} can become {allowed}, not {status!r}")
             conn.execute(alerts.update().where(alerts.c.id == alert_id).values(
                 status=status, updated_at=sa.func.current_timestamp()))
-            return dict(conn.execute(sa.select(alerts).where(alerts.c.id == alert_id)).mappings().one())
+            return AlertRecord.from_row(conn.execute(sa.select(alerts).where(alerts.c.id == alert_id)).mappings().one())
 
     def alerts_to_notify(self, *, until: datetime, hours: float = 24, cooldown: timedelta = timedelta(days=7)
-                         ) -> list[dict[str, Any]]:
+                         ) -> list[AlertRecord]:
         """Open alerts of the windows ending within ``hours`` before ``until`` that were not notified,
         and whose cause (model, type, cause) was not notified for a window within ``cooldown`` before
         theirs: at most one notification per cause per cooldown. Most severe first."""
@@ -113,8 +117,9 @@ class AlertsMixin:
         query = sa.select(alerts).where(alerts.c.status == "open", alerts.c.notified_at.is_(None),
                                         alerts.c.window_end > end - timedelta(hours=hours), alerts.c.window_end <= end)
         with self.engine.connect() as conn:
-            rows = [dict(row) for row in conn.execute(query.order_by(alerts.c.window_end, alerts.c.id)).mappings()]
-            keys = sorted({r["dedupe_key"] for r in rows})
+            rows = [AlertRecord.from_row(row)
+                    for row in conn.execute(query.order_by(alerts.c.window_end, alerts.c.id)).mappings()]
+            keys = sorted({r.dedupe_key for r in rows})
             notified = conn.execute(sa.select(alerts.c.dedupe_key, alerts.c.window_end).where(
                 alerts.c.dedupe_key.in_(keys), alerts.c.notified_at.is_not(None),
                 alerts.c.window_end > end - timedelta(hours=hours) - cooldown)).all() if keys else []
@@ -123,12 +128,12 @@ class AlertsMixin:
             sent.setdefault(key, []).append(_utc(window_end))
         due = []
         for row in rows:  # oldest first, so a repeat inside this batch waits for the first one too
-            at = _utc(row["window_end"])
-            if any(at - cooldown <= t < at for t in sent.get(row["dedupe_key"], [])):
+            at = _utc(row.window_end)
+            if any(at - cooldown <= t < at for t in sent.get(row.dedupe_key, [])):
                 continue
             due.append(row)
-            sent.setdefault(row["dedupe_key"], []).append(at)
-        return sorted(due, key=lambda r: -Severity(r["severity"]).rank)
+            sent.setdefault(row.dedupe_key, []).append(at)
+        return sorted(due, key=lambda r: -Severity(r.severity).rank)
 
     def mark_notified(self, alert_ids: Iterable[int]) -> None:
         """Every channel took these alerts: they are notified (and their per-channel marks go)."""
@@ -162,11 +167,14 @@ class RetrainRequestsMixin:
     """Retrain requests: recorded once per id, claimed by the retrain run, closed with its outcome."""
 
     def request_retrain(self, *, request_id: str, model: str, reasons: list[str], window_end: datetime,
-                        causes: Iterable[str] = ()) -> str:
+                        causes: Iterable[str] = (), cause_severities: Mapping[str, str] | None = None) -> str:
         """Record a retrain request once per id (re-runs refresh the reasons and causes, keep the
-        status); returns its status."""
+        status); returns its status. The causes are stored as ``{cause: severity}``: the given
+        ``cause_severities`` (a ``RetrainDecision``'s), a cause given by name only as ``high``."""
+        given = _cause_severities(cause_severities or {}, field="cause_severities")
+        stored = _cause_severities(causes) | given
         statement = self.dialect.insert(retrain_requests).values(
-            request_id=request_id, model=model_name(model), reasons=list(reasons), causes=sorted(set(causes)),
+            request_id=request_id, model=model_name(model), reasons=list(reasons), causes=stored,
             status="requested", window_end=_utc(window_end).to_pydatetime())
         with self.engine.begin() as conn:
             return conn.execute(statement.on_conflict_do_update(
@@ -176,13 +184,13 @@ class RetrainRequestsMixin:
             ).returning(retrain_requests.c.status)).scalar_one()
 
     def claim_retrain_request(self, request_id: str, *, model: str, reasons: list[str], window_end: datetime
-                              ) -> dict[str, Any]:
+                              ) -> RetrainRequestRecord:
         """Mark a request ``running`` for the retrain run that handles it, recording it first when
         the run was started by hand. Returns the row."""
         name = model_name(model)
         statement = self.dialect.insert(retrain_requests).values(
-            request_id=request_id, model=name, reasons=list(reasons), causes=["manual"], status="running",
-            window_end=_utc(window_end).to_pydatetime())
+            request_id=request_id, model=name, reasons=list(reasons), causes={"manual": LEGACY_CAUSE_SEVERITY},
+            status="running", window_end=_utc(window_end).to_pydatetime())
         with self.engine.begin() as conn:
             stored = conn.execute(sa.select(retrain_requests.c.model).where(
                 retrain_requests.c.request_id == request_id)).scalar()
@@ -191,7 +199,7 @@ class RetrainRequestsMixin:
             conn.execute(statement.on_conflict_do_update(
                 index_elements=["request_id"],
                 set_={"status": "running", "updated_at": sa.func.current_timestamp()}))
-            return dict(conn.execute(sa.select(retrain_requests).where(
+            return RetrainRequestRecord.from_row(conn.execute(sa.select(retrain_requests).where(
                 retrain_requests.c.request_id == request_id)).mappings().one())
 
     def finish_retrain_request(self, request_id: str, *, status: str, result_version: str | None = None,
@@ -207,32 +215,39 @@ class RetrainRequestsMixin:
         if not updated:
             raise KeyError(f"request_id: no retrain request {request_id!r}")
 
-    def covering_retrain_request(self, model: str, causes: Iterable[str], *, window_end: datetime,
-                                 cooldown: timedelta, exclude: str | None = None) -> dict[str, Any] | None:
-        """An earlier request of ``model`` within ``cooldown`` before ``window_end`` that already
-        answers ``causes``: one still requested or running (it trains on the latest data), or one
-        done or delegated for the same causes. Failed requests answer nothing."""
+    def recent_retrain_requests(self, model: str, *, window_end: datetime, cooldown: timedelta,
+                                exclude: str | None = None) -> list[RetrainRequestRecord]:
+        """The requests of ``model`` whose window ended within ``cooldown`` before ``window_end``
+        (inclusive at both ends), whatever their status, newest first; ``exclude`` leaves one id
+        out (a re-run's own request). What ``core.retraining.retrain_cover`` judges."""
+        if cooldown < timedelta(0):
+            raise ValueError(f"cooldown: must not be negative, got {cooldown}")
         end = _utc(window_end).to_pydatetime()
-        wanted = set(causes)
         query = (sa.select(retrain_requests).where(
             retrain_requests.c.model == model_name(model), retrain_requests.c.window_end >= end - cooldown,
-            retrain_requests.c.window_end <= end, retrain_requests.c.status != "failed")
-            .order_by(retrain_requests.c.window_end.desc()))
+            retrain_requests.c.window_end <= end)
+            .order_by(retrain_requests.c.window_end.desc(), retrain_requests.c.request_id.desc()))
         if exclude is not None:
             query = query.where(retrain_requests.c.request_id != exclude)
         with self.engine.connect() as conn:
-            for row in conn.execute(query).mappings():
-                if row["status"] in ("requested", "running") or wanted <= set(row["causes"] or ()):
-                    return dict(row)
-        return None
+            return [RetrainRequestRecord.from_row(row) for row in conn.execute(query).mappings()]
+
+    def covering_retrain_request(self, model: str, causes: Mapping[str, str] | Iterable[str], *,
+                                 window_end: datetime, cooldown: timedelta, exclude: str | None = None
+                                 ) -> RetrainRequestRecord | None:
+        """The newest request within ``cooldown`` that already answers ``causes`` (``{cause:
+        severity}``, or names: any severity): not failed, and holding every cause at the same or a
+        higher severity (``core.retraining.covers``). None means a new request is due."""
+        recent = self.recent_retrain_requests(model, window_end=window_end, cooldown=cooldown, exclude=exclude)
+        return retrain_cover(recent, causes).covering
 
     def retrain_request_list(self, *, model: str | None = None, window_end: datetime | None = None,
-                             request_id: str | None = None) -> list[dict[str, Any]]:
+                             request_id: str | None = None) -> list[RetrainRequestRecord]:
         query = sa.select(retrain_requests).order_by(retrain_requests.c.window_end, retrain_requests.c.model)
         query = query.where(*_equal_to(retrain_requests, model=model, request_id=request_id))
         if window_end is not None:
             query = query.where(retrain_requests.c.window_end == _utc(window_end).to_pydatetime())
         with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            return [RetrainRequestRecord.from_row(row) for row in conn.execute(query).mappings()]
 
     # -- model registry ------------------------------------------------------------------------

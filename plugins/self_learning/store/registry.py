@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..core.records import ModelVersion
 from ..core.types import model_name, to_jsonable
 from .rows import _check_window, _text_problem, _utc
 from .tables import VERSION_STATUSES, model_versions
@@ -22,9 +23,9 @@ class RegistryMixin:
 
     def register_version(self, model: str, version: str, *, status: str = "challenger",
                          artifact_uri: str | None = None, training_window: tuple[datetime, datetime] | None = None,
-                         metrics: Mapping[str, Any] | None = None, created_by: str | None = None) -> dict[str, Any]:
+                         metrics: Mapping[str, Any] | None = None, created_by: str | None = None) -> ModelVersion:
         """Record a trained version (idempotent: re-registering refreshes window and metrics and
-        keeps the status it has reached). Returns the stored row.
+        keeps the status it has reached). Returns the stored row as a ``ModelVersion``.
 
         The artifact is written once: the retrain and weekly steps load the champion's artifact,
         so re-pointing a stored version (issue 13: ``register_version(model, <champion>,
@@ -61,25 +62,26 @@ class RegistryMixin:
                 set_={k: statement.excluded[k] for k in ("training_window_start", "training_window_end", "metrics",
                                                           "created_by")}
                 | {"artifact_uri": sa.func.coalesce(model_versions.c.artifact_uri, statement.excluded.artifact_uri)}))
-            result = dict(conn.execute(sa.select(model_versions).where(*this_version)).mappings().one())
+            stored_row = conn.execute(sa.select(model_versions).where(*this_version)).mappings().one()
+            result = ModelVersion.from_row(stored_row)
             if artifact_uri is not None:  # a concurrent registration wrote another artifact first: roll back
-                _check_artifact_unchanged(name, version, result["artifact_uri"], artifact_uri, result["status"])
+                _check_artifact_unchanged(name, version, result.artifact_uri, artifact_uri, result.status)
             return result
 
-    def get_champion(self, model: str) -> dict[str, Any] | None:
+    def get_champion(self, model: str) -> ModelVersion | None:
         """The version serving as champion, or None before any promotion."""
         query = sa.select(model_versions).where(model_versions.c.model == model_name(model),
                                                 model_versions.c.status == "champion")
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
-        return dict(row) if row else None
+        return ModelVersion.from_row(row) if row else None
 
-    def version_history(self, model: str) -> list[dict[str, Any]]:
+    def version_history(self, model: str) -> list[ModelVersion]:
         """Every registered version of a model, oldest first."""
         query = (sa.select(model_versions).where(model_versions.c.model == model_name(model))
                  .order_by(model_versions.c.created_at, model_versions.c.version))
         with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            return [ModelVersion.from_row(row) for row in conn.execute(query).mappings()]
 
     def set_version_status(self, model: str, version: str, status: str) -> None:
         """Mark a version challenger, archived or rejected (champions change only by promote())."""
