@@ -49,7 +49,7 @@ def test_a_registered_check_joins_the_correction(monkeypatch):
 
     @register_check("always_drifts", kinds=("numeric",))
     def always_drifts(sample):
-        return CheckOutcome(1e-9, "effect_size", 0.6, sample.thresholds.effect)
+        return CheckOutcome(1e-9, "effect_size", 0.6, sample.thresholds.wasserstein)
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x": rng.normal(size=200)})

@@ -12,8 +12,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import stats
 from scipy.spatial import distance
+from self_learning.core.drift import JS_LADDER, PSI_LADDER, WASSERSTEIN_LADDER, CheckOutcome
+from self_learning.core.drift.comparisons import js_null_divergence, psi_null_mean, wasserstein_null_mean
 from self_learning.domain import DriftType, Severity, Status
 from self_learning.drift import (
+    EFFECT_LADDER,
     DriftThresholds,
     compare_categorical,
     compare_numeric,
@@ -327,6 +330,55 @@ def test_hard_label_classifier_concept_drift_is_bounded(rng):
     scores = np.clip(y_ref * 0.7 + 0.15, 0, 1)
     mixed = detect_concept_drift(y_ref, scores, y_cur, pred_cur, task_kind="binary_classification")
     assert mixed.statistical_tests["metric"] == "zero_one_loss" and mixed.statistical_tests["reference_value"] == 0.0
+
+
+# --- effect thresholds that scale with the sample (issue 15) ----------------------------------
+
+def test_the_null_means_match_simulation(rng):
+    """PSI, Wasserstein and JS each lose their mean under no drift; the formulas agree with 300 draws."""
+    refs = [np.sort(rng.lognormal(0, 1.0, 2_000)) for _ in range(300)]
+    runs = [compare_numeric(ref, rng.lognormal(0, 1.0, 400)) for ref in refs]
+    first = runs[0].to_dict()
+    assert first["psi_bins"] == 10
+    assert first["psi_excess"] == max(0.0, first["psi"] - psi_null_mean(10, 2_000, 400))
+    assert first["wasserstein_null"] == pytest.approx(wasserstein_null_mean(refs[0], 400) / refs[0].std())
+    assert np.mean([r.psi for r in runs]) == pytest.approx(psi_null_mean(10, 2_000, 400), rel=0.1)
+    null_mean = np.mean([r.wasserstein_null for r in runs])
+    assert np.mean([r.wasserstein_norm for r in runs]) == pytest.approx(null_mean, rel=0.1)
+    assert np.mean([r.wasserstein_excess for r in runs]) < 0.5 * null_mean
+    cats, shares = np.array(list("abcdefgh")), [0.3, 0.2, 0.15, 0.1, 0.1, 0.05, 0.05, 0.05]
+    js = [compare_categorical(rng.choice(cats, 1_500, p=shares), rng.choice(cats, 500, p=shares)) for _ in range(300)]
+    assert np.mean([c.js_distance ** 2 for c in js]) == pytest.approx(js_null_divergence(8, 1_500, 500), rel=0.1)
+    assert js[0].js_excess == pytest.approx(np.sqrt(max(0.0, js[0].js_distance ** 2 - js[0].js_null)))
+
+
+def test_a_008_sigma_shift_on_thousands_of_rows_is_reported_and_noise_is_not(rng):
+    """The old fixed 0.1 gate hid real 0.08-0.098 sigma shifts; Wasserstein beyond its noise rates them low."""
+    ref = pd.DataFrame({"spend": rng.standard_normal(20_000), "ctr": rng.standard_normal(20_000)})
+    cur = pd.DataFrame({"spend": rng.standard_normal(20_000) + 0.08, "ctr": rng.standard_normal(20_000)})
+    report = detect_feature_drift(ref, cur)
+    assert report.affected_features == ["spend"] and report.severity is Severity.LOW
+    check = report.statistical_tests["features"]["spend"]["checks"]["distribution"]
+    assert check["wasserstein_excess"] == pytest.approx(0.08, abs=0.015) and check["psi_excess"] < 0.1
+    predictions = detect_prediction_drift(ref["spend"], cur["spend"])
+    assert predictions.severity is Severity.LOW and predictions.statistical_tests["wasserstein_excess"] > 0.05
+    # Many rare categories: the raw JS distance of pure noise passes 0.1, the excess does not.
+    weights = 1 / np.arange(1, 2_001)
+    labels = np.array([f"v{i}" for i in range(2_000)])
+    noise = compare_categorical(rng.choice(labels, 5_000, p=weights / weights.sum()),
+                                rng.choice(labels, 5_000, p=weights / weights.sum()))
+    assert noise.js_distance > JS_LADDER.low > noise.js_excess
+
+
+def test_the_numeric_severity_is_the_worse_of_its_two_effects():
+    assert (WASSERSTEIN_LADDER.low, PSI_LADDER.low, JS_LADDER.low) == (0.05, 0.1, 0.1)
+    assert EFFECT_LADDER == JS_LADDER  # the old name still imports
+    outcome = CheckOutcome(1e-6, "wasserstein_excess", 0.06, WASSERSTEIN_LADDER,
+                           also=(("psi_excess", 0.35, PSI_LADDER),))
+    assert outcome.severity() is Severity.HIGH
+    assert outcome.effects == {"wasserstein_excess": 0.06, "psi_excess": 0.35}
+    assert CheckOutcome(1e-6, "wasserstein_excess", None, WASSERSTEIN_LADDER,
+                        also=(("psi_excess", 0.0, PSI_LADDER),)).severity() is Severity.NONE
 
 
 # --- bad input --------------------------------------------------------------------------------

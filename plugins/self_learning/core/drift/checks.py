@@ -11,7 +11,7 @@ To add one, as Evidently's ``register_stattest`` or NannyML's method factory do:
     @register_check("anderson_darling", kinds=("numeric",))
     def anderson_darling(sample: FeatureSample) -> CheckOutcome | None:
         result = scipy.stats.anderson_ksamp([sample.reference, sample.current])
-        return CheckOutcome(result.pvalue, "effect_size", ..., sample.thresholds.effect)
+        return CheckOutcome(result.pvalue, "statistic", ..., sample.thresholds.wasserstein)
 
 Checks run in registration order, which is the order of ``details["checks"]`` in the report.
 """
@@ -24,11 +24,16 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
-from ..types import FEATURE_KINDS, SeverityLadder
+from ..types import FEATURE_KINDS, Severity, SeverityLadder
 from ..validation import check_alpha
 from .comparisons import CategoricalComparison, NumericComparison, _compare_sorted, compare_categorical
 
-EFFECT_LADDER = SeverityLadder(low=0.1, medium=0.2, high=0.3, critical=0.5)
+# Effect ladders (low / medium / high / critical); ``low`` is the practical threshold. Why these
+# numbers: see "Effect thresholds" in ``core.drift``'s docstring.
+WASSERSTEIN_LADDER = SeverityLadder(low=0.05, medium=0.2, high=0.3, critical=0.5)  # W / ref std beyond its null
+PSI_LADDER = SeverityLadder(low=0.1, medium=0.2, high=0.3, critical=0.5)  # PSI minus its null mean
+JS_LADDER = SeverityLadder(low=0.1, medium=0.2, high=0.3, critical=0.5)  # JS distance beyond its null
+EFFECT_LADDER = JS_LADDER  # the old single ladder (max(PSI, W/std) and JS), kept for code that imports it
 RATE_LADDER = SeverityLadder(low=0.05, medium=0.1, high=0.2, critical=0.4)
 # Relative increase of the loss (MAE or log loss), in percent.
 CONCEPT_LADDER = SeverityLadder(low=10.0, medium=20.0, high=35.0, critical=50.0)
@@ -42,7 +47,9 @@ class DriftThresholds:
     min_samples: int = 10
     psi_bins: int = 10
     min_expected_count: float = 5.0
-    effect: SeverityLadder = EFFECT_LADDER
+    wasserstein: SeverityLadder = WASSERSTEIN_LADDER
+    psi: SeverityLadder = PSI_LADDER
+    js: SeverityLadder = JS_LADDER
     rate: SeverityLadder = RATE_LADDER
 
     def __post_init__(self):
@@ -79,12 +86,24 @@ class FeatureSample:
 
 @dataclasses.dataclass(frozen=True)
 class CheckOutcome:
-    """An uncorrected hypothesis test: its p-value and the effect that rates it on ``ladder``."""
+    """An uncorrected hypothesis test: its p-value and the effect that rates it on ``ladder``;
+    ``also`` holds more ``(name, effect, ladder)`` of the same test (the numeric distribution's
+    PSI beside its Wasserstein distance), and the worst rating of them all is the severity."""
 
     p_value: float
     effect_name: str
     effect: float | None
     ladder: SeverityLadder
+    also: tuple[tuple[str, float | None, SeverityLadder], ...] = ()
+
+    @property
+    def effects(self) -> dict[str, float | None]:
+        return {self.effect_name: self.effect, **{name: effect for name, effect, _ in self.also}}
+
+    def severity(self) -> Severity:
+        """The effects' worst rating (what a significant test is reported at)."""
+        return Severity.worst(ladder.rate(effect) for _, effect, ladder in
+                              ((self.effect_name, self.effect, self.ladder), *self.also))
 
 
 DriftCheck = Callable[[FeatureSample], CheckOutcome | None]
@@ -120,18 +139,24 @@ def compare_feature(kind: str, reference: np.ndarray, current: np.ndarray, thres
     return compare_categorical(reference, current, min_expected_count=thresholds.min_expected_count)
 
 
+def numeric_outcome(comparison: NumericComparison, thresholds: DriftThresholds) -> CheckOutcome:
+    """KS p-value; effects Wasserstein / reference std beyond its null mean (``thresholds.wasserstein``)
+    and PSI beyond its null mean (``thresholds.psi``): the worse rating wins. Shared by prediction drift."""
+    return CheckOutcome(comparison.p_value, "wasserstein_excess", comparison.wasserstein_excess,
+                        thresholds.wasserstein,
+                        also=(("psi_excess", comparison.psi_excess, thresholds.psi),))
+
+
 @register_check("distribution", kinds=("numeric",))
 def numeric_distribution(sample: FeatureSample) -> CheckOutcome:
-    """KS p-value; effect = max(PSI, Wasserstein / reference std)."""
-    return CheckOutcome(sample.comparison.p_value, "effect_size", sample.comparison.effect_size,
-                        sample.thresholds.effect)
+    """KS p-value; effects Wasserstein / reference std and PSI, each beyond its null mean."""
+    return numeric_outcome(sample.comparison, sample.thresholds)
 
 
 @register_check("distribution", kinds=("categorical",))
 def categorical_distribution(sample: FeatureSample) -> CheckOutcome:
-    """Chi-squared homogeneity p-value; effect = Jensen-Shannon distance (base 2)."""
-    return CheckOutcome(sample.comparison.p_value, "js_distance", sample.comparison.js_distance,
-                        sample.thresholds.effect)
+    """Chi-squared homogeneity p-value; effect = Jensen-Shannon distance (base 2) beyond its null."""
+    return CheckOutcome(sample.comparison.p_value, "js_excess", sample.comparison.js_excess, sample.thresholds.js)
 
 
 @register_check("unseen_categories", kinds=("categorical",))

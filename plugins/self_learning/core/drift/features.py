@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..types import FEATURE_KINDS, FEATURE_THREADS, DriftReport, DriftType, Severity, SeverityLadder, Status
+from ..types import FEATURE_KINDS, FEATURE_THREADS, DriftReport, DriftType, Severity, Status
 from ..validation import label_text, plain
-from .checks import DriftThresholds, FeatureSample, checks_for, compare_feature
+from .checks import CheckOutcome, DriftThresholds, FeatureSample, checks_for, compare_feature
 
 _NUMERIC_INFERRED = {"floating", "integer", "mixed-integer-float", "decimal"}
 
@@ -31,18 +31,19 @@ class _Check:
 
     feature: str
     name: str
-    p_value: float
-    effect_name: str
-    effect: float | None
-    ladder: SeverityLadder
+    outcome: CheckOutcome
     p_adjusted: float = 1.0
     severity: Severity = Severity.NONE
+
+    @property
+    def p_value(self) -> float:
+        return self.outcome.p_value
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "p_value": self.p_value,
             "p_adjusted": self.p_adjusted,
-            self.effect_name: self.effect,
+            **self.outcome.effects,
             "severity": self.severity.value,
             "flagged": self.severity is not Severity.NONE,
         }
@@ -84,7 +85,7 @@ def detect_feature_drift(
         for check, p_adj in zip(checks, adjusted, strict=True):
             check.p_adjusted = float(p_adj)
             if p_adj < thresholds.alpha:
-                check.severity = check.ladder.rate(check.effect)
+                check.severity = check.outcome.severity()
     for check in checks:
         details[check.feature]["checks"][check.name] = check.to_dict()
     for detail in details.values():
@@ -174,8 +175,7 @@ def _feature_checks(name, reference, current, declared_kind, thresholds):
     for check_name, check in checks_for(kind).items():
         outcome = check(sample)
         if outcome is not None:
-            checks.append(_Check(str(name), check_name, outcome.p_value, outcome.effect_name, outcome.effect,
-                                 outcome.ladder))
+            checks.append(_Check(str(name), check_name, outcome))
     return detail, checks
 
 

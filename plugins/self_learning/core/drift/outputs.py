@@ -19,7 +19,7 @@ from scipy import stats
 from ..tasks import is_hard_label, row_losses, task_spec
 from ..types import DriftReport, DriftType, Severity, SeverityLadder, Status, TaskKind
 from ..validation import as_float_array, check_alpha
-from .checks import CONCEPT_LADDER, DriftThresholds
+from .checks import CONCEPT_LADDER, DriftThresholds, numeric_outcome
 from .comparisons import compare_numeric
 
 PCT_CHANGE_LIMIT = 10_000.0  # percent: beyond a loss 100 times the reference's, "not comparable"
@@ -32,17 +32,19 @@ def detect_prediction_drift(
     thresholds: DriftThresholds | None = None,
     detected_at: datetime | None = None,
 ) -> DriftReport:
-    """Drift of the model's output distribution: KS, PSI and mean shift of the predictions."""
+    """Drift of the model's output distribution: KS, PSI and mean shift of the predictions.
+
+    Significant (KS p < alpha), it is rated like a numeric feature: the worse of Wasserstein /
+    reference std and PSI beyond its null mean, each on its own ladder (``DriftThresholds``)."""
     thresholds = thresholds or DriftThresholds()
     ref = as_float_array("reference_predicted", reference_predicted, min_size=0)
     cur = as_float_array("current_predicted", current_predicted, min_size=0)
     if min(ref.size, cur.size) < thresholds.min_samples:
         return _insufficient(DriftType.PREDICTION_DRIFT, ref.size, cur.size, thresholds.min_samples, detected_at)
     comparison = compare_numeric(ref, cur, bins=thresholds.psi_bins)
-    severity = Severity.NONE
-    if comparison.p_value < thresholds.alpha:
-        severity = thresholds.effect.rate(comparison.effect_size)
-    tests = {**comparison.to_dict(), "effect_size": comparison.effect_size, "alpha": thresholds.alpha}
+    outcome = numeric_outcome(comparison, thresholds)
+    severity = outcome.severity() if comparison.p_value < thresholds.alpha else Severity.NONE
+    tests = {**comparison.to_dict(), "alpha": thresholds.alpha}
     if severity is Severity.NONE:
         recommendation = "Prediction distribution is stable."
     else:
