@@ -222,13 +222,6 @@ class RunSettings:
                                       form={"items": {"type": "string"}})
     current_window_days: int = setting(7, "integer", "Current window (days)",
                                        "Days ending at the interval end that are analysed.", minimum=1, maximum=366)
-    # The rolling comparison (recent change): the days just before the current window. Drift is
-    # measured against the model's pinned baseline (``baseline_*`` below); a rolling reference is
-    # "forgotten" about 35 days after a shift (issue 15), so it only reports, it does not alert.
-    reference_window_days: int = setting(
-        30, "integer", "Rolling reference (days)",
-        "Days before the current window of the rolling comparison (recent change, reported only); drift alerts "
-        "compare against the model's pinned baseline.", minimum=1, maximum=3660)
     baseline_days: int = setting(
         DEFAULT_BASELINE_DAYS, "integer", "Default baseline (days)",
         "A model without a set baseline is compared against its first this many days of served data, pinned once "
@@ -268,6 +261,10 @@ class RunSettings:
     concept_drift_severity: str = setting(
         RETRAIN_DEFAULTS["concept_drift_severity"], "string", "Retrain on concept drift from",
         "Concept drift at or above this severity triggers a retrain.", choices=SEVERITIES, per_model=True)
+    performance_degradation_severity: str = setting(
+        RETRAIN_DEFAULTS["performance_degradation_severity"], "string", "Retrain on performance degradation from",
+        "A metric significantly and practically worse than on the baseline (MAE, RMSE, MAPE; accuracy, ROC AUC, "
+        "log loss, F1), at or above this severity, triggers a retrain.", choices=SEVERITIES, per_model=True)
     max_mape: float | None = setting(
         RETRAIN_DEFAULTS["max_mape"], "number", "Retrain above MAPE (%)",
         "Regressors: retrain when MAPE exceeds this; empty = never.",
@@ -319,10 +316,6 @@ class RunSettings:
     def current_start(self) -> datetime:
         return self.window_end - timedelta(days=self.current_window_days)
 
-    @property
-    def reference_start(self) -> datetime:
-        return self.current_start - timedelta(days=self.reference_window_days)
-
     def for_model(self, thresholds: Mapping[str, Any]) -> RunSettings:
         """These settings with a model's registered threshold overrides applied."""
         known = MODEL_OVERRIDABLE + MODEL_RETRAIN_SETTINGS + MODEL_STORE_SETTINGS
@@ -337,7 +330,8 @@ class RunSettings:
 
         return RetrainThresholds(
             feature_drift_severity=self.feature_drift_severity, concept_drift_severity=self.concept_drift_severity,
-            max_mape=self.max_mape, max_log_loss=self.max_log_loss, min_roc_auc=self.min_roc_auc,
+            performance_degradation_severity=self.performance_degradation_severity, max_mape=self.max_mape,
+            max_log_loss=self.max_log_loss, min_roc_auc=self.min_roc_auc,
             min_labelled_outcomes=self.min_labelled_outcomes)
 
 

@@ -25,7 +25,6 @@ def test_window_comes_from_the_data_interval():
     settings = run_settings(context(start=END - timedelta(days=1), end=END))
     assert (settings.interval_start, settings.window_end) == (END - timedelta(days=1), END)
     assert settings.current_start == END - timedelta(days=7)
-    assert settings.reference_start == END - timedelta(days=37)
 
 
 def test_explicit_window_end_wins_and_naive_times_are_utc():
@@ -48,7 +47,7 @@ def test_manual_run_without_logical_date_uses_the_last_complete_day():
     ({"alpha": 0.7}, "alpha"),
     ({"alpha": True}, "alpha"),
     ({"current_window_days": 0}, "current_window_days"),
-    ({"reference_window_days": 2.5}, "reference_window_days"),
+    ({"baseline_days": 2.5}, "baseline_days"),
     ({"feature_drift_severity": "huge"}, "feature_drift_severity"),
     ({"min_roc_auc": 1.5}, "min_roc_auc"),
     ({"min_labelled_outcomes": 0}, "min_labelled_outcomes"),

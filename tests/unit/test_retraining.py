@@ -137,3 +137,18 @@ def test_the_newest_covering_request_wins_and_failed_ones_are_not_superseded():
     cover = retrain_cover([failed, _request("weak", {"mape": "high"}, day=1)], {"concept_drift": "high"})
     assert cover.covering is None and [r.request_id for r in cover.superseded] == ["weak"]
     assert retrain_cover([], {"concept_drift": "high"}) == retrain_cover([failed], {"concept_drift": "high"})
+
+
+@pytest.mark.parametrize(("severity", "retrain"), [("low", False), ("medium", True), ("critical", True)])
+def test_performance_degradation_against_the_baseline_retrains_from_medium_by_default(severity, retrain):
+    degradation = DriftReport(DriftType.PERFORMANCE_DEGRADATION, Severity(severity), ["accuracy"],
+                              {"metrics": {"accuracy": {"severity": severity}}}, "accuracy 0.80 -> 0.77")
+    decision = should_retrain(labelled_outcomes=5_000, performance_degradation=degradation)
+    assert decision.retrain is retrain
+    if retrain:
+        assert decision.causes == ["performance_degradation"]
+        assert decision.cause_severities == {"performance_degradation": severity}
+        assert "accuracy" in decision.reasons[0]
+    never = RetrainThresholds(performance_degradation_severity="critical")
+    assert should_retrain(labelled_outcomes=5_000, performance_degradation=degradation,
+                          thresholds=never).retrain is (severity == "critical")

@@ -1,9 +1,13 @@
 """The retrain decision: several signals, each with a documented threshold.
 
 Defaults: retrain when feature drift is at least ``high``, concept drift at least
-``medium``, MAPE above 30% (regressors) or, if set, log loss above / ROC AUC below a
-limit (classifiers) - but never on fewer than 100 labelled outcomes, because a model
-retrained on a handful of rows is worse than a drifting one.
+``medium``, performance degradation against the baseline at least ``medium`` (every model
+kind: a metric significantly and practically worse than on the baseline, ``core.monitoring``),
+MAPE above 30% (regressors) or, if set, log loss above / ROC AUC below a limit (classifiers) -
+but never on fewer than 100 labelled outcomes, because a model retrained on a handful of rows
+is worse than a drifting one. Degradation is on by default because absolute limits need a
+number per model that nobody knows in advance (in issue 15's replay a classifier lost 3 points of
+accuracy with no alert at all: its log-loss and AUC limits were unset).
 
 Which earlier request already answers a new yes (``covers``): one that holds every cause of the
 decision at the same or a higher severity. Before, any request within the retrain cooldown that
@@ -37,6 +41,7 @@ _NEVER = datetime.min.replace(tzinfo=UTC)  # orders a request without a window e
 class RetrainThresholds:
     feature_drift_severity: Severity = RETRAIN_DEFAULTS["feature_drift_severity"]  # made a Severity below
     concept_drift_severity: Severity = RETRAIN_DEFAULTS["concept_drift_severity"]
+    performance_degradation_severity: Severity = RETRAIN_DEFAULTS["performance_degradation_severity"]
     max_mape: float | None = RETRAIN_DEFAULTS["max_mape"]
     max_log_loss: float | None = RETRAIN_DEFAULTS["max_log_loss"]
     min_roc_auc: float | None = RETRAIN_DEFAULTS["min_roc_auc"]
@@ -45,6 +50,7 @@ class RetrainThresholds:
     def __post_init__(self):
         object.__setattr__(self, "feature_drift_severity", Severity(self.feature_drift_severity))
         object.__setattr__(self, "concept_drift_severity", Severity(self.concept_drift_severity))
+        object.__setattr__(self, "performance_degradation_severity", Severity(self.performance_degradation_severity))
         if self.min_labelled_outcomes < 1:
             raise ValueError(f"min_labelled_outcomes: must be >= 1, got {self.min_labelled_outcomes}")
 
@@ -110,6 +116,7 @@ def should_retrain(
     concept_drift: DriftReport | None = None,
     performance: ModelPerformance | None = None,
     thresholds: RetrainThresholds | None = None,
+    performance_degradation: DriftReport | None = None,
 ) -> RetrainDecision:
     """Decide whether to retrain; every triggered signal is listed in ``reasons``."""
     t = thresholds or RetrainThresholds()
@@ -121,7 +128,9 @@ def should_retrain(
         ])
     reasons, causes, severities = [], [], {}
     for cause, report, limit in (("feature_drift", feature_drift, t.feature_drift_severity),
-                                 ("concept_drift", concept_drift, t.concept_drift_severity)):
+                                 ("concept_drift", concept_drift, t.concept_drift_severity),
+                                 ("performance_degradation", performance_degradation,
+                                  t.performance_degradation_severity)):
         if report is not None and report.status is Status.OK and report.severity is not Severity.NONE \
                 and report.severity.at_least(limit):
             where = f" in {', '.join(report.affected_features)}" if report.affected_features else ""

@@ -27,7 +27,8 @@ FEATURE_KINDS = ("numeric", "categorical")
 # The retrain decision's defaults, written once: the daily DAG's form (``settings``) and
 # ``retraining.RetrainThresholds`` both read them.
 RETRAIN_DEFAULTS: dict[str, Any] = {"feature_drift_severity": "high", "concept_drift_severity": "medium",
-                                    "max_mape": 30.0, "max_log_loss": None, "min_roc_auc": None,
+                                    "performance_degradation_severity": "medium", "max_mape": 30.0,
+                                    "max_log_loss": None, "min_roc_auc": None,
                                     "min_labelled_outcomes": 100}
 # How an A/B test may randomise: every prediction on its own, or whole campaigns / accounts.
 RANDOMISATION_UNITS = ("prediction", "campaign", "account")

@@ -52,16 +52,17 @@ class PerformanceOperator(ModelStepOperator):
 
 
 class DriftOperator(ModelStepOperator):
-    """Feature, prediction and concept drift of the current vs the reference window. The daily
-    DAG runs this as part of :class:`AnalyseModelOperator`."""
+    """Feature, prediction and concept drift and performance degradation against the model's
+    pinned baseline (the sequential monitor, ``loop.analysis``). The daily DAG runs this as part
+    of :class:`AnalyseModelOperator`."""
 
     def run(self, store, spec, settings):
-        kinds = _feature_kinds(store, spec.name)
-        reference = store.read_window(spec.name, settings.reference_start, settings.current_start, labelled_only=False)
-        current = store.read_window(spec.name, settings.current_start, settings.window_end, labelled_only=False)
-        results, summary = drift_results(spec, settings, kinds, reference, current, log=self.log)
-        store.save_results(results)
-        return summary
+        from ..loop.analysis import analyse_recent, monitoring_rows
+
+        _, monitoring, baseline = analyse_recent(store, spec, settings, _feature_kinds(store, spec.name),
+                                                 set_by=f"drift run ending {settings.window_end:%Y-%m-%d}")
+        store.save_results(monitoring_rows(spec, settings, monitoring, baseline))
+        return _monitoring_summary(spec, monitoring, baseline, log=self.log)
 
 
 class ErrorAnalysisOperator(ModelStepOperator):
@@ -78,24 +79,27 @@ class ErrorAnalysisOperator(ModelStepOperator):
 
 
 class AnalyseModelOperator(ModelStepOperator):
-    """A model's day in one step: performance per version, feature / prediction / concept drift
-    and error analysis, written in one transaction (``store.save_results``).
+    """A model's day in one step: performance per version and error analysis of the current
+    window; feature, prediction and concept drift and performance degradation against the model's
+    pinned baseline (``loop.analysis``: the sequential monitor of ``core.monitoring``, with the
+    day statistics it keeps), written in one transaction (``store.save_results``).
 
     Why one step: as three tasks each result table was committed on its own, and a run killed
     20 s in left ``error_analyses`` rows for a model without its performance and drift rows - the
     report, the page and Grafana showed a half-updated day until a re-run. Now readers see the
-    previous day or the whole new one. It also reads the current window once (with every
-    prediction, labelled or not) where the three steps read it three times and counted the
-    served predictions in a fourth scan: the labelled rows and the per-version counts are
-    derived in memory. The reference window is released before the labelled subset is made, so
-    the peak stays that of drift alone (both windows). Returns the three steps' summaries."""
+    previous day or the whole new one. It reads the recent rows once (every prediction since the
+    label window's start, labelled or not) and the baseline once; the labelled rows and the
+    per-version counts of the current window are derived in memory. Returns the steps' summaries."""
 
     def run(self, store, spec, settings):
+        from ..loop.analysis import analyse_recent, monitoring_rows
+
         kinds = _feature_kinds(store, spec.name)
-        reference = store.read_window(spec.name, settings.reference_start, settings.current_start, labelled_only=False)
-        current = store.read_window(spec.name, settings.current_start, settings.window_end, labelled_only=False)
-        drift, drift_summary = drift_results(spec, settings, kinds, reference, current, log=self.log)
-        del reference
+        recent, monitoring, baseline = analyse_recent(store, spec, settings, kinds,
+                                                      set_by=f"daily run ending {settings.window_end:%Y-%m-%d}")
+        current = recent[recent["served_at"] >= settings.current_start]
+        del recent
+        drift_summary = _monitoring_summary(spec, monitoring, baseline, log=self.log)
         served_per_version = {str(version): int(count) for version, count in
                               current["model_version"].value_counts(sort=False).items() if count}
         has_label = current["actual_value"].notna()
@@ -104,10 +108,24 @@ class AnalyseModelOperator(ModelStepOperator):
         performance, performance_summary = performance_results(spec, settings, labelled, served_per_version,
                                                                log=self.log)
         errors, error_summary = error_analysis_results(spec, settings, kinds, labelled, log=self.log)
-        written = store.save_results([*performance, *drift, *errors])
+        written = store.save_results([*performance, *monitoring_rows(spec, settings, monitoring, baseline),
+                                      *errors])
         self.log.info("%s: %d results of the window ending %s stored together", spec.name, written,
                       settings.window_end)
         return {"performance": performance_summary, "drift": drift_summary, "error_analysis": error_summary}
+
+
+def _monitoring_summary(spec, monitoring, baseline, *, log) -> dict[str, Any]:
+    """The XCom summary of the monitor's reports (and the log lines)."""
+    summary: dict[str, Any] = {"baseline": None if baseline is None else {
+        "start": baseline.start.isoformat(), "end": baseline.end.isoformat(), "source": baseline.source,
+        "provisional": baseline.provisional}}
+    for kind, report in monitoring.reports.items():
+        summary[kind] = {"severity": report.severity.value, "status": report.status.value,
+                         "affected_features": report.affected_features}
+        log.info("%s %s: severity %s (%s) %s", spec.name, kind, report.severity.value, report.status.value,
+                 report.recommendation)
+    return summary
 
 
 def _feature_kinds(store, model: str) -> dict[str, str]:
@@ -146,39 +164,6 @@ def performance_results(spec, settings: RunSettings, labelled, served_per_versio
                           "label_coverage": performance.label_coverage, "provisional": performance.provisional,
                           **{k: v for k, v in metrics.items() if v is not None}}
         log.info("%s %s: %s", spec.name, label, summary[label])
-    return results, summary
-
-
-def drift_results(spec, settings: RunSettings, kinds: Mapping[str, str], reference, current, *, log
-                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Feature, prediction and concept drift of ``current`` against ``reference`` (every
-    prediction of each window, labelled or not): the rows to store and the XCom summary."""
-    from ..core.drift import DriftThresholds, detect_concept_drift, detect_feature_drift, detect_prediction_drift
-    from ..store import ALL_VERSIONS
-
-    thresholds = DriftThresholds(alpha=settings.alpha)
-    detected_at = settings.window_end
-    ref_labelled = reference[reference["actual_value"].notna()]
-    cur_labelled = current[current["actual_value"].notna()]
-    reports = {
-        "feature_drift": detect_feature_drift(reference[list(kinds)], current[list(kinds)], feature_kinds=kinds,
-                                              thresholds=thresholds, detected_at=detected_at),
-        "prediction_drift": detect_prediction_drift(reference["predicted_value"], current["predicted_value"],
-                                                    thresholds=thresholds, detected_at=detected_at),
-        "concept_drift": detect_concept_drift(
-            ref_labelled["actual_value"], ref_labelled["predicted_value"], cur_labelled["actual_value"],
-            cur_labelled["predicted_value"], task_kind=spec.task_kind, alpha=settings.alpha,
-            min_samples=thresholds.min_samples, detected_at=detected_at),
-    }
-    results, summary = [], {"reference_rows": len(reference), "current_rows": len(current)}
-    for kind, report in reports.items():
-        results.append(_result("drift_reports", spec, settings, model_version=ALL_VERSIONS, kind=kind, result=report,
-                               severity=report.severity.value, status=report.status.value,
-                               affected_features=report.affected_features))
-        summary[kind] = {"severity": report.severity.value, "status": report.status.value,
-                         "affected_features": report.affected_features}
-        log.info("%s %s: severity %s (%s) %s", spec.name, kind, report.severity.value, report.status.value,
-                 report.recommendation)
     return results, summary
 
 
@@ -233,14 +218,15 @@ class AlertOperator(ModelStepOperator):
 
 def findings_of(store, spec, settings: RunSettings) -> list[dict[str, Any]]:
     """The window's findings from the stored results (the policy is ``core.alerts.window_findings``)."""
-    from ..core.alerts import window_findings
+    from ..core.alerts import systematic_alpha, window_findings
     from ..store import ALL_VERSIONS
 
     end = settings.window_end
     return window_findings(
         store.read_results("drift_reports", model=spec.name, model_version=ALL_VERSIONS, window_end=end),
         _stored_performance(store, spec.name, end), settings.retrain_thresholds(),
-        store.read_results("error_analyses", model=spec.name, kind="systematic_errors", window_end=end))
+        store.read_results("error_analyses", model=spec.name, kind="systematic_errors", window_end=end),
+        pattern_alpha=systematic_alpha(settings.false_alarm_days, settings.current_window_days))
 
 
 def _stored_performance(store, model: str, end: datetime):
@@ -266,7 +252,8 @@ class RetrainDecisionOperator(ModelStepOperator):
         decision = should_retrain(
             labelled_outcomes=performance.sample_count if performance else 0,
             feature_drift=drift.get("feature_drift"), concept_drift=drift.get("concept_drift"),
-            performance=performance, thresholds=settings.retrain_thresholds())
+            performance=performance, thresholds=settings.retrain_thresholds(),
+            performance_degradation=drift.get("performance_degradation"))
         result = {"model": spec.name, "retrain": decision.retrain, "reasons": decision.reasons,
                   "causes": decision.causes, "window_end": end.isoformat(), "request_id": None}
         request_id = f"{spec.name}@{end:%Y-%m-%dT%H:%M}Z"
@@ -275,14 +262,14 @@ class RetrainDecisionOperator(ModelStepOperator):
             result.update(retrain=False, reasons=[*decision.reasons, handled])
             self.log.info("%s: no new retrain request - %s", spec.name, "; ".join(result["reasons"]))
         elif decision.retrain:
-            result["request_id"] = request_id
-            status = store.request_retrain(
-                request_id=request_id, model=spec.name, window_end=end, causes=decision.causes,
-                reasons=[*decision.reasons, *self._retrain_cover(store, spec.name, decision, settings,
-                                                                 request_id).superseding_reasons],
-                cause_severities=decision.cause_severities)
+            reasons = [*decision.reasons,
+                       *self._retrain_cover(store, spec.name, decision, settings, request_id).superseding_reasons]
+            result.update(request_id=request_id, reasons=reasons)  # the retrain run's conf says what it supersedes
+            status = store.request_retrain(request_id=request_id, model=spec.name, window_end=end,
+                                           causes=decision.causes, reasons=reasons,
+                                           cause_severities=decision.cause_severities)
             self.log.warning("RETRAIN %s requested (%s, status %s): %s", spec.name, request_id, status,
-                             "; ".join(decision.reasons))
+                             "; ".join(reasons))
         else:
             self.log.info("%s: no retrain - %s", spec.name, "; ".join(decision.reasons))
         return result
@@ -374,8 +361,8 @@ class RunSummaryOperator(FeedbackStoreOperator):
             alerts.setdefault(alert["model"], []).append(alert)
         requests = {r["model"]: r for r in store.retrain_request_list(window_end=end)}
         summary, missing = {}, []
-        self.log.info("run summary for the window ending %s (current %s..%s, reference from %s)", end,
-                      settings.current_start, end, settings.reference_start)
+        self.log.info("run summary for the window ending %s (current %s..%s, against each model's pinned baseline)",
+                      end, settings.current_start, end)
         for model in self.models or []:
             performance = _stored_performance(store, model, end)
             drift = {r["kind"]: r["severity"] if r["status"] == "ok" else r["status"] for r in

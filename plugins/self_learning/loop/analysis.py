@@ -1,0 +1,99 @@
+"""A model's day against its pinned baseline: which baseline, which rows, and the monitor's results
+as rows to store (no Airflow; the daily DAG's ``analyse`` step calls it, so can a notebook).
+
+Why it reads what it reads:
+- the baseline is the model's pinned one (``store.resolve_baseline``; a manual run may pin it
+  first), never the days just before the window: a reference that rolls forward forgets a shift
+  about 35 days after it happened (issue 15);
+- the current rows reach back ``max(current_window_days, label_window_days)`` days: feature and
+  prediction checks use the last ``current_window_days`` (7), concept and performance checks are
+  recomputed over the last ``label_window_days`` (14) because a day is judged only once its labels
+  have matured;
+- the CUSUM's history is the day statistics stored by earlier runs (``lookback_days`` before the
+  read), so a run is a pure function of the stored data and re-running or backfilling a window
+  gives the same verdict.
+
+``settings`` is the daily run's ``RunSettings`` (duck-typed: this room does not import the Airflow
+layer).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from ..core.baselines import Baseline, check_baseline_before
+from ..core.monitoring import MonitoringResult, MonitorSettings, monitor_window
+
+
+def monitor_settings(settings) -> MonitorSettings:
+    """The monitor's settings from a run's settings."""
+    return MonitorSettings(window_days=settings.current_window_days, lookback_days=settings.lookback_days,
+                           min_label_coverage=settings.min_label_coverage,
+                           false_alarm_days=float(settings.false_alarm_days))
+
+
+def baseline_for(store, model: str, settings, *, set_by: str) -> Baseline | None:
+    """The baseline the window of ``settings`` is compared with: pinned first when the run sets
+    ``baseline_start`` / ``baseline_end``; None when nothing of the model's default baseline lies
+    before the window yet (its first days)."""
+    pinned = settings.baseline_window
+    if pinned is not None:
+        store.set_baseline(model, *pinned, source="explicit", on_promotion=settings.baseline_on_promotion,
+                           set_by=set_by, note="pinned from the daily run's params")
+    baseline = store.resolve_baseline(model, baseline_days=settings.baseline_days, until=settings.current_start,
+                                      on_promotion=settings.baseline_on_promotion)
+    return check_baseline_before(baseline, settings.current_start)
+
+
+def read_start(settings, monitor: MonitorSettings) -> datetime:
+    """The earliest served time the run reads: the label window reaches further back than the current one."""
+    return settings.window_end - timedelta(days=max(monitor.window_days, monitor.label_window_days))
+
+
+def analyse_recent(store, spec, settings, kinds, *, set_by: str
+                   ) -> tuple[pd.DataFrame, MonitoringResult, Baseline | None]:
+    """Read every prediction served since ``read_start`` (labelled or not) and monitor them: the
+    rows read (the caller derives the current window from them), the verdict and the baseline."""
+    recent = store.read_window(spec.name, read_start(settings, monitor_settings(settings)), settings.window_end,
+                               labelled_only=False)
+    return (recent, *monitor_model(store, spec, settings, kinds, recent, set_by=set_by))
+
+
+def monitor_model(store, spec, settings, kinds, current: pd.DataFrame, *, set_by: str
+                  ) -> tuple[MonitoringResult, Baseline | None]:
+    """The monitor's verdict for one model: ``current`` holds every prediction served since
+    ``read_start`` (labelled or not); the baseline's rows and the stored history are read here."""
+    monitor = monitor_settings(settings)
+    baseline = baseline_for(store, spec.name, settings, set_by=set_by)
+    if baseline is None:
+        reference = current.iloc[:0]
+    else:
+        reference = store.read_window(spec.name, baseline.start, baseline.end, labelled_only=False)
+    first = read_start(settings, monitor)
+    earlier = store.read_day_statistics(spec.name, first - timedelta(days=monitor.lookback_days), first)
+    result = monitor_window(reference, current, task_kind=spec.task_kind, feature_kinds=kinds,
+                            window_end=settings.window_end, earlier=earlier, settings=monitor)
+    return result, baseline
+
+
+def monitoring_rows(spec, settings, result: MonitoringResult, baseline: Baseline | None) -> list[dict[str, Any]]:
+    """``store.save_results`` entries: one drift report per kind (with the baseline it was measured
+    against) and the day statistics (upserted on model, check and day)."""
+    from ..store import ALL_VERSIONS
+
+    described = baseline.to_dict() if baseline is not None else None
+    rows = []
+    for kind, report in result.reports.items():
+        stored = report.to_dict()
+        stored["statistical_tests"] = {**stored["statistical_tests"], "baseline": described}
+        rows.append({"table": "drift_reports", "model": spec.name, "model_version": ALL_VERSIONS,
+                     "window_start": settings.current_start, "window_end": settings.window_end, "kind": kind,
+                     "result": stored, "severity": report.severity.value, "status": report.status.value,
+                     "affected_features": report.affected_features})
+    for statistic in result.day_statistics:
+        rows.append({"table": "day_statistics", "model": spec.name, "window_end": settings.window_end,
+                     **{key: value for key, value in statistic.to_dict().items()}})
+    return rows
