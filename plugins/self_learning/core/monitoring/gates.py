@@ -1,7 +1,8 @@
 """The practical gate: an alarm is reported only when the effect measured on the rows since the
 CUSUM's estimated change start passes the statistic's practical threshold; severity grows with it.
 
-Ladders (low / medium / high / critical):
+Ladders (low / medium / high / critical; the ladders are the one-shot drift report's,
+``core.drift.checks``):
 - Wasserstein / reference std, and a mean shift in reference stds: 0.05 / 0.2 / 0.3 / 0.5. The old
   fixed 0.1 hid real shifts of 0.08-0.098 sigma (issue 15); Wasserstein/std does not grow with
   noise the way a binned statistic does (its null value falls like 1/sqrt(n): about 0.02 for one
@@ -23,13 +24,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..drift.checks import CONCEPT_LADDER, EFFECT_LADDER, RATE_LADDER
+from ..drift.checks import CONCEPT_LADDER, JS_LADDER, PSI_LADDER, RATE_LADDER, WASSERSTEIN_LADDER
 from ..drift.comparisons import PSI_MIN_PER_BIN, _ks_and_wasserstein, population_stability_index
 from ..types import Severity, SeverityLadder
 
-WASSERSTEIN_LADDER = SeverityLadder(low=0.05, medium=0.2, high=0.3, critical=0.5)
-PSI_LADDER = SeverityLadder(low=0.1, medium=0.2, high=0.3, critical=0.5)
-JS_LADDER = EFFECT_LADDER
+__all__ = ["JS_LADDER", "LOSS_LADDER", "MISSING_LADDER", "PERFORMANCE_LADDER", "PSI_LADDER", "WASSERSTEIN_LADDER",
+           "numeric_distribution_gate", "psi_corrected", "rate"]
 MISSING_LADDER = RATE_LADDER
 LOSS_LADDER = CONCEPT_LADDER
 PERFORMANCE_LADDER = SeverityLadder(low=0.0, medium=0.05, high=0.1, critical=0.2)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from ..tasks import row_losses
+from .. import tasks
 from ..types import Severity, TaskKind
 from . import gates
 from .daily import DayValue, Track, welch_z
@@ -42,18 +42,14 @@ class LabelledRows:
 
 
 def is_hard_label(task_kind: str, *predicted: np.ndarray) -> bool:
-    """A classifier that stores 0/1 labels, not P(y = 1): every finite prediction is 0 or 1."""
-    if task_kind != TaskKind.BINARY_CLASSIFICATION.value:
-        return False
-    values = np.concatenate([p[np.isfinite(p)] for p in predicted])
-    return bool(values.size) and bool(np.isin(values, (0.0, 1.0)).all())
+    """A classifier that stores 0/1 labels, not P(y = 1), in these windows together
+    (``core.tasks.is_hard_label``); decided once, so both windows are scored with the same loss."""
+    return task_kind == TaskKind.BINARY_CLASSIFICATION.value and tasks.is_hard_label(np.concatenate(predicted))
 
 
 def losses(task_kind: str, actual: np.ndarray, predicted: np.ndarray, hard: bool) -> np.ndarray:
-    """Per-row loss: 0/1 for a hard-label classifier, else the task kind's (``core.tasks``)."""
-    if hard:
-        return (actual != predicted).astype(np.float64)
-    return row_losses(task_kind, actual, predicted)
+    """Per-row loss: 0/1 for a hard-label classifier, else the task kind's (``core.tasks.row_losses``)."""
+    return tasks.row_losses(task_kind, actual, predicted, hard_labels=hard)
 
 
 def maturity(base: LabelledRows, cur: LabelledRows, min_coverage: float, min_rows: int) -> list[str | None]:
