@@ -359,6 +359,7 @@ def test_alerts_are_deduplicated_per_window_and_cooled_down(store):
     assert raise_(2, "high")["status"] == "open"  # worse: alerts again
     assert raise_(2, "low", cause="ctr")["status"] == "open"  # another cause
     assert raise_(6, "high")["status"] == "open"  # the cooldown has passed
+    assert [raise_(day, "high")["status"] for day in range(7, 12)] == ["suppressed"] * 5  # one daily episode
     assert len(store.check_alerts(until=DAY + timedelta(days=2))) == 2
     assert len(store.check_alerts(until=DAY + timedelta(days=1), include_suppressed=True)) == 1
     with store.engine.begin() as conn:  # a person acknowledged it; re-runs keep that

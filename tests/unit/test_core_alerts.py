@@ -70,3 +70,25 @@ def test_systematic_errors_alert_only_below_the_alpha_spread_over_time():
     assert [f["cause"] for f in findings] == ["c=b"]
     with pytest.raises(ValueError, match=r"^false_alarm_days: "):
         systematic_alpha(0, 7)
+
+
+def test_a_finding_reported_every_day_alerts_once_per_episode_and_again_when_worse_or_back():
+    from datetime import UTC, datetime, timedelta
+
+    from self_learning.core.alerts import repeat_status
+
+    day0, cooldown = datetime(2026, 3, 1, tzinfo=UTC), timedelta(days=3)
+    history: list[tuple[datetime, str, str]] = []
+
+    def raise_(day: int, severity: str) -> str:
+        end = day0 + timedelta(days=day)
+        status = repeat_status(severity, history, window_end=end, cooldown=cooldown)
+        history.append((end, severity, status))
+        return status
+
+    assert [raise_(day, "medium") for day in range(10)] == ["open"] + ["suppressed"] * 9  # one episode
+    assert raise_(10, "high") == "open"  # worse: news
+    assert raise_(11, "medium") == "suppressed"
+    assert raise_(16, "medium") == "open"  # a gap of days without it: a new episode, past the cooldown
+    assert raise_(18, "medium") == "suppressed"  # within the cooldown of day 16
+    assert repeat_status("low", [], window_end=day0, cooldown=timedelta(0)) == "open"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .types import Severity, model_name
@@ -53,6 +54,31 @@ def alert_status(severity: Severity | str, earlier_severities: Iterable[Severity
     if severity is Severity.NONE:
         raise ValueError("severity: an alert needs a severity above 'none'")
     return SUPPRESSED if any(Severity(s).rank >= severity.rank for s in earlier_severities) else OPEN
+
+
+# Consecutive daily runs are one episode when their window ends are at most this far apart.
+EPISODE_GAP = timedelta(days=1, hours=1)
+
+
+def repeat_status(severity: Severity | str, earlier: Iterable[tuple[datetime, Severity | str, str]], *,
+                  window_end: datetime, cooldown: timedelta) -> str:
+    """``alert_status`` against the right earlier alerts of the same key: those within ``cooldown``
+    before ``window_end``, and every alert of the episode this one continues - the unbroken run of
+    daily alerts of the key up to the day before. ``earlier``: (window_end, severity, status) of the
+    key's earlier alerts; suppressed ones extend an episode but do not count as having alerted.
+
+    Why episodes: the sequential monitor keeps a drift reported every day while the data stay
+    shifted (the baseline does not move). With the cooldown alone the same finding re-opened every
+    ``cooldown`` days for as long as it lasted; a model owner is told once, and again only when it
+    gets worse or after it has gone away and come back."""
+    rows = [(end, Severity(level), status) for end, level, status in earlier if end < window_end]
+    start = window_end
+    for end in sorted({end for end, _, _ in rows}, reverse=True):
+        if start - end > EPISODE_GAP:
+            break
+        start = end
+    since = min(window_end - cooldown, start)
+    return alert_status(severity, [level for end, level, status in rows if status != SUPPRESSED and end >= since])
 
 
 # Severity of a systematic-error pattern by its deviation relative to the model's MAE.

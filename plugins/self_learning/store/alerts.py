@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from ..core.alerts import alert_key, alert_status
+from ..core.alerts import alert_key, alert_status, repeat_status
 from ..core.records import LEGACY_CAUSE_SEVERITY, AlertRecord, RetrainRequestRecord
 from ..core.records import cause_severities as _cause_severities
 from ..core.retraining import retrain_cover
@@ -23,6 +23,8 @@ from .rows import _database_now, _equal_to, _utc
 from .tables import ALERT_TRANSITIONS, RETRAIN_STATUSES, alert_deliveries, alerts, retrain_requests
 
 __all__ = ["AlertsMixin", "RetrainRequestsMixin", "alert_key"]
+
+EPISODE_LOOKBACK = timedelta(days=90)  # how far back an unbroken daily episode of one alert is followed
 
 
 class AlertsMixin:
@@ -33,8 +35,10 @@ class AlertsMixin:
                     cooldown: timedelta = timedelta(0)) -> dict[str, Any]:
         """Store one finding as an alert, once per (cause, window end): re-running a window
         updates the same row. The alert is ``suppressed`` when the same cause already alerted at
-        the same or a higher severity within ``cooldown`` before ``window_end``; an acknowledged
-        or resolved alert keeps its status. Returns id, dedupe_key and status."""
+        the same or a higher severity within ``cooldown`` before ``window_end`` or in the episode
+        it continues (``core.alerts.repeat_status``: daily alerts without a gap, looked up to
+        ``EPISODE_LOOKBACK`` back); an acknowledged or resolved alert keeps its status. Returns
+        id, dedupe_key and status."""
         severity = Severity(severity)
         alert_status(severity, ())  # a severity of none is refused before the database is touched
         if cooldown < timedelta(0):
@@ -42,10 +46,11 @@ class AlertsMixin:
         end = _utc(window_end).to_pydatetime()
         key = alert_key(model, alert_type, cause)
         with self.engine.begin() as conn:
-            earlier = conn.execute(sa.select(alerts.c.severity).where(
-                alerts.c.dedupe_key == key, alerts.c.status != "suppressed",
-                alerts.c.window_end >= end - cooldown, alerts.c.window_end < end)).scalars().all()
-            status = alert_status(severity, earlier)
+            earlier = conn.execute(sa.select(alerts.c.window_end, alerts.c.severity, alerts.c.status).where(
+                alerts.c.dedupe_key == key, alerts.c.window_end >= end - max(cooldown, EPISODE_LOOKBACK),
+                alerts.c.window_end < end)).all()
+            status = repeat_status(severity, [(_utc(e).to_pydatetime(), level, state) for e, level, state in earlier],
+                                   window_end=end, cooldown=cooldown)
             statement = self.dialect.insert(alerts).values(
                 dedupe_key=key, model=model_name(model), alert_type=alert_type, severity=severity.value,
                 status=status, details=to_jsonable(dict(details)), window_end=end)
