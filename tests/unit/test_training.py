@@ -104,3 +104,19 @@ def test_the_verdict_compares_the_log_losses_on_the_holdout():
     assert verdict.relative_improvement == pytest.approx((expected_champion - expected_candidate) / expected_champion)
     assert verdict.accept is (expected_candidate < expected_champion * 0.98)
     assert not verdict.accept and "does not beat" in verdict.reason  # here the served model is better
+
+
+def test_a_hard_label_champion_is_judged_on_the_zero_one_loss():
+    from self_learning.performance import compute_performance
+
+    rng = np.random.default_rng(4)
+    actual = rng.integers(0, 2, 2_000)
+    scores = np.clip(actual * 0.6 + rng.uniform(0, 0.4, actual.size), 0, 1)  # right 9 times in 10 or so
+    hard = np.where(rng.random(actual.size) < 0.8, actual, 1 - actual).astype(float)  # 80 % accurate labels
+    candidate = compute_performance(TaskKind.BINARY_CLASSIFICATION, actual, scores, model_version="new")
+    champion = compute_performance(TaskKind.BINARY_CLASSIFICATION, actual, hard, model_version="old")
+    assert champion.log_loss is None  # no score to take a log loss of
+    verdict = judge(candidate, champion)
+    assert (verdict.metric, verdict.accept) == ("error_rate", True)
+    assert verdict.champion == pytest.approx(1 - champion.accuracy)
+    assert not judge(champion, candidate).accept  # the hard labels do not beat the scores

@@ -114,14 +114,20 @@ class Verdict(Result):
 
 
 def judge(candidate: ModelPerformance, champion: ModelPerformance | None, *, margin: float = 0.02) -> Verdict:
-    """Compare two performances computed on the same holdout rows."""
+    """Compare two performances computed on the same holdout rows, on the task kind's primary loss
+    (the 0/1 loss when the champion served hard labels and so has none)."""
     if not 0 <= margin < 1:
         raise ValueError(f"margin: must be in [0, 1), got {margin}")
     metric = task_spec(candidate.task_kind).primary_metric
-    new = getattr(candidate, metric)
+    if champion is not None and getattr(champion, metric) is None and champion.accuracy is not None \
+            and candidate.accuracy is not None:
+        # A hard-label champion (0/1 predictions) has no log loss: both are judged on the 0/1 loss.
+        metric, new, old = "error_rate", 1.0 - candidate.accuracy, 1.0 - champion.accuracy
+    else:
+        new = getattr(candidate, metric)
+        old = getattr(champion, metric) if champion is not None else None
     if new is None:
         return Verdict(False, metric, None, None, None, margin, f"the candidate has no {metric} on the holdout")
-    old = getattr(champion, metric) if champion is not None else None
     if old is None:
         return Verdict(True, metric, new, None, None, margin, "no champion to compare with")
     improvement = (old - new) / old if old > 0 else (0.0 if new >= old else float("inf"))
