@@ -27,7 +27,7 @@ What is counted, per stream (read back from the store after each run):
 - **wrong**: stable features named by a feature-drift alert after the change; **missed**: shifted
   features not named within 10 runs;
 - **@+60**: whether the shift is still reported (an alert or the stored feature-drift report names
-  a shifted feature) by the run 60 days after it started (nothing is retrained);
+  a shifted feature) by the run of its 60th day (nothing is retrained);
 - **retrain**: requests filed before / after the change; wall time of the stream (generation,
   ingest and runs).
 
@@ -239,7 +239,7 @@ def measure(spec: StreamSpec, records: list[RunRecord], wall: float, target: Tar
                      for f in shifted}
             delay = None if None in found.values() else max(found.values())
             missed = tuple(sorted(f for f, k in found.items() if k is None or k > FIND_WITHIN_RUNS))
-            late = [r for r in after if r.day >= change.start_day + STILL_REPORTED_AFTER_DAYS]
+            late = [r for r in after if r.day >= change.start_day + STILL_REPORTED_AFTER_DAYS - 1]  # its 60th day
             if late:
                 still = bool(shifted & (late[0].drift_features | {c for t, c, _ in late[0].alerts
                                                                   if _feature_alert(t)}))

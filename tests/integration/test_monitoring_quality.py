@@ -77,7 +77,7 @@ def test_the_benchmark_counts_alarms_delays_and_features_as_documented():
     records = [run(d) for d in range(30, 125)]
     records[5] = run(35, ("systematic_error", "cat_0=v01", "open"), ("feature_drift", "num_01", "suppressed"))
     records[31] = run(61, ("feature_drift", "num_05", "suppressed"), ("feature_drift", "num_02", "open"))
-    records[90] = run(120, named=("num_05",))
+    records[89] = run(119, named=("num_05",))  # the shift's 60th day
     result = measure(spec, records, 1.0, Target(delay=2, no_wrong_features=True, still_reported=True))
     assert (result.stable_runs, result.alarms, result.alarm_runs) == (30, 1, 1)  # suppressed is no alarm
     assert result.alarms_per_90 == 3.0
