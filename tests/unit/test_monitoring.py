@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import special, stats
 from self_learning.core.drift.comparisons import compare_categorical
 from self_learning.core.monitoring import (
     BaselineCalibration,
@@ -105,7 +105,11 @@ def test_baseline_day_against_the_rest_is_exact():
     day, rest = np.sort(values[groups[3]]), np.sort(np.delete(values, groups[3]))
     gap = stats.ks_2samp(day, rest).statistic
     assert dist[3] == pytest.approx(daily._ks_z(gap, day.size, rest.size), abs=1e-9)
-    welch = daily.welch_z(day.mean(), day.var(ddof=1), day.size, rest.mean(), rest.var(ddof=1), rest.size)
+    # mean_up: Welch z of van der Waerden scores (mid-ranks in the pooled sample day + rest)
+    ranks = stats.rankdata(np.concatenate([day, rest]))
+    scores = special.ndtri(ranks / (values.size + 1))
+    s_day, s_rest = scores[:day.size], scores[day.size:]
+    welch = daily.welch_z(s_day.mean(), s_day.var(ddof=1), day.size, s_rest.mean(), s_rest.var(ddof=1), rest.size)
     assert up[3] == pytest.approx(welch, abs=1e-9)
 
 

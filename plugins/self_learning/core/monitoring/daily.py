@@ -140,6 +140,16 @@ class NumericPool:
     var: float  # ddof=1
     std: float  # ddof=0 (the Wasserstein normalisation of the drift report)
     quantiles: np.ndarray
+    score_sum: float = 0.0  # normal scores of the pool's own values (see ``normal_scores``)
+    score_sq: float = 0.0
+
+    def scores(self, below: np.ndarray, upto: np.ndarray) -> np.ndarray:
+        return normal_scores(below, upto, self.values.size)
+
+    def place(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pool counts < and <= each of (sorted) ``values``."""
+        return (np.searchsorted(self.values, values, side="left"),
+                np.searchsorted(self.values, values, side="right"))
 
     @classmethod
     def build(cls, values: np.ndarray, groups: list[np.ndarray], with_days: bool = True) -> NumericPool:
@@ -165,7 +175,20 @@ class NumericPool:
                 offset += day.size
         mean = float(pool.mean()) if n else float("nan")
         var = float(pool.var(ddof=1)) if n > 1 else 0.0
-        return cls(pool, days, mean, var, float(pool.std()) if n else 0.0, _sorted_quantiles(pool))
+        score_sum = score_sq = 0.0
+        if n:
+            _, first_index = np.unique(pool, return_index=True)
+            counts = np.diff(np.append(first_index, n))
+            tied = normal_scores(first_index, first_index + counts, n)
+            score_sum, score_sq = float(tied @ counts), float((tied * tied) @ counts)
+        return cls(pool, days, mean, var, float(pool.std()) if n else 0.0, _sorted_quantiles(pool), score_sum,
+                   score_sq)
+
+
+def normal_scores(below: np.ndarray, upto: np.ndarray, n_pool: int) -> np.ndarray:
+    """Van der Waerden scores of values placed in a pool of ``n_pool``: Phi^-1 of the mid-rank
+    share (below + upto + 1) / (2 (n_pool + 1)); a pool value without ties gets Phi^-1(i / (n + 1))."""
+    return special.ndtri((np.asarray(below, np.float64) + upto + 1) / (2.0 * (n_pool + 1)))
 
 
 def _sorted_quantiles(values: np.ndarray) -> np.ndarray:
@@ -198,11 +221,12 @@ def numeric_tracks(prefix: str, family: str, base: np.ndarray, base_groups: list
             for track in (dist, up, down):
                 track.append(DayValue(None, None, n, "insufficient_data"))
             continue
-        gap = _ks_gap(pool.values, values)
+        below, upto = pool.place(values)
+        gap = _ks_gap(pool.values, values, below, upto)
         w_norm = (float(np.abs(_sorted_quantiles(values) - pool.quantiles).mean()) / pool.std
                   if pool.std > 0 else None)
-        mean, var = float(values.mean()), float(values.var(ddof=1))
-        z = welch_z(mean, var, n, pool.mean, pool.var, n_pool)
+        mean = float(values.mean())
+        z = _scores_z(pool.scores(below, upto), pool.score_sum, pool.score_sq, n_pool)
         shift = (mean - pool.mean) / pool.std if pool.std > 0 else None
         dist.append(DayValue(_ks_z(gap, n, n_pool), w_norm, n, details={"ks": gap}))
         up.append(DayValue(z, shift, n, details={"mean": mean}))
@@ -243,7 +267,6 @@ def numeric_tracks(prefix: str, family: str, base: np.ndarray, base_groups: list
 def _numeric_baseline(pool: NumericPool, min_rows: int) -> tuple[list[float], list[float]]:
     """Each baseline day against the rest of the baseline: KS z and Welch z (mean up)."""
     n_pool = pool.values.size
-    centred_sq = float(((pool.values - pool.mean) ** 2).sum()) if n_pool else 0.0
     dist, up = [], []
     for values, below, upto in pool.days:
         n = values.size
@@ -253,12 +276,19 @@ def _numeric_baseline(pool: NumericPool, min_rows: int) -> tuple[list[float], li
         w = n / n_pool
         gap = _ks_gap(pool.values, values, below, upto) / (1 - w)
         dist.append(_ks_z(gap, n, rest))
-        mean = float(values.mean())
-        mean_rest = pool.mean - (mean - pool.mean) * w / (1 - w)
-        ss_rest = centred_sq - float(((values - pool.mean) ** 2).sum())
-        var_rest = max(ss_rest - rest * (mean_rest - pool.mean) ** 2, 0.0) / (rest - 1)
-        up.append(welch_z(mean, float(values.var(ddof=1)), n, mean_rest, var_rest, rest))
+        scores = pool.scores(below, upto)
+        up.append(_scores_z(scores, pool.score_sum - float(scores.sum()),
+                            pool.score_sq - float(scores @ scores), rest))
     return dist, up
+
+
+def _scores_z(scores: np.ndarray, rest_sum: float, rest_sq: float, rest: int) -> float:
+    """Welch z of a day's mean normal score against the reference's (given by its sum and sum of
+    squares over ``rest`` values)."""
+    n = scores.size
+    mean_r = rest_sum / rest
+    var_r = max(rest_sq - rest * mean_r * mean_r, 0.0) / (rest - 1)
+    return welch_z(float(scores.mean()), float(scores.var(ddof=1)), n, mean_r, var_r, rest)
 
 
 # --- missing values -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special, stats
 
 from ..tasks import task_spec
 from ..types import FEATURE_KINDS, FEATURE_THREADS, Severity, as_utc, shown
@@ -25,6 +26,9 @@ from .results import (
 )
 
 REQUIRED_COLUMNS = ("served_at", "predicted_value", "actual_value")
+OVERDISPERSION_ALPHA = 0.1  # the baseline days' test of "theory holds" (variance and lag-1 correlation)
+DAY_EFFECT_PHI_PRIOR = 0.5  # the least lag-1 correlation assumed for day effects that exist (see step 2)
+MAX_RHO = 0.8
 
 
 def monitor_window(baseline: pd.DataFrame, current: pd.DataFrame, *, task_kind: str,
@@ -174,18 +178,8 @@ class _Context:
     def null_fit(self, track: daily.Track) -> NullFit:
         if self.calibration is not None:
             return self.calibration.fit(track.check)
-        values = np.asarray(track.baseline, dtype=np.float64)
-        if values.size < self.settings.min_baseline_days:
-            return NullFit(days=int(values.size))
-        location = float(np.median(values))
-        scale = float(1.4826 * np.median(np.abs(values - location)))
-        if track.skewed:  # the upper tail's own spread: (q90 - median) / z_0.9
-            scale = max(scale, float(np.quantile(values, 0.9) - location) / 1.2816)
-        rho = _lag1(values - location)
-        if rho > 2 / np.sqrt(values.size):  # autocorrelated days: the CUSUM adds them up
-            scale *= float(np.sqrt((1 + min(rho, 0.8)) / (1 - min(rho, 0.8))))
-        return NullFit(location=location, scale=scale, days=int(values.size), source="empirical",
-                       autocorrelation=rho)
+        return fit_null(np.asarray(track.baseline, dtype=np.float64), self.settings.min_baseline_days,
+                        skewed=track.skewed)
 
     def resolve(self, track: daily.Track) -> dict[str, Any]:
         fit = self.null_fit(track)
@@ -221,6 +215,32 @@ class _Context:
             verdict["segment"] = track.gate([i for i, s in zip(positions, statistics, strict=True)
                                              if s.status == "ok"])[2]
         return verdict
+
+
+def fit_null(values: np.ndarray, min_days: int, *, skewed: bool = False) -> NullFit:
+    """The empirical null of one check from its baseline days' raw z (see the package docstring,
+    step 2): theory unless the days show overdispersion or autocorrelation; else location, a robust
+    scale corrected for the autocorrelated days' small-sample bias, times the long-run factor of
+    an AR(1) with its lag-1 correlation floored by the prior."""
+    days = int(values.size)
+    if days < min_days:
+        return NullFit(days=days)
+    location = float(np.median(values))
+    centred = values - location
+    rho = _lag1(values - values.mean())
+    if (float(values @ values) <= stats.chi2.ppf(1 - OVERDISPERSION_ALPHA, days)
+            and rho <= special.ndtri(1 - OVERDISPERSION_ALPHA) / np.sqrt(days)):
+        return NullFit(days=days, autocorrelation=rho)
+    scale = float(1.4826 * np.median(np.abs(centred)))
+    if skewed:  # the upper tail's own spread: (q90 - median) / z_0.9
+        scale = max(scale, float(np.quantile(values, 0.9) - location) / 1.2816)
+    excess = max(scale * scale - 1.0, 0.0) / max(scale * scale, 1.0)  # the day effects' share of the variance
+    corrected = rho + (1 + 4 * rho) / days  # Marriott-Pope / Kendall: the lag-1 estimate is biased low
+    rho_z = float(np.clip(max(corrected, DAY_EFFECT_PHI_PRIOR * excess), 0.0, MAX_RHO))
+    long_run = (1 + rho_z) / (1 - rho_z)
+    bias = 1.0 / max(1.0 - long_run / days, 0.5)  # a sample variance of autocorrelated days is biased low
+    scale = float(scale * np.sqrt(bias * long_run))
+    return NullFit(location=location, scale=scale, days=days, source="empirical", autocorrelation=rho_z)
 
 
 def _lag1(values: np.ndarray) -> float:
