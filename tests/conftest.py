@@ -38,7 +38,8 @@ from support.pg_server import ThrowawayPostgres  # noqa: E402
 
 # Modules whose tests share a session fixture that is expensive to build run on one xdist worker,
 # so the fixture is built once: the store the loop filled (``monitored_store``).
-SHARED_GROUPS = {"test_deployment.py": "monitored", "test_webapp.py": "monitored"}
+SHARED_GROUPS = {"test_deployment.py": "monitored", "test_audit_grafana.py": "monitored",
+                 "test_webapp.py": "monitored"}
 SLOW_FIRST = ("e2e", "integration")  # handed out first, so the longest groups do not start last
 # The longest modules (measured: 5.5, 3, 2.5 and 2 minutes on 2 cores), handed out before everything
 # else, longest first, so that neither worker starts a long module while the other is nearly done.
@@ -47,10 +48,9 @@ LONGEST = ("e2e/test_scheduler.py", "unit/test_drift_simulation.py", "integratio
 
 
 def pytest_itemcollected(item):
-    """One xdist group per integration or e2e module (module fixtures such as a started Airflow or
-    the DAG runs' Airflow start-up are paid once, on one worker), except the modules of
-    ``SHARED_GROUPS``; unit tests have no shared fixture and are handed out one by one. Marked here,
-    as each test is collected, because xdist reads the groups in its own collection hook."""
+    """One xdist group per integration or e2e module, except the modules of ``SHARED_GROUPS``
+    (read by ``--dist loadgroup``; ``make test``'s ``--dist loadfile`` groups by ``SHARED_GROUPS``
+    in ``pytest_xdist_make_scheduler`` below)."""
     path = item.path
     if path.parent.name in SLOW_FIRST:
         item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(path.name, f"{path.parent.name}/{path.stem}")))
@@ -63,6 +63,28 @@ def pytest_collection_modifyitems(config, items):
     rank = {folder: index for index, folder in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: (longest.get(f"{item.path.parent.name}/{item.path.name}", len(LONGEST)),
                                  rank.get(item.path.parent.name, len(SLOW_FIRST))))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` in the order above, with the ``SHARED_GROUPS`` modules as one unit.
+
+    xdist's own loadfile scheduler re-sorts the modules by their number of tests (its default
+    ``--loadscope-reorder``), which handed the e2e scheduler module (3 tests, the longest) out at
+    96 % of the suite, after 30 minutes on a loaded machine: the suite's tail was its longest
+    module. It also knows nothing of ``SHARED_GROUPS``, so each worker could build the
+    ``monitored_store`` (two daily runs). Other ``--dist`` modes keep xdist's schedulers."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class InOrder(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = super()._split_scope(nodeid)
+            return SHARED_GROUPS.get(module.rsplit("/", 1)[-1], module)
+
+    config.option.loadscopereorder = False
+    return InOrder(config, log)
 
 
 @pytest.fixture
