@@ -29,6 +29,7 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from .core.records import AlertRecord
 from .settings import SEVERITIES
 
 CHANNELS_VARIABLE = "self_learning_notification_channels"
@@ -122,21 +123,20 @@ def configured_channels() -> list[Channel]:
     return parse_channels(Variable.get(CHANNELS_VARIABLE, default=None))
 
 
-def render(alerts: Sequence[Mapping[str, Any]], title: str) -> tuple[str, str, str]:
-    """(subject, plain text, HTML) of a batch of alerts."""
-    worst = alerts[0]["severity"] if alerts else "none"
+def render(alerts: Sequence[AlertRecord], title: str) -> tuple[str, str, str]:
+    """(subject, plain text, HTML) of a batch of alerts (the store's ``AlertRecord`` s)."""
+    worst = alerts[0].severity if alerts else "none"
     subject = f"[{worst}] {title}: {len(alerts)} alert{'s' * (len(alerts) != 1)}"
-    lines = [f"{a['severity'].upper():8} {a['model']} {a['alert_type']}: {_summary(a)}" for a in alerts]
-    rows = "".join(f"<tr><td>{escape(a['severity'])}</td><td>{escape(a['model'])}</td>"
-                   f"<td>{escape(a['alert_type'])}</td><td>{escape(_summary(a))}</td></tr>" for a in alerts)
+    lines = [f"{a.severity.upper():8} {a.model} {a.alert_type}: {_summary(a)}" for a in alerts]
+    rows = "".join(f"<tr><td>{escape(a.severity)}</td><td>{escape(a.model)}</td>"
+                   f"<td>{escape(a.alert_type)}</td><td>{escape(_summary(a))}</td></tr>" for a in alerts)
     html = (f"<h3>{escape(title)}</h3><table border='1' cellpadding='4'><tr><th>severity</th><th>model</th>"
             f"<th>type</th><th>what</th></tr>{rows}</table>")
     return subject, "\n".join([subject, *lines]), html
 
 
-def _summary(alert: Mapping[str, Any]) -> str:
-    details = alert.get("details") or {}
-    return str(details.get("summary") or alert.get("dedupe_key", "")).replace("\n", " ")
+def _summary(alert: AlertRecord) -> str:
+    return (alert.summary or alert.dedupe_key).replace("\n", " ")
 
 
 def deliver(channel: Channel, subject: str, text: str, html: str, context: Mapping[str, Any]) -> str:
@@ -170,8 +170,10 @@ class RunFailureNotifier(BaseNotifier):
         run_id = getattr(dag_run, "run_id", "?")
         dag_id = getattr(dag_run, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
         reason = context.get("reason") or "a task failed"
-        alert = {"severity": "high", "model": "-", "alert_type": "dag_failure",
-                 "details": {"summary": f"{dag_id} run {run_id} failed: {reason}"}}
+        # not a stored alert (id 0): the run failed, there may be no store to write it to
+        alert = AlertRecord(id=0, dedupe_key=f"-|dag_failure|{dag_id}|{run_id}", model="-", alert_type="dag_failure",
+                            severity="high", status="open",
+                            details={"summary": f"{dag_id} run {run_id} failed: {reason}"})
         subject, text, html = render([alert], f"{dag_id} failed")
         for channel in configured_channels():
             if channel.takes("high"):

@@ -129,3 +129,8 @@ def test_dashboard_queries_run_on_the_store_the_loop_filled(monitored_store, mon
     (test,) = rows_by_panel["A/B tests (champion vs challenger)"]
     assert test[:5] == ("ctr-v6", "ctr_predictor", "v5", "v6", "running")
     assert rows_by_panel["Champions"][0][:2] == ("ctr_predictor", "v5")
+    flagged = {(model, kind, name): since for model, kind, name, _, since, _ in
+               rows_by_panel["Flagged against the baseline, since when"]}
+    assert flagged["ctr_predictor", "feature_drift", "audience_size"] == "2026-10-28"  # the scenario's day 40
+    baselines = {row[0]: row for row in rows_by_panel["Baselines"]}
+    assert baselines["ctr_predictor"][3] == "default" and set(MONITORED_MODELS) <= set(baselines)

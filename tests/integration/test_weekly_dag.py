@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
+from self_learning.loop.report_html import render_model_health
+from self_learning.loop.reporting import model_health
 from self_learning.reporting import SECTIONS
 from self_learning.store import ALL_VERSIONS
 from self_learning.synthetic import MODEL_FEATURES, Scenario
+from self_learning.web.metrics import exposition
 from support.browser import render
 from support.scenarios import load, run
 
@@ -25,6 +29,11 @@ def test_weekly_run_stores_the_learning_report_of_the_week(dag_bag, feedback_db,
     daily, weekly = dag_bag.get_dag("self_learning_daily"), dag_bag.get_dag("self_learning_weekly")
     load(feedback_db, Scenario(days=45, rows_per_day=200, seed=31, end=WEEK_END, feature_drift_day=40),
          interval_end=WEEK_END - timedelta(days=1))
+    # ctr_predictor's baseline pinned by hand (as the serving client does); roas_predictor keeps its
+    # default, the first 30 days of its served data, pinned by the first daily run
+    scenario_start = WEEK_END - timedelta(days=45)
+    pinned = feedback_db.set_baseline("ctr_predictor", scenario_start + timedelta(days=2),
+                                      scenario_start + timedelta(days=32), note="after the relaunch")
     daily_ends = [WEEK_END - timedelta(days=1), WEEK_END]
     for end in daily_ends:
         run(daily, end=end, models=["roas_predictor", "ctr_predictor"])
@@ -52,6 +61,18 @@ def test_weekly_run_stores_the_learning_report_of_the_week(dag_bag, feedback_db,
     assert set(drift["features"]) == set(MODEL_FEATURES["ctr_predictor"])
     assert drift["features"]["audience_size"][-1] not in (None, "none")  # drifted from day 40
     assert drift["features"]["platform"][-1] == "none"
+    # what the findings are measured against, and since when: both shifted features from day 40
+    shift_day = (scenario_start + timedelta(days=40)).date().isoformat()
+    assert report["baselines"]["ctr_predictor"] == {**pinned.to_dict(), "stored": True,
+                                                    "measured_against": None}  # the daily runs compared against it
+    assert report["baselines"]["roas_predictor"]["source"] == "default"
+    assert (report["baselines"]["roas_predictor"]["start"], report["baselines"]["roas_predictor"]["end"]) == (
+        scenario_start.isoformat(), (scenario_start + timedelta(days=30)).isoformat())
+    assert drift["findings_window_end"] == WEEK_END.isoformat()
+    assert {f["name"]: f["since"] for f in drift["findings"] if f["kind"] == "feature_drift"} == {
+        "audience_size": shift_day, "hook_type": shift_day}
+    assert drift["performance_degradation"][-2:] == ["none", "none"] and drift["performance_degradation"][0] is None
+    assert drift["metrics"]["mae"][-2:] == ["none", "none"]  # the degradation kind's metrics x days
     assert report["error_distribution"]["ctr_predictor"]["sample_count"] > 0
     importance = report["feature_importance"]["ctr_predictor"]
     assert set(importance["current"]) == set(MODEL_FEATURES["ctr_predictor"])
@@ -78,12 +99,44 @@ def test_weekly_run_stores_the_learning_report_of_the_week(dag_bag, feedback_db,
                                                          "ab-test": 1}
     assert "ctr_predictor: v5 (champion) vs v6 (challenger)" in dom and "audience_size" in dom
     assert "Feature importance" in dom
+    assert "2026-09-20 → 2026-10-20" in dom and "explicit, pinned" in dom and "after the relaunch" in dom
+    assert "Pin the baseline: start" in dom and "store.set_baseline(model, start, end)" in dom
+    assert f"<b>audience_size</b> since {shift_day}" in dom and "performance degradation" in dom
 
     run(weekly, end=WEEK_END, models=["roas_predictor", "ctr_predictor"])  # a re-run replaces, not adds
     (again,) = feedback_db.learning_reports(kind="weekly")
     assert again["report"] == report
     weekly_rows = feedback_db.read_results("performance_snapshots", model="roas_predictor", window_end=WEEK_END)
     assert len(weekly_rows) == 2
+
+    # the "Model health" page and /metrics on the same store: baseline, kinds and "since"
+    health = {m["name"]: m for m in model_health(feedback_db)["models"]}
+    ctr = health["ctr_predictor"]
+    assert ctr["baseline"] == report["baselines"]["ctr_predictor"]
+    assert set(ctr["drift"]) == {"feature_drift", "prediction_drift", "concept_drift", "performance_degradation"}
+    assert {(f["name"], f["since"]) for f in ctr["drift"]["feature_drift"]["findings"]} == {
+        ("audience_size", shift_day), ("hook_type", shift_day)}
+    assert ctr["drift"]["performance_degradation"]["findings"] == []
+    page = render_model_health(model_health(feedback_db))
+    assert "2026-09-20 → 2026-10-20" in page and "<b>Provisional</b>" not in page
+    assert f"audience_size since {shift_day}" in page and "data-kind='performance_degradation'" in page
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(exposition(model_health(feedback_db)).decode())
+               for s in family.samples}
+    assert samples["self_learning_baseline_start_timestamp_seconds", (("model", "ctr_predictor"), (
+        "source", "explicit"))] == pinned.start.timestamp()
+    assert samples["self_learning_baseline_provisional", (("model", "roas_predictor"),)] == 0
+    assert samples["self_learning_drift_severity", (("kind", "performance_degradation"), (
+        "model", "ctr_predictor"))] == 0
+    assert samples["self_learning_degraded_metrics", (("model", "ctr_predictor"),)] == 0
+
+    # a baseline pinned after the checks: shown, with the one the latest checks were measured against
+    moved = feedback_db.set_baseline("ctr_predictor", scenario_start + timedelta(days=5),
+                                     scenario_start + timedelta(days=35))
+    ctr = {m["name"]: m for m in model_health(feedback_db)["models"]}["ctr_predictor"]
+    assert (ctr["baseline"]["start"], ctr["baseline"]["end"]) == (moved.start.isoformat(), moved.end.isoformat())
+    assert ctr["baseline"]["measured_against"]["start"] == pinned.start.isoformat()
+    assert "The latest checks shown were measured against" in render_model_health(model_health(feedback_db))
 
 
 def test_report_trend_holds_whole_weeks_back_and_html_escapes_text(feedback_db):
@@ -132,3 +185,23 @@ def test_cleanup_applies_the_retention_variable_even_after_a_failed_report(dag_b
     assert [a["id"] for a in feedback_db.open_alerts(model="roas_predictor")] == [still_open]
     with feedback_db.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM alerts WHERE id = :id"), {"id": resolved}).scalar() == 0
+
+
+def test_a_young_model_shows_its_provisional_baseline(dag_bag, feedback_db):
+    """Before a model has served its default baseline's 30 days nothing is pinned: the page and the
+    report show the default its checks used, clipped to the days before the window, as provisional."""
+    from self_learning.reporting import learning_report
+
+    first_day = WEEK_END - timedelta(days=12)
+    load(feedback_db, Scenario(days=12, rows_per_day=150, seed=8, end=WEEK_END, models=("roas_predictor",)),
+         interval_end=WEEK_END)
+    run(dag_bag.get_dag("self_learning_daily"), end=WEEK_END, models=["roas_predictor"])
+    assert feedback_db.get_baseline("roas_predictor") is None  # pinned once its 30 days are complete
+
+    baseline = {m["name"]: m for m in model_health(feedback_db)["models"]}["roas_predictor"]["baseline"]
+    assert (baseline["source"], baseline["provisional"], baseline["stored"]) == ("default", True, False)
+    assert (baseline["start"], baseline["end"]) == (first_day.isoformat(), WEEK_START.isoformat())
+    page = render_model_health(model_health(feedback_db))
+    assert "2026-10-21 → 2026-10-26" in page and "default, provisional" in page and "<b>Provisional</b>" in page
+    report = learning_report(feedback_db, period_start=WEEK_START, period_end=WEEK_END, models=["roas_predictor"])
+    assert report["baselines"]["roas_predictor"] == baseline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from self_learning import notifications
+from self_learning.core.records import AlertRecord
 from self_learning.notifications import Channel, Message, channel_types, deliver, parse_channels, register_channel
 
 
@@ -29,8 +30,9 @@ def test_a_registered_channel_is_configured_validated_and_delivered_to(pager):
         parse_channels('[{"type": "pager"}]')
 
     subject, text, html = notifications.render(
-        [{"severity": "high", "model": "ctr_predictor", "alert_type": "feature_drift",
-          "details": {"summary": "feature 'x' drifted"}}], "self-learning alerts")
+        [AlertRecord(id=1, dedupe_key="ctr_predictor|feature_drift|x", model="ctr_predictor",
+                     alert_type="feature_drift", severity="high", status="open",
+                     details={"summary": "feature 'x' drifted"})], "self-learning alerts")
     assert deliver(channel, subject, text, html, {}) == "pager"
     assert pager == [(channel, Message(subject, text, html))]
     assert "feature 'x' drifted" in pager[0][1].text and "<td>ctr_predictor</td>" in pager[0][1].html

@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     requests = store.retrain_request_list(model=RETRAINED_MODEL)
     if requests:
         request = requests[0]
-        conf = {"model": RETRAINED_MODEL, "request_id": request["request_id"], "reason": "; ".join(request["reasons"]),
-                "window_end": request["window_end"].isoformat()}
+        conf = {"model": RETRAINED_MODEL, "request_id": request.request_id, "reason": "; ".join(request.reasons),
+                "window_end": request.window_end.isoformat()}
         t0 = time.perf_counter()
         log = airflow(env, home, "dags", "test", RETRAIN_DAG_ID, "-c", json.dumps(conf), log_name="retrain.log")
-        print(f"ran {RETRAIN_DAG_ID} for {request['request_id']} in {time.perf_counter() - t0:.0f} s (log: {log})")
+        print(f"ran {RETRAIN_DAG_ID} for {request.request_id} in {time.perf_counter() - t0:.0f} s (log: {log})")
 
     print()
     print(summary(store, ends))
@@ -123,10 +123,14 @@ def airflow(env: dict[str, str], home: Path, *command: str, log_name: str | None
 
 
 def summary(store: FeedbackStore, ends) -> str:
-    """What the runs found, window by window and model by model, read back from the store."""
+    """What the runs found, window by window and model by model, read back from the store: each
+    model's baseline, its findings against it (each since the day its change started), alerts and
+    retrain requests."""
+    from ..loop.reporting import DRIFT_KINDS, drift_findings
+
     lines = []
     for end in ends:
-        lines.append(f"== window ending {end:%Y-%m-%d} (current 7 days vs the 30 before) ==")
+        lines.append(f"== window ending {end:%Y-%m-%d} (the current 7 days vs each model's baseline) ==")
         drift = {(r["model"], r["kind"]): r for r in store.read_results("drift_reports", window_end=end)}
         performance = {r["model"]: r for r in store.read_results("performance_snapshots", window_end=end,
                                                                    model_version=ALL_VERSIONS)}
@@ -138,24 +142,30 @@ def summary(store: FeedbackStore, ends) -> str:
                 f"ROC AUC {p['roc_auc']:.3f}" if p["roc_auc"] is not None else "no metric")
             lines.append(f"  {model}: {metric} on {p['sample_count']:,} labelled rows, label coverage "
                          f"{p['label_coverage']:.0%}{' (provisional)' if p['provisional'] else ''}")
-            for kind in ("feature_drift", "prediction_drift", "concept_drift"):
+            baseline = next((r["result"]["statistical_tests"].get("baseline") for (m, _), r in drift.items()
+                             if m == model), None)
+            lines.append(f"    baseline: {baseline['start'][:10]}..{baseline['end'][:10]} ({baseline['source']}"
+                         f"{', provisional' if baseline['provisional'] else ''})" if baseline
+                         else "    baseline: none yet (the model's first day)")
+            for kind in DRIFT_KINDS:
                 row = drift.get((model, kind))
                 if row is None:
                     continue
                 if row["status"] != "ok":
                     lines.append(f"    {kind}: {row['status']}")
                 elif row["severity"] != Severity.NONE.value:
-                    where = f" in {', '.join(row['affected_features'])}" if kind == "feature_drift" else ""
-                    lines.append(f"    {kind}: {row['severity']}{where}")
-            mine = [a for a in alerts if a["model"] == model]
-            opened = [a for a in mine if a["status"] == "open"]
+                    found = [f"{f['name']}{' since ' + f['since'] if f['since'] else ''}"
+                             for f in drift_findings(kind, row["result"])]
+                    lines.append(f"    {kind}: {row['severity']}{' in ' + ', '.join(found) if found else ''}")
+            mine = [a for a in alerts if a.model == model]
+            opened = [a for a in mine if a.status == "open"]
             for alert in opened:
-                cause = alert["dedupe_key"].split("|", 2)[2]
-                lines.append(f"    ALERT [{alert['severity']}] {alert['alert_type']}: {cause}")
+                cause = alert.dedupe_key.split("|", 2)[2]
+                lines.append(f"    ALERT [{alert.severity}] {alert.alert_type}: {cause}")
             if len(mine) > len(opened):
                 lines.append(f"    ({len(mine) - len(opened)} repeated alerts suppressed by the cooldown)")
             if model in requests:
-                lines.append(f"    RETRAIN requested: {'; '.join(requests[model]['reasons'])}")
+                lines.append(f"    RETRAIN requested: {'; '.join(requests[model].reasons)}")
             else:
                 lines.append("    no retrain")
         if not drift:
@@ -168,15 +178,15 @@ def loop_summary(store: FeedbackStore, model: str) -> str:
     """The registry and the A/B test of the retrained model, and what became of its requests."""
     lines = [f"== retraining {model} =="]
     for request in store.retrain_request_list(model=model):
-        verdict = (request["detail"] or {}).get("verdict", "")
-        lines.append(f"  request {request['request_id']}: {request['status']}"
-                     f"{' -> ' + request['result_version'] if request['result_version'] else ''} {verdict}")
+        verdict = (request.detail or {}).get("verdict", "")
+        lines.append(f"  request {request.request_id}: {request.status}"
+                     f"{' -> ' + request.result_version if request.result_version else ''} {verdict}")
     for version in store.version_history(model):
-        lines.append(f"  version {version['version']}: {version['status']}"
-                     f"{' (' + version['artifact_uri'] + ')' if version['artifact_uri'] else ''}")
+        lines.append(f"  version {version.version}: {version.status}"
+                     f"{' (' + version.artifact_uri + ')' if version.artifact_uri else ''}")
     for test in store.list_ab_tests(model=model):
-        config = test["config"]
-        lines.append(f"  A/B test {test['test_id']}: {test['status']}, challenger share {config['traffic_split']:.0%},"
+        config = test.config
+        lines.append(f"  A/B test {test.test_id}: {test.status}, challenger share {config['traffic_split']:.0%},"
                      f" unit {config['unit']}, decided after {config['min_days']:g}..{config['max_days']:g} days "
                      "by the weekly conclusion")
     return "\n".join(lines)

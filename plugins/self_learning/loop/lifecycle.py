@@ -40,7 +40,8 @@ from ..core.ab import (
     sample_ratio_mismatch,
 )
 from ..core.performance import ModelPerformance, compute_performance
-from ..core.types import Result, Severity, Status, as_utc
+from ..core.records import ABTestRecord
+from ..core.types import Result, Severity, Status
 from .locations import resolved_under_root
 
 MIN_TRAINING_ROWS = 100
@@ -122,9 +123,9 @@ def train_candidate(store, model: str, *, window_end: datetime, artifact_root: s
         spec.task_kind, holdout, training.predict(estimator, holdout, kinds, spec.task_kind), model_version=version)
     champion_row = store.get_champion(spec.name)
     served, source = holdout["predicted_value"].to_numpy(dtype=float), "served predictions"
-    champion_version = champion_row["version"] if champion_row else "served"
-    if champion_row and champion_row["artifact_uri"]:
-        champion_estimator = load_artifact(champion_row["artifact_uri"], root=artifact_root, trusted_types=trusted,
+    champion_version = champion_row.version if champion_row else "served"
+    if champion_row and champion_row.artifact_uri:
+        champion_estimator = load_artifact(champion_row.artifact_uri, root=artifact_root, trusted_types=trusted,
                                            allow_pickle=allow_pickle)
         served = training.predict(champion_estimator, holdout, kinds, spec.task_kind)
         source = f"champion {champion_version} artifact"
@@ -202,7 +203,7 @@ def served_champion(store, model: str, *, start: datetime, end: datetime) -> str
     predictions in [start, end) is registered as the champion it has been."""
     champion = store.get_champion(model)
     if champion is not None:
-        return champion["version"]
+        return champion.version
     served = store.count_predictions_by_version(model, start, end)
     if not served:
         raise ValueError(f"model: {model!r} has no champion in the registry and served no predictions in "
@@ -219,7 +220,7 @@ def served_champion(store, model: str, *, start: datetime, end: datetime) -> str
 
 def ab_test_model_versions(store, model: str, champion_version: str, challenger_version: str, *,
                            started_at: datetime, config: ABTestConfig | None = None,
-                           test_id: str | None = None) -> dict[str, Any]:
+                           test_id: str | None = None) -> ABTestRecord:
     """Start a champion-vs-challenger test (both versions registered). ``n_star`` defaults to
     the units the model served in the ``min_days`` before the start, the expected size at the
     first possible decision. Returns the stored test."""
@@ -260,13 +261,13 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
     """The test's results over the outcomes of predictions served from its start until ``as_of``
     (no writes). A test without outcomes has status ``insufficient_data``."""
     test = store.get_ab_test(test_id)
-    config = ABTestConfig.from_dict(test["config"])
-    start = as_utc(test["started_at"])
+    config = ABTestConfig.from_dict(test.config)
+    start = test.started_at
     end = as_of.astimezone(UTC)
     if end <= start:
         raise ValueError(f"as_of: {end.isoformat()} is not after the test's start {start.isoformat()}")
-    spec = store.get_model(test["model"])
-    arms = (test["champion_version"], test["challenger_version"])
+    spec = store.get_model(test.model)
+    arms = (test.champion_version, test.challenger_version)
     counts = store.arm_counts(spec.name, start, end)
     performances, losses, units = [], [], []
     for version in arms:
@@ -281,7 +282,7 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
             model_version=version, model_type=spec.name))
     key = "predictions" if config.unit == "prediction" else "units"
     sample_ratio = sample_ratio_mismatch([counts.get(v, {}).get(key, 0) for v in arms], config.weights)
-    looks = [look for look in ((test["result"] or {}).get("looks") or [])
+    looks = [look for look in ((test.result or {}).get("looks") or [])
              if datetime.fromisoformat(look["as_of"]) < end]
     previous_min_p = min((look["always_valid_p"] for look in looks if look["always_valid_p"] is not None),
                          default=1.0)
@@ -323,24 +324,24 @@ def select_winning_model(store, test_id: str, *, as_of: datetime) -> ABConclusio
     same look replaces it) with the running minimum of the always-valid p-value. A closed test is
     reported as it ended."""
     test = store.get_ab_test(test_id)
-    model = test["model"]
-    if test["status"] != "running":
-        latest = (test["result"] or {}).get("latest")
+    model = test.model
+    if not test.running:
+        latest = (test.result or {}).get("latest")
         champion = store.get_champion(model)
-        return ABConclusion(test_id, model, test["status"], "closed", champion["version"] if champion else "",
-                            [f"the test ended {test['ended_at']:%Y-%m-%d} as {test['status']}"],
+        return ABConclusion(test_id, model, test.status, "closed", champion.version if champion else "",
+                            [f"the test ended {test.ended_at:%Y-%m-%d} as {test.status}"],
                             as_of.astimezone(UTC), latest)
     result = get_ab_test_results(store, test_id, as_of=as_of)
     action = result.decision.action
     status = TEST_STATUS_BY_ACTION.get(action, "running")
-    if action == "unhealthy" and result.days_elapsed >= ABTestConfig.from_dict(test["config"]).max_days:
+    if action == "unhealthy" and result.days_elapsed >= ABTestConfig.from_dict(test.config).max_days:
         status = "inconclusive"
     look = {"as_of": result.as_of.isoformat(), "action": action, "difference": result.comparison.difference,
             "ci_low": result.comparison.ci_low, "ci_high": result.comparison.ci_high,
             "always_valid_p": result.comparison.always_valid_p, "welch_p_value": result.comparison.welch_p_value,
             "srm_p_value": result.sample_ratio.p_value,
             "rows": [result.comparison.champion.rows, result.comparison.challenger.rows]}
-    looks = [old for old in ((test["result"] or {}).get("looks") or []) if old["as_of"] < look["as_of"]] + [look]
+    looks = [old for old in ((test.result or {}).get("looks") or []) if old["as_of"] < look["as_of"]] + [look]
     details = {"summary": "; ".join(result.decision.reasons), "test_id": test_id,
                "champion_version": result.champion_version, "challenger_version": result.challenger_version,
                "difference": result.comparison.difference, "ci": [result.comparison.ci_low, result.comparison.ci_high]}
@@ -364,13 +365,13 @@ def select_winning_model(store, test_id: str, *, as_of: datetime) -> ABConclusio
               "running_min_p": result.comparison.running_min_p}
     store.update_ab_test(test_id, result=stored, status=status, ended_at=None if status == "running" else result.as_of)
     champion = store.get_champion(model)
-    return ABConclusion(test_id, model, status, action, champion["version"] if champion else "",
+    return ABConclusion(test_id, model, status, action, champion.version if champion else "",
                         result.decision.reasons, result.as_of, stored["latest"])
 
 
 def conclude_ab_tests(store, *, as_of: datetime, models: list[str] | None = None) -> list[ABConclusion]:
     """``select_winning_model`` for every running test (of ``models``, if given) started before ``as_of``."""
     wanted = set(models or ())
-    return [select_winning_model(store, test["test_id"], as_of=as_of)
+    return [select_winning_model(store, test.test_id, as_of=as_of)
             for test in store.list_ab_tests(status="running")
-            if (not wanted or test["model"] in wanted) and as_utc(test["started_at"]) < as_of]
+            if (not wanted or test.model in wanted) and test.started_at < as_of]

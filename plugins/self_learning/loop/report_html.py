@@ -1,9 +1,12 @@
 """The learning report as one self-contained HTML page: inline SVG charts and CSS, no script, no
 network, so it opens anywhere it is copied to (object storage, an e-mail, a ticket).
 
-Charts: the main metric's trend per model, a features x days drift heat map, the error histogram,
-an alerts timeline per model and, per A/B test, the always-valid interval of (challenger -
-champion) loss at every look. Pure: the report dict in, text out.
+Charts: the main metric's trend per model, a features x days drift heat map (with a row per drift
+kind, performance degradation included, and one per degraded metric), the error histogram, an
+alerts timeline per model and, per A/B test, the always-valid interval of (challenger - champion)
+loss at every look. Above the charts, each model's baseline (what every finding is measured
+against, and how to change it) and its current findings, each "since" the day its change started.
+Pure: the report dict in, text out.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from ..core.types import ALERT_SEVERITY_NAMES as SEVERITY_ROWS
 SEVERITY_COLOURS = {"none": "#dcefdc", "low": "#fff3b0", "medium": "#ffc46b", "high": "#f07850",
                     "critical": "#b3202a", "insufficient_data": "#eeeeee", None: "#fafafa"}
 MAIN_METRICS = ("mape", "mae", "roc_auc", "log_loss")
+DAILY_DAG = "self_learning_daily"
+BASELINE_HINT = (f"To change it: trigger {DAILY_DAG} with “Pin the baseline: start” and “end” (params baseline_start, "
+                 "baseline_end), or from the serving client store.set_baseline(model, start, end) — "
+                 "store.baseline_from_champion(model) for the champion's training window.")
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}h3{font-size:15px}
@@ -70,16 +77,19 @@ def _health_section(model: dict[str, Any]) -> str:
     out = [f"<h2 id='{escape(name)}' data-model='{escape(name)}'>{escape(name)}</h2>",
            f"<p>champion: <b>{escape(model['champion'] or 'none promoted yet')}</b> · "
            f"{escape(model['task_kind'].replace('_', ' '))} · {window}</p>",
+           _baseline_block(model.get("baseline")),
            _current_table(model["current"]), "<div class='charts'>", _trend_chart(model["trend"], "day"), "</div>"]
     drift = "".join(
-        f"<tr><td class='l'>{escape(kind.replace('_', ' '))}</td><td style='background:"
+        f"<tr data-kind='{escape(kind)}'><td class='l'>{escape(kind.replace('_', ' '))}</td><td style='background:"
         f"{SEVERITY_COLOURS.get(check['severity'] if check['status'] == 'ok' else check['status'], '#eeeeee')}'>"
         f"{escape(check['severity'] if check['status'] == 'ok' else check['status'])}</td>"
-        f"<td class='l'>{escape(', '.join(check['affected_features']))}</td><td>{_day(check['window_end'])}</td></tr>"
+        f"<td class='l'>{_flagged(check.get('findings'), check['affected_features'])}</td>"
+        f"<td>{_day(check['window_end'])}</td></tr>"
         for kind, check in sorted(model["drift"].items()))
-    out.append("<h3>Drift</h3>" + (f"<table><tr><th class='l'>check</th><th>severity</th><th class='l'>features"
-                                    f"</th><th>window end</th></tr>{drift}</table>" if drift
-                                    else "<p class='muted'>No drift check stored yet.</p>"))
+    out.append("<h3>Drift and degradation against the baseline</h3>" + (
+        f"<table><tr><th class='l'>check</th><th>severity</th><th class='l'>features / metrics (since)"
+        f"</th><th>window end</th></tr>{drift}</table>" if drift
+        else "<p class='muted'>No drift check stored yet.</p>"))
     alerts = model["open_alerts"]
     items = "".join(f"<li><span style='background:{SEVERITY_COLOURS[a['severity']]}'>&nbsp;{escape(a['severity'])}"
                     f"&nbsp;</span> {_day(a['window_end'])} {escape(a['type'])}: {escape(a['summary'])}</li>"
@@ -99,7 +109,9 @@ def _model_section(report: dict[str, Any], model: str) -> str:
     period = report["period"]
     days = (datetime.fromisoformat(period["end"]) - datetime.fromisoformat(period["start"])).days
     step = {1: "day", 7: "week"}.get(days, f"{days} days")
-    out = [f"<h2 id='{escape(model)}'>{escape(model)}</h2>", _current_table(performance.get("current") or {}),
+    out = [f"<h2 id='{escape(model)}'>{escape(model)}</h2>",
+           _baseline_block((report.get("baselines") or {}).get(model), drift),
+           _current_table(performance.get("current") or {}),
            "<div class='charts'>", _trend_chart(performance.get("trend") or [], step),
            _histogram_chart(errors.get("histogram") or {}),
            _alerts_chart(report["alerts"].get(model) or [], drift.get("days") or []), "</div>",
@@ -129,6 +141,56 @@ def _model_section(report: dict[str, Any], model: str) -> str:
                         f"{escape('; '.join(r['reasons']))}</li>" for r in requests)
         out.append(f"<h3>Retraining</h3><ul>{items}</ul>")
     return "".join(out)
+
+
+def _baseline_block(baseline: dict[str, Any] | None, drift: dict[str, Any] | None = None) -> str:
+    """The model's baseline (dates, source, pinned or provisional, how to change it) and, for a
+    report, the findings of its latest day, each since the day its change started."""
+    if baseline is None:
+        text = ("<b>Baseline:</b> none yet: no check has had served data before its window to compare "
+                f"against.</p><p class='muted'>{escape(BASELINE_HINT)}")
+    else:
+        text = f"<b>Baseline:</b> {_baseline_text(baseline)}"
+        if baseline.get("note"):
+            text += f" — {escape(str(baseline['note']))}"
+        if baseline.get("provisional"):
+            text += (" <b>Provisional</b>: the model has not yet served its default baseline's days; it is "
+                     "pinned once they are complete.")
+        measured = baseline.get("measured_against")
+        if measured:
+            text += f" The latest checks shown were measured against {_baseline_text(measured)}."
+        text += f"</p><p class='muted'>{escape(BASELINE_HINT)}"
+    out = f"<p class='baseline' data-baseline='{escape((baseline or {}).get('source') or 'none')}'>{text}</p>"
+    findings = (drift or {}).get("findings") or []
+    if drift and drift.get("findings_window_end"):
+        items = "".join(f"<li><span style='background:{SEVERITY_COLOURS.get(f['severity'], '#eeeeee')}'>&nbsp;"
+                        f"{escape(f['severity'])}&nbsp;</span> {escape(f['kind'].replace('_', ' '))}: "
+                        f"<b>{escape(f['name'])}</b>{_since(f)}</li>" for f in findings)
+        out += (f"<h3>Findings on {_day(drift['findings_window_end'])}</h3>"
+                + (f"<ul class='findings'>{items}</ul>" if items
+                   else "<p class='muted'>Nothing flagged against the baseline.</p>"))
+    return out
+
+
+def _baseline_text(baseline: dict[str, Any]) -> str:
+    state = "provisional" if baseline.get("provisional") else ("pinned" if baseline.get("stored", True) else "")
+    who = f", set by {escape(str(baseline['set_by']))}" if baseline.get("set_by") and baseline.get("set_at") else ""
+    when = f" on {_day(baseline['set_at'])}" if baseline.get("set_at") else ""
+    promotion = {"move": "; a promotion moves it", "keep": "; kept on promotion"}.get(baseline.get("on_promotion"), "")
+    return (f"<span class='baseline-dates'>{_day(baseline['start'])} → {_day(baseline['end'])}</span> "
+            f"(end exclusive; {escape(str(baseline.get('source', '?')).replace('_', ' '))}"
+            f"{', ' + state if state else ''}{who}{when}{promotion})")
+
+
+def _since(finding: dict[str, Any]) -> str:
+    return f" since {escape(finding['since'])}" if finding.get("since") else ""
+
+
+def _flagged(findings: list[dict[str, Any]] | None, affected: list[str]) -> str:
+    """The flagged features / metrics / checks of a drift kind, each with its "since"."""
+    if findings is None:  # a snapshot of a report stored before findings
+        return escape(", ".join(affected))
+    return ", ".join(f"{escape(f['name'])}{_since(f)}" for f in findings)
 
 
 def _current_table(current: dict[str, dict[str, Any]]) -> str:
@@ -213,7 +275,8 @@ def _heat_map(drift: dict[str, Any]) -> str:
     days = drift.get("days") or []
     rows = [(name, drift["features"][name]) for name in drift.get("features", {})]
     rows += [(kind.replace("_", " "), drift.get(kind) or [None] * len(days))
-             for kind in ("prediction_drift", "concept_drift")]
+             for kind in ("prediction_drift", "concept_drift", "performance_degradation")]
+    rows += [(f"performance: {name}", severities) for name, severities in (drift.get("metrics") or {}).items()]
     cell, label = 34, 150
     width, height = label + cell * len(days) + 10, 30 + 20 * len(rows)
     body = [f"<text x='{label + i * cell + 2}' y='14' font-size='10'>{day[5:10]}</text>" for i, day in enumerate(days)]

@@ -4,6 +4,14 @@ No computation is repeated here: the report reads the stored results of the peri
 reports and error analyses whose window ends in it, the period's performance and the same window of
 earlier periods for the trend, retrain requests, A/B tests, alerts) and arranges them by the seed's
 report sections. Days without a stored result are listed as missing, not skipped silently.
+
+Why every model's baseline is in the report and on the page (issue 15, item 1): drift and
+degradation are measured against the model's pinned baseline, not a rolling window, so a finding
+means nothing without the period it is measured against. The stored (pinned) baseline is shown, or
+while none is stored the young model's provisional default its latest checks used; and when the
+period's latest checks used another one (moved by a promotion or a manual pin since), that too.
+Each finding carries "since": the day its CUSUM's change started (``core.monitoring``), so a
+model owner reads "audience_size drifted since 2026-10-28", not only "drifted on every day".
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ from ..core.types import as_utc
 from ..store import ALL_VERSIONS
 
 METRICS = STORED_METRICS  # the stored metrics a report carries, in the core's order
-SECTIONS = ("performance", "error_distribution", "drift_results", "systematic_error_patterns",
+SECTIONS = ("performance", "error_distribution", "baselines", "drift_results", "systematic_error_patterns",
             "feature_importance", "retraining_recommendations", "ab_test_conclusions", "alerts")
+# every kind of drift report the daily run stores (core.monitoring.reports), in the order shown
+DRIFT_KINDS = ("feature_drift", "prediction_drift", "concept_drift", "performance_degradation")
 IMPORTANCE_TREND_DAYS = 90
 
 
@@ -49,21 +59,21 @@ def learning_report(store, *, period_start: datetime, period_end: datetime, mode
         report["error_distribution"][model] = analyses.get(("error_distribution", latest))
         report["systematic_error_patterns"][model] = (analyses.get(("systematic_errors", latest)) or {}).get(
             "patterns", [])
-        report["drift_results"][model] = _drift_by_day(store, model, span, days)
+        report["drift_results"][model], measured = _drift_by_day(store, model, span, days)
+        report["baselines"][model] = baseline_view(store, model, measured)
         report["feature_importance"][model] = _importance(store, model, period_end)
         report["retraining_recommendations"][model] = [
-            {k: r[k] for k in ("request_id", "status", "reasons", "causes", "result_version")}
-            | {"window_end": _iso(r["window_end"])}
-            for r in store.retrain_request_list(model=model) if period_start < as_utc(r["window_end"]) <= period_end]
+            {"request_id": r.request_id, "status": r.status, "reasons": r.reasons, "causes": r.causes,
+             "result_version": r.result_version, "window_end": _iso(r.window_end)}
+            for r in store.retrain_request_list(model=model) if period_start < r.window_end <= period_end]
         alerts = store.check_alerts(until=period_end, hours=length.total_seconds() / 3600, model=model,
                                     include_suppressed=True)
-        report["alerts"][model] = [{"window_end": _iso(a["window_end"]), "type": a["alert_type"],
-                                    "severity": a["severity"], "status": a["status"],
-                                    "summary": (a["details"] or {}).get("summary", "")} for a in alerts]
+        report["alerts"][model] = [{"window_end": _iso(a.window_end), "type": a.alert_type, "severity": a.severity,
+                                    "status": a.status, "summary": a.summary} for a in alerts]
     report["ab_test_conclusions"] = [
         _ab_summary(test) for test in store.list_ab_tests()
-        if (not models or test["model"] in models) and as_utc(test["started_at"]) < period_end
-        and (test["ended_at"] is None or as_utc(test["ended_at"]) > period_start)]
+        if (not models or test.model in models) and test.started_at < period_end
+        and (test.ended_at is None or test.ended_at > period_start)]
     return report
 
 
@@ -72,14 +82,16 @@ def model_health(store, *, trend_days: int = 30, report_kinds: Sequence[str] = (
     """Where every active model stands now, from the latest stored results: champion, the latest
     window's metrics per version with the daily trend of that window length over ``trend_days``,
     the latest drift check of each kind, open alerts and running A/B tests; plus the latest stored
-    report of each kind. What the "Model health" page and ``/metrics`` show."""
+    report of each kind; per model also its baseline (``baseline_view``) and, per drift kind, the
+    findings with their "since" (``drift_findings``). What the "Model health" page and ``/metrics``
+    show."""
     models = []
     for spec in store.list_models():
         champion = store.get_champion(spec.name)
         health: dict[str, Any] = {
             "name": spec.name, "task_kind": spec.task_kind.value,
-            "champion": champion["version"] if champion else None, "window_end": None,
-            "current": {}, "trend": [], "drift": {}, "open_alerts": [], "ab_tests": []}
+            "champion": champion.version if champion else None, "window_end": None,
+            "current": {}, "trend": [], "baseline": None, "drift": {}, "open_alerts": [], "ab_tests": []}
         overall = store.latest_results("performance_snapshots", model=spec.name, model_version=ALL_VERSIONS,
                                        kind="performance")
         if overall:
@@ -88,13 +100,17 @@ def model_health(store, *, trend_days: int = 30, report_kinds: Sequence[str] = (
             health["window_end"] = _iso(end)
             health.update(_performance(store, spec.name, end, end - as_utc(latest["window_start"]),
                                        timedelta(days=1), trend_days))
+        drift = store.latest_results("drift_reports", model=spec.name, model_version=ALL_VERSIONS)
         health["drift"] = {
             r["kind"]: {"window_end": _iso(r["window_end"]), "severity": r["severity"], "status": r["status"],
-                        "affected_features": r["affected_features"] or []}
-            for r in store.latest_results("drift_reports", model=spec.name, model_version=ALL_VERSIONS)}
+                        "affected_features": r["affected_features"] or [],
+                        "findings": drift_findings(r["kind"], r["result"])}
+            for r in drift}
+        newest = max(drift, key=lambda r: as_utc(r["window_end"]), default=None)
+        health["baseline"] = baseline_view(store, spec.name, _measured_baseline(newest))
         health["open_alerts"] = [
-            {"id": a["id"], "type": a["alert_type"], "severity": a["severity"], "window_end": _iso(a["window_end"]),
-             "summary": (a["details"] or {}).get("summary", "")} for a in store.open_alerts(model=spec.name)]
+            {"id": a.id, "type": a.alert_type, "severity": a.severity, "window_end": _iso(a.window_end),
+             "summary": a.summary} for a in store.open_alerts(model=spec.name)]
         health["ab_tests"] = [_ab_summary(test) for test in store.list_ab_tests(model=spec.name, status="running")]
         models.append(health)
     reports = {}
@@ -140,38 +156,91 @@ def _metrics(row: dict[str, Any]) -> dict[str, Any]:
             "provisional": row["provisional"], **{m: row[m] for m in METRICS if row.get(m) is not None}}
 
 
-def _drift_by_day(store, model: str, span: tuple[datetime, datetime], days: list[datetime]) -> dict[str, Any]:
-    """Severities per day: a features x days matrix and one row per drift kind."""
+def _drift_by_day(store, model: str, span: tuple[datetime, datetime], days: list[datetime]
+                  ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Severities per day: a features x days and a degraded-metrics x days matrix, one row per
+    drift kind, and the findings of the period's latest day with a result (with their "since");
+    plus the baseline that day's checks were measured against."""
     rows = store.read_results("drift_reports", model=model, model_version=ALL_VERSIONS, window_ends=span)
     by_day = {(as_utc(r["window_end"]), r["kind"]): r for r in rows}
-    features: dict[str, list[str | None]] = {}
-    kinds: dict[str, list[str | None]] = {k: [None] * len(days) for k in
-                                          ("feature_drift", "prediction_drift", "concept_drift")}
+    matrices: dict[str, dict[str, list[str | None]]] = {"features": {}, "metrics": {}}
+    kinds: dict[str, list[str | None]] = {k: [None] * len(days) for k in DRIFT_KINDS}
     for i, day in enumerate(days):
         for kind, severities in kinds.items():
             row = by_day.get((day, kind))
             if row is None:
                 continue
             severities[i] = row["severity"] if row["status"] == "ok" else row["status"]
-            if kind == "feature_drift" and row["status"] == "ok":
-                for feature, detail in row["result"]["statistical_tests"].get("features", {}).items():
-                    features.setdefault(feature, [None] * len(days))[i] = detail["severity"]
+            matrix = {"feature_drift": "features", "performance_degradation": "metrics"}.get(kind)
+            if matrix and row["status"] == "ok":
+                for name, detail in (row["result"]["statistical_tests"].get(matrix) or {}).items():
+                    matrices[matrix].setdefault(name, [None] * len(days))[i] = detail["severity"]
     missing = [_iso(day) for i, day in enumerate(days) if all(kinds[k][i] is None for k in kinds)]
-    return {"days": [_iso(day) for day in days], **kinds, "features": dict(sorted(features.items())),
-            "missing_days": missing}
+    latest = max((day for day, _ in by_day), default=None)
+    findings = [finding for kind in DRIFT_KINDS if (day_row := by_day.get((latest, kind)))
+                for finding in drift_findings(kind, day_row["result"])]
+    measured = _measured_baseline(next((by_day[latest, k] for k in DRIFT_KINDS if (latest, k) in by_day), None))
+    return ({"days": [_iso(day) for day in days], **kinds,
+             **{name: dict(sorted(matrix.items())) for name, matrix in matrices.items()},
+             "missing_days": missing, "findings": findings, "findings_window_end": _iso(latest) if latest else None},
+            measured)
 
 
-def _ab_summary(test: dict[str, Any]) -> dict[str, Any]:
-    latest = (test["result"] or {}).get("latest") or {}
+def drift_findings(kind: str, result: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """What one stored drift report flags, each with the day its change started: drifted features
+    (feature_drift), degraded metrics (performance_degradation, ``statistical_tests["metrics"]``),
+    flagged checks (prediction and concept drift). Items: kind, name, severity and ``since`` (an
+    ISO date; None for reports stored before the sequential monitor, which had no change start)."""
+    tests = (result or {}).get("statistical_tests") or {}
+    if kind == "feature_drift":
+        entries = {name: entry for name, entry in (tests.get("features") or {}).items() if entry.get("drifted")}
+    else:
+        entries = {name: entry for name, entry in
+                   (tests.get("metrics" if kind == "performance_degradation" else "checks") or {}).items()
+                   if isinstance(entry, dict) and entry.get("severity") not in (None, "none")}
+    findings = []
+    for name, entry in entries.items():
+        starts = [entry.get("since"), entry.get("change_start"),
+                  *((check or {}).get("change_start") for check in (entry.get("checks") or {}).values()
+                    if (check or {}).get("severity") not in (None, "none"))]
+        days = sorted(str(start)[:10] for start in starts if start and start != "?")
+        findings.append({"kind": kind, "name": name, "severity": entry["severity"], "since": days[0] if days else None})
+    return findings
+
+
+def baseline_view(store, model: str, measured: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The baseline a model's findings are measured against, as the report and the page show it:
+    the stored (pinned) one, else the one its latest drift checks were measured against (a young
+    model's provisional default), else None (no check compared against anything yet). ``stored``
+    says which; ``measured_against`` is the latest checks' baseline when it differs from the stored
+    one (moved since by a promotion or a pin, or clipped for a young model), else None."""
+    stored = store.get_baseline(model)
+    if stored is None and not measured:
+        return None
+    view = {**(stored.to_dict() if stored is not None else measured), "stored": stored is not None}
+    span = ("start", "end", "source", "provisional")
+    view["measured_against"] = (measured if stored is not None and measured
+                                and any(measured.get(k) != view[k] for k in span) else None)
+    return view
+
+
+def _measured_baseline(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The baseline a stored drift report was measured against (``statistical_tests["baseline"]``)."""
+    return ((row or {}).get("result") or {}).get("statistical_tests", {}).get("baseline") or None
+
+
+def _ab_summary(test) -> dict[str, Any]:
+    """The report's view of an ``ABTestRecord``."""
+    result = test.result or {}
+    latest = result.get("latest") or {}
     comparison = latest.get("comparison") or {}
-    return {"test_id": test["test_id"], "model": test["model"], "champion_version": test["champion_version"],
-            "challenger_version": test["challenger_version"], "status": test["status"],
-            "started_at": _iso(test["started_at"]), "ended_at": _iso(test["ended_at"]) if test["ended_at"] else None,
+    return {"test_id": test.test_id, "model": test.model, "champion_version": test.champion_version,
+            "challenger_version": test.challenger_version, "status": test.status,
+            "started_at": _iso(test.started_at), "ended_at": _iso(test.ended_at) if test.ended_at else None,
             "decision": (latest.get("decision") or {}).get("action"),
             "reasons": (latest.get("decision") or {}).get("reasons", []),
             "difference": comparison.get("difference"), "ci": [comparison.get("ci_low"), comparison.get("ci_high")],
-            "running_min_p": (test["result"] or {}).get("running_min_p"),
-            "looks": (test["result"] or {}).get("looks", [])}
+            "running_min_p": result.get("running_min_p"), "looks": result.get("looks", [])}
 
 
 def _iso(value: datetime) -> str:

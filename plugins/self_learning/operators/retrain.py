@@ -63,8 +63,8 @@ class ClaimRetrainRequestOperator(RetrainStepOperator):
     def run(self, store, spec, settings, context):
         row = store.claim_retrain_request(settings.request_id, model=spec.name, reasons=[settings.reason],
                                           window_end=settings.window_end)
-        self.log.info("retrain request %s for %s: %s (window ending %s)", row["request_id"], spec.name,
-                      "; ".join(row["reasons"]), settings.window_end)
+        self.log.info("retrain request %s for %s: %s (window ending %s)", row.request_id, spec.name,
+                      "; ".join(row.reasons), settings.window_end)
         return {"request_id": settings.request_id, "model": spec.name, "window_end": settings.window_end.isoformat(),
                 "trainer_dag_id": spec.thresholds.get("trainer_dag_id")}
 
@@ -187,11 +187,11 @@ class StartABTestOperator(RetrainStepOperator):
         champion = served_champion(store, spec.name, start=start, end=settings.window_end)
         test = ab_test_model_versions(store, spec.name, champion, self.candidate["version"],
                                       started_at=settings.window_end, config=ABTestConfig(**settings.ab_test))
-        self.log.info("A/B test %s: %s (champion) vs %s (challenger), challenger share %s, unit %s", test["test_id"],
-                      test["champion_version"], test["challenger_version"], test["config"]["traffic_split"],
-                      test["config"]["unit"])
-        return {"test_id": test["test_id"], "champion_version": test["champion_version"],
-                "challenger_version": test["challenger_version"], "status": test["status"]}
+        self.log.info("A/B test %s: %s (champion) vs %s (challenger), challenger share %s, unit %s", test.test_id,
+                      test.champion_version, test.challenger_version, test.config["traffic_split"],
+                      test.config["unit"])
+        return {"test_id": test.test_id, "champion_version": test.champion_version,
+                "challenger_version": test.challenger_version, "status": test.status}
 
 
 class FinishRetrainRequestOperator(RetrainStepOperator):

@@ -93,17 +93,17 @@ class NotifyAlertsOperator(FeedbackStoreOperator):
         due = store.alerts_to_notify(until=settings.window_end, hours=hours,
                                      cooldown=timedelta(days=settings.notification_cooldown_days))
         # a retry after one channel failed half-way skips what the other channels already took
-        delivered = store.delivered_channels(a["id"] for a in due)
+        delivered = store.delivered_channels(a.id for a in due)
         sent, taken = [], set()
         for channel in configured_channels():
-            wanted = [a for a in due if channel.takes(a["severity"])]
-            selected = [a for a in wanted if (a["id"], channel.key) not in delivered]
-            taken.update(a["id"] for a in wanted)
+            wanted = [a for a in due if channel.takes(a.severity)]
+            selected = [a for a in wanted if (a.id, channel.key) not in delivered]
+            taken.update(a.id for a in wanted)
             if not selected:
                 continue
             subject, text, html = render(selected, f"{self.title}, window ending {settings.window_end:%Y-%m-%d}")
             sent.append({"channel": deliver(channel, subject, text, html, context), "alerts": len(selected)})
-            store.mark_delivered([a["id"] for a in selected], channel.key)
+            store.mark_delivered([a.id for a in selected], channel.key)
         store.mark_notified(sorted(taken))
         self.log.info("%d alerts due, %d notified: %s", len(due), len(taken), sent or "nothing to send")
         return {"due": len(due), "notified": len(taken), "sent": sent}
@@ -133,14 +133,14 @@ class FeatureImportanceOperator(ModelStepOperator):
         weights = update_feature_weights(window[list(kinds)], window["actual_value"], feature_kinds=kinds)
         champion = store.get_champion(spec.name)
         permutation, source = {}, None
-        if champion and champion["artifact_uri"] and len(window) >= 20:
+        if champion and champion.artifact_uri and len(window) >= 20:
             with refused_artifacts_fail_at_once():
-                estimator = load_artifact(champion["artifact_uri"],
+                estimator = load_artifact(champion.artifact_uri,
                                           root=str(artifact_storage(self.artifact_root, self.artifact_conn_id)),
                                           trusted_types=model_trusted_types(spec),
                                           allow_pickle=pickle_artifacts_allowed(self.allow_pickle))
             permutation = permutation_weights(estimator, window, kinds, spec.task_kind)
-            source = champion["version"]
+            source = champion.version
         for weight in weights.weights:
             store.save_result("feature_importance", model=spec.name, model_version=ALL_VERSIONS,
                               window_start=settings.current_start, window_end=settings.window_end, kind="weights",

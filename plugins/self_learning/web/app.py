@@ -1,7 +1,9 @@
 """The plugin's web app, mounted by the Airflow API server under ``/self-learning``.
 
 - ``/``: the "Model health" page (the UI's navigation opens it in an iframe): per model the champion,
-  latest metrics with their daily trend, drift status, open alerts, running A/B tests.
+  the baseline its checks compare against (dates, source, pinned or provisional, how to change it),
+  latest metrics with their daily trend, drift and performance degradation with each flagged feature
+  or metric "since" its change started, open alerts, running A/B tests.
 - ``/health.json``: the same snapshot as JSON.
 - ``/reports/{kind}``: the latest stored learning report page of a kind (weekly, daily), served only
   from under the report root (the ``self_learning_report_root`` Variable, else

@@ -4,6 +4,12 @@ Gauges, one sample per model (and version, drift kind, severity, A/B test): Prom
 plugin app's ``/metrics`` and Grafana or alert rules take it from there. Values are what the store
 holds after the last daily/weekly run, so a scrape costs a few indexed queries and computes nothing.
 Pure: the snapshot dict in, text out (``prometheus_client`` does the format and the escaping).
+
+Drift kinds are labelled without their ``_drift`` suffix: feature, prediction, concept and
+performance_degradation (the sequential monitor's degraded metrics, also counted by
+``degraded_metrics``). The baseline every finding is measured against is exported as its start and
+end (labelled with its source, and ``provisional`` while a young model's default is not pinned), so
+an alert rule or a Grafana panel can tell "drifted" from "drifted against a baseline moved yesterday".
 """
 
 from __future__ import annotations
@@ -55,6 +61,16 @@ class _HealthCollector(Collector):
                                   labels=["model", "kind"])
         drifted = GaugeMetricFamily(f"{PREFIX}_drifted_features", "Features whose drift was significant",
                                     labels=["model"])
+        degraded = GaugeMetricFamily(f"{PREFIX}_degraded_metrics", "Metrics significantly and practically worse than "
+                                     "on the baseline", labels=["model"])
+        baseline_start = GaugeMetricFamily(f"{PREFIX}_baseline_start_timestamp_seconds",
+                                           "Start of the baseline the checks compare against (Unix time)",
+                                           labels=["model", "source"])
+        baseline_end = GaugeMetricFamily(f"{PREFIX}_baseline_end_timestamp_seconds",
+                                         "End (exclusive) of the baseline the checks compare against (Unix time)",
+                                         labels=["model", "source"])
+        baseline_provisional = GaugeMetricFamily(f"{PREFIX}_baseline_provisional", "1 while the baseline is a young "
+                                                 "model's default, not yet pinned", labels=["model"])
         alerts = GaugeMetricFamily(f"{PREFIX}_open_alerts", "Alerts neither acknowledged nor resolved",
                                    labels=["model", "severity"])
         ab_running = GaugeMetricFamily(f"{PREFIX}_ab_test_running", "A running champion-vs-challenger test (value 1)",
@@ -80,6 +96,13 @@ class _HealthCollector(Collector):
                     drift.add_metric([name, kind.removesuffix("_drift")], Severity(check["severity"]).rank)
             if "feature_drift" in model["drift"]:
                 drifted.add_metric([name], len(model["drift"]["feature_drift"]["affected_features"]))
+            if "performance_degradation" in model["drift"]:
+                degraded.add_metric([name], len(model["drift"]["performance_degradation"]["affected_features"]))
+            if baseline := model.get("baseline"):
+                source = str(baseline["source"])
+                baseline_start.add_metric([name, source], datetime.fromisoformat(baseline["start"]).timestamp())
+                baseline_end.add_metric([name, source], datetime.fromisoformat(baseline["end"]).timestamp())
+                baseline_provisional.add_metric([name], float(bool(baseline.get("provisional"))))
             for severity in list(Severity)[1:]:
                 alerts.add_metric([name, severity.value],
                                   sum(1 for a in model["open_alerts"] if a["severity"] == severity.value))
@@ -90,4 +113,5 @@ class _HealthCollector(Collector):
                 if test["running_min_p"] is not None:
                     ab_p.add_metric([name, test["test_id"]], float(test["running_min_p"]))
         yield from performance.values()
-        yield from (provisional, window_end, champion, drift, drifted, alerts, ab_running, ab_difference, ab_p)
+        yield from (provisional, window_end, champion, drift, drifted, degraded, baseline_start, baseline_end,
+                    baseline_provisional, alerts, ab_running, ab_difference, ab_p)
