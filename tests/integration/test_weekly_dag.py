@@ -197,6 +197,11 @@ def test_a_young_model_shows_its_provisional_baseline(dag_bag, feedback_db):
          interval_end=WEEK_END)
     run(dag_bag.get_dag("self_learning_daily"), end=WEEK_END, models=["roas_predictor"])
     assert feedback_db.get_baseline("roas_predictor") is None  # pinned once its 30 days are complete
+    # 5 baseline days cannot tell a weekday from a change: insufficient data, no drift alert
+    drift = feedback_db.read_results("drift_reports", model="roas_predictor", window_end=WEEK_END)
+    assert {r["status"] for r in drift} == {"insufficient_data"}
+    assert not [a for a in feedback_db.check_alerts(until=WEEK_END, model="roas_predictor", include_suppressed=True)
+                if a.alert_type.endswith("drift")]
 
     baseline = {m["name"]: m for m in model_health(feedback_db)["models"]}["roas_predictor"]["baseline"]
     assert (baseline["source"], baseline["provisional"], baseline["stored"]) == ("default", True, False)

@@ -4,7 +4,9 @@ as rows to store (no Airflow; the daily DAG's ``analyse`` step calls it, so can 
 Why it reads what it reads:
 - the baseline is the model's pinned one (``store.resolve_baseline``; a manual run may pin it
   first), never the days just before the window: a reference that rolls forward forgets a shift
-  about 35 days after it happened (issue 15);
+  about 35 days after it happened (issue 15); a young model's baseline shorter than a week
+  (``min_baseline_days``) gives ``insufficient_data``: on 5 baseline days a day-of-week feature
+  looked like high drift every day;
 - the current rows reach back ``max(current_window_days, label_window_days)`` days: feature and
   prediction checks use the last ``current_window_days`` (7), concept and performance checks are
   recomputed over the last ``label_window_days`` (14) because a day is judged only once its labels
@@ -68,7 +70,9 @@ def monitor_model(store, spec, settings, kinds, current: pd.DataFrame, *, set_by
     ``read_start`` (labelled or not); the baseline's rows and the stored history are read here."""
     monitor = monitor_settings(settings)
     baseline = baseline_for(store, spec.name, settings, set_by=set_by)
-    if baseline is None:
+    if baseline is None or baseline.days < monitor.min_baseline_days:
+        # Fewer days cannot tell a weekday from a change (a day-of-week feature differs from a
+        # 5-day pool every day): insufficient data, never drift, until the baseline has a week.
         reference = current.iloc[:0]
     else:
         reference = store.read_window(spec.name, baseline.start, baseline.end, labelled_only=False)
