@@ -10,6 +10,7 @@ from self_learning.core.degradation import (
     DEGENERATE_Z,
     PERFORMANCE_MARGINS,
     MetricComparison,
+    ReferenceMetrics,
     compare_metrics,
     delong_auc_variance,
     is_hard_label,
@@ -205,3 +206,77 @@ def test_bad_input_names_the_argument(kwargs, message):
     arguments.update({key: value for key, value in kwargs.items() if key in arguments})
     with pytest.raises(ValueError, match=message):
         compare_metrics(*arguments.values(), **options)
+
+
+def _same(a: MetricComparison, b: MetricComparison, rel: float = 0.0) -> None:
+    assert (a.metric, a.status, a.reason, a.practical) == (b.metric, b.status, b.reason, b.practical)
+    for field in ("reference_value", "current_value", "worse_by", "z", "p_value"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert (x is None) == (y is None), field
+        if x is not None:
+            assert x == pytest.approx(y, rel=rel, abs=rel), (a.metric, field)
+
+
+@pytest.mark.parametrize("case", ["scores", "ties", "hard", "regression", "zeros"])
+def test_a_prebuilt_reference_and_its_rows_left_out_give_the_same_comparisons(case):
+    """The monitor builds the baseline's side once and leaves each baseline day out of it: the
+    results equal building from the rows (exactly for the whole window, to rounding for the rest)."""
+    rng = np.random.default_rng(9)
+    kind = "regression" if case in ("regression", "zeros") else BINARY
+    if kind == BINARY:
+        y, p = classifier(rng, 3_000)
+        cy, cp = classifier(rng, 400, flip=0.05)
+        if case == "ties":
+            p, cp = np.round(p, 1), np.round(cp, 1)
+        if case == "hard":
+            p, cp = (p >= 0.5).astype(float), (cp >= 0.5).astype(float)
+    else:
+        y, p = regressor(rng, 3_000)
+        cy, cp = regressor(rng, 400, noise=1.2)
+        if case == "zeros":
+            y[::50] = 0.0
+            y[7] = 1e-310  # one ratio overflows: MAPE not comparable while that row is in the window
+    reference = ReferenceMetrics.build(kind, y, p)
+    for a, b in zip(compare_metrics(kind, None, None, cy, cp, reference=reference),
+                    compare_metrics(kind, y, p, cy, cp), strict=True):
+        _same(a, b)
+    for day in (np.arange(0, 100), np.arange(5, 3_000, 30), np.arange(2_950, 3_000)):
+        keep = np.ones(y.size, bool)
+        keep[day] = False
+        rest = reference.excluding(day)
+        assert rest.n == keep.sum() and rest.hard == (case == "hard")
+        expected = compare_metrics(kind, y[keep], p[keep], y[day], p[day])
+        results = compare_metrics(kind, None, None, y[day], p[day], reference=rest)
+        assert [r.status for r in results] == [r.status for r in expected]
+        for a, b in zip(results, expected, strict=True):
+            _same(a, b, rel=1e-9)
+    if case == "zeros":
+        assert compare_metrics(kind, y, p, cy, cp)[2].status == "not_comparable"
+        assert compare_metrics(kind, None, None, cy, cp, reference=reference.excluding([7]))[2].status == "ok"
+
+
+def test_a_reference_left_out_to_one_class_or_too_few_rows_gets_a_status():
+    rng = np.random.default_rng(10)
+    y, p = classifier(rng, 200)
+    reference = ReferenceMetrics.build(BINARY, y, p)
+    positives = np.flatnonzero(y == 1)
+    one_class = by_metric(compare_metrics(BINARY, None, None, y, p, reference=reference.excluding(positives)))
+    assert one_class["roc_auc"].reason == "roc_auc undefined: the reference window has a single class (0)"
+    few = by_metric(compare_metrics(BINARY, None, None, y, p, reference=reference.excluding(positives[1:])))
+    assert few["roc_auc"].status == "insufficient_data" and "1 positive" in few["roc_auc"].reason
+    assert compare_metrics(BINARY, None, None, y, p, reference=reference.excluding(np.arange(180)))[0].status == \
+        "insufficient_data"
+    with pytest.raises(ValueError, match=r"^reference_actual, reference_predicted: must be None"):
+        compare_metrics(BINARY, y, p, y, p, reference=reference)
+    with pytest.raises(ValueError, match=r"^reference: built for binary_classification"):
+        compare_metrics("regression", None, None, y, p, reference=reference)
+    with pytest.raises(ValueError, match=r"^threshold: 0.7 differs from the reference's 0.5"):
+        compare_metrics(BINARY, None, None, y, p, reference=reference, threshold=0.7)
+    with pytest.raises(ValueError, match=r"^reference_predicted: hard_labels=True needs"):
+        compare_metrics(BINARY, None, None, y, (p > 0.5) * 1.0, reference=reference, hard_labels=True)
+    with pytest.raises(ValueError, match=r"^rows: expected positions"):
+        reference.excluding([500])
+    with pytest.raises(ValueError, match=r"^reference: excluding needs"):
+        reference.excluding([1]).excluding([2])
+    with pytest.raises(ValueError, match=r"^reference_actual: a classifier's outcomes"):
+        ReferenceMetrics.build(BINARY, [2, 0], [0.5, 0.5])

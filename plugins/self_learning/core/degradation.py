@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -52,8 +53,8 @@ from .tasks import is_hard_label, row_losses, task_spec
 from .types import Result, TaskKind, shown
 from .validation import as_float_array
 
-__all__ = ["DEFAULT_METRICS", "DEGENERATE_Z", "PERFORMANCE_MARGINS", "MetricComparison", "compare_metrics",
-           "delong_auc_variance", "is_hard_label"]
+__all__ = ["DEFAULT_METRICS", "DEGENERATE_Z", "PERFORMANCE_MARGINS", "MetricComparison", "ReferenceMetrics",
+           "compare_metrics", "delong_auc_variance", "is_hard_label"]
 
 # metric -> (how the margin is measured, the margin): see the module docstring for the why.
 PERFORMANCE_MARGINS: Mapping[str, tuple[str, float]] = {
@@ -116,18 +117,28 @@ def compare_metrics(
     min_samples: int = 30,
     hard_labels: bool | None = None,
     threshold: float = 0.5,
+    reference: ReferenceMetrics | None = None,
 ) -> list[MetricComparison]:
     """Each metric of the task kind (or ``metrics``), reference vs current window, in order.
 
     ``margins`` overrides the margin value of a metric (its kind, relative or absolute, stays as in
     ``PERFORMANCE_MARGINS``). ``hard_labels`` None detects a hard-label classifier from the
     predictions of either window. ``threshold`` turns a classifier's scores into labels for accuracy
-    and F1. Bad input raises ``ValueError`` naming the argument; data that cannot support a metric
-    gives a status, never an exception.
+    and F1. ``reference``: the reference window's statistics built once (``ReferenceMetrics``), for
+    a caller comparing many windows with one reference; ``reference_actual`` and
+    ``reference_predicted`` are then None. Bad input raises ``ValueError`` naming the argument; data
+    that cannot support a metric gives a status, never an exception.
     """
     kind = task_spec(task_kind).kind
     binary = kind == TaskKind.BINARY_CLASSIFICATION.value
-    ref_y, ref_p = _window("reference", reference_actual, reference_predicted, binary)
+    if reference is None:
+        reference = ReferenceMetrics.build(kind, reference_actual, reference_predicted, threshold=threshold)
+    elif not isinstance(reference, ReferenceMetrics):
+        raise ValueError(f"reference: expected ReferenceMetrics or None, got {shown(reference)}")
+    elif reference_actual is not None or reference_predicted is not None:
+        raise ValueError("reference_actual, reference_predicted: must be None when reference is given")
+    elif reference.task_kind != kind:
+        raise ValueError(f"reference: built for {reference.task_kind}, compared as {kind}")
     cur_y, cur_p = _window("current", current_actual, current_predicted, binary)
     chosen = _metrics(kind, metrics)
     limits = _margins(margins)
@@ -135,16 +146,20 @@ def compare_metrics(
         raise ValueError(f"min_samples: must be an integer >= 2, got {shown(min_samples)}")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold: must be in (0, 1), got {shown(threshold)}")
+    if threshold != reference.threshold:
+        raise ValueError(f"threshold: {shown(threshold)} differs from the reference's {shown(reference.threshold)}")
     if hard_labels is None:
-        hard_labels = binary and (is_hard_label(ref_p) or is_hard_label(cur_p))
+        hard_labels = binary and (reference.hard or is_hard_label(cur_p))
     elif not isinstance(hard_labels, bool):
         raise ValueError(f"hard_labels: must be True, False or None, got {shown(hard_labels)}")
     elif hard_labels and binary:
-        for name, values in (("reference_predicted", ref_p), ("current_predicted", cur_p)):
-            if not np.isin(values, (0.0, 1.0)).all():
-                raise ValueError(f"{name}: hard_labels=True needs predictions of exactly 0 or 1")
-    context = _Context(ref_y, ref_p, cur_y, cur_p, min_samples, hard_labels and binary, threshold)
-    return [_finish(context.compare(metric), limits[metric]) for metric in chosen]
+        if not reference.zero_one:
+            raise ValueError("reference_predicted: hard_labels=True needs predictions of exactly 0 or 1")
+        if not np.isin(cur_p, (0.0, 1.0)).all():
+            raise ValueError("current_predicted: hard_labels=True needs predictions of exactly 0 or 1")
+    hard = hard_labels and binary
+    current = _Sides(kind, cur_y, cur_p, threshold)
+    return [_finish(_compare(metric, reference, current, min_samples, hard), limits[metric]) for metric in chosen]
 
 
 def delong_auc_variance(actual, score) -> tuple[float, float]:
@@ -168,99 +183,348 @@ def delong_auc_variance(actual, score) -> tuple[float, float]:
     pooled = stats.rankdata(np.concatenate((positives, negatives)))
     v10 = (pooled[:m] - stats.rankdata(positives)) / n
     v01 = 1.0 - (pooled[m:] - stats.rankdata(negatives)) / m
+    return _delong(v10, v01)
+
+
+def _delong(v10: np.ndarray, v01: np.ndarray) -> tuple[float, float]:
     auc = float(v10.mean())
-    return auc, float(v10.var(ddof=1) / m + v01.var(ddof=1) / n)
+    return auc, float(v10.var(ddof=1) / v10.size + v01.var(ddof=1) / v01.size)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ReferenceMetrics:
+    """A reference window's side of every metric of its task kind, computed once: what
+    ``compare_metrics(..., reference=...)`` compares each current window with.
+
+    Why: the monitor compares the baseline with each of 14 current days and each of 30 baseline
+    days with the rest of the baseline; rebuilt per call, the reference's DeLong ranks and loss
+    means were 45 sorts and passes over the whole pool per run. ``excluding(rows)`` gives the rest
+    of the window without those rows from the pool's sums and sorted scores (the removed rows only
+    are sorted or summed, plus one pass of a cumulative count for the AUC): the same values as
+    building it from the remaining rows, up to the rounding of a sum (relative 1e-12).
+    """
+
+    task_kind: str
+    threshold: float
+    n: int
+    hard: bool  # the window alone looks like a hard-label classifier (``is_hard_label``)
+    zero_one: bool  # every prediction is exactly 0 or 1
+    sides: Mapping[str, Any]
+    _pool: _Pool | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, task_kind: TaskKind | str, actual, predicted, *, threshold: float = 0.5) -> ReferenceMetrics:
+        """The reference side of every metric of ``task_kind`` from the window's rows (validated
+        and named ``reference_actual`` / ``reference_predicted`` in errors)."""
+        kind = task_spec(task_kind).kind
+        binary = kind == TaskKind.BINARY_CLASSIFICATION.value
+        y, p = _window("reference", actual, predicted, binary)
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold: must be in (0, 1), got {shown(threshold)}")
+        window = _Sides(kind, y, p, threshold)
+        sides = {metric: window.get(metric) for metric in DEFAULT_METRICS[kind]}
+        other = int((~np.isin(p, (0.0, 1.0))).sum()) if binary else int(p.size)
+        return cls(task_kind=kind, threshold=float(threshold), n=int(y.size), hard=binary and y.size > 0 and other == 0,
+                   zero_one=other == 0, sides=sides, _pool=_Pool.build(window, other))
+
+    def get(self, metric: str):
+        return self.sides[metric]
+
+    def excluding(self, rows) -> ReferenceMetrics:
+        """The window without ``rows`` (positions in its rows, as integers or a boolean mask)."""
+        if self._pool is None:
+            raise ValueError("reference: excluding needs a ReferenceMetrics from build, not one already excluding rows")
+        return self._pool.excluding(self, rows)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Pool:
+    """What ``ReferenceMetrics.excluding`` needs: the rows, shifted sums of each loss (Σ(x - c),
+    Σ(x - c)² with c the window's mean, so that removing rows loses no precision), integer sums of
+    the F1 terms, and the AUC's sorted scores with each one's doubled placement among the other
+    class (the count below plus the count equal)."""
+
+    y: np.ndarray
+    p: np.ndarray
+    other: int  # predictions that are not exactly 0 or 1
+    overflows: int  # MAPE ratios that overflowed
+    shifted: Mapping[str, tuple[float, float, float]]  # metric -> (c, Σ(x - c), Σ(x - c)²)
+    f1_sums: tuple[int, int, int, int, int] | None  # Σu, Σv, Σu², Σv², Σuv
+    ranks: tuple[np.ndarray, ...] | None  # positives sorted, their rows, 2·placement; the same for negatives
+
+    @classmethod
+    def build(cls, window: _Sides, other: int) -> _Pool:
+        shifted, overflows = {}, 0
+        for metric in _MOMENT_METRICS.intersection(DEFAULT_METRICS[window.kind]):
+            x = window.rows(metric)
+            finite = np.isfinite(x)
+            overflows += int(x.size - finite.sum()) if metric == "mape" else 0
+            x = x[finite]
+            c = float(x.mean()) if x.size else 0.0
+            dev = x - c
+            shifted[metric] = (c, float(dev.sum()), float(dev @ dev))
+        f1_sums = ranks = None
+        if window.kind == TaskKind.BINARY_CLASSIFICATION.value:
+            f1_sums = _f1_sums(window.y, window.labels())
+            ranks = (*_placements(window.p, window.y == 1, window.y == 0),
+                     *_placements(window.p, window.y == 0, window.y == 1))
+        return cls(window.y, window.p, other, overflows, shifted, f1_sums, ranks)
+
+    def excluding(self, full: ReferenceMetrics, rows) -> ReferenceMetrics:
+        removed = np.zeros(self.y.size, dtype=bool)
+        try:
+            removed[rows] = True
+        except (IndexError, TypeError, ValueError):
+            raise ValueError(f"rows: expected positions in the reference's {self.y.size} rows or a boolean mask "
+                             f"of that length, got {shown(rows)}") from None
+        day = _Sides(full.task_kind, self.y[removed], self.p[removed], full.threshold)
+        n = full.n - day.n
+        sides: dict[str, Any] = {}
+        for metric, side in full.sides.items():
+            if metric in ("mae", "rmse", "log_loss"):
+                sides[metric] = _rest_moments(self.shifted[metric], n, day.rows(metric))
+            elif metric == "mape":
+                ratio, cut = day.rows("mape"), day.get("mape")
+                finite = ratio[np.isfinite(ratio)]
+                nonfinite = self.overflows - (ratio.size - finite.size)
+                kept = side.kept - cut.kept
+                moments = _rest_moments(self.shifted["mape"], kept, finite) if nonfinite == 0 else None
+                sides[metric] = _Mape(kept, side.excluded - cut.excluded, nonfinite == 0, moments)
+            elif metric == "accuracy":
+                sides[metric] = side - day.get("accuracy")
+            elif metric == "f1":
+                sides[metric] = _f1_from_sums(n, [a - b for a, b in zip(self.f1_sums, _f1_sums(day.y, day.labels()),
+                                                                        strict=True)])
+            else:
+                sides[metric] = self._rest_auc(removed, n)
+        other = self.other - int((~np.isin(day.p, (0.0, 1.0))).sum())
+        binary = full.task_kind == TaskKind.BINARY_CLASSIFICATION.value
+        return ReferenceMetrics(task_kind=full.task_kind, threshold=full.threshold, n=n,
+                                hard=binary and n > 0 and other == 0, zero_one=other == 0, sides=sides)
+
+    def _rest_auc(self, removed: np.ndarray, n: int) -> _Auc:
+        """DeLong's AUC and variance of the rows not removed: each kept score's placement among the
+        other class is the pool's minus the removed rows' (counted by one cumulative sum)."""
+        pos, pos_rows, pos_twice, neg, neg_rows, neg_twice = self.ranks
+        gone_pos, gone_neg = removed[pos_rows], removed[neg_rows]
+        m, k = pos.size - int(gone_pos.sum()), neg.size - int(gone_neg.sum())
+        if min(m, k) < 2:
+            return _Auc(n, m, None, None)
+        v10 = _less_placement(pos[~gone_pos], pos_twice[~gone_pos], neg[gone_neg]) / k
+        v01 = 1.0 - _less_placement(neg[~gone_neg], neg_twice[~gone_neg], pos[gone_pos]) / m
+        auc, variance = _delong(v10, v01)
+        return _Auc(n, m, auc, variance)
+
+
+_MOMENT_METRICS = frozenset({"mae", "rmse", "log_loss", "mape"})
+
+
+def _placements(score: np.ndarray, these: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``these`` rows' scores sorted, their row positions, and twice each one's placement among
+    the ``others`` (count below + count equal: the midrank difference of Sun & Xu, doubled to stay
+    an integer)."""
+    rows = np.flatnonzero(these)
+    order = np.argsort(score[rows], kind="stable")
+    mine, other = score[rows][order], np.sort(score[others])
+    twice = np.searchsorted(other, mine, side="left") + np.searchsorted(other, mine, side="right")
+    return mine, rows[order], twice
+
+
+def _less_placement(kept: np.ndarray, twice: np.ndarray, removed_other: np.ndarray) -> np.ndarray:
+    """The placements (halved) of sorted ``kept`` scores among the other class once the sorted
+    ``removed_other`` scores are gone: removed values below / at most each kept score are counted
+    by a cumulative sum over where they fall among the kept scores."""
+    size = kept.size + 1
+    below = np.cumsum(np.bincount(np.searchsorted(kept, removed_other, side="right"), minlength=size))[:-1]
+    at_most = np.cumsum(np.bincount(np.searchsorted(kept, removed_other, side="left"), minlength=size))[:-1]
+    return (twice - below - at_most) * 0.5
+
+
+def _rest_moments(shifted: tuple[float, float, float], n: int, removed: np.ndarray) -> _Moments:
+    """Mean and variance of a window without the ``removed`` values, from the window's shifted sums."""
+    c, s1, s2 = shifted
+    dev = removed - c
+    s1, s2 = s1 - float(dev.sum()), s2 - float(dev @ dev)
+    if n <= 0:
+        return _Moments(0, float("nan"), 0.0)
+    return _Moments(n, c + s1 / n, max(s2 - s1 * s1 / n, 0.0) / (n - 1) if n > 1 else 0.0)
+
+
+def _f1_sums(y: np.ndarray, label: np.ndarray) -> tuple[int, int, int, int, int]:
+    u = 2 * (label * y).astype(np.int64)
+    v = (label + y).astype(np.int64)
+    return int(u.sum()), int(v.sum()), int(u @ u), int(v @ v), int(u @ v)
+
+
+def _f1_from_sums(n: int, sums) -> _F1:
+    su, sv, suu, svv, suv = sums
+    if n <= 0 or sv == 0:
+        return _F1(n, 0.0, None, None)
+    v_mean = sv / n
+    f1 = (su / n) / v_mean
+    centred = suu - 2 * f1 * suv + f1 * f1 * svv - n * (su / n - f1 * v_mean) ** 2
+    return _F1(n, v_mean, f1, max(centred, 0.0) / (n - 1) / (n * v_mean ** 2) if n > 1 else float("nan"))
+
+
+# --- one window's side of each comparison -------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Moments:
+    """Count, mean and variance (ddof=1) of a per-row loss over a window."""
+
+    n: int
+    mean: float
+    var: float
 
 
 @dataclasses.dataclass(frozen=True)
-class _Context:
-    ref_y: np.ndarray
-    ref_p: np.ndarray
-    cur_y: np.ndarray
-    cur_p: np.ndarray
-    min_samples: int
-    hard_labels: bool
-    threshold: float
+class _Mape:
+    kept: int  # rows with actual != 0
+    excluded: int
+    finite: bool  # no ratio overflowed
+    moments: _Moments | None
 
-    def compare(self, metric: str) -> dict:
-        if self.hard_labels and metric in ("log_loss", "roc_auc"):
-            return _empty(metric, "not_comparable", f"{metric} needs scores; these predictions are hard 0/1 labels "
-                                                    "(compared on accuracy and F1 instead)")
-        if metric == "mape":
-            return self._mape()
-        if metric == "roc_auc":
-            return self._roc_auc()
-        n_ref, n_cur = self.ref_y.size, self.cur_y.size
-        if min(n_ref, n_cur) < self.min_samples:
-            return _empty(metric, "insufficient_data", _too_few(n_ref, n_cur, self.min_samples))
+
+@dataclasses.dataclass(frozen=True)
+class _Auc:
+    n: int
+    positives: int
+    auc: float | None  # None below 2 rows of a class
+    var: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _F1:
+    n: int
+    v_mean: float
+    f1: float | None
+    var: float | None
+
+
+def _moments(values: np.ndarray) -> _Moments:
+    n = int(values.size)
+    return _Moments(n, float(values.mean()) if n else float("nan"), float(values.var(ddof=1)) if n > 1 else 0.0)
+
+
+def _auc_side(y: np.ndarray, p: np.ndarray) -> _Auc:
+    positives = int(y.sum())
+    if min(positives, y.size - positives) < 2:
+        return _Auc(int(y.size), positives, None, None)
+    auc, variance = delong_auc_variance(y, p)
+    return _Auc(int(y.size), positives, auc, variance)
+
+
+def _f1_side(y: np.ndarray, label: np.ndarray) -> _F1:
+    u = 2.0 * label * y  # 2·TP per row
+    v = label + y  # 2·TP + FP + FN per row
+    v_mean = float(v.mean()) if v.size else 0.0
+    if v_mean == 0:
+        return _F1(int(y.size), 0.0, None, None)
+    f1 = u.mean() / v_mean
+    return _F1(int(y.size), v_mean, float(f1), float((u - f1 * v).var(ddof=1) / (y.size * v_mean ** 2)))
+
+
+class _Sides:
+    """One window's statistic of each metric, computed on first use from its rows."""
+
+    def __init__(self, kind: str, y: np.ndarray, p: np.ndarray, threshold: float):
+        self.kind, self.y, self.p, self.threshold = kind, y, p, threshold
+        self.n = int(y.size)
+        self._cache: dict[str, Any] = {}
+
+    def get(self, metric: str):
+        if metric not in self._cache:
+            self._cache[metric] = self._compute(metric)
+        return self._cache[metric]
+
+    def labels(self) -> np.ndarray:
+        # A hard-label window's 0/1 predictions are their own labels, and p >= threshold keeps them.
+        return (self.p >= self.threshold).astype(np.float64)
+
+    def _compute(self, metric: str):
+        y, p = self.y, self.p
+        if metric in ("mae", "rmse", "log_loss"):
+            return _moments(self.rows(metric))
         if metric == "accuracy":
-            return _accuracy(self._correct(self.ref_y, self.ref_p), self._correct(self.cur_y, self.cur_p))
+            return int((self.labels() == y).sum())
         if metric == "f1":
-            return self._f1()
+            return _f1_side(y, self.labels())
+        if metric == "roc_auc":
+            return _auc_side(y, p)
+        ratio = self.rows("mape")
+        finite = bool(np.isfinite(ratio).all())
+        return _Mape(int(ratio.size), self.n - int(ratio.size), finite, _moments(ratio) if finite else None)
+
+    def rows(self, metric: str) -> np.ndarray:
+        """The per-row values whose mean is the metric (MAPE: over the rows with actual != 0)."""
+        y, p = self.y, self.p
         if metric == "mae":
-            return _welch(metric, np.abs(self.ref_p - self.ref_y), np.abs(self.cur_p - self.cur_y))
+            return np.abs(p - y)
         if metric == "rmse":
-            result = _welch(metric, (self.ref_p - self.ref_y) ** 2, (self.cur_p - self.cur_y) ** 2)
-            return {**result, "reference_value": math.sqrt(result["reference_value"]),
-                    "current_value": math.sqrt(result["current_value"])}
-        return _welch(metric, row_losses(TaskKind.BINARY_CLASSIFICATION, self.ref_y, self.ref_p, hard_labels=False),
-                      row_losses(TaskKind.BINARY_CLASSIFICATION, self.cur_y, self.cur_p, hard_labels=False))
-
-    def _labels(self, predicted: np.ndarray) -> np.ndarray:
-        return predicted if self.hard_labels else (predicted >= self.threshold).astype(np.float64)
-
-    def _correct(self, actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-        return (self._labels(predicted) == actual).astype(np.float64)
-
-    def _mape(self) -> dict:
-        ref_keep, cur_keep = self.ref_y != 0, self.cur_y != 0
-        excluded = int((~ref_keep).sum()), int((~cur_keep).sum())
-        note = (f"mape excludes {excluded[0]} reference and {excluded[1]} current rows with actual = 0"
-                if any(excluded) else None)
-        n_ref, n_cur = int(ref_keep.sum()), int(cur_keep.sum())
-        if min(n_ref, n_cur) < self.min_samples:
-            reason = _too_few(n_ref, n_cur, self.min_samples) + " with actual != 0"
-            return _empty("mape", "insufficient_data", reason + (f"; {note}" if note else ""))
+            return (p - y) ** 2
+        if metric == "log_loss":
+            return row_losses(TaskKind.BINARY_CLASSIFICATION, y, p, hard_labels=False)
+        keep = y != 0
         with np.errstate(over="ignore"):
-            ref = 100.0 * np.abs(self.ref_p[ref_keep] - self.ref_y[ref_keep]) / np.abs(self.ref_y[ref_keep])
-            cur = 100.0 * np.abs(self.cur_p[cur_keep] - self.cur_y[cur_keep]) / np.abs(self.cur_y[cur_keep])
-        if not (np.isfinite(ref).all() and np.isfinite(cur).all()):
-            return _empty("mape", "not_comparable", "mape overflows: an actual value is too close to 0")
-        return {**_welch("mape", ref, cur), "reason": note}
+            return 100.0 * np.abs(p[keep] - y[keep]) / np.abs(y[keep])
 
-    def _roc_auc(self) -> dict:
-        values, variances = [], []
-        for window, y, p in (("reference", self.ref_y, self.ref_p), ("current", self.cur_y, self.cur_p)):
-            if y.size < self.min_samples:
-                return _empty("roc_auc", "insufficient_data", _too_few(self.ref_y.size, self.cur_y.size,
-                                                                       self.min_samples))
-            positives = int(y.sum())
-            if positives in (0, y.size):
-                return _empty("roc_auc", "not_comparable",
-                              f"roc_auc undefined: the {window} window has a single class ({int(y[0])})")
-            if min(positives, y.size - positives) < 2:
-                return _empty("roc_auc", "insufficient_data",
-                              f"roc_auc needs at least 2 rows of each class; the {window} window has "
-                              f"{positives} positive and {y.size - positives} negative")
-            auc, variance = delong_auc_variance(y, p)
-            values.append(auc)
-            variances.append(variance)
-        return _normal("roc_auc", values[0], values[1], math.sqrt(variances[0] + variances[1]))
 
-    def _f1(self) -> dict:
+def _compare(metric: str, ref, cur: _Sides, min_samples: int, hard: bool) -> dict:
+    if hard and metric in ("log_loss", "roc_auc"):
+        return _empty(metric, "not_comparable", f"{metric} needs scores; these predictions are hard 0/1 labels "
+                                                "(compared on accuracy and F1 instead)")
+    if metric == "mape":
+        return _mape(ref.get("mape"), cur.get("mape"), min_samples)
+    if metric == "roc_auc":
+        return _roc_auc(ref, cur, min_samples)
+    if min(ref.n, cur.n) < min_samples:
+        return _empty(metric, "insufficient_data", _too_few(ref.n, cur.n, min_samples))
+    if metric == "accuracy":
+        return _accuracy(ref.get("accuracy"), ref.n, cur.get("accuracy"), cur.n)
+    if metric == "f1":
         values, variances = [], []
-        for window, y, p in (("reference", self.ref_y, self.ref_p), ("current", self.cur_y, self.cur_p)):
-            label = self._labels(p)
-            u = 2.0 * label * y  # 2·TP per row
-            v = label + y  # 2·TP + FP + FN per row
-            v_mean = v.mean()
-            if v_mean == 0:
+        for window, side in (("reference", ref.get("f1")), ("current", cur.get("f1"))):
+            if side.f1 is None:
                 return _empty("f1", "not_comparable", f"f1 undefined: the {window} window has no positive "
                                                       "label and no positive prediction")
-            f1 = u.mean() / v_mean
-            values.append(float(f1))
-            variances.append(float((u - f1 * v).var(ddof=1) / (y.size * v_mean ** 2)))
+            values.append(side.f1)
+            variances.append(side.var)
         return _normal("f1", values[0], values[1], math.sqrt(variances[0] + variances[1]))
+    result = _welch(metric, ref.get(metric), cur.get(metric))
+    if metric == "rmse":
+        return {**result, "reference_value": math.sqrt(result["reference_value"]),
+                "current_value": math.sqrt(result["current_value"])}
+    return result
+
+
+def _mape(ref: _Mape, cur: _Mape, min_samples: int) -> dict:
+    excluded = ref.excluded, cur.excluded
+    note = (f"mape excludes {excluded[0]} reference and {excluded[1]} current rows with actual = 0"
+            if any(excluded) else None)
+    if min(ref.kept, cur.kept) < min_samples:
+        reason = _too_few(ref.kept, cur.kept, min_samples) + " with actual != 0"
+        return _empty("mape", "insufficient_data", reason + (f"; {note}" if note else ""))
+    if not (ref.finite and cur.finite):
+        return _empty("mape", "not_comparable", "mape overflows: an actual value is too close to 0")
+    return {**_welch("mape", ref.moments, cur.moments), "reason": note}
+
+
+def _roc_auc(ref, cur: _Sides, min_samples: int) -> dict:
+    values, variances = [], []
+    for window, side in (("reference", ref), ("current", cur)):
+        if side.n < min_samples:
+            return _empty("roc_auc", "insufficient_data", _too_few(ref.n, cur.n, min_samples))
+        auc = side.get("roc_auc")
+        if auc.positives in (0, auc.n):
+            return _empty("roc_auc", "not_comparable",
+                          f"roc_auc undefined: the {window} window has a single class ({int(auc.positives > 0)})")
+        if auc.auc is None:
+            return _empty("roc_auc", "insufficient_data",
+                          f"roc_auc needs at least 2 rows of each class; the {window} window has "
+                          f"{auc.positives} positive and {auc.n - auc.positives} negative")
+        values.append(auc.auc)
+        variances.append(auc.var)
+    return _normal("roc_auc", values[0], values[1], math.sqrt(variances[0] + variances[1]))
 
 
 def _window(name: str, actual, predicted, binary: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -309,17 +573,17 @@ def _empty(metric: str, status: str, reason: str) -> dict:
             "reason": reason}
 
 
-def _welch(metric: str, reference: np.ndarray, current: np.ndarray) -> dict:
+def _welch(metric: str, reference: _Moments, current: _Moments) -> dict:
     """Welch z of the mean loss per row (current - reference: > 0 is worse)."""
-    se = math.sqrt(reference.var(ddof=1) / reference.size + current.var(ddof=1) / current.size)
-    return _normal(metric, float(reference.mean()), float(current.mean()), se)
+    se = math.sqrt(reference.var / reference.n + current.var / current.n)
+    return _normal(metric, reference.mean, current.mean, se)
 
 
-def _accuracy(reference: np.ndarray, current: np.ndarray) -> dict:
+def _accuracy(ref_correct: int, ref_n: int, cur_correct: int, cur_n: int) -> dict:
     """Two-proportion z of the share of correct rows, pooled standard error."""
-    pooled = (reference.sum() + current.sum()) / (reference.size + current.size)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / reference.size + 1 / current.size))
-    return _normal("accuracy", float(reference.mean()), float(current.mean()), se)
+    pooled = (ref_correct + cur_correct) / (ref_n + cur_n)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / ref_n + 1 / cur_n))
+    return _normal("accuracy", ref_correct / ref_n, cur_correct / cur_n, se)
 
 
 def _normal(metric: str, reference_value: float, current_value: float, se: float) -> dict:
