@@ -218,7 +218,36 @@ def test_migration_0008_goes_down_and_up(store):
     downgrade(store, "0007")
     tables = set(sa.inspect(store.engine).get_table_names())
     assert not {"model_baselines", "day_statistics"} & tables and "predictions" in tables
-    assert store.ensure_schema() == "0008"
+    assert store.ensure_schema() == "0009"
     assert row_count(store, "model_baselines") == row_count(store, "day_statistics") == 0
     assert store.set_baseline(MODEL, day(0), day(2)).source == "explicit"
     assert isinstance(store.get_baseline(MODEL), Baseline)
+
+
+def test_a_calibration_is_cached_with_its_baseline_and_dropped_when_the_baseline_moves(store):
+    serve(store, 0, 3)
+    store.set_baseline(MODEL, day(0), day(2))
+    assert store.baseline_calibration(MODEL, "k1") is None
+    calibration = {"checks": {"feature:x:distribution": {"location": 0.5, "scale": 1.25, "days": 30,
+                                                         "source": "empirical"}},
+                   "baseline_days": 30, "baseline_rows": 1234}
+    assert store.save_baseline_calibration(MODEL, "k1", calibration)
+    assert store.baseline_calibration(MODEL, "k1") == calibration
+    assert store.baseline_calibration(MODEL, "k2") is None  # computed for something else
+    store.set_baseline(MODEL, day(1), day(3))  # moved: the cached calibration goes with the old dates
+    assert store.baseline_calibration(MODEL, "k1") is None
+    assert not store.save_baseline_calibration("ctr_predictor", "k1", calibration)  # no stored baseline
+    with pytest.raises(ValueError, match=r"^key: "):
+        store.save_baseline_calibration(MODEL, "", calibration)
+
+
+def test_migration_0009_goes_down_and_up(store):
+    serve(store, 0, 3)
+    store.set_baseline(MODEL, day(0), day(2))
+    store.save_baseline_calibration(MODEL, "k", {"checks": {}, "baseline_days": 2, "baseline_rows": 3})
+    downgrade(store, "0008")
+    assert "calibration" not in {c["name"] for c in sa.inspect(store.engine).get_columns("model_baselines")}
+    assert row_count(store, "model_baselines") == 1  # the baseline itself survives
+    assert store.ensure_schema() == "0009"
+    assert store.get_baseline(MODEL).start == day(0)
+    assert store.baseline_calibration(MODEL, "k") is None

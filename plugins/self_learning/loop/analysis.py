@@ -13,7 +13,10 @@ Why it reads what it reads:
   have matured;
 - the CUSUM's history is the day statistics stored by earlier runs (``lookback_days`` before the
   read), so a run is a pure function of the stored data and re-running or backfilling a window
-  gives the same verdict.
+  gives the same verdict;
+- the baseline's calibration (its empirical null: every baseline day against the rest, for every
+  check) depends on the pinned baseline alone, so it is computed once and cached with it
+  (``store.baseline_calibration``); it was most of a run's monitoring time.
 
 ``settings`` is the daily run's ``RunSettings`` (duck-typed: this room does not import the Airflow
 layer).
@@ -21,13 +24,16 @@ layer).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from ..core.baselines import Baseline, check_baseline_before
-from ..core.monitoring import MonitoringResult, MonitorSettings, monitor_window
+from ..core.monitoring import BaselineCalibration, MonitoringResult, MonitorSettings, monitor_window
 
 
 def monitor_settings(settings) -> MonitorSettings:
@@ -78,9 +84,27 @@ def monitor_model(store, spec, settings, kinds, current: pd.DataFrame, *, set_by
         reference = store.read_window(spec.name, baseline.start, baseline.end, labelled_only=False)
     first = read_start(settings, monitor)
     earlier = store.read_day_statistics(spec.name, first - timedelta(days=monitor.lookback_days), first)
+    key = calibration_key(baseline, monitor) if baseline is not None and not baseline.provisional else None
+    cached = store.baseline_calibration(spec.name, key) if key and len(reference) else None
     result = monitor_window(reference, current, task_kind=spec.task_kind, feature_kinds=kinds,
-                            window_end=settings.window_end, earlier=earlier, settings=monitor)
+                            window_end=settings.window_end, earlier=earlier, settings=monitor,
+                            calibration=BaselineCalibration.from_dict(cached) if cached else None)
+    if key and len(reference) and cached is None:
+        store.save_baseline_calibration(spec.name, key, result.calibration.to_dict())
     return result, baseline
+
+
+# Bump when the monitor computes a baseline's calibration differently: cached ones are then recomputed.
+CALIBRATION_VERSION = 1
+
+
+def calibration_key(baseline: Baseline, monitor: MonitorSettings) -> str:
+    """What a cached calibration was computed for: the baseline's dates, the monitor's settings and
+    ``CALIBRATION_VERSION`` (a SHA-256, so it fits the column whatever the settings)."""
+    described = json.dumps({"start": baseline.start.isoformat(), "end": baseline.end.isoformat(),
+                            "settings": dataclasses.asdict(monitor), "version": CALIBRATION_VERSION},
+                           sort_keys=True)
+    return "sha256:" + hashlib.sha256(described.encode()).hexdigest()
 
 
 def monitoring_rows(spec, settings, result: MonitoringResult, baseline: Baseline | None) -> list[dict[str, Any]]:

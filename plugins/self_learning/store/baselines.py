@@ -34,7 +34,7 @@ from ..core.baselines import (
     Baseline,
     default_baseline,
 )
-from ..core.types import as_utc, model_name, shown
+from ..core.types import as_utc, model_name, shown, to_jsonable
 from .rows import _text_problem
 from .tables import model_baselines, model_versions, models, predictions
 
@@ -137,15 +137,33 @@ class BaselinesMixin:
                                 note=f"training window of {version}, promoted")
             return self._write_baseline(conn, baseline, replace=True)
 
+    def baseline_calibration(self, model: str, key: str) -> dict[str, Any] | None:
+        """The calibration cached with the stored baseline of ``model`` under ``key`` (what it was
+        computed for: ``loop.analysis.calibration_key``), None when there is none for that key."""
+        query = sa.select(model_baselines.c.calibration).where(
+            model_baselines.c.model == model_name(model), model_baselines.c.calibration_key == key)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def save_baseline_calibration(self, model: str, key: str, calibration: Mapping[str, Any]) -> bool:
+        """Cache ``calibration`` with the stored baseline of ``model`` under ``key``; False when the
+        model has no stored baseline (a provisional default is not cached)."""
+        if not isinstance(key, str) or not 0 < len(key) <= 128:
+            raise ValueError(f"key: must be text of 1..128 characters, got {key!r}")
+        statement = sa.update(model_baselines).where(model_baselines.c.model == model_name(model)).values(
+            calibration_key=key, calibration=to_jsonable(dict(calibration)))
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount > 0
+
     def _write_baseline(self, conn, baseline: Baseline, *, replace: bool) -> Baseline:
         """Insert (or with ``replace`` upsert) one baseline row; returns the stored row."""
         row = {"model": baseline.model, "start": baseline.start, "end": baseline.end, "source": baseline.source,
                "on_promotion": baseline.on_promotion, "set_by": baseline.set_by, "note": baseline.note}
         statement = self.dialect.insert(model_baselines).values(**row)
         if replace:
-            statement = statement.on_conflict_do_update(
+            statement = statement.on_conflict_do_update(  # a baseline set anew drops its cached calibration
                 index_elements=["model"], set_={k: statement.excluded[k] for k in row if k != "model"}
-                | {"set_at": sa.func.current_timestamp()})
+                | {"set_at": sa.func.current_timestamp(), "calibration_key": None, "calibration": None})
         else:
             statement = statement.on_conflict_do_nothing()
         conn.execute(statement)

@@ -125,7 +125,8 @@ model_baselines = sa.Table(
     "model_baselines", metadata,
     sa.Column("model", sa.String(128), primary_key=True), sa.Column("start", _TS), sa.Column("end", _TS),
     sa.Column("source", sa.String(32)), sa.Column("on_promotion", sa.String(16)), sa.Column("set_at", _TS),
-    sa.Column("set_by", sa.String(256)), sa.Column("note", sa.Text),
+    sa.Column("set_by", sa.String(256)), sa.Column("note", sa.Text), sa.Column("calibration_key", sa.String(128)),
+    sa.Column("calibration", _JSON),
 )
 # One statistic per model, check and UTC day (the sequential monitor's input), upserted on that key.
 day_statistics = sa.Table(
