@@ -113,6 +113,75 @@ def test_baseline_day_against_the_rest_is_exact():
     assert up[3] == pytest.approx(welch, abs=1e-9)
 
 
+def test_numeric_pool_places_each_day_as_a_search_of_the_sorted_pool():
+    """One sort of the pool gives each day's sorted values and their places (ties, missing values
+    and an empty day included) exactly as sorting the day and searching the pool would."""
+    rng = np.random.default_rng(6)
+    values = np.round(rng.normal(size=4_000), 1)
+    values[rng.integers(0, 4_000, 40)] = np.nan
+    values[:3] = np.inf
+    groups = [*np.array_split(np.arange(3_500), 7), np.empty(0, np.int64), np.arange(3_500, 4_000)]
+    pool = daily.NumericPool.build(values, groups)
+    finite = np.sort(values[np.isfinite(values)])
+    assert np.array_equal(pool.values, finite) and len(pool.days) == len(groups)
+    for (day, below, upto), group in zip(pool.days, groups, strict=True):
+        expected = np.sort(values[group][np.isfinite(values[group])])
+        assert np.array_equal(day, expected)
+        assert np.array_equal(below, np.searchsorted(finite, expected, side="left"))
+        assert np.array_equal(upto, np.searchsorted(finite, expected, side="right"))
+    ranks = stats.rankdata(finite)
+    assert pool.score_sum == pytest.approx(special.ndtri(ranks / (finite.size + 1)).sum(), abs=1e-9)
+    assert np.array_equal(daily.NumericPool.build(values, groups, with_days=False).values, finite)
+
+
+# Computed with the monitor as it was before the speed-up (commit 237e1d6): per family, the days with
+# a z, the sum of z and of |raw_z|; the baseline fits' summed location and scale and how many are
+# empirical; each report's severity and what it names. The faster paths must not move them.
+PINNED = {
+    "regression": {
+        "feature_drift": [91, -0.9931314660479257, 133.9850633633379],
+        "prediction_drift": [21, -2.379349811965813, 16.115805839757517],
+        "concept_drift": [14, -2.7529724871485186, 10.897350219301554],
+        "performance": [42, -6.606828663688167, 33.755500320234134],
+        "fits": [-1.1219485618189153, 23.79791362786913, 6],
+        "reports": {"feature_drift": ("high", ["f1"]), "prediction_drift": ("none", []),
+                    "concept_drift": ("none", []), "performance_degradation": ("none", [])}},
+    "binary_classification": {
+        "feature_drift": [91, 16.658628892733038, 122.15083555678363],
+        "prediction_drift": [21, -0.7120703968376438, 16.793537360894714],
+        "concept_drift": [14, 23.326988964799092, 28.145756859598716],
+        "performance": [56, 70.55588669626474, 91.24662658828727],
+        "fits": [0.5680857952833052, 23.728077592035387, 5],
+        "reports": {"feature_drift": ("high", ["f1"]), "prediction_drift": ("none", []),
+                    "concept_drift": ("medium", []),
+                    "performance_degradation": ("critical", ["accuracy", "f1", "log_loss", "roc_auc"])}},
+}
+
+
+@pytest.mark.parametrize("task_kind", sorted(PINNED))
+def test_day_statistics_and_verdicts_are_those_of_the_monitor_before_the_speed_up(task_kind):
+    data = _stream(21, 44, 300, 4, task="regression" if task_kind == "regression" else "binary", categorical=1,
+                   shift=lambda d: {1: 0.3} if d >= 40 else None, flip=lambda d: 0.1 if d >= 36 else 0.0)
+    result = monitor_window(_between(data, 0, 30), _between(data, 30, 44), task_kind=task_kind,
+                            feature_kinds=_kinds(4, 1), window_end=START + timedelta(days=44))
+    found: dict = {}
+    for s in result.day_statistics:
+        family = found.setdefault(s.family, [0, 0.0, 0.0])
+        if s.z is not None:
+            family[0] += 1
+            family[1] += s.z
+            family[2] += abs(s.raw_z)
+    fits = result.calibration.checks.values()
+    found["fits"] = [sum(f.location for f in fits), sum(f.scale for f in fits),
+                     sum(f.source == "empirical" for f in fits)]
+    found["reports"] = {name: (r.severity.value, sorted(getattr(r, "affected_features", None) or []))
+                        for name, r in result.reports.items()}
+    expected = PINNED[task_kind]
+    assert found["reports"] == expected["reports"]
+    for key in ("feature_drift", "prediction_drift", "concept_drift", "performance", "fits"):
+        assert found[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-9), key
+
+
 def test_categorical_counts_pool_as_compare_categorical():
     rng = np.random.default_rng(5)
     reference = rng.choice(list("abcdefg"), 4_000, p=[0.3, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02])

@@ -137,27 +137,26 @@ def performance_tracks(task_kind: str, base: LabelledRows, base_groups: list[np.
                        states: list[str | None], hard: bool, min_rows: int) -> list[Track]:
     """``performance:<metric>``: the day's z of each metric from ``compare_metrics`` (one-sided,
     > 0 = worse) against the baseline's labelled rows."""
-    from ..degradation import compare_metrics
+    from ..degradation import ReferenceMetrics, compare_metrics
 
     names = metric_names(task_kind)
     labelled = np.isfinite(base.actual)
-    ref_y, ref_p = base.actual[labelled], base.predicted[labelled]
+    reference = ReferenceMetrics.build(task_kind, base.actual[labelled], base.predicted[labelled])
 
     def compare(ref, current):
-        return {c.metric: c for c in compare_metrics(task_kind, ref[0], ref[1], current[0], current[1],
+        return {c.metric: c for c in compare_metrics(task_kind, None, None, current[0], current[1], reference=ref,
                                                      min_samples=min_rows, hard_labels=hard)}
 
-    per_day = [None if s != "ok" or ref_y.size < min_rows else compare((ref_y, ref_p), cur.day(i))
+    per_day = [None if s != "ok" or reference.n < min_rows else compare(reference, cur.day(i))
                for i, s in enumerate(states)]
     baseline: dict[str, list[float]] = {m: [] for m in names}
     position = np.cumsum(labelled) - 1  # row -> index among the labelled rows
-    for group in base_groups:
+    for group in base_groups:  # each baseline day against the rest: the reference without its rows
         rows = group[labelled[group]]
-        if rows.size < min_rows or ref_y.size - rows.size < min_rows:
+        if rows.size < min_rows or reference.n - rows.size < min_rows:
             continue
-        keep = np.ones(ref_y.size, bool)
-        keep[position[rows]] = False
-        for metric, result in compare((ref_y[keep], ref_p[keep]), (base.actual[rows], base.predicted[rows])).items():
+        for metric, result in compare(reference.excluding(position[rows]),
+                                      (base.actual[rows], base.predicted[rows])).items():
             if result.z is not None and metric in baseline:
                 baseline[metric].append(float(result.z))
     tracks = []
@@ -179,7 +178,7 @@ def performance_tracks(task_kind: str, base: LabelledRows, base_groups: list[np.
                 days.append(DayValue(float(result.z), result.relative_worse_by, n, details={
                     **details, "reference_value": result.reference_value, "current_value": result.current_value}))
         tracks.append(Track(f"performance:{metric}", "performance", "relative_worse_by", days, baseline[metric],
-                            _performance_gate(metric, compare, (ref_y, ref_p), cur, states)))
+                            _performance_gate(metric, compare, reference, cur, states)))
     return tracks
 
 
