@@ -62,7 +62,7 @@ class Track:
 
 
 def clip_z(z: float) -> float:
-    return float(np.clip(z, Z_MIN, Z_MAX))
+    return float(min(max(float(z), Z_MIN), Z_MAX))  # as np.clip (NaN stays NaN), without its overhead
 
 
 def z_from_p(p: float) -> float:
@@ -117,8 +117,10 @@ def _ks_gap(pool: np.ndarray, day: np.ndarray, below: np.ndarray | None = None,
     ``below`` / ``upto``: the pool counts < / <= each day value, when known (else searched)."""
     n_p, n_d = pool.size, day.size
     change = np.flatnonzero(day[1:] != day[:-1])
-    last = np.append(change, n_d - 1)  # last copy of each distinct value
-    first = np.insert(change + 1, 0, 0)  # first copy
+    last = np.empty(change.size + 1, dtype=np.int64)  # last copy of each distinct value
+    last[:-1], last[-1] = change, n_d - 1
+    first = np.empty(change.size + 1, dtype=np.int64)  # first copy
+    first[0], first[1:] = 0, change + 1
     at_last = upto[last] if upto is not None else np.searchsorted(pool, day[last], side="right")
     at_first = below[first] if below is not None else np.searchsorted(pool, day[first], side="left")
     return float(max(((last + 1) / n_d - at_last / n_p).max(), (at_first / n_p - first / n_d).max()))
