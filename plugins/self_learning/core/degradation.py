@@ -37,6 +37,11 @@ three times that margin, and measured on a simulated classifier (1M rows per win
 82 % accuracy, 4.45 % of the scores flipped to lose 3.0 points) it moved ROC AUC by -0.037, F1 by
 -0.034 and log loss by +13 %: every binary metric calls it practical. Noise must also be
 significant to count, which the z / p-value (and the monitoring's CUSUM on z) decide.
+
+One reference, many windows: ``ReferenceMetrics`` holds the reference side of every metric, built
+once; the monitor compares it with 14 current days and, through ``excluding``, each of 30 baseline
+days with the rest of the baseline (at 2,000 labelled rows/day x 50 features this halved a run:
+``core.monitoring``'s docstring has the figures).
 """
 
 from __future__ import annotations
@@ -196,12 +201,14 @@ class ReferenceMetrics:
     """A reference window's side of every metric of its task kind, computed once: what
     ``compare_metrics(..., reference=...)`` compares each current window with.
 
-    Why: the monitor compares the baseline with each of 14 current days and each of 30 baseline
-    days with the rest of the baseline; rebuilt per call, the reference's DeLong ranks and loss
-    means were 45 sorts and passes over the whole pool per run. ``excluding(rows)`` gives the rest
-    of the window without those rows from the pool's sums and sorted scores (the removed rows only
-    are sorted or summed, plus one pass of a cumulative count for the AUC): the same values as
-    building it from the remaining rows, up to the rounding of a sum (relative 1e-12).
+    Why: the monitor compares the baseline with each of 14 current days, and each of 30 baseline
+    days with the rest of the baseline. Rebuilt per call, the reference side cost three rank sorts
+    of the whole pool (DeLong) and a pass per loss, 44 times per model-run: most of a run at 2,000
+    labelled rows a day. ``excluding(rows)`` gives the rest of the window from the pool's shifted
+    sums and sorted scores: only the removed rows are sorted or summed, plus one cumulative count
+    over the kept scores for the AUC. The whole window's side is computed exactly as
+    ``compare_metrics`` computes it from rows (bit for bit); a rest equals the side built from the
+    remaining rows up to the rounding of its sums (the tests hold it to a relative 1e-9).
     """
 
     task_kind: str
