@@ -283,8 +283,9 @@ class RunSettings:
         minimum=1, per_model=True)
     retrain_cooldown_days: float = setting(
         7, "number", "Retrain cooldown (days)",
-        "No new retrain request for causes a request of this many days already covers (pending, or done for the "
-        "same causes).", minimum=0, maximum=365, per_model=True)
+        "No new retrain request while a request of the last this many days (not failed) holds every cause at the "
+        "same or a higher severity; a new cause or a higher severity always files one.", minimum=0, maximum=365,
+        per_model=True)
     notification_cooldown_days: float = setting(
         7, "number", "Notification cooldown (days)",
         "At most one notification per model and cause in this many days (channels: Variable "
