@@ -25,12 +25,14 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 
-from .core.records import AlertRecord
 from .settings import SEVERITIES
+
+if TYPE_CHECKING:  # the DAG files import this module at parse time: the records load when a run fails
+    from .core.records import AlertRecord
 
 CHANNELS_VARIABLE = "self_learning_notification_channels"
 log = logging.getLogger(__name__)
@@ -170,6 +172,8 @@ class RunFailureNotifier(BaseNotifier):
         run_id = getattr(dag_run, "run_id", "?")
         dag_id = getattr(dag_run, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
         reason = context.get("reason") or "a task failed"
+        from .core.records import AlertRecord
+
         # not a stored alert (id 0): the run failed, there may be no store to write it to
         alert = AlertRecord(id=0, dedupe_key=f"-|dag_failure|{dag_id}|{run_id}", model="-", alert_type="dag_failure",
                             severity="high", status="open",
