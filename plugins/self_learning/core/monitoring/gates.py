@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..drift.checks import CONCEPT_LADDER, JS_LADDER, PSI_LADDER, RATE_LADDER, WASSERSTEIN_LADDER
-from ..drift.comparisons import PSI_MIN_PER_BIN, _ks_and_wasserstein, population_stability_index
+from ..drift.comparisons import _ks_and_wasserstein, _psi_sorted, psi_null_mean
 from ..types import Severity, SeverityLadder
 
 __all__ = ["JS_LADDER", "LOSS_LADDER", "MISSING_LADDER", "PERFORMANCE_LADDER", "PSI_LADDER", "WASSERSTEIN_LADDER",
@@ -39,15 +39,8 @@ def psi_corrected(reference_sorted: np.ndarray, current_sorted: np.ndarray, bins
     """(PSI, PSI minus its null mean, bins used) over bins cut at reference quantiles, with the same
     bin count rule as the drift report (at most one bin per ``PSI_MIN_PER_BIN`` rows of the smaller
     sample)."""
-    n_ref, n_cur = reference_sorted.size, current_sorted.size
-    bins = int(max(2, min(bins, min(n_ref, n_cur) // PSI_MIN_PER_BIN)))
-    index = np.ceil(np.arange(1, bins) / bins * n_ref).astype(np.int64) - 1
-    edges = np.unique(reference_sorted[np.clip(index, 0, n_ref - 1)])
-    counts = [np.diff(np.concatenate(([0], np.searchsorted(v, edges, side="right"), [v.size])))
-              for v in (reference_sorted, current_sorted)]
-    psi = population_stability_index(counts[0], counts[1])
-    used = edges.size + 1
-    return psi, psi - (used - 1) * (1 / n_ref + 1 / n_cur), used
+    psi, used = _psi_sorted(reference_sorted, current_sorted, bins)
+    return psi, psi - psi_null_mean(used, reference_sorted.size, current_sorted.size), used
 
 
 def numeric_distribution_gate(reference_sorted: np.ndarray, reference_std: float, segment_sorted: np.ndarray,
