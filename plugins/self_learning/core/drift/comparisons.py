@@ -26,6 +26,7 @@ Binned effects carry noise that grows with bins / n, so each comes with its null
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 
 import numpy as np
@@ -39,6 +40,11 @@ from ..validation import as_float_array, check_same_length
 PSI_PSEUDO_COUNT = 0.5  # added to every bin, so an empty bin gives a large but finite, stable PSI
 PSI_MIN_PER_BIN = 20  # fewer bins for small windows: PSI's noise grows with bins / n
 _EXACT_KS_MAX_N = 10_000  # scipy's own 'auto' limit for the exact two-sample KS p-value
+try:  # the exact p-value of a statistic already computed: ks_2samp would merge and sort the samples
+    # again and pass them through its nan-policy wrapper (0.45 of its 1.2 ms at 2,000 vs 1,000 rows)
+    from scipy.stats._stats_py import _attempt_exact_2kssamp
+except ImportError:  # a scipy that moved it: the public function, same p-value
+    _attempt_exact_2kssamp = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,13 +102,7 @@ def compare_numeric(reference, current, *, bins: int = 10) -> NumericComparison:
 def _compare_sorted(ref: np.ndarray, cur: np.ndarray, bins: int) -> NumericComparison:
     n1, n2 = ref.size, cur.size
     ks_statistic, wasserstein = _ks_and_wasserstein(ref, cur)
-    if max(n1, n2) <= _EXACT_KS_MAX_N:
-        with warnings.catch_warnings():  # scipy falls back to the asymptotic p-value itself
-            warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful", RuntimeWarning)
-            p_value = float(stats.ks_2samp(ref, cur).pvalue)
-    else:
-        en = float(n1) * n2 / (n1 + n2)
-        p_value = float(np.clip(stats.kstwo.sf(ks_statistic, np.round(en)), 0.0, 1.0))
+    p_value = _ks_p_value(ref, cur, ks_statistic)
     ref_std = float(ref.std())
     mean_ref, mean_cur = float(ref.mean()), float(cur.mean())
     psi, psi_bins = _psi_sorted(ref, cur, bins)
@@ -128,6 +128,25 @@ def _compare_sorted(ref: np.ndarray, cur: np.ndarray, bins: int) -> NumericCompa
         wasserstein_null=w_null,
         wasserstein_excess=w_excess,
     )
+
+
+def _ks_p_value(ref: np.ndarray, cur: np.ndarray, statistic: float) -> float:
+    """Two-sided KS p-value as ``scipy.stats.ks_2samp(method="auto")`` gives it: exact up to 10,000
+    rows a side (asymptotic where the exact sum fails), Smirnov's asymptotic formula beyond."""
+    n1, n2 = ref.size, cur.size
+    if max(n1, n2) <= _EXACT_KS_MAX_N:
+        if _attempt_exact_2kssamp is not None:
+            exact, lattice_statistic, p_value = _attempt_exact_2kssamp(n1, n2, math.gcd(n1, n2), statistic,
+                                                                       "two-sided")
+            if exact:
+                return float(np.clip(p_value, 0.0, 1.0))
+            statistic = lattice_statistic
+        else:
+            with warnings.catch_warnings():  # scipy falls back to the asymptotic p-value itself
+                warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful", RuntimeWarning)
+                return float(stats.ks_2samp(ref, cur).pvalue)
+    en = float(n1) * n2 / (n1 + n2)
+    return float(np.clip(stats.kstwo.sf(statistic, np.round(en)), 0.0, 1.0))
 
 
 def _ks_and_wasserstein(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
