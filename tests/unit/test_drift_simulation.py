@@ -103,7 +103,7 @@ def test_null_false_alarm_rate_with_high_cardinality_features():
     weights = 1 / np.arange(1, 2001)
     weights /= weights.sum()
     labels = np.array([f"v{i}" for i in range(2000)])
-    # ~1 s a run: 60 alarm-free runs are the fewest that show <= 5 % with 95 % confidence
+    # ~0.4 s a run: 60 alarm-free runs are the fewest that show <= 5 % with 95 % confidence
     repetitions, alarms = 60, 0
     for _ in range(repetitions):
         reference = {f"c{i}": rng.choice(labels, 5000, p=weights) for i in range(50)}

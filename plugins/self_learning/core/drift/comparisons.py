@@ -301,25 +301,29 @@ def _merge_small_columns(table: np.ndarray, min_total: float) -> np.ndarray:
     """Merge columns, smallest pooled total first, into groups whose total reaches ``min_total``.
 
     A last group still too small joins the smallest column that was large enough on its own
-    (or the last group formed).
+    (or the last group formed). The greedy cut is found on the totals (plain floats; counts add
+    exactly), the groups summed in one ``reduceat``: thousands of rare categories cost a loop over
+    numbers, not one array operation each.
     """
     totals = table.sum(axis=0)
     order = np.argsort(totals, kind="stable")
-    small = order[totals[order] < min_total]
-    large = order[totals[order] >= min_total]
-    groups, pending = [], np.zeros(2)
-    for column in small:
-        pending = pending + table[:, column]
-        if pending.sum() >= min_total:
-            groups.append(pending)
-            pending = np.zeros(2)
-    columns = [table[:, c] for c in large]
+    sorted_totals = totals[order]
+    n_small = int(np.searchsorted(sorted_totals, min_total, side="left"))  # the columns below min_total
+    small, large = table[:, order[:n_small]], table[:, order[n_small:]]
+    starts, start, running = [], 0, 0.0
+    for index, total in enumerate(sorted_totals[:n_small].tolist()):
+        running += total
+        if running >= min_total:
+            starts.append(start)
+            start, running = index + 1, 0.0
+    groups = np.add.reduceat(small[:, :start], starts, axis=1) if starts else np.zeros((2, 0))
+    pending = small[:, start:].sum(axis=1)
     if pending.any():
-        if columns:
-            columns[0] = columns[0] + pending
-        elif groups:
-            groups[-1] = groups[-1] + pending
+        if large.shape[1]:
+            large = large.copy()
+            large[:, 0] += pending
+        elif groups.shape[1]:
+            groups[:, -1] += pending
         else:
-            groups.append(pending)
-    merged = groups + columns
-    return np.column_stack(merged) if merged else np.zeros((2, 0))
+            groups = pending.reshape(2, 1)
+    return np.concatenate((groups, large), axis=1).astype(np.float64, copy=False)
