@@ -260,20 +260,20 @@ def compare_categorical(reference, current, *, min_expected_count: float = 5.0) 
       are noisy, so they are compared as two Poisson counts (conditional binomial test:
       unseen | unseen + singletons). The effect is the excess share over that estimate.
     """
-    ref_counts = pd.Series(np.atleast_1d(np.asarray(reference, dtype=object))).value_counts()
-    cur_counts = pd.Series(np.atleast_1d(np.asarray(current, dtype=object))).value_counts()
+    ref_values = np.atleast_1d(np.asarray(reference, dtype=object))
+    cur_values = np.atleast_1d(np.asarray(current, dtype=object))
+    # one factorisation of both windows (missing values left out), counts by bincount
+    codes, labels = pd.factorize(np.concatenate((ref_values, cur_values)), use_na_sentinel=True)
+    ref_counts = np.bincount(codes[:ref_values.size][codes[:ref_values.size] >= 0], minlength=labels.size)
+    cur_counts = np.bincount(codes[ref_values.size:][codes[ref_values.size:] >= 0], minlength=labels.size)
     n1, n2 = int(ref_counts.sum()), int(cur_counts.sum())
     if n1 == 0 or n2 == 0:
         raise ValueError(f"reference/current: both need values, got {n1} and {n2}")
-    counts = pd.concat([ref_counts, cur_counts], axis=1).fillna(0)
-    counts = counts.iloc[np.argsort(counts.index.astype(str), kind="stable")]  # ties in label order
-    table = _merge_small_columns(counts.to_numpy(dtype=np.float64).T, min_expected_count * (n1 + n2) / min(n1, n2))
-    if table.shape[1] < 2:
-        chi2, p_value, dof = 0.0, 1.0, 0
-    else:
-        result = stats.chi2_contingency(table, correction=False)
-        chi2, p_value, dof = float(result.statistic), float(result.pvalue), int(result.dof)
-    unseen = n2 - int(cur_counts.reindex(ref_counts.index, fill_value=0).sum())
+    order = np.argsort(np.asarray([str(label) for label in labels]), kind="stable")  # columns in label order
+    table = _merge_small_columns(np.vstack((ref_counts[order], cur_counts[order])).astype(np.float64),
+                                 min_expected_count * (n1 + n2) / min(n1, n2))
+    chi2, p_value, dof = _chi2_homogeneity(table)
+    unseen = int(cur_counts[ref_counts == 0].sum())
     singletons = int((ref_counts == 1).sum())
     unseen_p = stats.binomtest(unseen, unseen + singletons, n2 / (n1 + n2), alternative="greater").pvalue \
         if unseen else 1.0
@@ -295,6 +295,17 @@ def compare_categorical(reference, current, *, min_expected_count: float = 5.0) 
         js_null=js_null,
         js_excess=float(np.sqrt(max(0.0, js * js - js_null))),
     )
+
+
+def _chi2_homogeneity(table: np.ndarray) -> tuple[float, float, int]:
+    """Pearson's chi-squared test of a 2 x K table of counts, as ``stats.chi2_contingency(table,
+    correction=False)`` computes it (statistic, p-value, dof), without its per-call overhead."""
+    if table.shape[1] < 2:
+        return 0.0, 1.0, 0
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = float(((table - expected) ** 2 / expected).sum())
+    dof = table.shape[1] - 1
+    return statistic, float(stats.chi2.sf(statistic, dof)), dof
 
 
 def _merge_small_columns(table: np.ndarray, min_total: float) -> np.ndarray:
