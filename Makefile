@@ -39,12 +39,11 @@ system-deps:
 	  else echo "missing Debian packages:$$missing (install them, or run make test as root)"; exit 1; fi; \
 	fi
 
-# Starts its own throwaway PostgreSQL and Airflow metadata DB per worker (tests/conftest.py). Three
-# pytest-xdist workers on two cores, each test module on one worker (module fixtures are built
-# once): the scheduler tests spend much of their time waiting for Airflow's processes, which a
-# third worker fills (whole suite, idle 2-core machine: 9:28 with two workers, 7:58 with three).
-# PYTEST_ARGS= runs in one process, PYTEST_WORKERS=6 on a bigger machine.
-PYTEST_WORKERS ?= 3
+# Starts its own throwaway PostgreSQL and Airflow metadata DB per worker (tests/conftest.py). Two
+# pytest-xdist workers, each test module on one worker (module fixtures are built once); a third
+# worker on two cores gained nothing (whole suite, idle machine: 7:53 with two, 7:56 with three).
+# PYTEST_ARGS= runs in one process, PYTEST_WORKERS=4 on a bigger machine.
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 test: system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
