@@ -21,6 +21,7 @@ from self_learning.core.monitoring import (
     siegmund_arl0,
     threshold,
 )
+from self_learning.core.monitoring.labels import losses
 from self_learning.core.types import Status
 from support.stats import rate_lower_bound, rate_upper_bound
 
@@ -355,3 +356,63 @@ def test_an_abrupt_shift_is_found_within_three_runs_and_only_that_feature():
             trials += 1
     assert rate_lower_bound(found, trials) >= 0.8, (found, trials)
     assert rate_upper_bound(wrong, trials) <= 0.2, (wrong, trials)
+
+
+def _delayed_stream(seed: int, days: int, rows: int, *, worse_from: int | None = None) -> pd.DataFrame:
+    """A regression model whose quick labels are its easy rows: outcomes known within a day have a
+    third of the error of the later ones (delays exponential, mean 2 days); from ``worse_from`` every
+    error is 1.6 times as large (a concept change)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for day in range(days):
+        served = pd.Timestamp(START + timedelta(days=day)) + pd.to_timedelta(np.sort(rng.uniform(0, 86_399, rows)),
+                                                                             unit="s")
+        delay_days = rng.exponential(2.0, rows) + 0.05
+        feature = rng.standard_normal(rows)
+        noise = rng.standard_normal(rows) * np.where(delay_days < 1, 0.5, 1.5)
+        if worse_from is not None and day >= worse_from:
+            noise *= 1.6
+        frames.append(pd.DataFrame({
+            "model_version": "v1", "served_at": served, "predicted_value": feature, "predicted_label": None,
+            "actual_value": feature + noise, "observed_at": served + pd.to_timedelta(delay_days, unit="D"),
+            "error": -noise, "f0": feature}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _known_by(frame: pd.DataFrame, end: datetime) -> pd.DataFrame:
+    """The rows as a run at ``end`` reads them: outcomes observed later are not in the store yet."""
+    frame = frame.copy()
+    late = frame["observed_at"] > pd.Timestamp(end)
+    frame.loc[late, ["actual_value", "observed_at", "error"]] = np.nan
+    return frame
+
+
+def test_a_day_whose_labels_are_arriving_is_judged_against_the_baseline_rows_labelled_as_early():
+    """The first labels of a day are its easy rows here; compared with the whole baseline they would
+    look 2-3 times better (or, once the slow ones arrive, worse) than they are. Matched on the delay,
+    the provisional days of a stable stream are N(0, 1), and a real concept change is seen on them
+    before any changed day has matured."""
+    end = START + timedelta(days=44)
+    stable = _delayed_stream(11, 44, 1_000)
+    result = monitor_window(_between(stable, 0, 30), _known_by(_between(stable, 30, 44), end), task_kind="regression",
+                            feature_kinds=_kinds(1), window_end=end)
+    concept = {s.day: s for s in result.day_statistics if s.check == "concept:loss_up"}
+    provisional = [s for s in concept.values() if s.details.get("provisional")]
+    assert {s.day for s in provisional} >= {START + timedelta(days=43), START + timedelta(days=42)}
+    assert all(s.status == "ok" and abs(s.raw_z) < 3.5 for s in provisional), [(s.day, s.raw_z) for s in provisional]
+    # the same labels against the whole baseline: far from N(0, 1) (what the matching is for)
+    base = _between(stable, 0, 30)
+    whole_baseline = losses("regression", base["actual_value"].to_numpy(), base["predicted_value"].to_numpy(), False)
+    newest = concept[START + timedelta(days=43)]
+    assert newest.details["mean_loss"] < 0.6 * whole_baseline.mean()
+    assert newest.details["matched_baseline_rows"] < 0.5 * len(base)
+    assert result.reports["concept_drift"].severity.value == "none"
+
+    changed = _delayed_stream(11, 44, 1_000, worse_from=42)  # the same rows, errors up from day 42
+    result = monitor_window(_between(changed, 0, 30), _known_by(_between(changed, 30, 44), end),
+                            task_kind="regression", feature_kinds=_kinds(1), window_end=end)
+    concept = {s.day: s for s in result.day_statistics if s.check == "concept:loss_up"}
+    assert concept[START + timedelta(days=42)].details["provisional"]  # not mature: 1-2 days old
+    assert concept[START + timedelta(days=42)].raw_z > 4 and concept[START + timedelta(days=43)].raw_z > 4
+    report = result.reports["concept_drift"]
+    assert report.severity.value != "none", report.statistical_tests

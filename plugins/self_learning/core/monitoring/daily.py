@@ -31,7 +31,7 @@ Z_MIN, Z_MAX = -8.0, 38.0  # ~ the normal quantiles of p = 1 - 1e-15 and p = 1e-
 DEGENERATE_Z = 10.0  # a difference between two constant samples: far beyond any threshold, finite
 MIN_EXPECTED_COUNT = 5.0  # compare_categorical's pooling rule
 _QUANTILE_GRID = (np.arange(512) + 0.5) / 512  # for a day's approximate Wasserstein distance
-_NS_PER_DAY = 86_400 * 10**9
+NS_PER_DAY = 86_400 * 10**9
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -76,7 +76,7 @@ def day_numbers(served_at) -> np.ndarray:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     ns = values.to_numpy(dtype="datetime64[ns]").view(np.int64)
-    return np.floor_divide(ns, _NS_PER_DAY)
+    return np.floor_divide(ns, NS_PER_DAY)
 
 
 def day_number(moment: datetime) -> int:

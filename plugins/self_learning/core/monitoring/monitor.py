@@ -71,7 +71,7 @@ def monitor_window(baseline: pd.DataFrame, current: pd.DataFrame, *, task_kind: 
 
     def evaluate(subject):
         tracks = _tracks(subject, kind, baseline, current, base_groups, cur_groups, feature_groups, settings,
-                         calibrate=calibration is None)
+                         calibrate=calibration is None, run=run)
         return subject, [context.resolve(track) for track in tracks]
 
     with ThreadPoolExecutor(max_workers=FEATURE_THREADS) as pool:
@@ -257,7 +257,7 @@ def _floats(frame: pd.DataFrame, column: str, window: str) -> np.ndarray:
 
 
 def _tracks(subject, kind, baseline, current, base_groups, cur_groups, feature_groups, settings,
-            calibrate: bool) -> list[daily.Track]:
+            calibrate: bool, run: _RunDays) -> list[daily.Track]:
     what, name, feature_kind = subject
     min_rows = settings.min_rows_per_day
     if what in ("feature", "prediction"):
@@ -278,5 +278,6 @@ def _tracks(subject, kind, baseline, current, base_groups, cur_groups, feature_g
     hard = labels.is_hard_label(kind, base.predicted_all, cur.predicted_all)
     groups = base_groups if calibrate else []
     if what == "concept":
-        return [labels.concept_track(kind, base, groups, cur, states, hard, min_rows)]
+        return [labels.concept_track(kind, base, groups, cur, states, hard, min_rows, window_end=run.end,
+                                     day_numbers=run.days)]
     return labels.performance_tracks(kind, base, groups, cur, states, hard, min_rows)
