@@ -177,6 +177,10 @@ def test_day_statistics_are_upserted_on_model_check_and_day_and_read_in_order(st
     assert [(r["check"], r["z"], r["n"], r["status"], r["window_end"]) for r in again] == [
         ("concept", 3.2, 400, "alarm", day(3)), ("feature:spend", 0.5, 250, "ok", day(2))]
     assert row_count(store, "day_statistics") == 4
+    # one batch (one statement) naming a day twice: the later entry is the one stored
+    store.save_results([statistic("concept", 1, z=1.0), statistic("concept", 1, z=2.0, n=9)])
+    (concept_day_1,) = store.read_day_statistics(MODEL, day(1), day(2), checks=["concept"])
+    assert (concept_day_1["z"], concept_day_1["n"]) == (2.0, 9) and row_count(store, "day_statistics") == 4
     assert [r["check"] for r in store.read_day_statistics(MODEL, day(0), day(5), checks=["concept"])] == ["concept"] * 2
     assert store.read_day_statistics("ctr_predictor", day(0), day(5)) == []
 

