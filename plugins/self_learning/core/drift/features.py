@@ -82,9 +82,15 @@ def detect_feature_drift(
     def checks_of(name):
         return _feature_checks(name, reference, current, feature_kinds.get(str(name)), thresholds)
 
+    def is_numeric(name) -> bool:  # the kind _feature_checks will use
+        if declared := feature_kinds.get(str(name)):
+            return declared == "numeric"
+        ref, cur = _column(reference, name), _column(current, name)
+        return ref is not None and cur is not None and _infer_kind(ref, cur) == "numeric"
+
     results = {}
     if _THREADED_ROWS[0] <= max(_rows(reference), _rows(current)) <= _THREADED_ROWS[1]:
-        numeric = [name for name in names if feature_kinds.get(str(name), _stored_kind(reference, name)) == "numeric"]
+        numeric = [name for name in names if is_numeric(name)]
         with ThreadPoolExecutor(max_workers=FEATURE_THREADS) as pool:
             results = dict(zip(numeric, pool.map(checks_of, numeric), strict=True))
     for name in names:
@@ -127,14 +133,6 @@ def detect_feature_drift(
         status=status,
         detected_at=detected_at,
     )
-
-
-def _stored_kind(frame, name) -> str | None:
-    """"numeric" when the column is stored as numbers (the features worth a thread); a guess only."""
-    values = frame[name] if hasattr(frame, "columns") and name in frame.columns else \
-        (None if hasattr(frame, "columns") else frame.get(name))
-    dtype = getattr(values, "dtype", None)
-    return "numeric" if dtype is not None and dtype.kind in "fiu" else None
 
 
 def _rows(frame) -> int:

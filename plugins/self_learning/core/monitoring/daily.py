@@ -70,13 +70,20 @@ def z_from_p(p: float) -> float:
     return clip_z(-special.ndtri(max(float(p), 1e-300)))
 
 
-def day_numbers(served_at) -> np.ndarray:
-    """UTC day of each timestamp, as days since 1970-01-01 (naive timestamps are taken as UTC)."""
-    values = pd.Series(served_at)
+def utc_datetimes(timestamps) -> np.ndarray:
+    """Timestamps as naive UTC ``datetime64[ns]``: aware ones converted, naive ones taken as UTC,
+    anything else parsed (NaT for a missing or unreadable one)."""
+    values = pd.Series(timestamps)
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    ns = values.to_numpy(dtype="datetime64[ns]").view(np.int64)
-    return np.floor_divide(ns, NS_PER_DAY)
+    elif not pd.api.types.is_datetime64_dtype(values.dtype):
+        values = pd.to_datetime(values, utc=True, errors="coerce").dt.tz_localize(None)
+    return values.to_numpy(dtype="datetime64[ns]")
+
+
+def day_numbers(served_at) -> np.ndarray:
+    """UTC day of each timestamp, as days since 1970-01-01 (naive timestamps are taken as UTC)."""
+    return np.floor_divide(utc_datetimes(served_at).view(np.int64), NS_PER_DAY)
 
 
 def day_number(moment: datetime) -> int:

@@ -36,7 +36,7 @@ from scipy import special
 from .. import tasks
 from ..types import Severity, TaskKind
 from . import gates
-from .daily import NS_PER_DAY, DayValue, Track, welch_z
+from .daily import NS_PER_DAY, DayValue, Track, utc_datetimes, welch_z
 
 
 class LabelledRows:
@@ -68,13 +68,9 @@ class LabelledRows:
 
 def _ns(timestamps) -> np.ndarray:
     """UTC nanoseconds since the epoch as floats (NaN for a missing time); naive times are UTC."""
-    values = pd.Series(timestamps)
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    elif not pd.api.types.is_datetime64_dtype(values.dtype):
-        values = pd.to_datetime(values, utc=True, errors="coerce").dt.tz_localize(None)
-    ns = values.to_numpy(dtype="datetime64[ns]").view(np.int64).astype(np.float64)
-    ns[values.isna().to_numpy()] = np.nan
+    moments = utc_datetimes(timestamps)
+    ns = moments.view(np.int64).astype(np.float64)
+    ns[np.isnat(moments)] = np.nan
     return ns
 
 
