@@ -135,7 +135,7 @@ def test_a_backfill_then_a_reprocessing_backfill_leave_identical_results(api, ai
                                "GROUP BY window_end").fetchall()
         # feature, prediction and concept drift and performance degradation, each once a day
         assert {(count, kinds) for _, count, kinds in per_day} == {(4, 4)}, per_day
-    _backfill(api, airflow, "completed")
+    _backfill(api, airflow, "completed", first=1)  # the last two days again, side by side
     assert _results(feedback) == before
 
 
@@ -219,9 +219,11 @@ def test_the_retrain_the_daily_run_asked_for_runs_under_the_scheduler_and_judges
     assert artifact.read_bytes().startswith(lifecycle.ZIP_MAGIC)  # skops, not a pickle
 
 
-def _backfill(api, airflow, reprocess: str) -> None:
+def _backfill(api, airflow, reprocess: str, first: int = 0) -> None:
+    """Backfill the logical dates from ``FIRST_DAY`` + ``first`` days to the last; then every
+    backfill run of the range has succeeded."""
     response = api.post("/backfills", json={
-        "dag_id": DAILY, "from_date": FIRST_DAY.isoformat(),
+        "dag_id": DAILY, "from_date": (FIRST_DAY + timedelta(days=first)).isoformat(),
         "to_date": (FIRST_DAY + timedelta(days=BACKFILL_DAYS - 1)).isoformat(),
         "reprocess_behavior": reprocess, "max_active_runs": 2, "dag_run_conf": {"models": [MODEL]}})
     assert response.status_code == 200, response.text

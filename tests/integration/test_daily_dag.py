@@ -129,8 +129,7 @@ def test_reruns_leave_identical_contents_and_consecutive_intervals_add_a_result_
     load(feedback_db, Scenario(days=DAYS, rows_per_day=200, seed=14, feature_drift_day=DAYS - 4))
     run(daily_dag)
     first = snapshot(feedback_db)
-    run(daily_dag)
-    run(daily_dag)
+    run(daily_dag)  # a re-run sees the first run's alerts, requests and day statistics: nothing changes
     assert snapshot(feedback_db) == first
     assert first["drift_reports"] and first["alerts"]
 
@@ -291,6 +290,6 @@ def test_make_demo_runs_the_daily_dag_on_the_embedded_default(tmp_path):
     assert "== window ending 2026-11-01" in result.stdout
     assert "ctr_predictor: MAPE" in result.stdout and "concept_drift: " in result.stdout
     assert "RETRAIN requested" in result.stdout
-    assert "ran self_learning_retrain for ctr_predictor@2026-11-01T00:00Z" in result.stdout
+    assert "then self_learning_retrain for ctr_predictor@2026-11-01T00:00Z" in result.stdout
     assert "request ctr_predictor@2026-11-01T00:00Z: done -> r20261101T0000Z" in result.stdout
     assert (tmp_path / "demo" / "feedback.db").exists()

@@ -4,9 +4,10 @@ Creates an embedded feedback store (SQLite) and an embedded Airflow metadata DB 
 generates 60 days of synthetic ad-campaign traffic for the four default models (feature drift
 injected from day 52, a concept shift in ``ctr_predictor`` from day 50), loads the predictions
 and the outcomes that had arrived before the demo's first day, leaves the later outcomes in the
-outcome inbox, runs the daily DAG for the last days with ``airflow dags test``, then the retrain
-DAG for the first retrain request of ``ctr_predictor`` (with the conf the daily run triggered it
-with) and prints what it all found: drifts, alerts, retrain decisions, the registry and the A/B
+outcome inbox, runs the daily DAG for the last days with ``dag.test()`` (what ``airflow dags test``
+runs; all runs in one Airflow process, ``self_learning.demo.airflow_runs``), then the retrain DAG
+for the first retrain request of ``ctr_predictor`` (with the conf the daily run triggered it with)
+and prints what it all found: drifts, alerts, retrain decisions, the registry and the A/B
 test. Deterministic for a seed; every run starts from scratch.
 
     python -m self_learning.demo [--days-to-run 3] [--rows-per-day 500] [--seed 7]
@@ -15,7 +16,6 @@ test. Deterministic for a seed; every run starts from scratch.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -26,13 +26,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from ..core.types import Severity
-from ..operators import DB_POOL
 from ..store import ALL_VERSIONS, FeedbackStore
+from .airflow_runs import DAG_ID, RETRAIN_DAG_ID
 from .synthetic import Scenario, generate
 
 ROOT = Path(__file__).resolve().parents[3]
-DAG_ID = "self_learning_daily"
-RETRAIN_DAG_ID = "self_learning_retrain"
 RETRAINED_MODEL = "ctr_predictor"  # the model with the concept shift
 
 
@@ -68,21 +66,12 @@ def main(argv: list[str] | None = None) -> int:
           f"concept shift in ctr_predictor from {scenario.day_start(50):%Y-%m-%d}")
 
     env = airflow_env(home, store_url)
-    airflow(env, home, "db", "migrate")
-    airflow(env, home, "pools", "set", DB_POOL, "4", "self-learning DB-heavy tasks")
-    for end in ends:
-        logical_date = end.isoformat()
-        t0 = time.perf_counter()
-        log = airflow(env, home, "dags", "test", DAG_ID, logical_date, log_name=f"daily-{end:%Y-%m-%d}.log")
-        print(f"ran {DAG_ID} for the day ending {end:%Y-%m-%d} in {time.perf_counter() - t0:.0f} s (log: {log})")
+    t0 = time.perf_counter()
+    log = airflow_runs(env, home, store_url, ends)
+    print(f"ran {DAG_ID} for the days ending {', '.join(f'{end:%Y-%m-%d}' for end in ends)}", end="")
     requests = store.retrain_request_list(model=RETRAINED_MODEL)
-    if requests:
-        request = requests[0]
-        conf = {"model": RETRAINED_MODEL, "request_id": request.request_id, "reason": "; ".join(request.reasons),
-                "window_end": request.window_end.isoformat()}
-        t0 = time.perf_counter()
-        log = airflow(env, home, "dags", "test", RETRAIN_DAG_ID, "-c", json.dumps(conf), log_name="retrain.log")
-        print(f"ran {RETRAIN_DAG_ID} for {request.request_id} in {time.perf_counter() - t0:.0f} s (log: {log})")
+    print(f", then {RETRAIN_DAG_ID} for {requests[0].request_id}" if requests else "", end="")
+    print(f", in {time.perf_counter() - t0:.0f} s (log: {log})")
 
     print()
     print(summary(store, ends))
@@ -109,16 +98,17 @@ def airflow_env(home: Path, store_url: str) -> dict[str, str]:
     }
 
 
-def airflow(env: dict[str, str], home: Path, *command: str, log_name: str | None = None) -> Path:
-    """Run an ``airflow`` CLI command; its output goes to a log file, shown only on failure."""
-    log = home / "logs" / (log_name or f"airflow-{command[0]}-{command[1]}.log")
-    binary = Path(sys.executable).with_name("airflow")
+def airflow_runs(env: dict[str, str], home: Path, store_url: str, ends) -> Path:
+    """Migrate the Airflow DB and run the DAGs (``self_learning.demo.airflow_runs``, one process);
+    the output goes to a log file, shown only on failure."""
+    log = home / "logs" / "airflow.log"
+    command = [sys.executable, "-m", "self_learning.demo.airflow_runs", "--dags", str(ROOT / "dags"),
+               "--store-url", store_url, "--model", RETRAINED_MODEL, *(end.isoformat() for end in ends)]
     with log.open("w") as out:
-        result = subprocess.run([str(binary), *command], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                check=False)
+        result = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         sys.stderr.write(log.read_text()[-5000:])
-        raise SystemExit(f"airflow {' '.join(command)} failed (exit {result.returncode}); full log: {log}")
+        raise SystemExit(f"the demo's Airflow runs failed (exit {result.returncode}); full log: {log}")
     return log
 
 
