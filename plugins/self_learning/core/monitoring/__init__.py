@@ -10,8 +10,9 @@ Instead every check gets ONE statistic per UTC day (disjoint days), and Page's C
    mean_down = Welch z of the day's van der Waerden normal scores (Phi^-1 of each value's mid-rank
    share in the baseline pool) against the pool's; categorical: distribution = Phi^-1(1 - p) of the
    chi-squared test pooled as ``compare_categorical``; missing_up = two-proportion z; prediction =
-   numeric checks of predicted_value; concept:loss_up = Welch z of the mean loss (0/1 loss for
-   hard-label classifiers); performance:<metric> = ``core.degradation.compare_metrics``'s z. Label
+   numeric checks of predicted_value; concept:loss_up = Welch z of the day's losses' normal scores
+   in the baseline's losses (0/1 loss for hard-label classifiers; ``labels``: losses are
+   heavy-tailed); performance:<metric> = ``core.degradation.compare_metrics``'s z. Label
    checks only on matured days (coverage >= 0.8 x the baseline's), else ``labels_pending``.
    Why normal scores, not Welch on the values: a Welch t of a skewed feature is itself skewed (a
    low day mean comes with a low day sd), so on lognormal / Pareto features at 100 rows/day its

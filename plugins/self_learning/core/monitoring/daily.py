@@ -243,7 +243,7 @@ def numeric_tracks(prefix: str, family: str, base: np.ndarray, base_groups: list
         w_norm = (float(np.abs(_sorted_quantiles(values) - pool.quantiles).mean()) / pool.std
                   if pool.std > 0 else None)
         mean = float(values.mean())
-        z = _scores_z(pool.scores(below, upto), pool.score_sum, pool.score_sq, n_pool)
+        z = scores_z(pool.scores(below, upto), pool.score_sum, pool.score_sq, n_pool)
         shift = (mean - pool.mean) / pool.std if pool.std > 0 else None
         dist.append(DayValue(_ks_z(gap, n, n_pool), w_norm, n, details={"ks": gap}))
         up.append(DayValue(z, shift, n, details={"mean": mean}))
@@ -284,8 +284,8 @@ def numeric_tracks(prefix: str, family: str, base: np.ndarray, base_groups: list
 def _numeric_baseline(pool: NumericPool, min_rows: int) -> tuple[list[float], list[float]]:
     """Each baseline day against the rest of the baseline: KS z and Welch z (mean up)."""
     n_pool = pool.values.size
-    dist, up = [], []
-    for (values, below, upto), scores in zip(pool.days, pool.day_scores, strict=True):
+    dist = []
+    for values, below, upto in pool.days:
         n = values.size
         rest = n_pool - n
         if n < min_rows or rest < min_rows:
@@ -293,12 +293,22 @@ def _numeric_baseline(pool: NumericPool, min_rows: int) -> tuple[list[float], li
         w = n / n_pool
         gap = _ks_gap(pool.values, values, below, upto) / (1 - w)
         dist.append(_ks_z(gap, n, rest))
-        up.append(_scores_z(scores, pool.score_sum - float(scores.sum()),
-                            pool.score_sq - float(scores @ scores), rest))
-    return dist, up
+    return dist, baseline_scores_z(pool, min_rows)
 
 
-def _scores_z(scores: np.ndarray, rest_sum: float, rest_sq: float, rest: int) -> float:
+def baseline_scores_z(pool: NumericPool, min_rows: int) -> list[float]:
+    """Each baseline day's normal-score z (``scores_z``) against the rest of the baseline."""
+    n_pool = pool.values.size
+    up = []
+    for (values, _, _), scores in zip(pool.days, pool.day_scores, strict=True):
+        rest = n_pool - values.size
+        if values.size < min_rows or rest < min_rows:
+            continue
+        up.append(scores_z(scores, pool.score_sum - float(scores.sum()), pool.score_sq - float(scores @ scores), rest))
+    return up
+
+
+def scores_z(scores: np.ndarray, rest_sum: float, rest_sq: float, rest: int) -> float:
     """Welch z of a day's mean normal score against the reference's (given by its sum and sum of
     squares over ``rest`` values)."""
     n = scores.size
