@@ -237,7 +237,9 @@ class SqliteDialect(Dialect):
         p, o = predictions.c, outcomes.c
         join = predictions.join(outcomes, p.prediction_id == o.prediction_id, isouter=not labelled_only)
         columns = [(o if c in ("actual_value", "observed_at") else p)[c] for c in names]
-        query = sa.select(*columns, p.num_features, p.cat_features).select_from(join).where(*conditions)
+        # the JSON columns as their text, decoded in one parse per column (``_decode_sqlite_window``)
+        query = sa.select(*columns, sa.type_coerce(p.num_features, sa.Text), sa.type_coerce(p.cat_features, sa.Text)
+                          ).select_from(join).where(*conditions)
         with self.engine.connect() as conn:
             return _decode_sqlite_window(conn.execute(query).all(), names, numeric, categorical)
 
@@ -284,12 +286,16 @@ def _decode_sqlite_window(rows, columns: list[str], numeric, categorical) -> pd.
     frame = frame.astype({"predicted_value": np.float64, "actual_value": np.float64, "model_version": "category"})
     for column in ("served_at", "observed_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
-    vectors = [r[width] or [] for r in rows]
+    # one json.loads of all rows' texts, not one per row: per-row decoding was 0.7 of the 0.9 s a
+    # window of 36,000 rows with 20 features took to read
+    vectors = json.loads("[" + ",".join(r[width] or "null" for r in rows) + "]")
+    matrix = pd.DataFrame([v or [] for v in vectors], dtype=np.float64).to_numpy() if numeric else None
     for position, key in numeric:
-        frame[key] = np.array([v[position - 1] if position <= len(v) and v[position - 1] is not None else np.nan
-                               for v in vectors], dtype=np.float64)
-    for key in categorical:
-        frame[key] = pd.Series([(r[width + 1] or {}).get(key) for r in rows], dtype="category")
+        frame[key] = matrix[:, position - 1] if position <= matrix.shape[1] else np.full(len(rows), np.nan)
+    if categorical:
+        dicts = json.loads("[" + ",".join(r[width + 1] or "null" for r in rows) + "]")
+        for key in categorical:
+            frame[key] = pd.Series([(d or {}).get(key) for d in dicts], dtype="category")
     frame["predicted_label"] = frame["predicted_label"].astype("Int64")
     return frame.sort_values("served_at", kind="stable", ignore_index=True)
 
