@@ -27,7 +27,7 @@ def test_the_cached_calibration_gives_the_same_verdict_and_moves_with_the_baseli
     kinds = {key: kind for key, (kind, _) in store.feature_registry(MODEL).items()}
 
     def verdict():
-        _, result, baseline = analyse_recent(store, spec, settings, kinds, set_by="test")
+        _, result, baseline, _ = analyse_recent(store, spec, settings, kinds, set_by="test")
         return result, baseline
 
     computed, baseline = verdict()  # pins the default baseline (its 30 days are complete) and caches

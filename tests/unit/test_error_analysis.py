@@ -140,3 +140,39 @@ def test_error_histogram_counts_every_error_with_the_tails_in_the_edge_bins():
     assert sum(histogram["counts"]) == errors.size and len(histogram["edges"]) == len(histogram["counts"]) + 1
     assert -3.5 < histogram["edges"][0] < -2 and 2 < histogram["edges"][-1] < 3.5
     assert analyze_error_distribution([1.0, 1.0, 1.0]).histogram == {"edges": [1.0, 1.0], "counts": [3]}
+
+
+def _hard_label_window(rng, rows: int, *, flipped_placement: str | None = None):
+    """A classifier serving 0/1 (P(y=1|x) thresholded at 0.5, positives ~30 %): it under-predicts
+    where P < 0.5 and over-predicts above, in every window. ``flipped_placement``: there the labels
+    of 30 % of the rows are flipped (a real new error)."""
+    features = pd.DataFrame({"score_input": rng.standard_normal(rows),
+                             "placement": rng.choice(["feed", "story", "reel"], rows)})
+    p = 1 / (1 + np.exp(-(2.0 * features["score_input"].to_numpy() - 1.2)))
+    actual = (rng.random(rows) < p).astype(float)
+    if flipped_placement is not None:
+        flip = (features["placement"].to_numpy() == flipped_placement) & (rng.random(rows) < 0.3)
+        actual[flip] = 1 - actual[flip]
+    return features, (p >= 0.5).astype(float) - actual
+
+
+def test_a_segment_the_baseline_shows_as_much_is_the_models_shape_and_not_reported():
+    rng = np.random.default_rng(8)
+    base_features, base_errors = _hard_label_window(rng, 30_000)
+    features, errors = _hard_label_window(rng, 7_000)
+    alone = identify_systematic_errors(features, errors, alpha=0.0038)
+    assert {p.feature for p in alone.patterns} == {"score_input"}  # the thresholding's shape, every window
+    judged = identify_systematic_errors(features, errors, alpha=0.0038, reference_features=base_features,
+                                        reference_errors=base_errors)
+    assert judged.patterns == []
+    assert judged.buckets_tested == alone.buckets_tested
+
+    features, errors = _hard_label_window(rng, 7_000, flipped_placement="story")
+    new = identify_systematic_errors(features, errors, alpha=0.0038, reference_features=base_features,
+                                     reference_errors=base_errors)
+    story = [p for p in new.patterns if p.feature == "placement"]
+    assert [p.bucket for p in story] == ["story"]
+    assert story[0].p_value_baseline < 1e-4 and abs(story[0].baseline_deviation) < abs(story[0].deviation)
+    with pytest.raises(ValueError, match=r"reference_features\.placement: column missing"):
+        identify_systematic_errors(features, errors, reference_features=base_features[["score_input"]],
+                                   reference_errors=base_errors)

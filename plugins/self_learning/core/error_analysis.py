@@ -10,13 +10,24 @@ discoveries across all buckets of all features. Test (b) matters: a global bias 
 by ``analyze_error_distribution``) or one strongly biased segment would otherwise make
 every bucket of every feature look "systematic". A pattern is also required to deviate
 from the rest by at least ``min_relative_effect`` of the overall MAE.
+
+Against the baseline. A segment where the model errs one way is often the model's shape, not a
+change: a classifier serving hard 0/1 labels under-predicts wherever P(y=1|x) is below 0.5 and
+over-predicts above it, and a regressor's errors follow the outcome's scale. Tests (a) and (b)
+find such a segment in every window, so the daily run alerted on it every day: on the
+monitoring-quality bench's stable hard-label stream (1,000 rows/day, 20 features) 196 alerts in
+90 runs. Given the pinned baseline's labelled rows (the daily run passes them), a bucket must also
+deviate from the rest more than the same bucket (same edges or category) did in the baseline, in
+the same direction: (c) a z test of the two deviations, whose variances add. The bucket's p-value
+is then the largest of the three (still an intersection-union test); a bucket the baseline has
+fewer than 2 rows of is judged by (a) and (b) alone (a new segment is news).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -124,8 +135,10 @@ class SystematicErrorPattern(Result):
     t_statistic: float  # one-sample, against 0
     p_value_zero: float  # mean error != 0
     p_value_rest: float  # mean error != the rest's
-    p_value: float  # max of the two
+    p_value: float  # max of the two (three with a baseline)
     p_adjusted: float
+    baseline_deviation: float | None = None  # the same bucket's deviation in the baseline
+    p_value_baseline: float | None = None  # deviation != the baseline's, the same way
 
     @property
     def direction(self) -> str:
@@ -143,6 +156,51 @@ class SystematicErrors(Result):
     notes: tuple[str, ...] = ()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Reference:
+    """The baseline's labelled rows for the comparison of each bucket's deviation with its own."""
+
+    frame: pd.DataFrame
+    centred: np.ndarray
+    squares: np.ndarray
+
+    @classmethod
+    def of(cls, features, errors, columns) -> _Reference | None:
+        if features is None and errors is None:
+            return None
+        e = as_float_array("reference_errors", errors, min_size=0)
+        frame = (features if isinstance(features, pd.DataFrame) else pd.DataFrame(features)).reset_index(drop=True)
+        if len(frame) != e.size:
+            raise ValueError(f"length mismatch: reference_features={len(frame)}, reference_errors={e.size}")
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"reference_features.{missing[0]}: column missing")
+        centred = e - e.mean() if e.size else e
+        return cls(frame, centred, np.square(centred))
+
+    def deviations(self, name, encode, buckets: int) -> tuple[list[float | None], list[float]]:
+        """Per bucket of feature ``name``: the baseline's deviation from the rest (None with fewer
+        than 2 baseline rows on either side) and that deviation's variance."""
+        deviation: list[float | None] = [None] * buckets
+        variance = [0.0] * buckets
+        n_total = self.centred.size
+        codes = encode(self.frame[name])
+        inside = codes >= 0
+        counts = np.bincount(codes[inside], minlength=buckets)
+        sums = np.bincount(codes[inside], weights=self.centred[inside], minlength=buckets)
+        squares = np.bincount(codes[inside], weights=self.squares[inside], minlength=buckets)
+        total, total_squares = float(self.centred.sum()), float(self.squares.sum())
+        for b in range(buckets):
+            n, rest = int(counts[b]), n_total - int(counts[b])
+            if n < 2 or rest < 2:
+                continue
+            mean, rest_mean = sums[b] / n, (total - sums[b]) / rest
+            var = max((squares[b] - n * mean**2) / (n - 1), 0.0)
+            rest_var = max((total_squares - squares[b] - rest * rest_mean**2) / (rest - 1), 0.0)
+            deviation[b], variance[b] = float(mean - rest_mean), float(var / n + rest_var / rest)
+        return deviation, variance
+
+
 def identify_systematic_errors(
     features,
     errors,
@@ -153,8 +211,14 @@ def identify_systematic_errors(
     min_relative_effect: float = 0.1,
     max_categories: int = 50,
     feature_kinds: Mapping[str, str] | None = None,
+    reference_features=None,
+    reference_errors=None,
 ) -> SystematicErrors:
-    """Segments (feature buckets) where the model errs more than elsewhere, most significant first."""
+    """Segments (feature buckets) where the model errs more than elsewhere, most significant first.
+
+    With ``reference_features`` / ``reference_errors`` (the baseline's labelled rows), a segment
+    must also deviate from the rest more than the same segment did in the baseline (module
+    docstring): a pattern the model always had is its shape, not news."""
     check_alpha(alpha)
     if bins < 2:
         raise ValueError(f"bins: must be >= 2, got {bins}")
@@ -175,15 +239,18 @@ def identify_systematic_errors(
     squares = np.square(centred)
     total, total_squares = centred.sum(), squares.sum()
 
+    reference = _Reference.of(reference_features, reference_errors, frame.columns)
+
     def bucket_sums(name):
-        codes, labels = _buckets(frame[name], kinds.get(str(name)), bins, max_categories)
+        codes, labels, encode = _buckets(frame[name], kinds.get(str(name)), bins, max_categories)
         return (labels, np.bincount(codes, minlength=len(labels)),
                 np.bincount(codes, weights=centred, minlength=len(labels)),
-                np.bincount(codes, weights=squares, minlength=len(labels)))
+                np.bincount(codes, weights=squares, minlength=len(labels)),
+                None if reference is None else reference.deviations(name, encode, len(labels)))
 
     with ThreadPoolExecutor(max_workers=FEATURE_THREADS) as pool:  # features are independent
         sums = list(pool.map(bucket_sums, frame.columns))
-    for name, (labels, count, inside_sum, inside_squares) in zip(frame.columns, sums, strict=True):
+    for name, (labels, count, inside_sum, inside_squares, before) in zip(frame.columns, sums, strict=True):
         for code, label in enumerate(labels):
             n = int(count[code])
             rest_n = e.size - n
@@ -202,12 +269,21 @@ def identify_systematic_errors(
             p_zero = float(2 * stats.t.sf(abs(t_zero), n - 1))
             deviation = float(mean_c - rest_mean)
             same_direction = np.sign(mean_error) == np.sign(deviation)
+            p_value = max(p_zero, p_rest) if same_direction else 1.0
+            baseline = {}
+            if before is not None and before[0][code] is not None:
+                baseline_deviation, baseline_variance = before[0][code], before[1][code]
+                excess = deviation - baseline_deviation
+                z = excess / np.sqrt(var / n + rest_var / rest_n + baseline_variance)
+                p_baseline = float(2 * stats.norm.sf(abs(z))) if np.sign(excess) == np.sign(deviation) else 1.0
+                baseline = {"baseline_deviation": float(baseline_deviation), "p_value_baseline": p_baseline}
+                p_value = max(p_value, p_baseline)
             candidates.append({
                 "feature": str(name), "bucket": label, "sample_count": n,
                 "mean_error": float(mean_error), "deviation": deviation,
                 "relative_effect": deviation / overall_mae if overall_mae > 0 else None,
                 "t_statistic": float(t_zero), "p_value_zero": p_zero, "p_value_rest": p_rest,
-                "p_value": max(p_zero, p_rest) if same_direction else 1.0,
+                "p_value": p_value, **baseline,
             })
     if not candidates:
         return SystematicErrors([], 0, overall_mae, float(e.mean()), alpha, notes=("no bucket had enough rows",))
@@ -221,8 +297,11 @@ def identify_systematic_errors(
     return SystematicErrors(patterns, len(candidates), overall_mae, float(e.mean()), alpha)
 
 
-def _buckets(column: pd.Series, kind: str | None, bins: int, max_categories: int) -> tuple[np.ndarray, list[str]]:
-    """Bucket code per row and the buckets' labels, with 'missing' for missing values.
+def _buckets(column: pd.Series, kind: str | None, bins: int, max_categories: int
+             ) -> tuple[np.ndarray, list[str], Callable[[pd.Series], np.ndarray]]:
+    """Bucket code per row, the buckets' labels (with 'missing' for missing values), and a
+    function coding other rows of the feature (the baseline's) into the same buckets (-1: a value
+    none of them holds).
 
     Numeric: one bucket per value when there are at most ``bins`` distinct values (binary
     and small discrete features), quantile bins otherwise. Categorical (and boolean, and
@@ -244,20 +323,47 @@ def _buckets(column: pd.Series, kind: str | None, bins: int, max_categories: int
         edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1))) if finite.size else np.array([])
         distinct = np.sort(pd.unique(finite)) if edges.size <= bins else None
         if distinct is not None and distinct.size <= bins:
-            codes = np.searchsorted(distinct, values)
             labels = [str(int(v)) if float(v).is_integer() else str(v) for v in distinct]
+
+            def code(v):
+                at = np.minimum(np.searchsorted(distinct, v), distinct.size - 1)
+                return np.where(distinct[at] == v, at, -1)
         else:  # quantile bins, right-closed like pandas.qcut: (e0, e1], (e1, e2], ...
-            codes = np.searchsorted(edges[1:-1], values, side="left")
             labels = [f"({low:.6g}, {high:.6g}]" for low, high in itertools.pairwise(edges)]
-        codes = np.where(present, codes, len(labels))
-        return codes.astype(np.int64), [*labels, "missing"]
+
+            def code(v):
+                return np.searchsorted(edges[1:-1], v, side="left")
+        missing = len(labels)
+
+        def encode(other: pd.Series) -> np.ndarray:
+            v = pd.to_numeric(other, errors="coerce").astype("float64").to_numpy()
+            return np.where(np.isfinite(v), code(v), missing).astype(np.int64)
+
+        return encode(column), [*labels, "missing"], encode
     if isinstance(column.dtype, pd.CategoricalDtype) and column.cat.categories.is_unique:
-        return _category_codes(column, max_categories)
+        codes, labels = _category_codes(column, max_categories)
+        return codes, labels, _label_encoder(labels, lambda other: other.astype(object).map(label_text,
+                                                                                           na_action="ignore"))
     text = column.astype(str).where(column.notna(), "missing")
     top = text.value_counts().index[:max_categories]
     text = text.where(text.isin(top), "other")
     codes, labels = pd.factorize(text, sort=True)
-    return codes.astype(np.int64), [str(label) for label in labels]
+    labels = [str(label) for label in labels]
+    return codes.astype(np.int64), labels, _label_encoder(labels, lambda other: other.astype(str))
+
+
+def _label_encoder(labels: list[str], as_text: Callable[[pd.Series], pd.Series]
+                   ) -> Callable[[pd.Series], np.ndarray]:
+    """Codes of other rows of a categorical feature in ``labels``: missing values to 'missing', a
+    category outside them to 'other' when there is one, else -1."""
+    index = {label: i for i, label in enumerate(labels)}
+    fallback = index.get("other", -1)
+
+    def encode(other: pd.Series) -> np.ndarray:
+        text = as_text(other).where(other.notna(), "missing")
+        return text.map(index).fillna(fallback).to_numpy(dtype=np.int64)
+
+    return encode
 
 
 def _category_codes(column: pd.Series, max_categories: int) -> tuple[np.ndarray, list[str]]:

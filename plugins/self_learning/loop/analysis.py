@@ -62,18 +62,20 @@ def read_start(settings, monitor: MonitorSettings) -> datetime:
 
 
 def analyse_recent(store, spec, settings, kinds, *, set_by: str
-                   ) -> tuple[pd.DataFrame, MonitoringResult, Baseline | None]:
+                   ) -> tuple[pd.DataFrame, MonitoringResult, Baseline | None, pd.DataFrame]:
     """Read every prediction served since ``read_start`` (labelled or not) and monitor them: the
-    rows read (the caller derives the current window from them), the verdict and the baseline."""
+    rows read (the caller derives the current window from them), the verdict, the baseline and
+    its rows (empty while it has fewer than ``min_baseline_days``)."""
     recent = store.read_window(spec.name, read_start(settings, monitor_settings(settings)), settings.window_end,
                                labelled_only=False)
     return (recent, *monitor_model(store, spec, settings, kinds, recent, set_by=set_by))
 
 
 def monitor_model(store, spec, settings, kinds, current: pd.DataFrame, *, set_by: str
-                  ) -> tuple[MonitoringResult, Baseline | None]:
-    """The monitor's verdict for one model: ``current`` holds every prediction served since
-    ``read_start`` (labelled or not); the baseline's rows and the stored history are read here."""
+                  ) -> tuple[MonitoringResult, Baseline | None, pd.DataFrame]:
+    """The monitor's verdict for one model, its baseline and the baseline's rows: ``current`` holds
+    every prediction served since ``read_start`` (labelled or not); the baseline's rows and the
+    stored history are read here."""
     monitor = monitor_settings(settings)
     baseline = baseline_for(store, spec.name, settings, set_by=set_by)
     if baseline is None or baseline.days < monitor.min_baseline_days:
@@ -91,7 +93,7 @@ def monitor_model(store, spec, settings, kinds, current: pd.DataFrame, *, set_by
                             calibration=BaselineCalibration.from_dict(cached) if cached else None)
     if key and len(reference) and cached is None:
         store.save_baseline_calibration(spec.name, key, result.calibration.to_dict())
-    return result, baseline
+    return result, baseline, reference
 
 
 # Bump when the monitor computes a baseline's calibration differently: cached ones are then recomputed.

@@ -59,8 +59,8 @@ class DriftOperator(ModelStepOperator):
     def run(self, store, spec, settings):
         from ..loop.analysis import analyse_recent, monitoring_rows
 
-        _, monitoring, baseline = analyse_recent(store, spec, settings, _feature_kinds(store, spec.name),
-                                                 set_by=f"drift run ending {settings.window_end:%Y-%m-%d}")
+        _, monitoring, baseline, _ = analyse_recent(store, spec, settings, _feature_kinds(store, spec.name),
+                                                    set_by=f"drift run ending {settings.window_end:%Y-%m-%d}")
         store.save_results(monitoring_rows(spec, settings, monitoring, baseline))
         return _monitoring_summary(spec, monitoring, baseline, log=self.log)
 
@@ -95,8 +95,8 @@ class AnalyseModelOperator(ModelStepOperator):
         from ..loop.analysis import analyse_recent, monitoring_rows
 
         kinds = _feature_kinds(store, spec.name)
-        recent, monitoring, baseline = analyse_recent(store, spec, settings, kinds,
-                                                      set_by=f"daily run ending {settings.window_end:%Y-%m-%d}")
+        recent, monitoring, baseline, reference = analyse_recent(
+            store, spec, settings, kinds, set_by=f"daily run ending {settings.window_end:%Y-%m-%d}")
         current = recent[recent["served_at"] >= settings.current_start]
         del recent
         drift_summary = _monitoring_summary(spec, monitoring, baseline, log=self.log)
@@ -107,7 +107,10 @@ class AnalyseModelOperator(ModelStepOperator):
         del current
         performance, performance_summary = performance_results(spec, settings, labelled, served_per_version,
                                                                log=self.log)
-        errors, error_summary = error_analysis_results(spec, settings, kinds, labelled, log=self.log)
+        pinned = baseline is not None and not baseline.provisional and len(reference)
+        errors, error_summary = error_analysis_results(spec, settings, kinds, labelled, log=self.log,
+                                                       reference=reference if pinned else None)
+        del reference
         written = store.save_results([*performance, *monitoring_rows(spec, settings, monitoring, baseline),
                                       *errors])
         self.log.info("%s: %d results of the window ending %s stored together", spec.name, written,
@@ -167,16 +170,20 @@ def performance_results(spec, settings: RunSettings, labelled, served_per_versio
     return results, summary
 
 
-def error_analysis_results(spec, settings: RunSettings, kinds: Mapping[str, str], labelled, *, log
-                           ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def error_analysis_results(spec, settings: RunSettings, kinds: Mapping[str, str], labelled, *, log,
+                           reference=None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Error distribution and systematic errors of the labelled rows of the current window: the
-    rows to store and the XCom summary."""
+    rows to store and the XCom summary. ``reference``: the pinned baseline's rows; a systematic
+    error must then deviate more than the same segment did there (``core.error_analysis``)."""
     from ..core.error_analysis import analyze_error_distribution, identify_systematic_errors
     from ..store import ALL_VERSIONS
 
     distribution = analyze_error_distribution(labelled["error"], alpha=settings.alpha)
-    systematic = identify_systematic_errors(labelled[list(kinds)], labelled["error"], alpha=settings.alpha,
-                                            feature_kinds=kinds)
+    before = None if reference is None else reference[reference["actual_value"].notna()]
+    systematic = identify_systematic_errors(
+        labelled[list(kinds)], labelled["error"], alpha=settings.alpha, feature_kinds=kinds,
+        reference_features=None if before is None else before.reindex(columns=list(kinds)),
+        reference_errors=None if before is None else before["error"])
     results = [_result("error_analyses", spec, settings, model_version=ALL_VERSIONS, kind=kind, result=result)
                for kind, result in (("error_distribution", distribution), ("systematic_errors", systematic))]
     log.info("%s errors: mean %s, std %s, %d systematic patterns", spec.name, distribution.mean, distribution.std,
