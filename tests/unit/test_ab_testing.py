@@ -150,7 +150,7 @@ def test_row_losses_are_the_primary_losses_and_bad_values_are_named():
 
 
 @pytest.mark.parametrize(("field", "value"), [("traffic_split", 0), ("traffic_split", 1.0), ("traffic_split", True),
-                                              ("unit", "user"), ("min_days", 30), ("min_outcomes_per_arm", 1),
+                                              ("unit", "user"), ("min_days", 100), ("min_outcomes_per_arm", 1),
                                               ("margin", 1.0), ("alpha", 0.0), ("n_star", 0), ("seed", "")])
 def test_test_definitions_are_validated_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
