@@ -262,3 +262,37 @@ def test_conclusion_operator_runs_the_plain_function(feedback_db):
     assert {v["version"]: v["status"] for v in feedback_db.version_history("ctr_predictor")} == {
         "v5": "champion", "v6": "archived"}
     assert feedback_db.running_ab_test("ctr_predictor") is None
+
+
+def test_a_harmful_challenger_is_stopped_early_archived_and_alerted(feedback_db):
+    """The plan is stored with the test; a challenger clearly worse is stopped at the first look
+    (before ``min_days``): the champion stays, the challenger is archived, a high alert is raised."""
+    load(feedback_db, Scenario(days=14, rows_per_day=200, seed=30, end=END, models=("ctr_predictor",)))
+    champion_v5_and_v6(feedback_db)
+    with pytest.raises(ValueError, match="primary_metric: 'roc_auc' is not a metric of regression models"):
+        lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v6", started_at=END,
+                                         config=ABTestConfig(primary_metric="roc_auc"))
+    test = lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v6", started_at=END)
+    plan = test["config"]["plan"]
+    assert plan["mde"] == 0.05 and plan["units_per_arm"][0] > 2 and test["config"]["n_star"] == plan["n_star"]
+    # traffic: the champion's labelled outcomes per day over the 14 days (200 served a day, labels still arriving)
+    assert 100 < plan["units_per_day"] <= 200
+    assert plan["expected_days"] == pytest.approx(sum(plan["units_per_arm"]) / plan["units_per_day"])
+    assert test["config"]["plan_summary"].startswith("plan: ")
+    assert plan["exceeds_max_days"] == ("exceeds the maximum of 90 days" in test["config"]["plan_summary"])
+    data = generate(Scenario(days=3, rows_per_day=2000, seed=31, end=END + timedelta(days=3),
+                             models=("ctr_predictor",)))
+    rows = data.predictions.assign(prediction_id="harm-" + data.predictions["prediction_id"])
+    rows["model_version"] = [arm_version(test["config"]["seed"], pid, "v5", "v6", 0.5) for pid in rows["prediction_id"]]
+    challenger = (rows["model_version"] == "v6").to_numpy()
+    rows.loc[challenger, "predicted_value"] *= 1.5  # 50 % too high
+    feedback_db.register_predictions(rows)
+    feedback_db.record_outcomes(data.outcomes.assign(prediction_id="harm-" + data.outcomes["prediction_id"]))
+    look = lifecycle.select_winning_model(feedback_db, test["test_id"], as_of=END + timedelta(days=3))
+    assert (look.action, look.test_status, look.champion_version) == ("stop_for_harm", "stopped", "v5")
+    assert "entirely above 0" in look.reasons[0]
+    assert {v["version"]: v["status"] for v in feedback_db.version_history("ctr_predictor")} == {
+        "v5": "champion", "v6": "archived"}
+    (alert,) = feedback_db.check_alerts(until=END + timedelta(days=3), model="ctr_predictor")
+    assert (alert["alert_type"], alert["severity"]) == ("ab_test", "high")
+    assert "stopped for harm" in alert["details"]["summary"] and alert["details"]["plan"].startswith("plan: ")
