@@ -4,6 +4,7 @@ assigns units to the arms with the assignment helper, and the conclusion promote
 
 from __future__ import annotations
 
+import html
 from datetime import timedelta
 from pathlib import Path
 
@@ -280,6 +281,11 @@ def test_a_harmful_challenger_is_stopped_early_archived_and_alerted(feedback_db)
     assert plan["expected_days"] == pytest.approx(sum(plan["units_per_arm"]) / plan["units_per_day"])
     assert test["config"]["plan_summary"].startswith("plan: ")
     assert plan["exceeds_max_days"] == ("exceeds the maximum of 90 days" in test["config"]["plan_summary"])
+    # the UI's model health page shows the running test's plan
+    from self_learning.loop.report_html import render_model_health
+    from self_learning.loop.reporting import model_health
+
+    assert html.escape(test["config"]["plan_summary"], quote=True) in render_model_health(model_health(feedback_db))
     data = generate(Scenario(days=3, rows_per_day=2000, seed=31, end=END + timedelta(days=3),
                              models=("ctr_predictor",)))
     rows = data.predictions.assign(prediction_id="harm-" + data.predictions["prediction_id"])
