@@ -162,6 +162,12 @@ def test_the_plan_is_the_always_valid_size_and_says_when_it_exceeds_the_maximum(
     assert plan.n_star == sum(plan.units_per_arm) and plan.exceeds_max_days and plan.expected_days > 90
     assert "exceeds the maximum of 90 days" in plan.summary()
     assert plan.size_reduction == 0 and plan.covariate_correlation is None
+    # campaign units: a plan needing more units than served recently cannot be reached
+    short = plan_ab_test(losses(rng, 2_000), mde=0.10, units_per_day=30, available_units=500)
+    assert short.exceeds_max_days and short.expected_days is None and sum(short.units_per_arm) > 500
+    assert "more units than the 500 that served recently" in short.summary()
+    enough = plan_ab_test(losses(rng, 2_000), mde=0.10, units_per_day=30, available_units=5_000)
+    assert not enough.exceeds_max_days and enough.expected_days < 90
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [

@@ -59,6 +59,9 @@ class ABTestPlan(Result):
     test; ``n_star`` is their sum (the confidence sequence is tuned there); ``expected_days`` at the
     recent traffic (None when unknown); ``units_without_adjustment`` the size without variance
     reduction and ``size_reduction`` the share CUPED saves (0 without a covariate).
+    ``available_units`` (campaign / account units) is how many distinct units served recently: a
+    plan needing more can never be reached, so its duration is unknown and it counts as exceeding
+    the maximum (the test then ends with a winner, harm, or at ``max_days``).
     """
 
     mde: float
@@ -76,6 +79,7 @@ class ABTestPlan(Result):
     covariate_correlation: float | None
     units_without_adjustment: list[int]
     size_reduction: float
+    available_units: int | None = None
 
     def summary(self) -> str:
         """One line for the form's result, the report and the UI."""
@@ -85,6 +89,8 @@ class ABTestPlan(Result):
             text += f", about {self.expected_days:.0f} days at recent traffic"
         if self.size_reduction > 0:
             text += f" ({self.size_reduction:.0%} fewer with CUPED, correlation {self.covariate_correlation:.2f})"
+        if self.available_units is not None and self.n_star > self.available_units:
+            text += f"; more units than the {self.available_units} that served recently"
         if self.exceeds_max_days:
             text += f"; exceeds the maximum of {self.max_days:g} days: likely inconclusive, consider a larger mde"
         return text
@@ -104,7 +110,8 @@ def required_units(sd: float, mean: float, *, mde: float, power: float, alpha: f
 
 def plan_ab_test(champion_loss, *, units=None, covariate=None, mde: float = 0.05, power: float = 0.8,
                  alpha: float = 0.05, traffic_split: float = 0.5, margin: float = 0.0,
-                 units_per_day: float | None = None, max_days: float = MAX_DAYS) -> ABTestPlan:
+                 units_per_day: float | None = None, max_days: float = MAX_DAYS,
+                 available_units: int | None = None) -> ABTestPlan:
     """The plan from the champion's recent per-row losses (grouped by ``units`` when the test
     randomises campaigns or accounts: the spread is then that of the unit-level ratio, as the
     comparison measures it). ``covariate`` (per row, NaN where missing) is the pre-period value
@@ -118,12 +125,13 @@ def plan_ab_test(champion_loss, *, units=None, covariate=None, mde: float = 0.05
     rho = covariate_correlation(loss, covariate, units) if covariate is not None else None
     return plan_from_spread(arm.mean, arm.standard_error * math.sqrt(arm.n), correlation=rho, mde=mde, power=power,
                             alpha=alpha, traffic_split=traffic_split, margin=margin, units_per_day=units_per_day,
-                            max_days=max_days)
+                            max_days=max_days, available_units=available_units)
 
 
 def plan_from_spread(mean: float, sd: float, *, correlation: float | None = None, mde: float = 0.05,
                      power: float = 0.8, alpha: float = 0.05, traffic_split: float = 0.5, margin: float = 0.0,
-                     units_per_day: float | None = None, max_days: float = MAX_DAYS) -> ABTestPlan:
+                     units_per_day: float | None = None, max_days: float = MAX_DAYS,
+                     available_units: int | None = None) -> ABTestPlan:
     """The plan from the champion's mean loss and its spread per unit (``sd``; for a metric that
     is not a mean per row, such as 1 - AUC, its standard error times the root of the rows);
     ``correlation`` that of a pre-period covariate with the loss (None: no variance reduction)."""
@@ -139,12 +147,15 @@ def plan_from_spread(mean: float, sd: float, *, correlation: float | None = None
     adjusted = raw if correlation is None else required_units(
         sd * math.sqrt(1 - correlation * correlation), mean, mde=mde, power=power, alpha=alpha,
         traffic_split=traffic_split, margin=margin)
+    if available_units is not None and available_units < 0:
+        raise ValueError(f"available_units: must be >= 0, got {available_units}")
+    unreachable = available_units is not None and sum(adjusted) > available_units
     days = None
-    if units_per_day:
+    if units_per_day and not unreachable:
         days = max(adjusted[0] / (units_per_day * (1 - traffic_split)), adjusted[1] / (units_per_day * traffic_split))
     return ABTestPlan(mde, power, alpha, margin, float(mean), float(sd), adjusted, float(sum(adjusted)),
-                      units_per_day, days, max_days, days is not None and days > max_days, correlation, raw,
-                      1 - sum(adjusted) / sum(raw))
+                      units_per_day, days, max_days, unreachable or (days is not None and days > max_days),
+                      correlation, raw, 1 - sum(adjusted) / sum(raw), available_units)
 
 
 def covariate_correlation(loss, covariate, units=None) -> float | None:

@@ -252,7 +252,8 @@ def plan_test(store, spec, config: ABTestConfig, *, champion_version: str, start
     """The test's plan from the champion's labelled outcomes of the ``PLAN_LOOKBACK_DAYS`` before
     the start (the model's, before any version was registered as champion); traffic per day is
     the rows (or distinct units) over the days they span. With randomisation units, the second half
-    of that period is planned with each unit's loss in the first half as CUPED's covariate. None
+    of that period is planned with each unit's loss in the first half as CUPED's covariate, and a
+    plan needing more units than served in the whole period says it cannot be reached. None
     when there are fewer than 2 units or (ROC AUC) fewer than 2 rows of a class."""
     metric, _ = judged_on(spec.task_kind, config)
     start = started_at - timedelta(days=PLAN_LOOKBACK_DAYS)
@@ -266,7 +267,8 @@ def plan_test(store, spec, config: ABTestConfig, *, champion_version: str, start
     days = min(PLAN_LOOKBACK_DAYS, max(1.0, (started_at - first).total_seconds() / 86_400))
     per_day = (len(rows) if units is None else len(set(units))) / days
     options = dict(mde=config.mde, power=config.power, alpha=config.alpha, traffic_split=config.traffic_split,
-                   margin=config.margin, units_per_day=per_day, max_days=config.max_days)
+                   margin=config.margin, units_per_day=per_day, max_days=config.max_days,
+                   available_units=None if units is None else len(set(units)))
     actual, predicted = rows["actual_value"].to_numpy(), rows["predicted_value"].to_numpy()
     try:
         if metric == "roc_auc":
