@@ -119,6 +119,11 @@ def test_retrain_registers_a_challenger_and_the_ab_test_promotes_it(daily_dag, r
     latest = stored["result"]["latest"]
     assert latest["sample_ratio"]["healthy"] and latest["comparison"]["ci_high"] < 0
     assert latest["challenger"]["mae"] < latest["champion"]["mae"]
+    # campaigns have a past: the plan measured CUPED's covariate and the looks used it
+    plan = stored["config"]["plan"]
+    assert plan["covariate_correlation"] is not None and plan["size_reduction"] >= 0
+    assert latest["variance_reduction"].startswith("CUPED on each unit's loss under the champion")
+    assert latest["metric"] == "mae" and latest["guardrails"] == []  # MAE is the primary: no MAE guardrail
     alerts = feedback_db.check_alerts(until=END + timedelta(days=8), hours=24, model="ctr_predictor")
     assert [a["details"]["challenger_version"] for a in alerts if a["alert_type"] == "ab_test"] == [version]
     # a closed test is reported as it ended; nothing changes
