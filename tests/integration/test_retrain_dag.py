@@ -307,3 +307,36 @@ def test_a_harmful_challenger_is_stopped_early_archived_and_alerted(feedback_db)
     (alert,) = feedback_db.check_alerts(until=END + timedelta(days=3), model="ctr_predictor")
     assert (alert["alert_type"], alert["severity"]) == ("ab_test", "high")
     assert "stopped for harm" in alert["details"]["summary"] and alert["details"]["plan"].startswith("plan: ")
+
+
+def test_a_classifier_judged_on_roc_auc_is_promoted_naming_its_guardrail(feedback_db):
+    """Primary metric ROC AUC (DeLong, per look) with an accuracy guardrail: the promotion names both."""
+    load(feedback_db, Scenario(days=14, rows_per_day=200, seed=32, end=END, models=("hook_classifier",)))
+    for version in ("v1", "v2", "v3"):
+        feedback_db.register_version("hook_classifier", version, status="archived")
+    feedback_db.promote("hook_classifier", "v1")
+    with pytest.raises(ValueError, match="guardrails: 'mae' is not a metric of binary_classification models"):
+        lifecycle.ab_test_model_versions(feedback_db, "hook_classifier", "v1", "v3", started_at=END,
+                                         config=ABTestConfig(guardrails=["mae"]))
+    test = lifecycle.ab_test_model_versions(
+        feedback_db, "hook_classifier", "v1", "v3", started_at=END,
+        config=ABTestConfig(primary_metric="roc_auc", guardrails=["accuracy:0.05"]))
+    assert test["config"]["plan"]["baseline_loss"] < 0.5  # 1 - AUC of the champion's recent outcomes
+    data = generate(Scenario(days=8, rows_per_day=1500, seed=33, end=END + timedelta(days=8),
+                             models=("hook_classifier",)))
+    rows = data.predictions.assign(prediction_id="auc-" + data.predictions["prediction_id"])
+    rows["model_version"] = [arm_version(test["config"]["seed"], pid, "v1", "v3", 0.5) for pid in rows["prediction_id"]]
+    truth = data.outcomes.set_index("prediction_id")["actual_value"].reindex(data.predictions["prediction_id"])
+    challenger = (rows["model_version"] == "v3").to_numpy() & truth.notna().to_numpy()
+    rng = np.random.default_rng(1)  # the challenger ranks better: its score leans on the outcome
+    rows.loc[challenger, "predicted_value"] = np.clip(
+        0.5 + 0.3 * (truth.to_numpy()[challenger] - 0.5) + rng.normal(0, 0.15, challenger.sum()), 0, 1)
+    feedback_db.register_predictions(rows)
+    feedback_db.record_outcomes(data.outcomes.assign(prediction_id="auc-" + data.outcomes["prediction_id"]))
+    look = lifecycle.select_winning_model(feedback_db, test["test_id"], as_of=END + timedelta(days=8))
+    assert (look.action, look.champion_version) == ("promote", "v3"), look.reasons
+    assert look.reasons[0].startswith("challenger loss lower by")
+    assert look.reasons[1].startswith("guardrail accuracy: challenger - champion")
+    latest = feedback_db.get_ab_test(test["test_id"])["result"]["latest"]
+    assert latest["metric"] == "roc_auc" and latest["comparison"]["challenger"]["mean"] < \
+        latest["comparison"]["champion"]["mean"]
