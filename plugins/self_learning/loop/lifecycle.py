@@ -403,7 +403,8 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
                                                             previous_min_p=running_min(name), **options))
               for name, margin in guardrails]
     champion_loss = comparison.champion.mean
-    margin = config.margin * champion_loss if champion_loss and math.isfinite(champion_loss) else 0.0
+    # (abs: a CUPED-adjusted mean loss is the raw one up to noise, which could cross 0 for a tiny loss)
+    margin = config.margin * abs(champion_loss) if champion_loss and math.isfinite(champion_loss) else 0.0
     days = (end - start).total_seconds() / 86_400
     plan = test.config.get("plan")
     decision = decide(comparison, sample_ratio, days_elapsed=round(days, 3), min_days=config.min_days,
