@@ -167,8 +167,21 @@ AB_SETTINGS = (
             description="What is assigned to an arm; campaign / account use the stored unit_id."),
     Setting("ab_min_days", 7, "number", "A/B: minimum days", minimum=0,
             description="No decision before this many days (weekday effects)."),
-    Setting("ab_max_days", 28, "number", "A/B: maximum days", minimum=0,
-            description="Without a winner by then, keep the champion (inconclusive)."),
+    Setting("ab_max_days", 90, "number", "A/B: maximum days", minimum=0,
+            description="Hard maximum: without a winner by then, keep the champion (inconclusive). Normally a test "
+                        "ends at its planned size first."),
+    Setting("ab_mde", 0.05, "number", "A/B: minimum detectable effect", minimum=0, maximum=1, exclusive=True,
+            description="The relative improvement of the primary metric the test is planned to find (0.05: 5 % lower "
+                        "loss); sets the planned size, n* and the expected duration from recent traffic."),
+    Setting("ab_power", 0.8, "number", "A/B: power", minimum=0, maximum=1, exclusive=True,
+            description="Probability of finding a challenger better by the minimum detectable effect."),
+    Setting("ab_primary_metric", None, "string", "A/B: primary metric", nullable=True,
+            description="What decides: mae or squared_error (regressors), log_loss, accuracy or roc_auc "
+                        "(classifiers); empty = the model's setting ab_primary_metric, else its task's loss."),
+    Setting("ab_guardrails", None, "array", "A/B: guardrails", nullable=True, form={"items": {"type": "string"}},
+            description="Metrics the challenger must not make worse, each 'metric' or 'metric:margin' (relative, "
+                        "default 0.02), e.g. accuracy:0.01; null = the model's setting ab_guardrails, else accuracy "
+                        "and roc_auc for classifiers, mae for regressors; an empty list = none."),
     Setting("ab_min_outcomes_per_arm", 150, "integer", "A/B: minimum outcomes per arm", minimum=2),
     Setting("ab_margin", 0.0, "number", "A/B: practical margin", minimum=0, maximum=1,
             description="Promote only if the challenger's loss is lower by at least this share of the champion's, "
@@ -319,7 +332,7 @@ class RunSettings:
 
     def for_model(self, thresholds: Mapping[str, Any]) -> RunSettings:
         """These settings with a model's registered threshold overrides applied."""
-        known = MODEL_OVERRIDABLE + MODEL_RETRAIN_SETTINGS + MODEL_STORE_SETTINGS
+        known = MODEL_OVERRIDABLE + MODEL_RETRAIN_SETTINGS + MODEL_STORE_SETTINGS + MODEL_AB_SETTINGS
         unknown = sorted(set(thresholds) - set(known))
         if unknown:
             raise ValueError(f"thresholds: unknown keys {unknown}; a model may set {', '.join(known)}")
@@ -355,6 +368,8 @@ MODEL_OVERRIDABLE = tuple(name for name, spec in RUN_SETTINGS.items() if spec.pe
 MODEL_RETRAIN_SETTINGS = ("trainer", "trainer_dag_id", "trusted_types")
 # Read by the store itself: the cap on a model's registered feature keys.
 MODEL_STORE_SETTINGS = ("max_features",)
+# What a model's A/B tests judge it on, unless the retrain form says otherwise.
+MODEL_AB_SETTINGS = ("ab_primary_metric", "ab_guardrails")
 
 
 # -- the retrain run ----------------------------------------------------------------------------------

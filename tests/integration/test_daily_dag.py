@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -292,4 +293,11 @@ def test_make_demo_runs_the_daily_dag_on_the_embedded_default(tmp_path):
     assert "RETRAIN requested" in result.stdout
     assert "then self_learning_retrain for ctr_predictor@2026-11-01T00:00Z" in result.stdout
     assert "request ctr_predictor@2026-11-01T00:00Z: done -> r20261101T0000Z" in result.stdout
+    # the A/B test got challenger traffic as the assignment says and the weekly conclusion looked at it
+    assert "served its A/B test and ran self_learning_weekly" in result.stdout
+    look = re.search(r"last look 2026-11-15: (\w+) \(assigned per arm \[(\d+), (\d+)\]\): (.*)", result.stdout)
+    assert look is not None, result.stdout[-3000:]
+    action, champion, challenger, reasons = look.groups()
+    assert int(champion) > 0 and int(challenger) > 0, look.group(0)
+    assert action == "promote" or (action == "continue" and reasons.startswith("still running: ")), look.group(0)
     assert (tmp_path / "demo" / "feedback.db").exists()

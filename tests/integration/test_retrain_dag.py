@@ -4,6 +4,7 @@ assigns units to the arms with the assignment helper, and the conclusion promote
 
 from __future__ import annotations
 
+import html
 from datetime import timedelta
 from pathlib import Path
 
@@ -118,6 +119,11 @@ def test_retrain_registers_a_challenger_and_the_ab_test_promotes_it(daily_dag, r
     latest = stored["result"]["latest"]
     assert latest["sample_ratio"]["healthy"] and latest["comparison"]["ci_high"] < 0
     assert latest["challenger"]["mae"] < latest["champion"]["mae"]
+    # campaigns have a past: the plan measured CUPED's covariate and the looks used it
+    plan = stored["config"]["plan"]
+    assert plan["covariate_correlation"] is not None and plan["size_reduction"] >= 0
+    assert latest["variance_reduction"].startswith("CUPED on each unit's loss under the champion")
+    assert latest["metric"] == "mae" and latest["guardrails"] == []  # MAE is the primary: no MAE guardrail
     alerts = feedback_db.check_alerts(until=END + timedelta(days=8), hours=24, model="ctr_predictor")
     assert [a["details"]["challenger_version"] for a in alerts if a["alert_type"] == "ab_test"] == [version]
     # a closed test is reported as it ended; nothing changes
@@ -262,3 +268,75 @@ def test_conclusion_operator_runs_the_plain_function(feedback_db):
     assert {v["version"]: v["status"] for v in feedback_db.version_history("ctr_predictor")} == {
         "v5": "champion", "v6": "archived"}
     assert feedback_db.running_ab_test("ctr_predictor") is None
+
+
+def test_a_harmful_challenger_is_stopped_early_archived_and_alerted(feedback_db):
+    """The plan is stored with the test; a challenger clearly worse is stopped at the first look
+    (before ``min_days``): the champion stays, the challenger is archived, a high alert is raised."""
+    load(feedback_db, Scenario(days=14, rows_per_day=200, seed=30, end=END, models=("ctr_predictor",)))
+    champion_v5_and_v6(feedback_db)
+    with pytest.raises(ValueError, match="primary_metric: 'roc_auc' is not a metric of regression models"):
+        lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v6", started_at=END,
+                                         config=ABTestConfig(primary_metric="roc_auc"))
+    test = lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v6", started_at=END)
+    plan = test["config"]["plan"]
+    assert plan["mde"] == 0.05 and plan["units_per_arm"][0] > 2 and test["config"]["n_star"] == plan["n_star"]
+    # traffic: the champion's labelled outcomes per day over the 14 days (200 served a day, labels still arriving)
+    assert 100 < plan["units_per_day"] <= 200
+    assert plan["expected_days"] == pytest.approx(sum(plan["units_per_arm"]) / plan["units_per_day"])
+    assert test["config"]["plan_summary"].startswith("plan: ")
+    assert plan["exceeds_max_days"] == ("exceeds the maximum of 90 days" in test["config"]["plan_summary"])
+    # the UI's model health page shows the running test's plan
+    from self_learning.loop.report_html import render_model_health
+    from self_learning.loop.reporting import model_health
+
+    assert html.escape(test["config"]["plan_summary"], quote=True) in render_model_health(model_health(feedback_db))
+    data = generate(Scenario(days=3, rows_per_day=2000, seed=31, end=END + timedelta(days=3),
+                             models=("ctr_predictor",)))
+    rows = data.predictions.assign(prediction_id="harm-" + data.predictions["prediction_id"])
+    rows["model_version"] = [arm_version(test["config"]["seed"], pid, "v5", "v6", 0.5) for pid in rows["prediction_id"]]
+    challenger = (rows["model_version"] == "v6").to_numpy()
+    rows.loc[challenger, "predicted_value"] *= 1.5  # 50 % too high
+    feedback_db.register_predictions(rows)
+    feedback_db.record_outcomes(data.outcomes.assign(prediction_id="harm-" + data.outcomes["prediction_id"]))
+    look = lifecycle.select_winning_model(feedback_db, test["test_id"], as_of=END + timedelta(days=3))
+    assert (look.action, look.test_status, look.champion_version) == ("stop_for_harm", "stopped", "v5")
+    assert "entirely above 0" in look.reasons[0]
+    assert {v["version"]: v["status"] for v in feedback_db.version_history("ctr_predictor")} == {
+        "v5": "champion", "v6": "archived"}
+    (alert,) = feedback_db.check_alerts(until=END + timedelta(days=3), model="ctr_predictor")
+    assert (alert["alert_type"], alert["severity"]) == ("ab_test", "high")
+    assert "stopped for harm" in alert["details"]["summary"] and alert["details"]["plan"].startswith("plan: ")
+
+
+def test_a_classifier_judged_on_roc_auc_is_promoted_naming_its_guardrail(feedback_db):
+    """Primary metric ROC AUC (DeLong, per look) with an accuracy guardrail: the promotion names both."""
+    load(feedback_db, Scenario(days=14, rows_per_day=200, seed=32, end=END, models=("hook_classifier",)))
+    for version in ("v1", "v2", "v3"):
+        feedback_db.register_version("hook_classifier", version, status="archived")
+    feedback_db.promote("hook_classifier", "v1")
+    with pytest.raises(ValueError, match="guardrails: 'mae' is not a metric of binary_classification models"):
+        lifecycle.ab_test_model_versions(feedback_db, "hook_classifier", "v1", "v3", started_at=END,
+                                         config=ABTestConfig(guardrails=["mae"]))
+    test = lifecycle.ab_test_model_versions(
+        feedback_db, "hook_classifier", "v1", "v3", started_at=END,
+        config=ABTestConfig(primary_metric="roc_auc", guardrails=["accuracy:0.05"]))
+    assert test["config"]["plan"]["baseline_loss"] < 0.5  # 1 - AUC of the champion's recent outcomes
+    data = generate(Scenario(days=8, rows_per_day=1500, seed=33, end=END + timedelta(days=8),
+                             models=("hook_classifier",)))
+    rows = data.predictions.assign(prediction_id="auc-" + data.predictions["prediction_id"])
+    rows["model_version"] = [arm_version(test["config"]["seed"], pid, "v1", "v3", 0.5) for pid in rows["prediction_id"]]
+    truth = data.outcomes.set_index("prediction_id")["actual_value"].reindex(data.predictions["prediction_id"])
+    challenger = (rows["model_version"] == "v3").to_numpy() & truth.notna().to_numpy()
+    rng = np.random.default_rng(1)  # the challenger ranks better: its score leans on the outcome
+    rows.loc[challenger, "predicted_value"] = np.clip(
+        0.5 + 0.3 * (truth.to_numpy()[challenger] - 0.5) + rng.normal(0, 0.15, challenger.sum()), 0, 1)
+    feedback_db.register_predictions(rows)
+    feedback_db.record_outcomes(data.outcomes.assign(prediction_id="auc-" + data.outcomes["prediction_id"]))
+    look = lifecycle.select_winning_model(feedback_db, test["test_id"], as_of=END + timedelta(days=8))
+    assert (look.action, look.champion_version) == ("promote", "v3"), look.reasons
+    assert look.reasons[0].startswith("challenger loss lower by")
+    assert look.reasons[1].startswith("guardrail accuracy: challenger - champion")
+    latest = feedback_db.get_ab_test(test["test_id"])["result"]["latest"]
+    assert latest["metric"] == "roc_auc" and latest["comparison"]["challenger"]["mean"] < \
+        latest["comparison"]["champion"]["mean"]

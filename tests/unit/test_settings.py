@@ -92,6 +92,17 @@ def test_retrain_settings_check_the_ab_params_one_by_one_then_together():
         settings.RetrainSettings(**base, ab_test={"min_days": 10, "max_days": 5})
     with pytest.raises(ValueError, match=r"^params\.ab_seed: not an A/B test setting"):
         settings.RetrainSettings(**base, ab_test={"seed": "s"})
+    # the plan's and the metrics' params (issue 16): named when bad, the model's settings accepted
+    with pytest.raises(ValueError, match=r"^params\.ab_mde: must be a number in \(0, 1\)"):
+        settings.RetrainSettings(**base, ab_test={"mde": 0})
+    with pytest.raises(ValueError, match=r"^params\.ab_primary_metric: one of mae, squared_error"):
+        settings.RetrainSettings(**base, ab_test={"primary_metric": "f1"})
+    with pytest.raises(ValueError, match=r"^params\.ab_guardrails: 'calibration' is not a metric"):
+        settings.RetrainSettings(**base, ab_test={"guardrails": ["calibration"]})
+    chosen = settings.RetrainSettings(**base, ab_test={"primary_metric": "roc_auc", "guardrails": ["accuracy:0.01"]})
+    assert chosen.ab_test["guardrails"] == ["accuracy:0.01"]
+    assert RunSettings(window_end=END, interval_start=END).for_model(
+        {"ab_primary_metric": "accuracy", "ab_guardrails": []}).alpha == 0.05
 
 
 def test_the_settings_module_imports_no_airflow_and_nothing_heavy():

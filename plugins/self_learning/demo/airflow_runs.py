@@ -1,7 +1,8 @@
 """The Airflow half of ``make demo``, in one process: migrate the embedded metadata DB, create the
 DB pool, run the daily DAG for each window end with ``dag.test()`` (what ``airflow dags test``
 runs), then the retrain DAG for the first retrain request of the retrained model, with the conf
-the daily run's trigger sent.
+the daily run's trigger sent; then ``--ab-days`` of traffic served to its A/B test as the assignment
+says (``ab_traffic``) and the weekly DAG, whose conclusion looks at the test.
 
 Why one process and not one ``airflow`` CLI call per step: each CLI call starts Airflow from
 scratch (imports, configuration, DAG folder parse: 3-10 s each); later ``dag.test()`` runs in the
@@ -11,7 +12,8 @@ idle 2-core machine: 49.5 s with a CLI call per step (migrate, pools, one per DA
 Run by ``self_learning.demo.run`` with the Airflow environment (``AIRFLOW_HOME``, the SQLite
 metadata DB, the feedback connection) set before Airflow is imported:
 
-    python -m self_learning.demo.airflow_runs --dags DIR --store-url URL --model NAME END [END ...]
+    python -m self_learning.demo.airflow_runs --dags DIR --store-url URL --model NAME [--ab-days 14]
+        [--rows-per-day 500] [--seed 7] END [END ...]
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 DAG_ID = "self_learning_daily"
 RETRAIN_DAG_ID = "self_learning_retrain"
+WEEKLY_DAG_ID = "self_learning_weekly"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dags", type=Path, required=True, help="the DAG folder")
     parser.add_argument("--store-url", required=True, help="the feedback store (to find the retrain request)")
     parser.add_argument("--model", required=True, help="the model whose first retrain request is run")
+    parser.add_argument("--ab-days", type=int, default=14, help="days of traffic served to the A/B test")
+    parser.add_argument("--rows-per-day", type=int, default=500, help="predictions per day of that traffic")
+    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("ends", nargs="+", type=datetime.fromisoformat, help="window ends of the daily runs")
     args = parser.parse_args(argv)
 
@@ -64,6 +70,17 @@ def main(argv: list[str] | None = None) -> int:
         conf = {"model": args.model, "request_id": request.request_id, "reason": "; ".join(request.reasons),
                 "window_end": request.window_end.isoformat()}
         test(RETRAIN_DAG_ID, datetime.now(UTC), conf)  # as `airflow dags test` dates a run without one
+    store = FeedbackStore.from_url(args.store_url)
+    running = store.running_ab_test(args.model)
+    if running is not None and args.ab_days > 0:
+        from ..operators.retrain import artifact_storage
+        from .ab_traffic import serve_ab_test
+
+        served = serve_ab_test(store, args.model, days=args.ab_days, rows_per_day=args.rows_per_day,
+                               seed=args.seed + 1, artifact_root=str(artifact_storage(None, None)))
+        week_end = running.started_at + timedelta(days=args.ab_days)
+        print(f"demo: served {served} predictions to A/B test {running.test_id}", flush=True)
+        test(WEEKLY_DAG_ID, week_end, {"window_end": week_end.isoformat()})
     return 0
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..core.types import Severity
 from ..store import ALL_VERSIONS, FeedbackStore
-from .airflow_runs import DAG_ID, RETRAIN_DAG_ID
+from .airflow_runs import DAG_ID, RETRAIN_DAG_ID, WEEKLY_DAG_ID
 from .synthetic import Scenario, generate
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -67,10 +67,12 @@ def main(argv: list[str] | None = None) -> int:
 
     env = airflow_env(home, store_url)
     t0 = time.perf_counter()
-    log = airflow_runs(env, home, store_url, ends)
+    log = airflow_runs(env, home, store_url, ends, rows_per_day=args.rows_per_day, seed=args.seed)
     print(f"ran {DAG_ID} for the days ending {', '.join(f'{end:%Y-%m-%d}' for end in ends)}", end="")
     requests = store.retrain_request_list(model=RETRAINED_MODEL)
     print(f", then {RETRAIN_DAG_ID} for {requests[0].request_id}" if requests else "", end="")
+    if store.list_ab_tests(model=RETRAINED_MODEL):
+        print(f", served its A/B test and ran {WEEKLY_DAG_ID}", end="")
     print(f", in {time.perf_counter() - t0:.0f} s (log: {log})")
 
     print()
@@ -98,12 +100,13 @@ def airflow_env(home: Path, store_url: str) -> dict[str, str]:
     }
 
 
-def airflow_runs(env: dict[str, str], home: Path, store_url: str, ends) -> Path:
+def airflow_runs(env: dict[str, str], home: Path, store_url: str, ends, *, rows_per_day: int, seed: int) -> Path:
     """Migrate the Airflow DB and run the DAGs (``self_learning.demo.airflow_runs``, one process);
     the output goes to a log file, shown only on failure."""
     log = home / "logs" / "airflow.log"
     command = [sys.executable, "-m", "self_learning.demo.airflow_runs", "--dags", str(ROOT / "dags"),
-               "--store-url", store_url, "--model", RETRAINED_MODEL, *(end.isoformat() for end in ends)]
+               "--store-url", store_url, "--model", RETRAINED_MODEL, "--rows-per-day", str(rows_per_day),
+               "--seed", str(seed), *(end.isoformat() for end in ends)]
     with log.open("w") as out:
         result = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
@@ -177,7 +180,14 @@ def loop_summary(store: FeedbackStore, model: str) -> str:
     for test in store.list_ab_tests(model=model):
         config = test.config
         lines.append(f"  A/B test {test.test_id}: {test.status}, challenger share {config['traffic_split']:.0%},"
-                     f" unit {config['unit']}, decided after {config['min_days']:g}..{config['max_days']:g} days "
-                     "by the weekly conclusion")
+                     f" unit {config['unit']}, at least {config['min_days']:g} and at most {config['max_days']:g} "
+                     "days, judged by the weekly conclusion")
+        lines.append(f"    {config.get('plan_summary') or 'no plan'}")
+        latest = (test.result or {}).get("latest") or {}
+        decision = latest.get("decision") or {}
+        if decision:
+            counts = (latest.get("sample_ratio") or {}).get("counts")
+            lines.append(f"    last look {latest['as_of'][:10]}: {decision['action']} (assigned per arm {counts}): "
+                         + "; ".join(decision["reasons"]))
     return "\n".join(lines)
 

@@ -30,15 +30,19 @@ from typing import Any
 
 from ..core import training
 from ..core.ab import (
+    DEFAULT_GUARDRAILS,
     ABDecision,
     ABTestConfig,
     ArmComparison,
+    GuardrailCheck,
     SampleRatio,
-    compare_arms,
     decide,
-    row_losses,
+    parse_guardrails,
     sample_ratio_mismatch,
 )
+from ..core.ab_metrics import compare_metric, guardrail_check, metric_losses, primary_metric
+from ..core.ab_plan import ABTestPlan, cuped, plan_ab_test, plan_from_spread
+from ..core.degradation import delong_auc_variance
 from ..core.performance import ModelPerformance, compute_performance
 from ..core.records import ABTestRecord
 from ..core.types import Result, Severity, Status
@@ -218,15 +222,87 @@ def served_champion(store, model: str, *, start: datetime, end: datetime) -> str
 # -- A/B tests ------------------------------------------------------------------------------------
 
 
+PLAN_LOOKBACK_DAYS = 28  # the champion's recent outcomes a plan (and CUPED's pre-period) is taken from
+
+
+def judged_on(task_kind, config: ABTestConfig) -> tuple[str, list[tuple[str, float]]]:
+    """The test's primary metric and guardrails ``(metric, margin)`` for the model's task kind;
+    ``ValueError`` naming ``primary_metric`` or ``guardrails`` when the kind has not the metric."""
+    metric = primary_metric(task_kind, config.primary_metric)
+    wanted = DEFAULT_GUARDRAILS[str(getattr(task_kind, "value", task_kind))] if config.guardrails is None \
+        else config.guardrails
+    return metric, parse_guardrails(wanted, task_kind=str(getattr(task_kind, "value", task_kind)),
+                                    primary_metric=metric)
+
+
+def _unit_ids(rows):
+    """The randomisation unit of each row; a row without a unit id is its own unit."""
+    return rows["unit_id"].astype(object).where(rows["unit_id"].notna(), rows["prediction_id"]).to_numpy()
+
+
+def _pre_period_covariate(task_kind, metric: str, history, units) -> dict[Any, float]:
+    """Each unit's mean loss on ``metric`` in ``history`` (the champion before the test): CUPED's covariate."""
+    import pandas as pd
+
+    loss = metric_losses(metric, task_kind, history["actual_value"].to_numpy(), history["predicted_value"].to_numpy())
+    return pd.Series(loss).groupby(pd.Series(units)).mean().to_dict()
+
+
+def plan_test(store, spec, config: ABTestConfig, *, champion_version: str, started_at: datetime) -> ABTestPlan | None:
+    """The test's plan from the champion's labelled outcomes of the ``PLAN_LOOKBACK_DAYS`` before
+    the start (the model's, before any version was registered as champion); traffic per day is
+    the rows (or distinct units) over the days they span. With randomisation units, the second half
+    of that period is planned with each unit's loss in the first half as CUPED's covariate, and a
+    plan needing more units than served in the whole period says it cannot be reached. None
+    when there are fewer than 2 units or (ROC AUC) fewer than 2 rows of a class."""
+    metric, _ = judged_on(spec.task_kind, config)
+    start = started_at - timedelta(days=PLAN_LOOKBACK_DAYS)
+    rows = store.read_window(spec.name, start, started_at, version=champion_version, with_ids=True, features=False)
+    if len(rows) < 2:
+        rows = store.read_window(spec.name, start, started_at, with_ids=True, features=False)
+    if len(rows) < 2:
+        return None
+    units = None if config.unit == "prediction" else _unit_ids(rows)
+    first = rows["served_at"].iloc[0].to_pydatetime()
+    days = min(PLAN_LOOKBACK_DAYS, max(1.0, (started_at - first).total_seconds() / 86_400))
+    per_day = (len(rows) if units is None else len(set(units))) / days
+    options = dict(mde=config.mde, power=config.power, alpha=config.alpha, traffic_split=config.traffic_split,
+                   margin=config.margin, units_per_day=per_day, max_days=config.max_days,
+                   available_units=None if units is None else len(set(units)))
+    actual, predicted = rows["actual_value"].to_numpy(), rows["predicted_value"].to_numpy()
+    try:
+        if metric == "roc_auc":
+            auc, variance = delong_auc_variance(actual, predicted)
+            return plan_from_spread(1.0 - auc, math.sqrt(variance * len(rows)), **options)
+        loss = metric_losses(metric, spec.task_kind, actual, predicted)
+        middle = started_at - timedelta(days=days / 2)
+        later = (rows["served_at"] >= middle).to_numpy()
+        if units is None or later.all() or not later.any():
+            return plan_ab_test(loss, units=units, **options)
+        covariate_of = _pre_period_covariate(spec.task_kind, metric, rows[~later], units[~later])
+        covariate = [covariate_of.get(unit, math.nan) for unit in units[later]]
+        return plan_ab_test(loss[later], units=units[later], covariate=covariate, **options)
+    except ValueError:  # no spread or no positive mean loss: nothing to plan with
+        return None
+
+
 def ab_test_model_versions(store, model: str, champion_version: str, challenger_version: str, *,
                            started_at: datetime, config: ABTestConfig | None = None,
                            test_id: str | None = None) -> ABTestRecord:
-    """Start a champion-vs-challenger test (both versions registered). ``n_star`` defaults to
-    the units the model served in the ``min_days`` before the start, the expected size at the
-    first possible decision. Returns the stored test."""
+    """Start a champion-vs-challenger test (both versions registered) with its plan (``plan_test``),
+    stored with the test's config under ``plan``. ``n_star`` defaults to the planned size; without
+    a plan, to the units served in the ``min_days`` before the start. Returns the stored test."""
     config = config or ABTestConfig()
+    try:
+        spec = store.get_model(model)
+    except KeyError:
+        raise ValueError(f"model: {model!r} is not registered") from None
+    judged_on(spec.task_kind, config)  # a metric the task kind has not is refused before anything is stored
     test_id = test_id or f"{model}:{champion_version}-vs-{challenger_version}"
-    if config.n_star is None:
+    plan = plan_test(store, spec, config, champion_version=champion_version, started_at=started_at)
+    if config.n_star is None and plan is not None:
+        config = dataclasses.replace(config, n_star=plan.n_star)
+    elif config.n_star is None:
         days = max(config.min_days, 1.0)
         counts = store.arm_counts(model, started_at - timedelta(days=days), started_at)
         key = "predictions" if config.unit == "prediction" else "units"
@@ -234,14 +310,16 @@ def ab_test_model_versions(store, model: str, champion_version: str, challenger_
         config = dataclasses.replace(config, n_star=float(max(expected, 2 * config.min_outcomes_per_arm)))
     if config.seed is None:
         config = dataclasses.replace(config, seed=test_id)
+    stored = {**config.to_dict(), "plan": plan.to_dict() if plan else None,
+              "plan_summary": plan.summary() if plan else "no plan: too few recent outcomes of the champion"}
     return store.start_ab_test(test_id=test_id, model=model, champion_version=champion_version,
-                               challenger_version=challenger_version, config=config.to_dict(), started_at=started_at)
+                               challenger_version=challenger_version, config=stored, started_at=started_at)
 
 
 @dataclasses.dataclass(frozen=True)
 class ABTestResult(Result):
-    """One look at a test: metrics per arm, the comparison of their losses, the sample ratio check
-    and the decision the guardrails give."""
+    """One look at a test: metrics per arm, the comparison of the primary metric, the guardrails,
+    the sample ratio check and the decision; ``plan`` as stored at the start."""
 
     test_id: str
     model: str
@@ -255,6 +333,32 @@ class ABTestResult(Result):
     sample_ratio: SampleRatio
     decision: ABDecision
     status: Status = Status.OK
+    metric: str = ""
+    guardrails: list[GuardrailCheck] = dataclasses.field(default_factory=list)
+    plan: dict[str, Any] | None = None
+    variance_reduction: str | None = None
+
+
+def _cuped_adjuster(store, spec, test, config, metric, arm_units):
+    """CUPED on the primary metric with each unit's loss under the champion in the
+    ``PLAN_LOOKBACK_DAYS`` before the test (None when the plan found no covariate or the metric is
+    not a mean per row)."""
+    plan = test.config.get("plan") or {}
+    if config.unit == "prediction" or metric == "roc_auc" or plan.get("covariate_correlation") is None:
+        return None
+    start = test.started_at
+    history = store.read_window(spec.name, start - timedelta(days=PLAN_LOOKBACK_DAYS), start,
+                                version=test.champion_version, with_ids=True, features=False)
+    if len(history) < 3:
+        return None
+    covariate_of = _pre_period_covariate(spec.task_kind, metric, history, _unit_ids(history))
+    covariates = [[covariate_of.get(unit, math.nan) for unit in units] for units in arm_units]
+
+    def adjust(champion_loss, challenger_loss):
+        fitted = cuped(champion_loss, challenger_loss, *covariates)
+        return fitted.champion, fitted.challenger
+
+    return adjust
 
 
 def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult:
@@ -267,16 +371,16 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
     if end <= start:
         raise ValueError(f"as_of: {end.isoformat()} is not after the test's start {start.isoformat()}")
     spec = store.get_model(test.model)
+    metric, guardrails = judged_on(spec.task_kind, config)
     arms = (test.champion_version, test.challenger_version)
     counts = store.arm_counts(spec.name, start, end)
-    performances, losses, units = [], [], []
+    performances, data, units = [], [], []
     for version in arms:
         rows = store.read_window(spec.name, start, end, version=version, with_ids=True, features=False)
         actual, predicted = rows["actual_value"].to_numpy(), rows["predicted_value"].to_numpy()
-        losses.append(row_losses(spec.task_kind, actual, predicted))
-        if config.unit != "prediction":  # a row without a unit id is its own unit
-            units.append(rows["unit_id"].astype(object).where(rows["unit_id"].notna(), rows["prediction_id"])
-                         .to_numpy())
+        data.append((actual, predicted))
+        if config.unit != "prediction":
+            units.append(_unit_ids(rows))
         performances.append(compute_performance(
             spec.task_kind, actual, predicted, n_predicted=counts.get(version, {}).get("predictions", 0),
             model_version=version, model_type=spec.name))
@@ -284,18 +388,32 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
     sample_ratio = sample_ratio_mismatch([counts.get(v, {}).get(key, 0) for v in arms], config.weights)
     looks = [look for look in ((test.result or {}).get("looks") or [])
              if datetime.fromisoformat(look["as_of"]) < end]
-    previous_min_p = min((look["always_valid_p"] for look in looks if look["always_valid_p"] is not None),
-                         default=1.0)
-    comparison = compare_arms(losses[0], losses[1], champion_units=units[0] if units else None,
-                              challenger_units=units[1] if units else None, alpha=config.alpha,
-                              n_star=config.n_star, previous_min_p=previous_min_p)
+
+    def running_min(name: str | None) -> float:
+        values = [look["always_valid_p"] if name is None else (look.get("guardrails") or {}).get(name, {}).get("p")
+                  for look in looks]
+        return min((v for v in values if v is not None), default=1.0)
+
+    adjust = _cuped_adjuster(store, spec, test, config, metric, units) if units else None
+    options = dict(champion_units=units[0] if units else None, challenger_units=units[1] if units else None,
+                   alpha=config.alpha, n_star=config.n_star)
+    comparison = compare_metric(metric, spec.task_kind, *data, adjust=adjust, previous_min_p=running_min(None),
+                                **options)
+    checks = [guardrail_check(name, margin, compare_metric(name, spec.task_kind, *data,
+                                                            previous_min_p=running_min(name), **options))
+              for name, margin in guardrails]
     champion_loss = comparison.champion.mean
-    margin = config.margin * champion_loss if champion_loss and math.isfinite(champion_loss) else 0.0
+    # (abs: a CUPED-adjusted mean loss is the raw one up to noise, which could cross 0 for a tiny loss)
+    margin = config.margin * abs(champion_loss) if champion_loss and math.isfinite(champion_loss) else 0.0
     days = (end - start).total_seconds() / 86_400
+    plan = test.config.get("plan")
     decision = decide(comparison, sample_ratio, days_elapsed=round(days, 3), min_days=config.min_days,
-                      max_days=config.max_days, min_outcomes_per_arm=config.min_outcomes_per_arm, margin=margin)
+                      max_days=config.max_days, min_outcomes_per_arm=config.min_outcomes_per_arm, margin=margin,
+                      planned_units=plan["units_per_arm"] if plan else None, guardrails=checks)
+    reduction = f"CUPED on each unit's loss under the champion before the test ({plan['size_reduction']:.0%} " \
+                "smaller planned size)" if adjust is not None else None
     return ABTestResult(test_id, spec.name, *arms, end, days, *performances, comparison, sample_ratio, decision,
-                        comparison.status)
+                        comparison.status, metric, checks, plan, reduction)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,13 +430,15 @@ class ABConclusion(Result):
     result: dict[str, Any] | None
 
 
-TEST_STATUS_BY_ACTION = {"promote": "promoted", "keep_champion": "inconclusive"}
+TEST_STATUS_BY_ACTION = {"promote": "promoted", "keep_champion": "inconclusive", "stop_for_harm": "stopped"}
 
 
 def select_winning_model(store, test_id: str, *, as_of: datetime) -> ABConclusion:
     """Look at a running test and act on the decision: ``promote`` swaps champion and challenger in
-    the registry and records an alert; ``keep_champion`` (maximum duration without a winner)
-    archives the challenger and closes the test as inconclusive; a sample ratio mismatch raises an
+    the registry and records an alert; ``stop_for_harm`` keeps the champion, archives the
+    challenger, closes the test as ``stopped`` and raises a high-severity alert; ``keep_champion``
+    (planned size or maximum duration without a winner) archives the challenger and closes the
+    test as inconclusive; a sample ratio mismatch raises an
     alert and never promotes. A promotion moves the model's baseline to the new champion's training
     window unless the baseline says ``on_promotion="keep"``. Each look is stored (a re-run of the
     same look replaces it) with the running minimum of the always-valid p-value. A closed test is
@@ -339,12 +459,18 @@ def select_winning_model(store, test_id: str, *, as_of: datetime) -> ABConclusio
     look = {"as_of": result.as_of.isoformat(), "action": action, "difference": result.comparison.difference,
             "ci_low": result.comparison.ci_low, "ci_high": result.comparison.ci_high,
             "always_valid_p": result.comparison.always_valid_p, "welch_p_value": result.comparison.welch_p_value,
-            "srm_p_value": result.sample_ratio.p_value,
-            "rows": [result.comparison.champion.rows, result.comparison.challenger.rows]}
+            "srm_p_value": result.sample_ratio.p_value, "metric": result.metric,
+            "rows": [result.comparison.champion.rows, result.comparison.challenger.rows],
+            "units": [result.comparison.champion.n, result.comparison.challenger.n],
+            "guardrails": {g.metric: {"difference": g.comparison.difference, "ci_low": g.comparison.ci_low,
+                                      "ci_high": g.comparison.ci_high, "allowed": g.allowed,
+                                      "p": g.comparison.always_valid_p} for g in result.guardrails}}
     looks = [old for old in ((test.result or {}).get("looks") or []) if old["as_of"] < look["as_of"]] + [look]
     details = {"summary": "; ".join(result.decision.reasons), "test_id": test_id,
                "champion_version": result.champion_version, "challenger_version": result.challenger_version,
-               "difference": result.comparison.difference, "ci": [result.comparison.ci_low, result.comparison.ci_high]}
+               "metric": result.metric, "difference": result.comparison.difference,
+               "ci": [result.comparison.ci_low, result.comparison.ci_high],
+               "plan": test.config.get("plan_summary")}
     if action == "promote":
         store.promote(model, result.challenger_version)
         # the baseline follows the new champion unless the model's baseline says on_promotion="keep"
@@ -354,6 +480,12 @@ def select_winning_model(store, test_id: str, *, as_of: datetime) -> ABConclusio
                           window_end=result.as_of, details={**details, "summary": (
                               f"{result.challenger_version} promoted over {result.champion_version}: "
                               + details["summary"])})
+    elif action == "stop_for_harm":
+        store.set_version_status(model, result.challenger_version, "archived")
+        store.raise_alert(model=model, alert_type="ab_test", severity=Severity.HIGH,
+                          cause=f"{test_id}:stopped_for_harm", window_end=result.as_of, details={
+                              **details, "summary": f"{result.challenger_version} stopped for harm, "
+                                                    f"{result.champion_version} stays champion: {details['summary']}"})
     elif status == "inconclusive":
         store.set_version_status(model, result.challenger_version, "archived")
         store.raise_alert(model=model, alert_type="ab_test", severity=Severity.LOW, cause=f"{test_id}:inconclusive",

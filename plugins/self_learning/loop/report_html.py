@@ -297,9 +297,11 @@ def _ab_section(test: dict[str, Any], width: int = 520) -> str:
     head = (f"<h3>{escape(test['model'])}: {escape(test['champion_version'])} (champion) vs "
             f"{escape(test['challenger_version'])} (challenger) — {escape(test['status'])}"
             f"{', ' + escape(test['decision']) if test.get('decision') else ''}</h3>"
-            f"<p>{escape('; '.join(test.get('reasons') or []))}</p>")
+            f"<p>{escape('; '.join(test.get('reasons') or []))}</p>"
+            + (f"<p class='muted'>{escape(test['plan_summary'])}</p>" if test.get("plan_summary") else ""))
     height = 40 + 24 * max(1, len(looks))
-    body = ["<text x='10' y='14' font-size='12'>challenger − champion loss, always-valid interval per look</text>"]
+    metric = escape(test.get("metric") or "loss")
+    body = [f"<text x='10' y='14' font-size='12'>challenger − champion {metric}, always-valid interval per look</text>"]
     if looks:
         bound = max(max(abs(look["ci_low"]), abs(look["ci_high"])) for look in looks) or 1.0
         scale = (width - 180) / (2 * bound)

@@ -240,7 +240,14 @@ def _ab_summary(test) -> dict[str, Any]:
             "decision": (latest.get("decision") or {}).get("action"),
             "reasons": (latest.get("decision") or {}).get("reasons", []),
             "difference": comparison.get("difference"), "ci": [comparison.get("ci_low"), comparison.get("ci_high")],
-            "running_min_p": result.get("running_min_p"), "looks": result.get("looks", [])}
+            "running_min_p": result.get("running_min_p"), "looks": result.get("looks", []),
+            "metric": latest.get("metric"), "plan": (test.config or {}).get("plan"),
+            "plan_summary": (test.config or {}).get("plan_summary"),
+            "guardrails": [{"metric": g["metric"], "allowed": g["allowed"],
+                            "difference": (g.get("comparison") or {}).get("difference"),
+                            "ci": [(g.get("comparison") or {}).get("ci_low"),
+                                   (g.get("comparison") or {}).get("ci_high")]}
+                           for g in latest.get("guardrails") or []]}
 
 
 def _iso(value: datetime) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from ..settings import AB_PARAMS, RETRAIN_SETTINGS, RetrainSettings
+from ..settings import AB_PARAMS, MODEL_AB_SETTINGS, RETRAIN_SETTINGS, RetrainSettings
 from .common import (
     ARTIFACT_ROOT_VARIABLE,
     FeedbackStoreOperator,
@@ -167,9 +167,11 @@ class TrainCandidateOperator(RetrainStepOperator):
 
 
 class StartABTestOperator(RetrainStepOperator):
-    """Start champion vs challenger for an accepted candidate (the A/B params of the run); skips,
-    saying why, for a rejected one. Before the first promotion the version serving most of the
-    window is registered as the champion."""
+    """Start champion vs challenger for an accepted candidate (the A/B params of the run, over the
+    model's ``ab_primary_metric`` / ``ab_guardrails`` settings) with its plan; skips, saying why,
+    for a rejected one. Before the first promotion the version serving most of the window is
+    registered as the champion. The result shows the plan, and warns when its expected duration
+    exceeds the maximum."""
 
     template_fields: Sequence[str] = ("candidate",)
 
@@ -179,19 +181,29 @@ class StartABTestOperator(RetrainStepOperator):
 
     def run(self, store, spec, settings, context):
         from ..core.ab import ABTestConfig
-        from ..loop.lifecycle import ab_test_model_versions, served_champion
+        from ..loop.lifecycle import ab_test_model_versions, judged_on, served_champion
 
         if not self.candidate or not self.candidate.get("accept"):
             raise AirflowSkipException(f"no A/B test: {(self.candidate or {}).get('verdict', 'no candidate')}")
+        values = {name.removeprefix("ab_"): spec.thresholds[name] for name in MODEL_AB_SETTINGS
+                  if spec.thresholds.get(name) is not None}
+        try:
+            config = ABTestConfig(**{**values, **settings.ab_test})
+            judged_on(spec.task_kind, config)  # a metric the model's task kind has not
+        except ValueError as error:
+            raise InvalidParams(f"params.ab_{error}") from None
         start = settings.window_end - timedelta(days=settings.training_window_days)
         champion = served_champion(store, spec.name, start=start, end=settings.window_end)
         test = ab_test_model_versions(store, spec.name, champion, self.candidate["version"],
-                                      started_at=settings.window_end, config=ABTestConfig(**settings.ab_test))
-        self.log.info("A/B test %s: %s (champion) vs %s (challenger), challenger share %s, unit %s", test.test_id,
-                      test.champion_version, test.challenger_version, test.config["traffic_split"],
-                      test.config["unit"])
+                                      started_at=settings.window_end, config=config)
+        self.log.info("A/B test %s: %s (champion) vs %s (challenger), challenger share %s, unit %s; %s",
+                      test.test_id, test.champion_version, test.challenger_version, test.config["traffic_split"],
+                      test.config["unit"], test.config.get("plan_summary"))
+        if (test.config.get("plan") or {}).get("exceeds_max_days"):
+            self.log.warning("A/B test %s: %s", test.test_id, test.config["plan_summary"])
         return {"test_id": test.test_id, "champion_version": test.champion_version,
-                "challenger_version": test.challenger_version, "status": test.status}
+                "challenger_version": test.challenger_version, "status": test.status,
+                "plan": test.config.get("plan"), "plan_summary": test.config.get("plan_summary")}
 
 
 class FinishRetrainRequestOperator(RetrainStepOperator):
