@@ -107,9 +107,9 @@ class AnalyseModelOperator(ModelStepOperator):
         del current
         performance, performance_summary = performance_results(spec, settings, labelled, served_per_version,
                                                                log=self.log)
-        pinned = baseline is not None and not baseline.provisional and len(reference)
+        # the baseline's rows (a young model's provisional one ends where the window starts)
         errors, error_summary = error_analysis_results(spec, settings, kinds, labelled, log=self.log,
-                                                       reference=reference if pinned else None)
+                                                       reference=reference if len(reference) else None)
         del reference
         written = store.save_results([*performance, *monitoring_rows(spec, settings, monitoring, baseline),
                                       *errors])
