@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from self_learning import lifecycle
 from self_learning.ab_testing import ABTestConfig, arm_version
@@ -250,6 +251,29 @@ def test_sample_ratio_mismatch_blocks_promotion_and_alerts(feedback_db):
     (alert,) = feedback_db.check_alerts(until=END + timedelta(days=10), model="ctr_predictor")
     assert (alert["alert_type"], alert["severity"]) == ("ab_test", "high")
     assert "sample ratio mismatch" in alert["details"]["summary"]
+
+
+def test_the_looks_count_from_the_challengers_first_prediction(feedback_db):
+    """Two days served by the champion alone after the test's start (serving had not picked the
+    test up yet), then 50/50: the look counts arms from the challenger's first prediction, so the
+    split is healthy; counted from the start it would be a sample ratio mismatch."""
+    load(feedback_db, Scenario(days=1, rows_per_day=10, seed=31, models=("ctr_predictor",)))
+    champion_v5_and_v6(feedback_db)
+    test = lifecycle.ab_test_model_versions(feedback_db, "ctr_predictor", "v5", "v6", started_at=END)
+    data = generate(Scenario(days=6, rows_per_day=500, seed=32, end=END + timedelta(days=6),
+                             models=("ctr_predictor",)))
+    rows = data.predictions.assign(prediction_id="late-" + data.predictions["prediction_id"])
+    before = (rows["served_at"] < pd.Timestamp(END + timedelta(days=2))).to_numpy()
+    split = np.random.default_rng(1).random(len(rows)) < 0.5
+    rows["model_version"] = np.where(~before & split, "v6", "v5")
+    feedback_db.register_predictions(rows)
+    feedback_db.record_outcomes(data.outcomes.assign(prediction_id="late-" + data.outcomes["prediction_id"]))
+    result = lifecycle.get_ab_test_results(feedback_db, test["test_id"], as_of=END + timedelta(days=6))
+    challenger = (rows["model_version"] == "v6").to_numpy()
+    after_first = (rows["served_at"] >= rows["served_at"][challenger].min()).to_numpy()
+    expected = [int((after_first & ~challenger).sum()), int(challenger.sum())]
+    assert result.sample_ratio.counts == expected and result.sample_ratio.healthy, result.sample_ratio
+    assert feedback_db.arm_counts("ctr_predictor", END, END + timedelta(days=6))["v5"]["predictions"] > expected[0]
 
 
 def test_conclusion_operator_runs_the_plain_function(feedback_db):

@@ -19,13 +19,18 @@ from .synthetic import Scenario, generate
 
 
 def serve_ab_test(store, model: str, *, days: int, rows_per_day: int, seed: int, artifact_root: str) -> int:
-    """Serve ``days`` of traffic after the start of ``model``'s running test; the rows served (0
-    without a running test)."""
+    """Serve ``days`` of traffic after the start of ``model``'s running test, from the day after the
+    last prediction already served (the daily runs after the retrain's window were the champion's
+    alone); the rows served (0 without a running test)."""
     test = store.running_ab_test(model)
     if test is None:
         return 0
     spec = store.get_model(model)
-    end = test.started_at + timedelta(days=days)
+    # after what the demo has served already (the days the daily DAG ran after the retrain's window)
+    served = store.read_window(model, test.started_at, test.started_at + timedelta(days=366), labelled_only=False,
+                               features=False)["served_at"]
+    begin = test.started_at if served.empty else max(test.started_at, served.max().ceil("D").to_pydatetime())
+    end = begin + timedelta(days=days)
     data = generate(Scenario(days=days, rows_per_day=rows_per_day, seed=seed, end=end, concept_shift_day=0,
                              concept_shift_model=model, models=(model,)))
     rows = data.predictions.assign(prediction_id="ab-" + data.predictions["prediction_id"])

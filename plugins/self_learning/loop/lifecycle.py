@@ -362,15 +362,24 @@ def _cuped_adjuster(store, spec, test, config, metric, arm_units):
 
 
 def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult:
-    """The test's results over the outcomes of predictions served from its start until ``as_of``
-    (no writes). A test without outcomes has status ``insufficient_data``."""
+    """The test's results over the outcomes of predictions served from its traffic's start until
+    ``as_of`` (no writes). A test without outcomes has status ``insufficient_data``.
+
+    The traffic starts with the challenger's first prediction at or after the test's start (its
+    ``started_at`` is the retrain's window end): serving code picks the test up when it next reads
+    the registry, and the champion's predictions before that were never assigned. Counted from
+    ``started_at`` they read as a sample ratio mismatch (the demo's two days served before its
+    retrain ran: [4527, 3473] against 50/50). A challenger that never served keeps ``started_at``,
+    so its absence is the mismatch it is."""
     test = store.get_ab_test(test_id)
     config = ABTestConfig.from_dict(test.config)
-    start = test.started_at
     end = as_of.astimezone(UTC)
-    if end <= start:
-        raise ValueError(f"as_of: {end.isoformat()} is not after the test's start {start.isoformat()}")
+    if end <= test.started_at:
+        raise ValueError(f"as_of: {end.isoformat()} is not after the test's start {test.started_at.isoformat()}")
     spec = store.get_model(test.model)
+    served = store.read_window(spec.name, test.started_at, end, version=test.challenger_version,
+                               labelled_only=False, features=False)["served_at"]
+    start = served.min().to_pydatetime() if len(served) else test.started_at
     metric, guardrails = judged_on(spec.task_kind, config)
     arms = (test.champion_version, test.challenger_version)
     counts = store.arm_counts(spec.name, start, end)
