@@ -221,16 +221,32 @@ def test_the_retrain_the_daily_run_asked_for_runs_under_the_scheduler_and_judges
 
 def _backfill(api, airflow, reprocess: str, first: int = 0) -> None:
     """Backfill the logical dates from ``FIRST_DAY`` + ``first`` days to the last; then every
-    backfill run of the range has succeeded."""
+    backfill run of the range has succeeded. The first backfill is waited for until the scheduler
+    marks it complete (a DAG takes one backfill at a time); the reprocessing one until its runs have
+    ended (the scheduler marks backfills complete every 30 s: that wait proves nothing more)."""
     response = api.post("/backfills", json={
         "dag_id": DAILY, "from_date": (FIRST_DAY + timedelta(days=first)).isoformat(),
         "to_date": (FIRST_DAY + timedelta(days=BACKFILL_DAYS - 1)).isoformat(),
         "reprocess_behavior": reprocess, "max_active_runs": 2, "dag_run_conf": {"models": [MODEL]}})
     assert response.status_code == 200, response.text
-    backfill_id = response.json()["id"]
-    _wait(lambda: api.get(f"/backfills/{backfill_id}").json()["completed_at"] is not None, airflow,
-          f"backfill {backfill_id} ({reprocess})", timeout=360)
-    runs = api.get(f"/dags/{DAILY}/dagRuns", params={"run_type": "backfill", "limit": 100}).json()["dag_runs"]
+    backfill = response.json()
+    created = datetime.fromisoformat(backfill["created_at"])
+    dates = {f"{FIRST_DAY + timedelta(days=d):%Y-%m-%d}" for d in range(first, BACKFILL_DAYS)}
+
+    def backfill_runs():
+        return api.get(f"/dags/{DAILY}/dagRuns", params={"run_type": "backfill", "limit": 100}).json()["dag_runs"]
+
+    def reprocessed():
+        ended = {r["logical_date"][:10] for r in backfill_runs() if r["state"] in ("success", "failed")
+                 and r["end_date"] and datetime.fromisoformat(r["end_date"]) > created}
+        return dates <= ended
+
+    if reprocess == "none":
+        _wait(lambda: api.get(f"/backfills/{backfill['id']}").json()["completed_at"] is not None, airflow,
+              f"backfill {backfill['id']} ({reprocess})", timeout=360)
+    else:
+        _wait(reprocessed, airflow, f"backfill {backfill['id']} ({reprocess})", timeout=360)
+    runs = backfill_runs()
     assert sorted(r["logical_date"][:10] for r in runs) == [f"{FIRST_DAY + timedelta(days=d):%Y-%m-%d}"
                                                            for d in range(BACKFILL_DAYS)]
     assert {r["state"] for r in runs} == {"success"}, [(r["logical_date"], r["state"]) for r in runs]
