@@ -10,7 +10,7 @@ The outcomes are recorded, and the weekly conclusion can judge the test.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..core.ab import arm_version
 from ..core.training import predict
@@ -18,13 +18,14 @@ from ..loop.lifecycle import load_artifact, model_trusted_types
 from .synthetic import Scenario, generate
 
 
-def serve_ab_test(store, model: str, *, days: int, rows_per_day: int, seed: int, artifact_root: str) -> int:
+def serve_ab_test(store, model: str, *, days: int, rows_per_day: int, seed: int, artifact_root: str
+                  ) -> tuple[int, datetime | None]:
     """Serve ``days`` of traffic after the start of ``model``'s running test, from the day after the
     last prediction already served (the daily runs after the retrain's window were the champion's
-    alone); the rows served (0 without a running test)."""
+    alone): the rows served and the end of the served days ((0, None) without a running test)."""
     test = store.running_ab_test(model)
     if test is None:
-        return 0
+        return 0, None
     spec = store.get_model(model)
     # after what the demo has served already (the days the daily DAG ran after the retrain's window)
     served = store.read_window(model, test.started_at, test.started_at + timedelta(days=366), labelled_only=False,
@@ -48,4 +49,4 @@ def serve_ab_test(store, model: str, *, days: int, rows_per_day: int, seed: int,
     if report.rejected:
         raise ValueError(f"demo A/B traffic: {len(report.rejected)} rows rejected, e.g. {report.rejected[:3]}")
     store.record_outcomes(data.outcomes.assign(prediction_id="ab-" + data.outcomes["prediction_id"]))
-    return len(rows)
+    return len(rows), end

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 DAG_ID = "self_learning_daily"
@@ -69,16 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         request = requests[0]
         conf = {"model": args.model, "request_id": request.request_id, "reason": "; ".join(request.reasons),
                 "window_end": request.window_end.isoformat()}
-        test(RETRAIN_DAG_ID, datetime.now(UTC), conf)  # as `airflow dags test` dates a run without one
+        test(RETRAIN_DAG_ID, request.window_end, conf)  # dated by the request's window, not the clock
     store = FeedbackStore.from_url(args.store_url)
     running = store.running_ab_test(args.model)
     if running is not None and args.ab_days > 0:
         from ..operators.retrain import artifact_storage
         from .ab_traffic import serve_ab_test
 
-        served = serve_ab_test(store, args.model, days=args.ab_days, rows_per_day=args.rows_per_day,
-                               seed=args.seed + 1, artifact_root=str(artifact_storage(None, None)))
-        week_end = running.started_at + timedelta(days=args.ab_days)
+        served, week_end = serve_ab_test(store, args.model, days=args.ab_days, rows_per_day=args.rows_per_day,
+                                         seed=args.seed + 1, artifact_root=str(artifact_storage(None, None)))
         print(f"demo: served {served} predictions to A/B test {running.test_id}", flush=True)
         test(WEEKLY_DAG_ID, week_end, {"window_end": week_end.isoformat()})
     return 0
