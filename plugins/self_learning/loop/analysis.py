@@ -97,7 +97,8 @@ def monitor_model(store, spec, settings, kinds, current: pd.DataFrame, *, set_by
 
 
 # Bump when the monitor computes a baseline's calibration differently: cached ones are then recomputed.
-CALIBRATION_VERSION = 1
+# 2: concept drift's baseline days are normal-score z of the losses (were Welch z of the mean loss).
+CALIBRATION_VERSION = 2
 
 
 def calibration_key(baseline: Baseline, monitor: MonitorSettings) -> str:
