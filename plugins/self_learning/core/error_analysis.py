@@ -194,11 +194,20 @@ class _Reference:
             n, rest = int(counts[b]), n_total - int(counts[b])
             if n < 2 or rest < 2:
                 continue
-            mean, rest_mean = sums[b] / n, (total - sums[b]) / rest
-            var = max((squares[b] - n * mean**2) / (n - 1), 0.0)
-            rest_var = max((total_squares - squares[b] - rest * rest_mean**2) / (rest - 1), 0.0)
-            deviation[b], variance[b] = float(mean - rest_mean), float(var / n + rest_var / rest)
+            mean, var, rest_mean, rest_var = _inside_and_rest(n, sums[b], squares[b], n_total, total, total_squares)
+            deviation[b], variance[b] = float(mean - rest_mean), float(max(var, 0.0) / n + rest_var / rest)
         return deviation, variance
+
+
+def _inside_and_rest(n: int, inside_sum: float, inside_squares: float, n_total: int, total: float,
+                     total_squares: float) -> tuple[float, float, float, float]:
+    """A bucket's mean and variance (ddof 1) and the rest's, from the sums of the (centred) errors
+    and their squares inside it and overall; the rest's variance is clipped at 0."""
+    rest = n_total - n
+    mean, rest_mean = inside_sum / n, (total - inside_sum) / rest
+    var = (inside_squares - n * mean**2) / (n - 1)
+    rest_var = max((total_squares - inside_squares - rest * rest_mean**2) / (rest - 1), 0.0)
+    return mean, var, rest_mean, rest_var
 
 
 def identify_systematic_errors(
@@ -256,14 +265,12 @@ def identify_systematic_errors(
             rest_n = e.size - n
             if n < min_bucket_size or rest_n < 2:
                 continue
-            mean_c = inside_sum[code] / n
-            var = (inside_squares[code] - n * mean_c**2) / (n - 1)
+            mean_c, var, rest_mean, rest_var = _inside_and_rest(n, inside_sum[code], inside_squares[code], e.size,
+                                                                total, total_squares)
             if var <= 1e-24 * max(total_squares / e.size, 1e-300):  # a constant bucket
                 continue
             mean_error = mean_c + e.mean()
             t_zero = mean_error / np.sqrt(var / n)
-            rest_mean = (total - inside_sum[code]) / rest_n
-            rest_var = max((total_squares - inside_squares[code] - rest_n * rest_mean**2) / (rest_n - 1), 0.0)
             p_rest = float(stats.ttest_ind_from_stats(mean_c, np.sqrt(var), n, rest_mean, np.sqrt(rest_var), rest_n,
                                                       equal_var=False).pvalue)
             p_zero = float(2 * stats.t.sf(abs(t_zero), n - 1))
