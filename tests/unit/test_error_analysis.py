@@ -58,7 +58,9 @@ def _segment_data(seed: int, bias_in_story: float):
 
 def test_systematic_error_in_one_segment_is_found_alone():
     features, errors = _segment_data(5, bias_in_story=0.6)
-    result = identify_systematic_errors(features, errors)
+    assert [(p.feature, p.bucket) for p in identify_systematic_errors(features, errors).patterns] == [
+        ("placement", "story")]
+    result = identify_systematic_errors(features, errors, winsorize=0.0)  # the raw errors: scipy's tests
     assert [(p.feature, p.bucket) for p in result.patterns] == [("placement", "story")]
     pattern = result.patterns[0]
     story = errors[features["placement"] == "story"]
@@ -78,6 +80,35 @@ def test_global_bias_alone_is_not_a_segment_pattern():
     result = identify_systematic_errors(features, errors + 0.8)
     assert result.patterns == []
     assert result.overall_mean_error == pytest.approx(errors.mean() + 0.8)
+
+
+def test_a_proportional_global_bias_is_a_recalibration_not_a_segment_pattern():
+    """Outcomes that run 10 % low for every row make a regressor over-predict in proportion to its
+    prediction: the high-prediction category deviates from the rest. Given the predictions, the
+    errors are relative to them, so it is one global bias; a segment's own bias is still found, and
+    alone (residuals from a global line made a second segment report the opposite bias)."""
+    rng = np.random.default_rng(11)
+
+    def window(n, outcome_level, story_bias=0.0):
+        placement = rng.choice(["feed", "story", "reel"], n)
+        level = pd.Series(placement).map({"feed": 1.0, "story": 1.6, "reel": 1.3}).to_numpy()
+        predicted = level * rng.lognormal(0, 0.5, n)  # other features: the categories' predictions overlap
+        actual = predicted * outcome_level * rng.lognormal(-0.02, 0.2, n) - np.where(placement == "story",
+                                                                                      story_bias, 0.0)
+        return pd.DataFrame({"placement": placement}), predicted - actual, predicted
+
+    base_features, base_errors, base_predicted = window(20_000, 1.0)
+    features, errors, predicted = window(3_000, 0.9)
+    kwargs = dict(alpha=0.0038, reference_features=base_features, reference_errors=base_errors)
+    assert "story" in [p.bucket for p in identify_systematic_errors(features, errors, **kwargs).patterns]
+    assert identify_systematic_errors(features, errors, predicted=predicted, reference_predicted=base_predicted,
+                                      **kwargs).patterns == []
+    features, errors, predicted = window(3_000, 0.9, story_bias=0.4)
+    found = identify_systematic_errors(features, errors, predicted=predicted, reference_predicted=base_predicted,
+                                       **kwargs)
+    assert [(p.bucket, p.direction) for p in found.patterns] == [("story", "over-prediction")]
+    with pytest.raises(ValueError, match="length mismatch: predicted=2, errors=3000"):
+        identify_systematic_errors(features, errors, predicted=[1.0, 2.0])
 
 
 @pytest.mark.slow

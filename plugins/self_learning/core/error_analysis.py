@@ -21,6 +21,30 @@ deviate from the rest more than the same bucket (same edges or category) did in 
 the same direction: (c) a z test of the two deviations, whose variances add. The bucket's p-value
 is then the largest of the three (still an intersection-union test); a bucket the baseline has
 fewer than 2 rows of is judged by (a) and (b) alone (a new segment is news).
+
+Heavy tails. The three tests compare means, and a regressor's errors carry the outcome's tail (a
+lognormal ROAS, a revenue): on the bench's stable regressor at 100 rows/day, a 211-row bucket of
+the top category had a mean error 1.2 x the MAE below the rest (p 3e-5, adjusted 0.003) from a
+handful of extreme outcomes, and raised a false systematic-error alert; the stream had two in 90
+runs. A systematic error is a segment whose typical error moved, not one outcome, so the tests run
+on errors winsorized at the 1st and 99th percentiles (``WINSORIZE``) of the window's and the
+baseline's errors together (the same limits for both, so the comparison with the baseline is like
+for like); the reported means and deviations are those of the winsorized errors, the overall MAE
+and mean error the raw ones.
+
+Relative errors. Outcomes move by day for every row at once (a market-wide ROAS or conversion
+level), and a regressor's error then moves in proportion to its prediction: on the same stream a
+window whose outcomes ran low made the top category (the highest predictions) over-predict by 1.3 x
+the MAE more than the rest, p 6e-12, against a baseline deviation of 0.04; test (b) removes a
+global additive bias, not a proportional one. Given the predictions (``predicted``,
+``reference_predicted``: the daily run passes a regressor's) and all of them positive (ROAS, revenue),
+the errors are divided by the prediction, (predicted - actual) / predicted, so a proportional
+level change is one global bias again, which (b) removes, and a segment's own bias still passes
+(a) and (b). Residuals from a global line a + b x prediction were tried first and rejected: they
+have mean 0 by construction, so test (a) no longer protected the other segments, and one biased
+segment (a third of the rows) made another report the opposite bias. Such patterns' means and
+deviations are relative (the result's notes say so); a model with a prediction <= 0 keeps absolute
+errors. (The error distribution's bias test and the performance checks report the global part.)
 """
 
 from __future__ import annotations
@@ -37,6 +61,7 @@ from scipy import stats
 from .types import FEATURE_THREADS, Result, Status
 from .validation import as_float_array, check_alpha, label_text
 
+WINSORIZE = 0.01  # systematic errors: the share of each tail clipped (module docstring)
 SHAPIRO_MAX_N = 5000  # scipy's Shapiro-Wilk p-value is not accurate above this
 PERCENTILES = (25, 50, 75, 90, 95)
 
@@ -222,23 +247,37 @@ def identify_systematic_errors(
     feature_kinds: Mapping[str, str] | None = None,
     reference_features=None,
     reference_errors=None,
+    winsorize: float = WINSORIZE,
+    predicted=None,
+    reference_predicted=None,
 ) -> SystematicErrors:
     """Segments (feature buckets) where the model errs more than elsewhere, most significant first.
 
     With ``reference_features`` / ``reference_errors`` (the baseline's labelled rows), a segment
     must also deviate from the rest more than the same segment did in the baseline (module
-    docstring): a pattern the model always had is its shape, not news."""
+    docstring): a pattern the model always had is its shape, not news. With ``predicted`` (and
+    ``reference_predicted`` when there is a reference), all positive: a regressor's errors are
+    judged relative to its predictions (module docstring)."""
     check_alpha(alpha)
     if bins < 2:
         raise ValueError(f"bins: must be >= 2, got {bins}")
-    e = as_float_array("errors", errors, min_size=0)
+    if not 0 <= winsorize < 0.25:
+        raise ValueError(f"winsorize: a tail share in [0, 0.25), got {winsorize!r}")
+    raw = as_float_array("errors", errors, min_size=0)
     frame = (features if isinstance(features, pd.DataFrame) else pd.DataFrame(features)).reset_index(drop=True)
-    if len(frame) != e.size:
-        raise ValueError(f"length mismatch: features={len(frame)}, errors={e.size}")
-    if e.size < min_bucket_size:
+    if len(frame) != raw.size:
+        raise ValueError(f"length mismatch: features={len(frame)}, errors={raw.size}")
+    if raw.size < min_bucket_size:
         return SystematicErrors([], 0, None, None, alpha, Status.INSUFFICIENT_DATA,
-                                (f"{e.size} errors; a bucket needs at least {min_bucket_size}",))
-    overall_mae = float(np.abs(e).mean())
+                                (f"{raw.size} errors; a bucket needs at least {min_bucket_size}",))
+    before = None if reference_errors is None else as_float_array("reference_errors", reference_errors, min_size=0)
+    scale = _relative_scale(raw, before, predicted, reference_predicted)
+    notes = ()
+    if scale is not None:
+        raw, before = raw / scale[0], None if before is None else before / scale[1]
+        notes = ("errors relative to the prediction: (predicted - actual) / predicted",)
+    overall_mae = float(np.abs(raw).mean())
+    e, before = _winsorized(raw, before, winsorize)
     kinds = dict(feature_kinds or {})
     candidates = []
     # Per-bucket counts and sums come from one bincount per feature; the rest of the rows enter
@@ -248,7 +287,7 @@ def identify_systematic_errors(
     squares = np.square(centred)
     total, total_squares = centred.sum(), squares.sum()
 
-    reference = _Reference.of(reference_features, reference_errors, frame.columns)
+    reference = _Reference.of(reference_features, before, frame.columns)
 
     def bucket_sums(name):
         codes, labels, encode = _buckets(frame[name], kinds.get(str(name)), bins, max_categories)
@@ -293,7 +332,8 @@ def identify_systematic_errors(
                 "p_value": p_value, **baseline,
             })
     if not candidates:
-        return SystematicErrors([], 0, overall_mae, float(e.mean()), alpha, notes=("no bucket had enough rows",))
+        return SystematicErrors([], 0, overall_mae, float(raw.mean()), alpha,
+                                notes=(*notes, "no bucket had enough rows"))
     adjusted = stats.false_discovery_control([c["p_value"] for c in candidates], method="bh")
     patterns = [
         SystematicErrorPattern(**c, p_adjusted=float(p_adj))
@@ -301,7 +341,38 @@ def identify_systematic_errors(
         if p_adj < alpha and (c["relative_effect"] is None or abs(c["relative_effect"]) >= min_relative_effect)
     ]
     patterns.sort(key=lambda pattern: (pattern.p_adjusted, -abs(pattern.deviation)))
-    return SystematicErrors(patterns, len(candidates), overall_mae, float(e.mean()), alpha)
+    return SystematicErrors(patterns, len(candidates), overall_mae, float(raw.mean()), alpha, notes=notes)
+
+
+def _relative_scale(errors: np.ndarray, reference: np.ndarray | None, predicted, reference_predicted
+                    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The predictions to divide the errors by (module docstring), when they are given for every
+    window compared and all positive; else None (absolute errors)."""
+    if predicted is None or (reference is not None and reference_predicted is None):
+        return None
+    sides = [("predicted", predicted, "errors", errors)]
+    if reference is not None:
+        sides.append(("reference_predicted", reference_predicted, "reference_errors", reference))
+    scales = []
+    for name, values, against_name, against in sides:
+        p = as_float_array(name, values, min_size=0)
+        if p.size != against.size:
+            raise ValueError(f"length mismatch: {name}={p.size}, {against_name}={against.size}")
+        if not (p > 0).all():
+            return None
+        scales.append(p)
+    return scales[0], scales[1] if reference is not None else None
+
+
+def _winsorized(errors: np.ndarray, reference: np.ndarray | None, share: float
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The errors (and the baseline's) clipped at the ``share`` and 1 - ``share`` quantiles of both
+    together (module docstring: a bucket's mean is not one outcome's)."""
+    if share <= 0:
+        return errors, reference
+    pooled = errors if reference is None or not reference.size else np.concatenate((errors, reference))
+    low, high = np.quantile(pooled, (share, 1.0 - share))
+    return np.clip(errors, low, high), None if reference is None else np.clip(reference, low, high)
 
 
 def _buckets(column: pd.Series, kind: str | None, bins: int, max_categories: int

@@ -180,10 +180,13 @@ def error_analysis_results(spec, settings: RunSettings, kinds: Mapping[str, str]
 
     distribution = analyze_error_distribution(labelled["error"], alpha=settings.alpha)
     before = None if reference is None else reference[reference["actual_value"].notna()]
+    regression = str(spec.task_kind) == "regression"  # a regressor's errors scale with its prediction
     systematic = identify_systematic_errors(
         labelled[list(kinds)], labelled["error"], alpha=settings.alpha, feature_kinds=kinds,
         reference_features=None if before is None else before.reindex(columns=list(kinds)),
-        reference_errors=None if before is None else before["error"])
+        reference_errors=None if before is None else before["error"],
+        predicted=labelled["predicted_value"] if regression else None,
+        reference_predicted=before["predicted_value"] if regression and before is not None else None)
     results = [_result("error_analyses", spec, settings, model_version=ALL_VERSIONS, kind=kind, result=result)
                for kind, result in (("error_distribution", distribution), ("systematic_errors", systematic))]
     log.info("%s errors: mean %s, std %s, %d systematic patterns", spec.name, distribution.mean, distribution.std,
