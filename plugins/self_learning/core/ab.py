@@ -346,6 +346,11 @@ class GuardrailCheck(Result):
                 f"{c.ci_high:.4g}; allowed worse by {self.allowed:.4g}, {self.margin:.0%})")
 
 
+def _negated(margin: float) -> str:
+    """-margin as a reason shows it: "0" for no margin (it read "below -0")."""
+    return f"{-margin:.4g}" if margin else "0"
+
+
 @dataclasses.dataclass(frozen=True)
 class ABDecision(Result):
     action: str  # "promote" | "continue" | "keep_champion" | "stop_for_harm" | "unhealthy"
@@ -398,11 +403,12 @@ def decide(comparison: ArmComparison, sample_ratio: SampleRatio, *, days_elapsed
         if not reasons and not blocked:
             return ABDecision("promote", [f"challenger loss lower by {-comparison.difference:.4g} "
                                           f"(always-valid {1 - comparison.alpha:.0%} interval {comparison.ci_low:.4g} "
-                                          f".. {comparison.ci_high:.4g}, below -{margin:g})",
+                                          f".. {comparison.ci_high:.4g}, below {_negated(margin)})",
                                           *(g.describe() for g in guardrails)])
         reasons.extend(f"{text}: not shown within its margin" for text in blocked)
     else:
-        reasons.append(f"interval {comparison.ci_low:.4g} .. {comparison.ci_high:.4g} not entirely below -{margin:g}")
+        reasons.append(f"interval {comparison.ci_low:.4g} .. {comparison.ci_high:.4g} not entirely below "
+                       f"{_negated(margin)}")
     if days_elapsed >= max_days:
         return ABDecision("keep_champion", ["maximum duration reached without a winner", *reasons])
     if planned_units is not None:
