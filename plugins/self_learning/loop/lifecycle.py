@@ -40,7 +40,7 @@ from ..core.ab import (
     parse_guardrails,
     sample_ratio_mismatch,
 )
-from ..core.ab_metrics import compare_metric, guardrail_check, metric_losses, primary_metric
+from ..core.ab_metrics import clustered_auc_variance, compare_metric, guardrail, metric_losses, primary_metric
 from ..core.ab_plan import ABTestPlan, cuped, plan_ab_test, plan_from_spread
 from ..core.degradation import delong_auc_variance
 from ..core.performance import ModelPerformance, compute_performance
@@ -271,9 +271,12 @@ def plan_test(store, spec, config: ABTestConfig, *, champion_version: str, start
                    available_units=None if units is None else len(set(units)))
     actual, predicted = rows["actual_value"].to_numpy(), rows["predicted_value"].to_numpy()
     try:
-        if metric == "roc_auc":
+        if metric == "roc_auc" and units is None:
             auc, variance = delong_auc_variance(actual, predicted)
             return plan_from_spread(1.0 - auc, math.sqrt(variance * len(rows)), **options)
+        if metric == "roc_auc":  # per unit: the clustered variance, times the units it was measured on
+            auc, variance, clusters = clustered_auc_variance(actual, predicted, units)
+            return plan_from_spread(1.0 - auc, math.sqrt(variance * clusters), **options)
         loss = metric_losses(metric, spec.task_kind, actual, predicted)
         middle = started_at - timedelta(days=days / 2)
         later = (rows["served_at"] >= middle).to_numpy()
@@ -408,8 +411,7 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
                    alpha=config.alpha, n_star=config.n_star)
     comparison = compare_metric(metric, spec.task_kind, *data, adjust=adjust, previous_min_p=running_min(None),
                                 **options)
-    checks = [guardrail_check(name, margin, compare_metric(name, spec.task_kind, *data,
-                                                            previous_min_p=running_min(name), **options))
+    checks = [guardrail(name, margin, spec.task_kind, *data, previous_min_p=running_min(name), **options)
               for name, margin in guardrails]
     champion_loss = comparison.champion.mean
     # (abs: a CUPED-adjusted mean loss is the raw one up to noise, which could cross 0 for a tiny loss)
