@@ -177,7 +177,8 @@ AB_SETTINGS = (
             description="Probability of finding a challenger better by the minimum detectable effect."),
     Setting("ab_primary_metric", None, "string", "A/B: primary metric", nullable=True,
             description="What decides: mae or squared_error (regressors), log_loss, accuracy or roc_auc "
-                        "(classifiers); empty = the model's setting ab_primary_metric, else its task's loss."),
+                        "(classifiers), or business_value (any model; the outcomes' business_value, higher is "
+                        "better); empty = the model's setting ab_primary_metric, else its task's loss."),
     Setting("ab_guardrails", None, "array", "A/B: guardrails", nullable=True, form={"items": {"type": "string"}},
             description="Metrics the challenger must not make worse, each 'metric' or 'metric:margin' (relative, "
                         "default 0.02; calibration_error's relative to the outcome rate, default 0.10), e.g. "

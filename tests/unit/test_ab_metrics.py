@@ -186,3 +186,39 @@ def test_metric_values_as_users_read_them():
     assert metric_value("accuracy", 0.1) == pytest.approx(0.9)
     assert metric_value("business_value", -12.5) == 12.5
     assert metric_value("calibration_error", 0.02) == 0.02
+
+
+def test_business_value_is_compared_as_minus_the_value_per_unit():
+    rng = np.random.default_rng(16)
+    units = np.repeat(np.arange(80), 25)
+    campaign = np.repeat(rng.normal(0, 3, 80), 25)
+    champion, challenger = 10 + campaign + rng.normal(0, 2, units.size), 11 + campaign[::-1] + rng.normal(0, 2, 2_000)
+    challenger[::10] = np.nan  # outcomes without a value are left out
+    rows = (np.zeros(2_000), np.zeros(2_000))
+    plain = compare_metric("business_value", "regression", rows, rows, values=(champion, challenger), n_star=4_000)
+    assert plain.champion.mean == pytest.approx(-champion.mean()) and plain.challenger.rows == 1_800
+    assert plain.difference == pytest.approx(-(np.nanmean(challenger) - champion.mean()))
+    by_unit = compare_metric("business_value", CLASSIFIER, rows, rows, values=(champion, challenger),
+                             champion_units=units, challenger_units=units + 80, n_star=160)
+    assert by_unit.champion.n == 80 and by_unit.difference == pytest.approx(plain.difference)
+    assert by_unit.standard_error > 2 * plain.standard_error  # campaigns' revenue is correlated
+    # a guardrail on revenue: 2 % of the champion's revenue per outcome may be lost
+    check = guardrail("business_value", 0.02, "regression", rows, rows, values=(champion, challenger), n_star=4_000)
+    assert check.allowed == pytest.approx(0.02 * champion.mean())
+    assert metric_value("business_value", plain.champion.mean) == pytest.approx(champion.mean())
+
+
+def test_business_value_without_values_is_named():
+    rows = (np.zeros(50), np.zeros(50))
+    none = np.full(50, np.nan)
+    missing = compare_metric("business_value", "regression", rows, rows, values=(np.ones(50), none), n_star=100)
+    assert missing.status is Status.INVALID
+    assert missing.reason.startswith("business_value: no outcome of the challenger arm carries one")
+    reasons = decide(missing, HEALTHY, days_elapsed=14, min_outcomes_per_arm=2).reasons
+    assert any(r.startswith("business_value: no outcome") for r in reasons), reasons
+    with pytest.raises(ValueError, match=r"^business_value: the outcomes' business values are needed"):
+        compare_metric("business_value", "regression", rows, rows, n_star=100)
+    with pytest.raises(ValueError, match=r"^business_value: the champion arm has a non-finite value"):
+        compare_metric("business_value", "regression", rows, rows, values=(np.full(50, np.inf), none), n_star=100)
+    assert primary_metric("regression", "business_value") == "business_value"
+    assert ABTestConfig(primary_metric="business_value", guardrails=["business_value:0.05"]).guardrails

@@ -277,6 +277,11 @@ def plan_test(store, spec, config: ABTestConfig, *, champion_version: str, start
         if metric == "roc_auc":  # per unit: the clustered variance, times the units it was measured on
             auc, variance, clusters = clustered_auc_variance(actual, predicted, units)
             return plan_from_spread(1.0 - auc, math.sqrt(variance * clusters), **options)
+        if metric == "business_value":  # planned on the value (its relative effect), rows that carry one
+            carried = rows["business_value"].notna().to_numpy()
+            plan = plan_ab_test(rows["business_value"].to_numpy()[carried],
+                                units=None if units is None else units[carried], **options)
+            return dataclasses.replace(plan, effect="higher business value")
         loss = metric_losses(metric, spec.task_kind, actual, predicted)
         middle = started_at - timedelta(days=days / 2)
         later = (rows["served_at"] >= middle).to_numpy()
@@ -347,7 +352,8 @@ def _cuped_adjuster(store, spec, test, config, metric, arm_units):
     ``PLAN_LOOKBACK_DAYS`` before the test (None when the plan found no covariate or the metric is
     not a mean per row)."""
     plan = test.config.get("plan") or {}
-    if config.unit == "prediction" or metric == "roc_auc" or plan.get("covariate_correlation") is None:
+    if config.unit == "prediction" or metric in ("roc_auc", "business_value") \
+            or plan.get("covariate_correlation") is None:
         return None
     start = test.started_at
     history = store.read_window(spec.name, start - timedelta(days=PLAN_LOOKBACK_DAYS), start,
@@ -386,11 +392,12 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
     metric, guardrails = judged_on(spec.task_kind, config)
     arms = (test.champion_version, test.challenger_version)
     counts = store.arm_counts(spec.name, start, end)
-    performances, data, units = [], [], []
+    performances, data, units, values = [], [], [], []
     for version in arms:
         rows = store.read_window(spec.name, start, end, version=version, with_ids=True, features=False)
         actual, predicted = rows["actual_value"].to_numpy(), rows["predicted_value"].to_numpy()
         data.append((actual, predicted))
+        values.append(rows["business_value"].to_numpy(dtype=float, na_value=math.nan))
         if config.unit != "prediction":
             units.append(_unit_ids(rows))
         performances.append(compute_performance(
@@ -408,7 +415,7 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
 
     adjust = _cuped_adjuster(store, spec, test, config, metric, units) if units else None
     options = dict(champion_units=units[0] if units else None, challenger_units=units[1] if units else None,
-                   alpha=config.alpha, n_star=config.n_star)
+                   values=tuple(values), alpha=config.alpha, n_star=config.n_star)
     comparison = compare_metric(metric, spec.task_kind, *data, adjust=adjust, previous_min_p=running_min(None),
                                 **options)
     checks = [guardrail(name, margin, spec.task_kind, *data, previous_min_p=running_min(name), **options)
