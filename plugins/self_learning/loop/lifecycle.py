@@ -482,7 +482,8 @@ def select_winning_model(store, test_id: str, *, as_of: datetime) -> ABConclusio
             "units": [result.comparison.champion.n, result.comparison.challenger.n],
             "guardrails": {g.metric: {"difference": g.comparison.difference, "ci_low": g.comparison.ci_low,
                                       "ci_high": g.comparison.ci_high, "allowed": g.allowed,
-                                      "p": g.comparison.always_valid_p} for g in result.guardrails}}
+                                      "p": g.comparison.always_valid_p, "skipped": g.skipped}
+                           for g in result.guardrails}}
     looks = [old for old in ((test.result or {}).get("looks") or []) if old["as_of"] < look["as_of"]] + [look]
     details = {"summary": "; ".join(result.decision.reasons), "test_id": test_id,
                "champion_version": result.champion_version, "challenger_version": result.challenger_version,
