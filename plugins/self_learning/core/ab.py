@@ -15,7 +15,10 @@ test may be looked at after every batch of outcomes; the Welch test is reported 
 - ``decide``: the action of a look: promote (primary interval below -margin, every guardrail shown
   within its margin, ``GuardrailCheck``), stop for harm (primary interval above 0 or a guardrail's
   above its margin), keep the champion (planned size or ``max_days`` reached without a winner) or
-  continue. The plan (size, ``n_star``) is ``ab_plan``'s; the metrics are ``ab_metrics``'.
+  continue. The plan (size, ``n_star``) is ``ab_plan``'s; the metrics are ``ab_metrics``'. A
+  guardrail that does not apply to the model (calibration of hard 0/1 labels) is ``skipped`` with
+  its reason: it blocks nothing and the reasons say so. A comparison that cannot be made carries
+  its ``reason`` (e.g. no business values in an arm), which the decision shows.
 - ``ABTestConfig``: a test's definition, validated; ``arm_version`` is the serving side's helper.
   ``max_days`` is a hard maximum of 90 days (it was 28: at ~15 outcomes per arm per day the cap came
   long before the evidence); a test normally ends at its planned size first.
