@@ -87,7 +87,7 @@ def test_a_well_calibrated_challenger_rarely_trips_the_calibration_guardrail():
     """Equal and calibrated (the champion's own model): stopped for harm by calibration in <= 5 %
     of 200 runs with 95 % confidence (seed 1612). Better on log loss and calibrated: the guardrail
     blocks a promotion only until it is shown within its margin: by 10 weekly looks (7,000 rows an
-    arm) the challenger is promoted in >= 90 % of 200 runs (at 6 looks, 4,200 rows, ~80-85 %:
+    arm) the challenger is promoted in >= 90 % of 200 runs (at 6 looks, 4,200 rows, 153-169 of 200:
     the delta method's conservative interval, see ab_metrics)."""
     rng = np.random.default_rng(1612)
     runs = 200
