@@ -37,8 +37,8 @@ better), challenger - champion:
   week): a challenger 0.05 better on log loss but 0.09 too high (ECE +0.07) is promoted in 0 of
   150 runs (129 stopped for harm; 147 of 150 promoted without the guardrail); an equal, calibrated
   one is stopped for harm in 1 of 200; a better, calibrated one is promoted in 200 of 200 by ten
-  looks (7,000 rows an arm), in 153-169 of 200 by six (4,200 rows; two seeds) where the interval is still wider
-  than the margin.
+  looks (7,000 rows an arm), in 153-169 of 200 by six (4,200 rows; two seeds), where the interval
+  is still wider than the margin.
   Its margin is relative to the champion's outcome rate (default 0.10: predictions may be off by
   10 % of the rate more than the champion's), not to its own ECE: a good model's ECE is mostly
   the binning noise floor (~0.015-0.02 at these sizes), and 2 % of that would block every
