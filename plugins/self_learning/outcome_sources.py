@@ -80,7 +80,7 @@ class WatermarkedSource(OutcomeSource):
     @abc.abstractmethod
     def read(self, start: datetime, end: datetime):
         """The outcomes that arrived in ``start``..``end`` as a frame (``prediction_id``,
-        ``actual_value``, optional ``observed_at``)."""
+        ``actual_value``, optional ``observed_at`` and ``business_value``)."""
 
     def pull(self, store, interval_start: datetime, interval_end: datetime) -> PulledOutcomes:
         key = self.key()
@@ -97,7 +97,7 @@ class WatermarkedSource(OutcomeSource):
 
 class SqlQuerySource(WatermarkedSource):
     """``sql`` on the Airflow connection ``conn_id``, returning ``prediction_id, actual_value[,
-    observed_at]`` with ``:start`` and ``:end`` bound to the window (see ``WatermarkedSource``)."""
+    observed_at, business_value]`` with ``:start`` and ``:end`` bound to the window (see ``WatermarkedSource``)."""
 
     def __init__(self, conn_id: str, sql: str):
         if not conn_id:

@@ -177,11 +177,13 @@ AB_SETTINGS = (
             description="Probability of finding a challenger better by the minimum detectable effect."),
     Setting("ab_primary_metric", None, "string", "A/B: primary metric", nullable=True,
             description="What decides: mae or squared_error (regressors), log_loss, accuracy or roc_auc "
-                        "(classifiers); empty = the model's setting ab_primary_metric, else its task's loss."),
+                        "(classifiers), or business_value (any model; the outcomes' business_value, higher is "
+                        "better); empty = the model's setting ab_primary_metric, else its task's loss."),
     Setting("ab_guardrails", None, "array", "A/B: guardrails", nullable=True, form={"items": {"type": "string"}},
             description="Metrics the challenger must not make worse, each 'metric' or 'metric:margin' (relative, "
-                        "default 0.02), e.g. accuracy:0.01; null = the model's setting ab_guardrails, else accuracy "
-                        "and roc_auc for classifiers, mae for regressors; an empty list = none."),
+                        "default 0.02; calibration_error's relative to the outcome rate, default 0.10), e.g. "
+                        "accuracy:0.01; null = the model's setting ab_guardrails, else accuracy, roc_auc and "
+                        "calibration_error for classifiers, mae for regressors; an empty list = none."),
     Setting("ab_min_outcomes_per_arm", 150, "integer", "A/B: minimum outcomes per arm", minimum=2),
     Setting("ab_margin", 0.0, "number", "A/B: practical margin", minimum=0, maximum=1,
             description="Promote only if the challenger's loss is lower by at least this share of the champion's, "

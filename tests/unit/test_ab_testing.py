@@ -173,3 +173,16 @@ def test_arm_version_follows_the_configured_share_of_the_challenger():
     assert abs(arms.count("v2") / len(arms) - 0.2) < 0.01
     assert arm_version("t1", "campaign-7", "v1", "v2", 0.2) == arms[7]
     assert config.weights == [0.8, 0.2]
+
+
+def test_a_decision_without_a_margin_says_below_0_not_below_minus_0():
+    rng = np.random.default_rng(12)
+    healthy = sample_ratio_mismatch([400, 400], [0.5, 0.5])
+    better = compare_arms(rng.gamma(4, 0.25, 400), rng.gamma(4, 0.2, 400), n_star=800)
+    promoted = decide(better, healthy, days_elapsed=14)
+    assert promoted.action == "promote" and "below 0)" in promoted.reasons[0], promoted.reasons
+    equal = compare_arms(rng.gamma(4, 0.25, 400), rng.gamma(4, 0.25, 400), n_star=800)
+    reasons = " ".join(decide(equal, healthy, days_elapsed=14).reasons + decide(
+        equal, healthy, days_elapsed=14, margin=0.0125).reasons)
+    assert "below -0 " not in reasons + " " and "not entirely below 0" in reasons
+    assert "not entirely below -0.0125" in reasons

@@ -15,7 +15,10 @@ test may be looked at after every batch of outcomes; the Welch test is reported 
 - ``decide``: the action of a look: promote (primary interval below -margin, every guardrail shown
   within its margin, ``GuardrailCheck``), stop for harm (primary interval above 0 or a guardrail's
   above its margin), keep the champion (planned size or ``max_days`` reached without a winner) or
-  continue. The plan (size, ``n_star``) is ``ab_plan``'s; the metrics are ``ab_metrics``'.
+  continue. The plan (size, ``n_star``) is ``ab_plan``'s; the metrics are ``ab_metrics``'. A
+  guardrail that does not apply to the model (calibration of hard 0/1 labels) is ``skipped`` with
+  its reason: it blocks nothing and the reasons say so. A comparison that cannot be made carries
+  its ``reason`` (e.g. no business values in an arm), which the decision shows.
 - ``ABTestConfig``: a test's definition, validated; ``arm_version`` is the serving side's helper.
   ``max_days`` is a hard maximum of 90 days (it was 28: at ~15 outcomes per arm per day the cap came
   long before the evidence); a test normally ends at its planned size first.
@@ -39,14 +42,21 @@ from .validation import as_float_array, check_alpha
 SRM_ALPHA = 0.001
 UNITS = RANDOMISATION_UNITS
 # What a test can judge a model on, per task kind (losses: lower is better; accuracy and ROC AUC are
-# compared as their losses, 1 - accuracy and 1 - AUC). The first of each is the task kind's loss.
-AB_METRICS: dict[str, tuple[str, ...]] = {"regression": ("mae", "squared_error"),
-                                          "binary_classification": ("log_loss", "accuracy", "roc_auc")}
+# compared as their losses, 1 - accuracy and 1 - AUC, a business value as -value). The first of
+# each is the task kind's loss. ``ab_metrics``' docstring says how each is compared and why.
+AB_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("mae", "squared_error", "business_value"),
+    "binary_classification": ("log_loss", "accuracy", "roc_auc", "calibration_error", "business_value")}
 ALL_AB_METRICS = tuple(dict.fromkeys(m for names in AB_METRICS.values() for m in names))
+# Metrics that may guard a test but not decide it (``ab_metrics``: a calibration gain alone is
+# had by recalibrating the champion, and a binned error's level is partly binning noise).
+GUARDRAIL_ONLY = ("calibration_error",)
 # What a challenger must not break unless a test says otherwise (the primary metric is dropped).
 DEFAULT_GUARDRAILS: dict[str, tuple[str, ...]] = {"regression": ("mae",),
-                                                  "binary_classification": ("accuracy", "roc_auc")}
+                                                  "binary_classification": ("accuracy", "roc_auc", "calibration_error")}
 DEFAULT_GUARDRAIL_MARGIN = 0.02
+# Per-metric defaults where 0.02 of the metric's reference is not a usable margin (``ab_metrics``).
+DEFAULT_GUARDRAIL_MARGINS = {"calibration_error": 0.10}
 _FNV_OFFSET, _FNV_PRIME = 0x811C9DC5, 0x01000193
 
 
@@ -130,7 +140,10 @@ class ABTestConfig(Result):
             raise ValueError(f"seed: must be a non-empty string, got {self.seed!r}")
         check_effect_size(self.mde, self.power, self.margin)
         if self.primary_metric is not None and self.primary_metric not in ALL_AB_METRICS:
-            raise ValueError(f"primary_metric: one of {', '.join(ALL_AB_METRICS)}, got {self.primary_metric!r}")
+            raise ValueError(f"primary_metric: one of {', '.join(m for m in ALL_AB_METRICS if m not in GUARDRAIL_ONLY)}"
+                             f", got {self.primary_metric!r}")
+        if self.primary_metric in GUARDRAIL_ONLY:
+            raise ValueError(f"primary_metric: {self.primary_metric} may only be a guardrail (see ab_metrics)")
         if self.guardrails is not None:
             if isinstance(self.guardrails, str) or not isinstance(self.guardrails, (list, tuple)):
                 raise ValueError(f"guardrails: a list of 'metric' or 'metric:margin', got {self.guardrails!r}")
@@ -166,7 +179,8 @@ def parse_guardrails(items, *, task_kind: str | None = None,
             owner = f"{task_kind} models" if task_kind else "any task kind"
             raise ValueError(f"guardrails: {name!r} is not a metric of {owner}; valid: {', '.join(known)}")
         try:
-            margin = float(margin_text) if margin_text.strip() else DEFAULT_GUARDRAIL_MARGIN
+            margin = float(margin_text) if margin_text.strip() else DEFAULT_GUARDRAIL_MARGINS.get(
+                name, DEFAULT_GUARDRAIL_MARGIN)
         except ValueError:
             raise ValueError(f"guardrails: margin of {name!r} is not a number: {margin_text!r}") from None
         if not 0 <= margin < 1:
@@ -231,6 +245,7 @@ class ArmComparison(Result):
     alpha: float
     n_star: float
     status: Status = Status.OK
+    reason: str | None = None  # why there is no comparison, naming the field, when status is not OK
 
 
 def _arm(loss: np.ndarray, units) -> ArmLoss:
@@ -329,21 +344,31 @@ class GuardrailCheck(Result):
     margin: float
     allowed: float
     comparison: ArmComparison
+    skipped: str | None = None  # why the guardrail does not apply to this model (it then blocks nothing)
 
     @property
     def holds(self) -> bool:
+        if self.skipped:
+            return True
         return self.comparison.status is Status.OK and self.comparison.ci_high < self.allowed
 
     @property
     def harmful(self) -> bool:
-        return self.comparison.status is Status.OK and self.comparison.ci_low > self.allowed
+        return not self.skipped and self.comparison.status is Status.OK and self.comparison.ci_low > self.allowed
 
     def describe(self) -> str:
         c = self.comparison
+        if self.skipped:
+            return f"guardrail {self.metric}: skipped, {self.skipped}"
         if c.status is not Status.OK:
-            return f"guardrail {self.metric}: not enough data"
+            return f"guardrail {self.metric}: {c.reason or 'not enough data'}"
         return (f"guardrail {self.metric}: challenger - champion {c.difference:+.4g} (interval {c.ci_low:.4g} .. "
                 f"{c.ci_high:.4g}; allowed worse by {self.allowed:.4g}, {self.margin:.0%})")
+
+
+def _negated(margin: float) -> str:
+    """-margin as a reason shows it: "0" for no margin (it read "below -0")."""
+    return f"{-margin:.4g}" if margin else "0"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,17 +417,18 @@ def decide(comparison: ArmComparison, sample_ratio: SampleRatio, *, days_elapsed
     if rows < min_outcomes_per_arm:
         reasons.append(f"{rows} of at least {min_outcomes_per_arm} outcomes in an arm")
     if not compared:
-        reasons.append("not enough data to compare the arms")
+        reasons.append(comparison.reason or "not enough data to compare the arms")
     elif comparison.ci_high < -margin:
         blocked = [g.describe() for g in guardrails if not g.holds]
         if not reasons and not blocked:
             return ABDecision("promote", [f"challenger loss lower by {-comparison.difference:.4g} "
                                           f"(always-valid {1 - comparison.alpha:.0%} interval {comparison.ci_low:.4g} "
-                                          f".. {comparison.ci_high:.4g}, below -{margin:g})",
+                                          f".. {comparison.ci_high:.4g}, below {_negated(margin)})",
                                           *(g.describe() for g in guardrails)])
         reasons.extend(f"{text}: not shown within its margin" for text in blocked)
     else:
-        reasons.append(f"interval {comparison.ci_low:.4g} .. {comparison.ci_high:.4g} not entirely below -{margin:g}")
+        reasons.append(f"interval {comparison.ci_low:.4g} .. {comparison.ci_high:.4g} not entirely below "
+                       f"{_negated(margin)}")
     if days_elapsed >= max_days:
         return ABDecision("keep_champion", ["maximum duration reached without a winner", *reasons])
     if planned_units is not None:

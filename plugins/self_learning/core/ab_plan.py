@@ -80,11 +80,12 @@ class ABTestPlan(Result):
     units_without_adjustment: list[int]
     size_reduction: float
     available_units: int | None = None
+    effect: str = "lower loss"  # what the mde is of ("higher business value" for that metric)
 
     def summary(self) -> str:
         """One line for the form's result, the report and the UI."""
         text = (f"plan: {self.units_per_arm[0]} + {self.units_per_arm[1]} units (champion + challenger) for a "
-                f"{self.mde:.0%} lower loss at {self.power:.0%} power")
+                f"{self.mde:.0%} {self.effect} at {self.power:.0%} power")
         if self.expected_days is not None:
             text += f", about {self.expected_days:.0f} days at recent traffic"
         if self.size_reduction > 0:

@@ -40,7 +40,7 @@ from ..core.ab import (
     parse_guardrails,
     sample_ratio_mismatch,
 )
-from ..core.ab_metrics import compare_metric, guardrail_check, metric_losses, primary_metric
+from ..core.ab_metrics import clustered_auc_variance, compare_metric, guardrail, metric_losses, primary_metric
 from ..core.ab_plan import ABTestPlan, cuped, plan_ab_test, plan_from_spread
 from ..core.degradation import delong_auc_variance
 from ..core.performance import ModelPerformance, compute_performance
@@ -271,9 +271,17 @@ def plan_test(store, spec, config: ABTestConfig, *, champion_version: str, start
                    available_units=None if units is None else len(set(units)))
     actual, predicted = rows["actual_value"].to_numpy(), rows["predicted_value"].to_numpy()
     try:
-        if metric == "roc_auc":
+        if metric == "roc_auc" and units is None:
             auc, variance = delong_auc_variance(actual, predicted)
             return plan_from_spread(1.0 - auc, math.sqrt(variance * len(rows)), **options)
+        if metric == "roc_auc":  # per unit: the clustered variance, times the units it was measured on
+            auc, variance, clusters = clustered_auc_variance(actual, predicted, units)
+            return plan_from_spread(1.0 - auc, math.sqrt(variance * clusters), **options)
+        if metric == "business_value":  # planned on the value (its relative effect), rows that carry one
+            carried = rows["business_value"].notna().to_numpy()
+            plan = plan_ab_test(rows["business_value"].to_numpy()[carried],
+                                units=None if units is None else units[carried], **options)
+            return dataclasses.replace(plan, effect="higher business value")
         loss = metric_losses(metric, spec.task_kind, actual, predicted)
         middle = started_at - timedelta(days=days / 2)
         later = (rows["served_at"] >= middle).to_numpy()
@@ -344,7 +352,8 @@ def _cuped_adjuster(store, spec, test, config, metric, arm_units):
     ``PLAN_LOOKBACK_DAYS`` before the test (None when the plan found no covariate or the metric is
     not a mean per row)."""
     plan = test.config.get("plan") or {}
-    if config.unit == "prediction" or metric == "roc_auc" or plan.get("covariate_correlation") is None:
+    if config.unit == "prediction" or metric in ("roc_auc", "business_value") \
+            or plan.get("covariate_correlation") is None:
         return None
     start = test.started_at
     history = store.read_window(spec.name, start - timedelta(days=PLAN_LOOKBACK_DAYS), start,
@@ -383,11 +392,12 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
     metric, guardrails = judged_on(spec.task_kind, config)
     arms = (test.champion_version, test.challenger_version)
     counts = store.arm_counts(spec.name, start, end)
-    performances, data, units = [], [], []
+    performances, data, units, values = [], [], [], []
     for version in arms:
         rows = store.read_window(spec.name, start, end, version=version, with_ids=True, features=False)
         actual, predicted = rows["actual_value"].to_numpy(), rows["predicted_value"].to_numpy()
         data.append((actual, predicted))
+        values.append(rows["business_value"].to_numpy(dtype=float, na_value=math.nan))
         if config.unit != "prediction":
             units.append(_unit_ids(rows))
         performances.append(compute_performance(
@@ -405,11 +415,10 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
 
     adjust = _cuped_adjuster(store, spec, test, config, metric, units) if units else None
     options = dict(champion_units=units[0] if units else None, challenger_units=units[1] if units else None,
-                   alpha=config.alpha, n_star=config.n_star)
+                   values=tuple(values), alpha=config.alpha, n_star=config.n_star)
     comparison = compare_metric(metric, spec.task_kind, *data, adjust=adjust, previous_min_p=running_min(None),
                                 **options)
-    checks = [guardrail_check(name, margin, compare_metric(name, spec.task_kind, *data,
-                                                            previous_min_p=running_min(name), **options))
+    checks = [guardrail(name, margin, spec.task_kind, *data, previous_min_p=running_min(name), **options)
               for name, margin in guardrails]
     champion_loss = comparison.champion.mean
     # (abs: a CUPED-adjusted mean loss is the raw one up to noise, which could cross 0 for a tiny loss)
@@ -473,7 +482,8 @@ def select_winning_model(store, test_id: str, *, as_of: datetime) -> ABConclusio
             "units": [result.comparison.champion.n, result.comparison.challenger.n],
             "guardrails": {g.metric: {"difference": g.comparison.difference, "ci_low": g.comparison.ci_low,
                                       "ci_high": g.comparison.ci_high, "allowed": g.allowed,
-                                      "p": g.comparison.always_valid_p} for g in result.guardrails}}
+                                      "p": g.comparison.always_valid_p, "skipped": g.skipped}
+                           for g in result.guardrails}}
     looks = [old for old in ((test.result or {}).get("looks") or []) if old["as_of"] < look["as_of"]] + [look]
     details = {"summary": "; ".join(result.decision.reasons), "test_id": test_id,
                "champion_version": result.champion_version, "challenger_version": result.challenger_version,

@@ -243,7 +243,7 @@ def _ab_summary(test) -> dict[str, Any]:
             "running_min_p": result.get("running_min_p"), "looks": result.get("looks", []),
             "metric": latest.get("metric"), "plan": (test.config or {}).get("plan"),
             "plan_summary": (test.config or {}).get("plan_summary"),
-            "guardrails": [{"metric": g["metric"], "allowed": g["allowed"],
+            "guardrails": [{"metric": g["metric"], "allowed": g["allowed"], "skipped": g.get("skipped"),
                             "difference": (g.get("comparison") or {}).get("difference"),
                             "ci": [(g.get("comparison") or {}).get("ci_low"),
                                    (g.get("comparison") or {}).get("ci_high")]}

@@ -33,6 +33,8 @@ Guarantees:
 - an outcome may arrive before its prediction (an orphan, see ``orphan_outcomes``) or days
   later; it is joined whenever both exist;
 - a corrected outcome replaces the value and the old one is kept in ``outcome_history``;
+- an outcome may carry what it was worth (``business_value``, e.g. the unit's revenue; migration
+  0010), which an A/B test can be judged on; window reads return it (NaN where none);
 - result writes are upserts on their natural key, so re-running a DAG interval leaves one row;
 - every value is a bound parameter; identifiers from user data (feature keys) are quoted with
   ``psycopg.sql`` where they reach SQL text.

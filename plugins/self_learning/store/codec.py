@@ -10,6 +10,7 @@ distinct value and joined per row.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -62,6 +63,11 @@ def jsonb_pieces(values: Sequence[str | None]) -> list[bytes]:
 def int4_pieces(values: Sequence) -> list[bytes]:
     """Nullable int4 fields (None/NaN -> NULL)."""
     return _pieces(values, lambda v: int(v).to_bytes(4, "big", signed=True))
+
+
+def float8_pieces(values: Sequence) -> list[bytes]:
+    """Nullable float8 fields (None/NaN -> NULL)."""
+    return _pieces(values, lambda v: struct.pack(">d", v))
 
 
 def _pieces(values, encode) -> list[bytes]:

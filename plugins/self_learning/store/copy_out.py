@@ -49,6 +49,7 @@ def read_window_by_copy(url: sa.URL, conditions, labelled_only: bool, numeric: l
     fixed = ["predictions.row_id", "predictions.served_at", "COALESCE(outcomes.observed_at, '-infinity')",
              "predicted_value",
              "COALESCE(actual_value, 'NaN')", f"COALESCE(predicted_label, {_NO_LABEL})",
+             "COALESCE(outcomes.business_value, 'NaN')",
              *([vector] if width else [])]
     # Every present text value gets a "=" prefix, so a NULL (an empty field) cannot be confused
     # with any value, "\\N" and "" included.
@@ -89,7 +90,7 @@ def read_window_by_copy(url: sa.URL, conditions, labelled_only: bool, numeric: l
         micros = numbers[field][take_numbers].astype(np.int64)
         stamps = np.where(micros == _NO_TIME, micros, micros + _POSTGRES_EPOCH_US).view("datetime64[us]")
         frame[column] = pd.Series(stamps).dt.tz_localize("UTC")
-    for column in ("predicted_value", "actual_value"):
+    for column in ("predicted_value", "actual_value", "business_value"):
         frame[column] = numbers[column][take_numbers].astype(np.float64)
     labels = pd.Series(numbers["label"][take_numbers].astype(np.int64))
     frame["predicted_label"] = labels.where(labels != _NO_LABEL).astype("Int64")
@@ -164,7 +165,7 @@ def _strip_marker(column: pd.Series) -> pd.Series:
 def _decode_fixed_rows(data: memoryview, width: int) -> np.ndarray:
     """Rows of a binary COPY whose fields all have a fixed width, as a numpy record array."""
     fields = [("key", ">i8"), ("served", ">i8"), ("observed", ">i8"), ("predicted_value", ">f8"),
-              ("actual_value", ">f8"), ("label", ">i4")]
+              ("actual_value", ">f8"), ("label", ">i4"), ("business_value", ">f8")]
     layout = [("count", ">i2")]
     for name, dtype in fields:
         layout += [(f"{name}_length", ">i4"), (name, dtype)]

@@ -54,7 +54,7 @@ DEADLOCK_RETRIES = 5
 THREADED_COPY_ROWS = 1000
 PREDICTION_COLUMNS = ("predicted_value, served_at, num_features, prediction_id, model, model_version, "
                       "predicted_label, unit_id, cat_features")
-OUTCOME_COLUMNS = "actual_value, observed_at, prediction_id"
+OUTCOME_COLUMNS = "actual_value, observed_at, prediction_id, business_value"
 
 
 class WriteMixin:
@@ -122,8 +122,9 @@ def copy_outcomes(conn, clean: pd.DataFrame, table: str) -> None:
     """Validated outcomes (observed_at filled) into ``table`` by binary COPY."""
     fixed = [codec.float8_column(clean["actual_value"].to_numpy(dtype=np.float64)),
              codec.timestamptz_column(naive_utc(clean["observed_at"]))]
+    variable = [codec.text_pieces(clean["prediction_id"]), codec.float8_pieces(clean["business_value"])]
     _copy(conn, f"COPY {table} ({OUTCOME_COLUMNS}) FROM STDIN (FORMAT binary)",
-          codec.encode_rows(fixed, [codec.text_pieces(clean["prediction_id"])]), rows=len(clean))
+          codec.encode_rows(fixed, variable), rows=len(clean))
 
 
 def _copy(conn, statement: str, chunks: Iterable[bytes], *, rows: int | None = None) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -35,18 +36,21 @@ from .tables import outcome_history, outcome_inbox, outcomes, predictions
 class OutcomesMixin:
     """Outcome writes and the reads of how outcomes joined (with the write plumbing)."""
 
-    def record_outcome(self, prediction_id: str, actual_value: float, *, observed_at: datetime | None = None) -> str:
-        """Store a real outcome: returns ``recorded``, ``unchanged`` or ``corrected``."""
+    def record_outcome(self, prediction_id: str, actual_value: float, *, observed_at: datetime | None = None,
+                       business_value: float | None = None) -> str:
+        """Store a real outcome (with what it was worth, ``business_value``, if known): returns
+        ``recorded``, ``unchanged`` or ``corrected``."""
         report = self.record_outcomes([{"prediction_id": prediction_id, "actual_value": actual_value,
-                                        "observed_at": observed_at}])
+                                        "observed_at": observed_at, "business_value": business_value}])
         if report.rejected:
             raise ValueError(f"{report.rejected[0].field}: {report.rejected[0].reason}")
         return "recorded" if report.inserted else "corrected" if report.corrected else "unchanged"
 
     def record_outcomes(self, rows, *, batch_size: int = 100_000, quarantine: bool = False) -> IngestReport:
         """Bulk outcomes from a DataFrame or an iterable of mappings (prediction_id, actual_value,
-        optional observed_at). Unknown prediction ids are kept as orphans. Each batch is one
-        transaction, re-run whole if PostgreSQL picks it as a deadlock victim."""
+        optional observed_at and business_value: what the outcome was worth, e.g. the unit's
+        revenue, a finite number or missing). Unknown prediction ids are kept as orphans. Each
+        batch is one transaction, re-run whole if PostgreSQL picks it as a deadlock victim."""
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
         totals = dict.fromkeys(("received", "inserted", "unchanged", "corrected"), 0)
         rejected: list[RowError] = []
@@ -78,8 +82,9 @@ class OutcomesMixin:
         """Write validated outcomes on the caller's transaction (never commits); returns counts
         ``inserted`` / ``corrected`` / ``unchanged``.
 
-        A new id is inserted; a stored one with another value is a correction (the old value goes
-        to ``outcome_history``, revision + 1), its row locked first so concurrent corrections
+        A new id is inserted; a stored one with another value or business value (a row without
+        one clears it: the outcome is as last sent) is a correction (the old values go to
+        ``outcome_history``, revision + 1), its row locked first so concurrent corrections
         serialize. An outcome observed more than OBSERVED_BEFORE_SERVED_TOLERANCE before its
         prediction was served is written nowhere and reported in ``errors`` (field ``observed_at``,
         row ``offset`` + its index in ``clean``). Only a stored prediction can be checked: an
@@ -87,6 +92,8 @@ class OutcomesMixin:
         """
         if clean.empty:
             return {}
+        if "business_value" not in clean.columns:  # a frame validated before the column existed carries none
+            clean["business_value"] = np.nan
         if clean["observed_at"].isna().any():
             clean["observed_at"] = clean["observed_at"].fillna(_database_now(conn))
         ids = clean["prediction_id"]
@@ -103,25 +110,28 @@ class OutcomesMixin:
         stored_before = clean[~ids.isin(inserted) & ~ids.isin(served.keys())]
         existing = stored_rows(conn, outcomes, stored_before["prediction_id"].tolist(), lock=True)
         changed = [r for r in stored_before.to_dict("records")
-                   if existing[r["prediction_id"]]["actual_value"] != r["actual_value"]]
+                   if existing[r["prediction_id"]]["actual_value"] != r["actual_value"]
+                   or existing[r["prediction_id"]]["business_value"] != _plain(r["business_value"])]
         if changed:
             conn.execute(outcome_history.insert(), [
-                {k: existing[r["prediction_id"]][k]
-                 for k in ("prediction_id", "actual_value", "observed_at", "recorded_at", "revision")}
+                {k: existing[r["prediction_id"]][k] for k in ("prediction_id", "actual_value", "observed_at",
+                                                              "recorded_at", "revision", "business_value")}
                 for r in changed
             ])
             conn.execute(
                 outcomes.update().where(outcomes.c.prediction_id == sa.bindparam("pid")).values(
                     actual_value=sa.bindparam("value"), observed_at=sa.bindparam("observed"),
-                    recorded_at=sa.func.current_timestamp(), revision=outcomes.c.revision + 1),
-                [{"pid": r["prediction_id"], "value": r["actual_value"], "observed": _plain(r["observed_at"])}
-                 for r in changed],
+                    business_value=sa.bindparam("business"), recorded_at=sa.func.current_timestamp(),
+                    revision=outcomes.c.revision + 1),
+                [{"pid": r["prediction_id"], "value": r["actual_value"], "observed": _plain(r["observed_at"]),
+                  "business": _plain(r["business_value"])} for r in changed],
             )
         return {"inserted": len(inserted), "corrected": len(changed), "unchanged": len(stored_before) - len(changed)}
 
     def enqueue_outcomes(self, rows) -> IngestReport:
         """Put outcomes in ``outcome_inbox``, the daily DAG's default outcome source (columns
-        prediction_id, actual_value, optional observed_at and received_at). Bad rows are reported."""
+        prediction_id, actual_value, optional observed_at, received_at and business_value). Bad
+        rows are reported."""
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
         frame = frame.reset_index(drop=True)
         clean, errors = _validate_outcomes(frame, 0, keep_repeats=True)
@@ -139,20 +149,23 @@ class OutcomesMixin:
             if len(clean):
                 conn.execute(outcome_inbox.insert(), [
                     {k: _plain(v) for k, v in r.items()}
-                    for r in clean[["prediction_id", "actual_value", "observed_at", "received_at"]].to_dict("records")])
+                    for r in clean[["prediction_id", "actual_value", "observed_at", "received_at", "business_value"]
+                                   ].to_dict("records")])
         return IngestReport(len(frame), len(clean), 0, 0, errors)
 
     def read_outcome_inbox(self, start: datetime, end: datetime) -> pd.DataFrame:
         """Outcomes received in [start, end), in arrival order (a later row for the same prediction
         is a correction of an earlier one)."""
         _check_window(start, end)
-        query = (sa.select(outcome_inbox.c.prediction_id, outcome_inbox.c.actual_value, outcome_inbox.c.observed_at)
+        columns = ["prediction_id", "actual_value", "observed_at", "business_value"]
+        query = (sa.select(*(outcome_inbox.c[c] for c in columns))
                  .where(outcome_inbox.c.received_at >= _utc(start).to_pydatetime(),
                         outcome_inbox.c.received_at < _utc(end).to_pydatetime())
                  .order_by(outcome_inbox.c.received_at, outcome_inbox.c.id))
         with self.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query).all(), columns=["prediction_id", "actual_value", "observed_at"])
+            frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
         frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True)
+        frame["business_value"] = frame["business_value"].astype(np.float64)
         return frame
 
     def outcome_join_counts(self, prediction_ids: Iterable[str], served_before: datetime) -> dict[str, int]:

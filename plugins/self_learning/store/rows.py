@@ -23,6 +23,7 @@ from .tables import (
     MAX_KEY_LENGTH,
     MAX_REJECT_PAYLOAD_BYTES,
     MAX_TEXT_LENGTH,
+    OUTCOME_WINDOW_COLUMNS,
     PLAUSIBLE_TIMESTAMPS,
     RESERVED,
 )
@@ -290,7 +291,7 @@ def _key_problem(key) -> str | None:
         return f"feature names must be non-empty strings, got {key!r}"
     if len(key) > MAX_KEY_LENGTH:
         return f"feature name longer than {MAX_KEY_LENGTH} characters: {key[:40]!r}..."
-    if key in RESERVED or key in ("actual_value", "observed_at", "error"):
+    if key in RESERVED or key in (*OUTCOME_WINDOW_COLUMNS, "error"):
         return f"feature name {key!r} is reserved"
     problem = _storable_problem(key)
     return f"feature name {key[:40]!r} {problem}" if problem else None
@@ -448,9 +449,11 @@ def _differing_fields(new: pd.Series, new_vector: np.ndarray, stored: Mapping[st
 
 def _validate_outcomes(frame: pd.DataFrame, offset: int, *, keep_repeats: bool = False
                        ) -> tuple[pd.DataFrame, list[RowError]]:
-    """Valid rows (prediction_id, actual_value, observed_at) and the errors of the others.
-    Repeated ids are collapsed (different values are an error) unless ``keep_repeats``, which
-    also keeps the frame's index on the valid rows."""
+    """Valid rows (prediction_id, actual_value, observed_at, business_value) and the errors of the
+    others. ``business_value`` is optional (missing / None / NaN: the outcome carries none) and
+    otherwise a finite number by the same rule as actual_value. Repeated ids are collapsed
+    (different values are an error) unless ``keep_repeats``, which also keeps the frame's index on
+    the valid rows."""
     errors: list[RowError] = []
     n = len(frame)
     ids = frame["prediction_id"] if "prediction_id" in frame.columns else pd.Series([None] * n, index=frame.index)
@@ -461,23 +464,31 @@ def _validate_outcomes(frame: pd.DataFrame, offset: int, *, keep_repeats: bool =
     # The same number rule as predicted_value: text such as "3.5" and booleans are refused, not converted.
     raw = frame["actual_value"] if "actual_value" in frame.columns else pd.Series([None] * n, index=frame.index)
     values, problems = _numeric_feature(raw)
+    business, business_problems = _numeric_feature(
+        frame["business_value"] if "business_value" in frame.columns else pd.Series([None] * n, index=frame.index))
     observed, observed_problems = _timestamps(
         frame["observed_at"] if "observed_at" in frame.columns else pd.Series([None] * n, index=frame.index))
     # received_at (the inbox's arrival time) is checked by the same rule when a row carries one.
     received_problems = _timestamps(frame["received_at"])[1] if "received_at" in frame.columns else {}
     for field, field_problems in (("actual_value", problems | {i: "is required" for i in values.index[values.isna()]
                                                                if i not in problems}),
-                                  ("observed_at", observed_problems), ("received_at", received_problems)):
+                                  ("business_value", business_problems), ("observed_at", observed_problems),
+                                  ("received_at", received_problems)):
         for i in np.flatnonzero((ok & frame.index.to_series().isin(list(field_problems))).to_numpy()):
             errors.append(RowError(offset + int(i), ids.iat[i], field, field_problems[frame.index[i]]))
             ok.iat[i] = False
-    clean = pd.DataFrame({"prediction_id": ids, "actual_value": values, "observed_at": observed})[ok]
+    clean = pd.DataFrame({"prediction_id": ids, "actual_value": values, "observed_at": observed,
+                          "business_value": business})[ok]
     if keep_repeats:
         errors.sort(key=lambda e: e.row)
         return clean, errors
-    conflicting = clean.groupby("prediction_id")["actual_value"].transform("nunique") > 1
+    by_id = clean.groupby("prediction_id")
+    differ = {field: by_id[field].transform("nunique", dropna=False) > 1
+              for field in ("actual_value", "business_value")}
+    conflicting = differ["actual_value"] | differ["business_value"]
     for i in clean.index[conflicting & clean["prediction_id"].duplicated(keep="first")]:
-        errors.append(RowError(offset + int(i), ids.iat[i], "actual_value",
+        field = "actual_value" if differ["actual_value"].at[i] else "business_value"
+        errors.append(RowError(offset + int(i), ids.iat[i], field,
                                "the batch holds different values for this prediction_id"))
     clean = clean[~(conflicting & clean["prediction_id"].duplicated(keep="first"))]
     clean = clean.drop_duplicates("prediction_id", keep="first").reset_index(drop=True)

@@ -28,7 +28,10 @@ MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 VERSION_TABLE = "self_learning_alembic_version"
 RESERVED = ("prediction_id", "model", "model_version", "predicted_value", "predicted_label", "unit_id", "served_at")
 WINDOW_COLUMNS = (*RESERVED[:1], "model_version", "served_at", "predicted_value", "predicted_label", "unit_id",
-                  "actual_value", "observed_at")
+                  "actual_value", "observed_at", "business_value")
+# Columns of the outcome a window read returns (the rest are the prediction's); business_value is
+# optional (migration 0010: NULL / NaN when the outcome carries none).
+OUTCOME_WINDOW_COLUMNS = ("actual_value", "observed_at", "business_value")
 
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 # Numeric features: packed big-endian float8 bytes on PostgreSQL (migration 0002), a JSON list on SQLite.
@@ -60,17 +63,19 @@ outcomes = sa.Table(
     "outcomes", metadata,
     sa.Column("prediction_id", sa.String(128), primary_key=True), sa.Column("actual_value", sa.Float(53)),
     sa.Column("observed_at", _TS), sa.Column("recorded_at", _TS), sa.Column("revision", sa.Integer),
+    sa.Column("business_value", sa.Float(53)),
 )
 outcome_history = sa.Table(
     "outcome_history", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("prediction_id", sa.String(128)),
     sa.Column("actual_value", sa.Float(53)), sa.Column("observed_at", _TS), sa.Column("recorded_at", _TS),
-    sa.Column("revision", sa.Integer), sa.Column("replaced_at", _TS),
+    sa.Column("revision", sa.Integer), sa.Column("replaced_at", _TS), sa.Column("business_value", sa.Float(53)),
 )
 outcome_inbox = sa.Table(
     "outcome_inbox", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("prediction_id", sa.String(128)),
     sa.Column("actual_value", sa.Float(53)), sa.Column("observed_at", _TS), sa.Column("received_at", _TS),
+    sa.Column("business_value", sa.Float(53)),
 )
 alerts = sa.Table(
     "alerts", metadata,

@@ -44,8 +44,9 @@ class WindowsMixin:
     def read_window(self, model: str, start: datetime, end: datetime, *, version: str | None = None,
                     labelled_only: bool = True, with_ids: bool = False, features: bool = True) -> pd.DataFrame:
         """Predictions served in [start, end), oldest first: model_version, served_at, predicted_value,
-        predicted_label, actual_value, observed_at, error (predicted - actual) and one typed column per
-        feature (float64 numeric; ``category`` of text for categorical features and the version).
+        predicted_label, actual_value, observed_at, error (predicted - actual), business_value (the
+        outcome's, NaN where it carries none) and one typed column per feature (float64 numeric;
+        ``category`` of text for categorical features and the version).
         ``with_ids`` adds prediction_id and unit_id (costly at a million rows: every id becomes a
         Python string); ``features=False``
         leaves the feature columns out (metrics need none)."""
