@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from self_learning.core import importance, training
+from self_learning.core.degradation import ReferenceMetrics, compare_metrics
 from self_learning.core.drift import detect_class_prediction_drift, detect_concept_drift
 from self_learning.core.multiclass import (
     PROBABILITY_TOLERANCE,
@@ -65,6 +66,10 @@ def test_the_registry_entry_of_multiclass():
     (lambda: encode_actual(HOOKS, ["story", None]), r"^actual: missing class label at index 1"),
     (lambda: row_losses(MULTI, ["story"], [[0.25] * 4]), r"^predicted: a multiclass model's predictions are"),
     (lambda: compute_performance(MULTI, ["story"], class_predictions(HOOKS, [[0.25] * 4]), top_k=0), r"^top_k: "),
+    (lambda: compare_metrics(MULTI, ["story"], class_predictions(HOOKS, [[0.25] * 4]), ["story"], [[0.25] * 4]),
+     r"^current_predicted: a multiclass model's predictions are ClassPredictions"),
+    (lambda: compare_metrics(MULTI, ["story", "offer"], class_predictions(HOOKS, [[0.25] * 4]), ["story"],
+                             class_predictions(HOOKS, [[0.25] * 4])), r"^reference_actual, reference_predicted: "),
 ])
 def test_bad_rows_are_refused_naming_the_field(build, message):
     with pytest.raises(ValueError, match=message):
@@ -150,6 +155,14 @@ def test_unknown_and_absent_classes_are_reported_not_raised():
     losses = row_losses(MULTI, actual, predictions)
     assert losses[:5] == pytest.approx(-np.log(LOG_LOSS_EPS)) and np.isfinite(losses).all()
     assert row_losses(MULTI, actual, predictions, hard_labels=True)[:5].tolist() == [1.0] * 5
+    # degradation leaves the rows out and says so; a class the reference never saw (never actual,
+    # never served, probability 0: a window from before the class list was extended) is named
+    reference, ref_predictions = calibrated(rng, 300, classes=HOOKS[:3])
+    results = compare_metrics(MULTI, reference, ref_predictions.with_classes(HOOKS), actual, predictions)
+    assert all(r.status == "ok" and "left out 0 reference and 5 current rows" in r.reason for r in results)
+    macro = next(r for r in results if r.metric == "macro_f1")
+    assert macro.reason.startswith("macro_f1 averages different classes: only in the reference [], only in the "
+                                   "current window ['offer']")
 
 
 def test_a_single_class_window_gives_a_status_not_an_exception():
@@ -164,6 +177,56 @@ def test_a_single_class_window_gives_a_status_not_an_exception():
     assert empty.status == "insufficient_data" and empty.accuracy is None
     few = compute_performance(MULTI, ["story", "offer"], predictions[:2], top_k=4)
     assert few.top_k_accuracy is None and "top_k_accuracy" in few.unavailable
+
+
+# --- degradation -------------------------------------------------------------------------------------
+
+def test_degradation_z_is_standard_normal_with_no_change():
+    rng = np.random.default_rng(2026)
+    zs = {"accuracy": [], "log_loss": [], "macro_f1": []}
+    for _ in range(300):
+        results = compare_metrics(MULTI, *calibrated(rng, 1_000), *calibrated(rng, 1_000))
+        for r in results:
+            zs[r.metric].append(r.z)
+    for metric, values in zs.items():
+        assert abs(np.mean(values)) < 0.15, metric
+        assert abs(np.std(values, ddof=1) - 1) < 0.15, metric
+
+
+def test_a_20_point_accuracy_drop_at_1000_rows_is_found_by_every_metric():
+    rng = np.random.default_rng(20)
+    results = {r.metric: r for r in compare_metrics(MULTI, *served_with_accuracy(rng, 1_000, 0.8),
+                                                    *served_with_accuracy(rng, 1_000, 0.6))}
+    assert results["accuracy"].worse_by == pytest.approx(0.2, abs=0.04)
+    # expected z ~ 0.2 / sqrt(0.7 * 0.3 * 2 / 1000) = 9.8 for accuracy
+    assert all(r.z > 6 and r.practical and r.p_value < 1e-9 for r in results.values()), results
+
+
+def test_a_reference_built_once_and_its_rest_match_a_comparison_from_rows():
+    rng = np.random.default_rng(9)
+    ref_actual, ref_predictions = calibrated(rng, 600)
+    cur = calibrated(rng, 300)
+    reference = ReferenceMetrics.build(MULTI, ref_actual, ref_predictions)
+    assert compare_metrics(MULTI, None, None, *cur, reference=reference) == compare_metrics(
+        MULTI, ref_actual, ref_predictions, *cur)
+    day = np.arange(100, 200)
+    keep = np.ones(600, dtype=bool)
+    keep[day] = False
+    assert compare_metrics(MULTI, None, None, *cur, reference=reference.excluding(day)) == compare_metrics(
+        MULTI, ref_actual[keep], ref_predictions[keep], *cur)
+
+
+def test_macro_f1_delta_variance_agrees_with_a_bootstrap():
+    from self_learning.core.degradation_multiclass import macro_f1_side
+
+    rng = np.random.default_rng(11)
+    actual, predictions = calibrated(rng, 2_000, concentration=0.5)
+    y = encode_actual(HOOKS, actual)[0]
+    side = macro_f1_side(y, predictions.predicted, HOOKS)
+    assert side.f1 == pytest.approx(metrics.f1_score(y, predictions.predicted, average="macro"), rel=1e-12)
+    boot = [metrics.f1_score(y[rows], predictions.predicted[rows], average="macro")
+            for rows in rng.integers(0, y.size, (300, y.size))]
+    assert np.sqrt(side.var) == pytest.approx(np.std(boot, ddof=1), rel=0.15)
 
 
 # --- drift and training ------------------------------------------------------------------------------
