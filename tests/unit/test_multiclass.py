@@ -275,3 +275,17 @@ def test_the_default_trainer_fits_class_labels_and_serves_class_predictions():
     assert aligned.probabilities[:, 3].tolist() == [0.0] * len(holdout)
     with pytest.raises(ValueError, match=r"^target: the frame has no column 'actual_value'"):
         training.fit(model, train, kinds)
+
+
+def test_served_and_stored_probability_rows_become_a_matrix_in_class_order():
+    from self_learning.core.multiclass import probability_rows
+
+    rows = [{"story": 0.6, "question": 0.4}, [0.1, 0.2, 0.3, 0.4], [0.5, 0.5]]  # a dict, a vector, an old vector
+    np.testing.assert_array_equal(probability_rows(HOOKS, rows),
+                                  [[0.4, 0.0, 0.6, 0.0], [0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"^probabilities: row 0 has classes outside the class list \['poll'\]"):
+        probability_rows(HOOKS, [{"poll": 1.0}])
+    with pytest.raises(ValueError, match=r"^probabilities: row 1 has 5 values for 4 classes"):
+        probability_rows(HOOKS, [[1.0], [0.2] * 5])
+    with pytest.raises(ValueError, match=r"^probabilities: row 0 is not numbers"):
+        probability_rows(HOOKS, [{"story": "high"}])

@@ -130,6 +130,36 @@ def class_predictions(classes, probabilities, predicted=None) -> ClassPrediction
     return ClassPredictions(classes, probabilities, index)
 
 
+def probability_rows(classes, rows) -> np.ndarray:
+    """An (n x k) probability matrix in ``classes`` order from served or stored rows, each either a
+    mapping {class: p} (the serving client's ``probabilities=``; a class it lacks is 0, a class
+    outside the list is refused) or a sequence in class order that may be shorter than the list (a
+    vector stored before ``extend_classes`` appended classes, which it gives 0). How the store is
+    meant to keep a row: its vector in the class order of the day, never reordered, so that
+    appending classes leaves every stored vector valid. Values are checked when the matrix becomes a
+    ``ClassPredictions``."""
+    classes = class_list(classes)
+    position = {c: j for j, c in enumerate(classes)}
+    matrix = np.zeros((len(rows), len(classes)))
+    for i, row in enumerate(rows):
+        try:
+            if isinstance(row, Mapping):
+                unknown = [c for c in row if c not in position]
+                if unknown:
+                    raise ValueError(f"probabilities: row {i} has classes outside the class list {shown(unknown)}")
+                matrix[i, [position[c] for c in row]] = [float(p) for p in row.values()]
+                continue
+            values = np.asarray(row, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            if str(error).startswith("probabilities:"):
+                raise
+            raise ValueError(f"probabilities: row {i} is not numbers: {shown(row)}") from None
+        if values.ndim != 1 or values.size > len(classes):
+            raise ValueError(f"probabilities: row {i} has {values.size} values for {len(classes)} classes")
+        matrix[i, :values.size] = values
+    return matrix
+
+
 def encode_actual(classes, actual, field: str = "actual") -> tuple[np.ndarray, dict[str, int]]:
     """Actual class labels as indices into ``classes`` (``UNKNOWN_CLASS`` outside it) and the rows per
     unknown label. A missing label (None, NaN) is refused naming ``field``: unlabelled rows are
