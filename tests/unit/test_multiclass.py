@@ -289,3 +289,21 @@ def test_served_and_stored_probability_rows_become_a_matrix_in_class_order():
         probability_rows(HOOKS, [[1.0], [0.2] * 5])
     with pytest.raises(ValueError, match=r"^probabilities: row 0 is not numbers"):
         probability_rows(HOOKS, [{"story": "high"}])
+
+
+def test_hard_class_labels_are_scored_on_the_0_1_loss():
+    rng = np.random.default_rng(8)
+    actual, scored = served_with_accuracy(rng, 400, 0.7)
+    labels = ClassPredictions(HOOKS, np.eye(4)[scored.predicted], scored.predicted)  # one-hot: labels only
+    assert labels.is_one_hot and not scored.is_one_hot
+    perf = compute_performance(MULTI, actual, labels)
+    assert perf.log_loss is None and perf.roc_auc is None and perf.top_k_accuracy is None
+    assert perf.unavailable["log_loss"].startswith("undefined: the predictions are hard class labels")
+    assert perf.accuracy == pytest.approx(compute_performance(MULTI, actual, scored).accuracy)
+    assert row_losses(MULTI, actual, labels).tolist() == (encode_actual(HOOKS, actual)[0] != labels.predicted).tolist()
+    cur_actual, cur_scored = served_with_accuracy(rng, 400, 0.7)
+    cur_labels = ClassPredictions(HOOKS, np.eye(4)[cur_scored.predicted], cur_scored.predicted)
+    results = {r.metric: r for r in compare_metrics(MULTI, actual, scored, cur_actual, cur_labels)}
+    assert results["log_loss"].status == "not_comparable" and results["accuracy"].status == "ok"
+    concept = detect_concept_drift(actual, scored, cur_actual, cur_labels, task_kind=MULTI)
+    assert concept.statistical_tests["metric"] == "zero_one_loss" and concept.statistical_tests["hard_labels"]

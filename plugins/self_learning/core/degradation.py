@@ -179,7 +179,8 @@ def compare_metrics(
     if multiclass:
         from .degradation_multiclass import left_out
 
-        return [_finish(left_out(_compare(metric, reference, current, min_samples, False), reference.unknown_actual,
+        hard = reference.hard or current.p.is_one_hot  # labels in either window: no log loss to compare
+        return [_finish(left_out(_compare(metric, reference, current, min_samples, hard), reference.unknown_actual,
                                   current.unknown), limits[metric]) for metric in chosen]
     current = _Sides(kind, cur_y, cur_p, threshold)
     return [_finish(_compare(metric, reference, current, min_samples, hard), limits[metric]) for metric in chosen]

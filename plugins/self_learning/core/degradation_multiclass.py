@@ -14,6 +14,7 @@ the list are left out and counted in every comparison's ``reason``. The tests, e
   One row enters two classes' terms (its actual and its served class); the per-row sum keeps that
   covariance, which adding per-class variances would drop. When the two windows average different
   class sets, ``reason`` says so.
+Hard labels (one-hot probabilities) in either window: log loss is ``not_comparable``, as for binary.
 A seeded simulation (tests/unit/test_multiclass.py) holds each z to mean 0 and standard deviation 1
 within 0.15 over 300 no-change replications of 1,000 rows a side (measured: means 0.08, standard
 deviations 0.98-0.99), and a 20-point accuracy drop at 1,000 rows a side (0.79 -> 0.63 in the seeded
@@ -101,8 +102,8 @@ class MulticlassPool:
     @staticmethod
     def _metrics(kind: str, threshold: float, window: MulticlassSides, pool) -> ReferenceMetrics:
         sides = {metric: window.get(metric) for metric in DEFAULT_METRICS[kind]}
-        return ReferenceMetrics(task_kind=kind, threshold=threshold, n=window.n, hard=False, zero_one=False,
-                                sides=sides, _pool=pool, unknown_actual=window.unknown)
+        return ReferenceMetrics(task_kind=kind, threshold=threshold, n=window.n, hard=window.p.is_one_hot,
+                                zero_one=window.p.is_one_hot, sides=sides, _pool=pool, unknown_actual=window.unknown)
 
     def excluding(self, full: ReferenceMetrics, rows) -> ReferenceMetrics:
         keep = np.ones(self.index.size, dtype=bool)

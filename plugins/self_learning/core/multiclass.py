@@ -19,7 +19,9 @@ statistic (and ``sklearn.metrics``, whose own check is tighter) sees rows that s
 
 Per-row losses (``core.tasks``' multiclass entry): the log loss -ln p(actual class), clipped at
 ``tasks.LOG_LOSS_EPS`` like ``sklearn.metrics.log_loss`` (the mean of the rows is sklearn's value),
-and the 0/1 loss of the served class. A row whose actual class is outside the class list costs the
+and the 0/1 loss of the served class. One-hot probabilities (``ClassPredictions.is_one_hot``: a
+model serving labels only) are scored on the 0/1 loss, and have no log loss, AUC or top-k accuracy,
+as binary hard labels. A row whose actual class is outside the class list costs the
 clipped maximum (-ln eps, about 36) and a 0/1 loss of 1: the model gave that class no probability,
 so a new class shows up as concept drift and as systematic errors in its segments. The window's
 metrics (``performance.multiclass_performance``, ``degradation``) instead leave such rows out and
@@ -86,6 +88,13 @@ class ClassPredictions:
         for name, value in (("classes", classes), ("probabilities", matrix), ("predicted", served)):
             object.__setattr__(rows, name, value)
         return rows
+
+    @property
+    def is_one_hot(self) -> bool:
+        """Every probability is exactly 0 or 1 (and there is a row): a model that serves class labels,
+        not probabilities. Its log loss is ~36 per wrong row and ~2e-16 per right one, as for a
+        binary hard-label classifier (``core.tasks``), so it is scored on the 0/1 loss instead."""
+        return bool(len(self)) and bool(np.isin(self.probabilities, (0.0, 1.0)).all())
 
     @property
     def predicted_labels(self) -> np.ndarray:

@@ -27,7 +27,9 @@ know yet never crashes a run. Conventions where sklearn leaves a choice:
 - calibration: per class the ECE of P(class) against 1[actual = class] (``expected_calibration_error``);
   ``expected_calibration_error`` is their unweighted mean (class-wise ECE);
 - top-k accuracy: the actual class among the k most probable (k = 2 by default; None when k is not
-  below the class count, where it is trivially 1).
+  below the class count, where it is trivially 1);
+- hard labels (one-hot probabilities, ``ClassPredictions.is_one_hot``): no log loss, ROC AUC or
+  top-k accuracy (a label is not a score); accuracy, F1, Brier and calibration remain.
 """
 
 from __future__ import annotations
@@ -283,19 +285,24 @@ def multiclass_performance(
     calibration = {c: expected_calibration_error((y == j).astype(float), probabilities[:, j], bins=calibration_bins)
                    for j, c in enumerate(classes)}
     unavailable = {}
-    roc_auc = _ovr_macro_auc(y, probabilities, classes, support, unavailable, notes)
-    top = None
-    if top_k < k:
-        top = float(metrics.top_k_accuracy_score(y, probabilities, k=top_k, labels=labels))
+    roc_auc = top = log_loss = None
+    if rows.is_one_hot:
+        for metric in ("log_loss", "roc_auc", "top_k_accuracy"):
+            unavailable[metric] = "undefined: the predictions are hard class labels (one-hot), not probabilities"
     else:
-        unavailable["top_k_accuracy"] = f"top_k {top_k} is not below the {k} classes (always 1)"
+        log_loss = float(metrics.log_loss(y, probabilities, labels=labels))
+        roc_auc = _ovr_macro_auc(y, probabilities, classes, support, unavailable, notes)
+        if top_k < k:
+            top = float(metrics.top_k_accuracy_score(y, probabilities, k=top_k, labels=labels))
+        else:
+            unavailable["top_k_accuracy"] = f"top_k {top_k} is not below the {k} classes (always 1)"
     return MulticlassPerformance(
         **common,
         accuracy=float(metrics.accuracy_score(y, served)),
         macro_f1=float(metrics.f1_score(y, served, average="macro", zero_division=0.0)),
         weighted_f1=float(metrics.f1_score(y, served, average="weighted", zero_division=0.0)),
         roc_auc=roc_auc,
-        log_loss=float(metrics.log_loss(y, probabilities, labels=labels)),
+        log_loss=log_loss,
         brier_score=float(metrics.brier_score_loss(y, probabilities, labels=labels, scale_by_half=False)),
         expected_calibration_error=float(np.mean(list(calibration.values()))),
         top_k_accuracy=top,

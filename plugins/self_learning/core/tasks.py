@@ -215,10 +215,12 @@ def row_losses(task_kind: TaskKind | str, actual, predicted, *, hard_labels: boo
     (``is_hard_label``) from these rows; a caller comparing two windows decides once for both and
     passes it, so both windows are scored with the same loss.
 
-    Multiclass: ``actual`` class labels, ``predicted`` a ``ClassPredictions``; ``hard_labels=True``
-    scores the served classes with the 0/1 loss (None or False: the log loss)."""
+    Multiclass: ``actual`` class labels, ``predicted`` a ``ClassPredictions``; the 0/1 loss of the
+    served class for hard labels (``hard_labels`` None: one-hot probabilities), else the log loss."""
     spec = task_spec(task_kind)
     if spec.kind == TaskKind.MULTICLASS_CLASSIFICATION:
+        if hard_labels is None:
+            hard_labels = bool(getattr(predicted, "is_one_hot", False))
         return (spec.segment_error if hard_labels else spec.row_loss)(actual, predicted)
     y = as_float_array("actual", actual, min_size=0)
     p = as_float_array("predicted", predicted, min_size=0)

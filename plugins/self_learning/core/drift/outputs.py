@@ -145,6 +145,8 @@ def detect_concept_drift(
         hard = is_hard_label(ref_scores) or is_hard_label(cur_scores)
         if hard:
             reference_predicted, current_predicted = _as_labels(ref_scores), _as_labels(cur_scores)
+    elif kind == TaskKind.MULTICLASS_CLASSIFICATION:  # one-hot labels in either window: both on the 0/1 loss
+        hard = any(getattr(p, "is_one_hot", False) for p in (reference_predicted, current_predicted))
     ref_loss = row_losses(kind, reference_actual, reference_predicted, hard_labels=hard)
     cur_loss = row_losses(kind, current_actual, current_predicted, hard_labels=hard)
     if min(ref_loss.size, cur_loss.size) < min_samples:
