@@ -260,7 +260,7 @@ def test_the_default_trainer_fits_class_labels_and_serves_class_predictions():
     kinds = {"x": "numeric", "c": "categorical"}
     train, holdout = training.time_holdout(frame)
     model = training.default_trainer(MULTI, kinds)
-    model.set_params(model__max_iter=30)
+    model.set_params(model__max_iter=10)
     fitted = training.fit(model, train, kinds, target=task_spec(MULTI).target)
     served = training.predict(fitted, holdout, kinds, MULTI)
     assert isinstance(served, ClassPredictions) and set(served.classes) == {"question", "story", "offer"}
