@@ -6,6 +6,7 @@ from .core.types import (
     DEFAULT_MODELS,
     FEATURE_KINDS,
     FEATURE_THREADS,
+    MAX_CLASSES,
     MAX_FEATURES_CEILING,
     SEVERITY_NAMES,
     DriftReport,
@@ -19,13 +20,16 @@ from .core.types import (
     Status,
     TaskKind,
     as_utc,
+    class_list,
+    extend_classes,
     feature_cap,
     model_name,
+    parse_task_kind,
     shown,
     to_jsonable,
 )
 
 __all__ = ["ALERT_SEVERITY_NAMES", "DEFAULT_MAX_FEATURES", "DEFAULT_MODELS", "FEATURE_KINDS", "FEATURE_THREADS",
-           "MAX_FEATURES_CEILING", "SEVERITY_NAMES", "DriftReport", "DriftType", "ModelSpec", "ModelType",
-           "PredictionOutcome", "Result", "Severity", "SeverityLadder", "Status", "TaskKind", "as_utc", "feature_cap",
-           "model_name", "shown", "to_jsonable"]
+           "MAX_CLASSES", "MAX_FEATURES_CEILING", "SEVERITY_NAMES", "DriftReport", "DriftType", "ModelSpec",
+           "ModelType", "PredictionOutcome", "Result", "Severity", "SeverityLadder", "Status", "TaskKind", "as_utc",
+           "class_list", "extend_classes", "feature_cap", "model_name", "parse_task_kind", "shown", "to_jsonable"]

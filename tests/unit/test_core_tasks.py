@@ -20,7 +20,8 @@ from sklearn.metrics import log_loss
 
 
 def test_every_task_kind_names_stored_metrics_and_a_primary_loss():
-    assert set(task_kinds()) == {"regression", "binary_classification"}
+    assert set(task_kinds()) == {"regression", "binary_classification", "multiclass_classification"}
+    assert task_spec("multiclass_classification").primary_metric == "log_loss"
     assert task_spec("regression").primary_metric == "mae"
     assert task_spec("binary_classification").primary_metric == "log_loss"
     for spec in task_kinds().values():

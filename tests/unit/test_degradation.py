@@ -130,7 +130,7 @@ def test_an_accuracy_drop_of_3_points_is_found_and_noise_at_1m_rows_is_not_pract
 
 
 def test_margins_are_documented_and_can_be_overridden():
-    assert set(PERFORMANCE_MARGINS) == {"mae", "rmse", "mape", "log_loss", "accuracy", "roc_auc", "f1"}
+    assert set(PERFORMANCE_MARGINS) == {"mae", "rmse", "mape", "log_loss", "accuracy", "roc_auc", "f1", "macro_f1"}
     assert all(how in ("relative", "absolute") and margin > 0 for how, margin in PERFORMANCE_MARGINS.values())
     rng = np.random.default_rng(6)
     ry, rp = regressor(rng, 500)

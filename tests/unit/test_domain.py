@@ -15,6 +15,7 @@ from self_learning.domain import (
     Severity,
     SeverityLadder,
     TaskKind,
+    extend_classes,
     model_name,
     to_jsonable,
 )
@@ -22,7 +23,8 @@ from self_learning.domain import (
 
 def test_default_models_and_any_other_name():
     assert [m.name for m in DEFAULT_MODELS] == [t.value for t in ModelType]
-    assert {m.task_kind for m in DEFAULT_MODELS} == set(TaskKind)
+    # multiclass joins the defaults when the synthetic hook classifier becomes multiclass (issue 17)
+    assert {m.task_kind for m in DEFAULT_MODELS} == set(TaskKind) - {TaskKind.MULTICLASS_CLASSIFICATION}
     assert model_name(ModelType.CTR_PREDICTOR) == "ctr_predictor"
     assert model_name("ltv-model.v2") == "ltv-model.v2"
     spec = ModelSpec("cpa_regressor", "regression", {"spend": "numeric", "platform": "categorical"})
@@ -38,8 +40,36 @@ def test_invalid_model_names_are_rejected_by_field(bad):
 def test_feature_schema_kinds_are_validated():
     with pytest.raises(ValueError, match=r"feature_schema\['spend'\]"):
         ModelSpec("m", "regression", {"spend": "float"})
-    with pytest.raises(ValueError, match="'ranking' is not a valid TaskKind"):
+    with pytest.raises(ValueError, match=r"^task_kind: 'ranking' is not a valid task kind; valid: \['regression', "
+                                         r"'binary_classification', 'multiclass_classification'\]"):
         ModelSpec("m", "ranking")
+
+
+HOOKS = ("question", "statistic", "story", "offer")
+
+
+def test_a_multiclass_model_has_a_validated_class_list_that_extends_with_a_warning():
+    spec = ModelSpec("hook_classifier", "multiclass_classification", classes=list(HOOKS))
+    assert spec.task_kind is TaskKind.MULTICLASS_CLASSIFICATION and spec.classes == HOOKS
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match=r"^classes: a multiclass_classification model needs its class list"):
+        ModelSpec("m", "multiclass_classification")
+    with pytest.raises(ValueError, match=r"^classes: only multiclass_classification models"):
+        ModelSpec("m", "regression", classes=HOOKS)
+    with pytest.raises(ValueError, match=r"^classes: duplicated class labels \['story'\]"):
+        ModelSpec("m", "multiclass_classification", classes=["story", "offer", "story"])
+    with pytest.raises(ValueError, match=r"^classes: a multiclass model needs 2 to"):
+        ModelSpec("m", "multiclass_classification", classes=["story"])
+    with pytest.raises(ValueError, match=r"^classes: class labels must be non-empty strings"):
+        ModelSpec("m", "multiclass_classification", classes=["story", 3])
+    with pytest.raises(ValueError, match=r"^task_kind: 'multiclass' is not a valid task kind; valid: .*"
+                                         r"'multiclass_classification'"):
+        ModelSpec("m", "multiclass")
+
+    assert extend_classes(HOOKS, ["story", "offer"]) == (HOOKS, None)
+    extended, warning = extend_classes(HOOKS, ["poll", "story", "poll", "listicle"], model="hook_classifier")
+    assert extended == (*HOOKS, "poll", "listicle")
+    assert "hook_classifier" in warning and "'poll', 'listicle'" in warning and "6 classes" in warning
 
 
 def test_prediction_outcome_errors():

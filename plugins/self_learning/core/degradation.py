@@ -19,6 +19,9 @@ metric of the kind is compared with the baseline, each with the test that fits i
   deterministic (the daily CUSUM reads z; a seeded bootstrap would still move with row order), costs
   O(n) instead of ~1,000 refits, and agrees with a bootstrap within a few per cent once a window has
   ``min_samples`` rows (the test compares them).
+- multiclass (``core.degradation_multiclass``): accuracy -> the same two-proportion z on the served
+  class; log loss -> Welch z on the per-row multiclass log loss; macro F1 -> the delta method over
+  all classes at once.
 
 Every ``z`` is one-sided, > 0 when the current window is worse, and about N(0, 1) under no change
 when rows are independent: the input the monitoring's CUSUM expects (``core.monitoring``).
@@ -70,12 +73,14 @@ PERFORMANCE_MARGINS: Mapping[str, tuple[str, float]] = {
     "accuracy": ("absolute", 0.01),
     "roc_auc": ("absolute", 0.01),
     "f1": ("absolute", 0.01),
+    "macro_f1": ("absolute", 0.01),
 }
 DEFAULT_METRICS: Mapping[str, tuple[str, ...]] = {
     TaskKind.REGRESSION.value: ("mae", "rmse", "mape"),
     TaskKind.BINARY_CLASSIFICATION.value: ("accuracy", "roc_auc", "log_loss", "f1"),
+    TaskKind.MULTICLASS_CLASSIFICATION.value: ("accuracy", "log_loss", "macro_f1"),
 }
-_HIGHER_IS_BETTER = frozenset({"accuracy", "roc_auc", "f1"})
+_HIGHER_IS_BETTER = frozenset({"accuracy", "roc_auc", "f1", "macro_f1"})
 # z when both windows are constant (standard error 0) yet differ: finite, far beyond any alarm
 # threshold, and never inf (a CUSUM fed inf never recovers; to_dict would show None).
 DEGENERATE_Z = 10.0
@@ -131,11 +136,14 @@ def compare_metrics(
     predictions of either window. ``threshold`` turns a classifier's scores into labels for accuracy
     and F1. ``reference``: the reference window's statistics built once (``ReferenceMetrics``), for
     a caller comparing many windows with one reference; ``reference_actual`` and
-    ``reference_predicted`` are then None. Bad input raises ``ValueError`` naming the argument; data
-    that cannot support a metric gives a status, never an exception.
+    ``reference_predicted`` are then None. Multiclass: ``*_actual`` are class labels and
+    ``*_predicted`` ``ClassPredictions``; ``threshold`` and ``hard_labels`` do not apply. Bad input
+    raises ``ValueError`` naming the argument; data that cannot support a metric gives a status,
+    never an exception.
     """
     kind = task_spec(task_kind).kind
     binary = kind == TaskKind.BINARY_CLASSIFICATION.value
+    multiclass = kind == TaskKind.MULTICLASS_CLASSIFICATION.value
     if reference is None:
         reference = ReferenceMetrics.build(kind, reference_actual, reference_predicted, threshold=threshold)
     elif not isinstance(reference, ReferenceMetrics):
@@ -144,7 +152,12 @@ def compare_metrics(
         raise ValueError("reference_actual, reference_predicted: must be None when reference is given")
     elif reference.task_kind != kind:
         raise ValueError(f"reference: built for {reference.task_kind}, compared as {kind}")
-    cur_y, cur_p = _window("current", current_actual, current_predicted, binary)
+    if multiclass:
+        from .degradation_multiclass import MulticlassSides  # it builds on this module's helpers
+
+        current, cur_p = MulticlassSides.of("current", current_actual, current_predicted), None
+    else:
+        cur_y, cur_p = _window("current", current_actual, current_predicted, binary)
     chosen = _metrics(kind, metrics)
     limits = _margins(margins)
     if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 2:
@@ -163,6 +176,12 @@ def compare_metrics(
         if not np.isin(cur_p, (0.0, 1.0)).all():
             raise ValueError("current_predicted: hard_labels=True needs predictions of exactly 0 or 1")
     hard = hard_labels and binary
+    if multiclass:
+        from .degradation_multiclass import left_out
+
+        hard = reference.hard or current.p.is_one_hot  # labels in either window: no log loss to compare
+        return [_finish(left_out(_compare(metric, reference, current, min_samples, hard), reference.unknown_actual,
+                                  current.unknown), limits[metric]) for metric in chosen]
     current = _Sides(kind, cur_y, cur_p, threshold)
     return [_finish(_compare(metric, reference, current, min_samples, hard), limits[metric]) for metric in chosen]
 
@@ -217,7 +236,8 @@ class ReferenceMetrics:
     hard: bool  # the window alone looks like a hard-label classifier (``is_hard_label``)
     zero_one: bool  # every prediction is exactly 0 or 1
     sides: Mapping[str, Any]
-    _pool: _Pool | None = dataclasses.field(default=None, repr=False)
+    _pool: Any = dataclasses.field(default=None, repr=False)  # _Pool (degradation_multiclass: MulticlassPool)
+    unknown_actual: int = 0  # multiclass: rows left out, their actual class outside the class list
 
     @classmethod
     def build(cls, task_kind: TaskKind | str, actual, predicted, *, threshold: float = 0.5) -> ReferenceMetrics:
@@ -225,6 +245,10 @@ class ReferenceMetrics:
         and named ``reference_actual`` / ``reference_predicted`` in errors)."""
         kind = task_spec(task_kind).kind
         binary = kind == TaskKind.BINARY_CLASSIFICATION.value
+        if kind == TaskKind.MULTICLASS_CLASSIFICATION.value:  # threshold does not apply; kept for the check
+            from .degradation_multiclass import MulticlassPool
+
+            return MulticlassPool.build(kind, float(threshold), actual, predicted)
         y, p = _window("reference", actual, predicted, binary)
         if not 0 < threshold < 1:
             raise ValueError(f"threshold: must be in (0, 1), got {shown(threshold)}")
@@ -488,6 +512,10 @@ def _compare(metric: str, ref, cur: _Sides, min_samples: int, hard: bool) -> dic
         return _empty(metric, "insufficient_data", _too_few(ref.n, cur.n, min_samples))
     if metric == "accuracy":
         return _accuracy(ref.get("accuracy"), ref.n, cur.get("accuracy"), cur.n)
+    if metric == "macro_f1":
+        from .degradation_multiclass import compare_macro_f1
+
+        return compare_macro_f1(ref.get("macro_f1"), cur.get("macro_f1"))
     if metric == "f1":
         values, variances = [], []
         for window, side in (("reference", ref.get("f1")), ("current", cur.get("f1"))):

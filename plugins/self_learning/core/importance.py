@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .tasks import task_spec
 from .types import Result, Status, TaskKind
 
 PERMUTATION_MAX_ROWS = 20_000
@@ -116,7 +117,8 @@ def permutation_weights(estimator, frame: pd.DataFrame, feature_kinds: Mapping[s
     rows = frame if len(frame) <= PERMUTATION_MAX_ROWS else frame.sample(PERMUTATION_MAX_ROWS,
                                                                           random_state=random_state)
     scoring = "neg_mean_absolute_error" if TaskKind(task_kind) is TaskKind.REGRESSION else "neg_log_loss"
-    result = permutation_importance(estimator, feature_frame(rows, feature_kinds), rows["actual_value"].to_numpy(),
+    target = task_spec(task_kind).target  # a multiclass model's outcome is its class label
+    result = permutation_importance(estimator, feature_frame(rows, feature_kinds), rows[target].to_numpy(),
                                     scoring=scoring, n_repeats=repeats, random_state=random_state)
     return {feature: {"mean": float(result.importances_mean[i]), "std": float(result.importances_std[i])}
             for i, feature in enumerate(feature_kinds)}

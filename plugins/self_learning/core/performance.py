@@ -1,4 +1,4 @@
-"""Model performance from labelled predictions (regression and binary classification).
+"""Model performance from labelled predictions (regression, binary and multiclass classification).
 
 Labels arrive late, so every result carries its label coverage (labelled / predicted)
 and is ``provisional`` below ``min_label_coverage``: the DAG recomputes it when more
@@ -10,6 +10,26 @@ log loss or ROC AUC worth showing: its log loss is ~36 per wrong row (a probabil
 the machine epsilon) and ~2e-16 per right one, which made a +1.9e17 % change reach users, and the
 AUC of labels is not a ranking. Both are ``None`` with a note; accuracy, precision, recall, F1 and
 Brier (= 1 - accuracy) are its metrics.
+
+Multiclass (``MulticlassPerformance``, rows as in ``core.multiclass``): every figure is
+``sklearn.metrics``' on the rows whose actual class is in the model's class list; rows with another
+actual class are left out and reported (``unknown_actual``, a note), so a class the model does not
+know yet never crashes a run. Conventions where sklearn leaves a choice:
+- macro / weighted F1: sklearn's default label set, the classes that occur as actual or served
+  class in the window (a class absent from both has no F1 to average);
+- per-class precision / recall: None where undefined (a class never served / never actual), and
+  classes with no actual row are listed in ``absent_classes``;
+- ROC AUC: one-vs-rest, the unweighted mean of the binary AUCs of the classes that occur in the
+  window (sklearn's ``multi_class="ovr"`` macro when all occur, which sklearn requires); fewer than
+  two classes present gives None with a reason in ``unavailable``, not an exception;
+- Brier: sum over classes of (p - 1[class])² per row, averaged (range 0..2; ``scale_by_half=False``
+  also for two classes, so it means the same for every class count);
+- calibration: per class the ECE of P(class) against 1[actual = class] (``expected_calibration_error``);
+  ``expected_calibration_error`` is their unweighted mean (class-wise ECE);
+- top-k accuracy: the actual class among the k most probable (k = 2 by default; None when k is not
+  below the class count, where it is trivially 1);
+- hard labels (one-hot probabilities, ``ClassPredictions.is_one_hot``): no log loss, ROC AUC or
+  top-k accuracy (a label is not a score); accuracy, F1, Brier and calibration remain.
 """
 
 from __future__ import annotations
@@ -19,8 +39,9 @@ import dataclasses
 import numpy as np
 from sklearn import metrics
 
+from .multiclass import UNKNOWN_CLASS, ClassPredictions, checked_rows, class_counts
 from .tasks import is_hard_label
-from .types import Result, Status, TaskKind
+from .types import Result, Status, TaskKind, shown
 from .validation import as_float_array, check_same_length
 
 DEFAULT_MIN_LABEL_COVERAGE = 0.8
@@ -190,6 +211,128 @@ def expected_calibration_error(actual, score, *, bins: int = 10) -> float:
     count = np.bincount(index, minlength=bins)
     gap = np.abs(np.bincount(index, weights=y, minlength=bins) - np.bincount(index, weights=s, minlength=bins))
     return float(gap.sum() / count.sum())
+
+
+@dataclasses.dataclass(frozen=True)
+class MulticlassPerformance(ModelPerformance):
+    """A multiclass model's window: the base fields it shares with the other kinds (``accuracy``,
+    ``roc_auc`` one-vs-rest macro, ``log_loss``, ``brier_score``, ``expected_calibration_error``
+    class-wise; ``precision`` / ``recall`` / ``f1`` stay None: their averages are named) plus the
+    per-class figures, keyed by class label in the model's class order.
+
+    ``confusion_matrix[i][j]``: rows with actual class i served class j. ``sample_count`` counts the
+    rows scored (actual class in the list); ``unknown_actual`` the rows left out, by label.
+    ``unavailable``: metric -> why it is None for this window.
+    """
+
+    classes: tuple[str, ...] = ()
+    macro_f1: float | None = None
+    weighted_f1: float | None = None
+    top_k: int = 2
+    top_k_accuracy: float | None = None
+    per_class_support: dict[str, int] = dataclasses.field(default_factory=dict)
+    per_class_precision: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    per_class_recall: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    per_class_calibration_error: dict[str, float] = dataclasses.field(default_factory=dict)
+    confusion_matrix: tuple[tuple[int, ...], ...] = ()
+    absent_classes: tuple[str, ...] = ()
+    unknown_actual: dict[str, int] = dataclasses.field(default_factory=dict)
+    unavailable: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def multiclass_performance(
+    actual,
+    predicted: ClassPredictions,
+    *,
+    top_k: int = 2,
+    calibration_bins: int = 10,
+    n_predicted: int | None = None,
+    min_label_coverage: float = DEFAULT_MIN_LABEL_COVERAGE,
+    model_type: str | None = None,
+    model_version: str | None = None,
+) -> MulticlassPerformance:
+    """Accuracy, macro / weighted F1, per-class precision and recall, log loss, one-vs-rest macro ROC
+    AUC, Brier, top-k accuracy, confusion matrix and per-class calibration error of a window.
+
+    ``actual``: the class labels; ``predicted``: ``ClassPredictions`` over the model's classes. Data
+    that cannot support a metric (one class, a class absent) gives None and a reason, never an
+    exception; bad input raises ``ValueError`` naming the argument."""
+    index, unknown = checked_rows(actual, predicted)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k: must be an integer >= 1, got {shown(top_k)}")
+    if isinstance(calibration_bins, bool) or not isinstance(calibration_bins, int) or calibration_bins < 1:
+        raise ValueError(f"calibration_bins: must be an integer >= 1, got {shown(calibration_bins)}")
+    classes = predicted.classes
+    known = index != UNKNOWN_CLASS
+    y, rows = index[known], predicted[known]
+    n, k = int(y.size), len(classes)
+    common = {**_common(TaskKind.MULTICLASS_CLASSIFICATION, n, n_predicted, min_label_coverage, model_type,
+                        model_version), "classes": classes, "top_k": top_k, "unknown_actual": unknown}
+    notes = []
+    if unknown:
+        notes.append(f"{int((~known).sum())} rows with actual classes outside the class list left out: "
+                     f"{shown(unknown)} (extend the class list)")
+    support = class_counts(classes, y)
+    absent = tuple(c for c, count in support.items() if count == 0)
+    if n == 0:
+        return MulticlassPerformance(**common, status=Status.INSUFFICIENT_DATA, per_class_support=support,
+                                     absent_classes=absent, notes=(*notes, "no labelled rows with a known class"))
+    if absent:
+        notes.append(f"classes without an actual row in the window: {shown(list(absent))}")
+    labels = list(range(k))
+    served, probabilities = rows.predicted, rows.probabilities
+    precision, recall, _, _ = metrics.precision_recall_fscore_support(y, served, labels=labels, zero_division=np.nan)
+    calibration = {c: expected_calibration_error((y == j).astype(float), probabilities[:, j], bins=calibration_bins)
+                   for j, c in enumerate(classes)}
+    unavailable = {}
+    roc_auc = top = log_loss = None
+    if rows.is_one_hot:
+        for metric in ("log_loss", "roc_auc", "top_k_accuracy"):
+            unavailable[metric] = "undefined: the predictions are hard class labels (one-hot), not probabilities"
+    else:
+        log_loss = float(metrics.log_loss(y, probabilities, labels=labels))
+        roc_auc = _ovr_macro_auc(y, probabilities, classes, support, unavailable, notes)
+        if top_k < k:
+            top = float(metrics.top_k_accuracy_score(y, probabilities, k=top_k, labels=labels))
+        else:
+            unavailable["top_k_accuracy"] = f"top_k {top_k} is not below the {k} classes (always 1)"
+    return MulticlassPerformance(
+        **common,
+        accuracy=float(metrics.accuracy_score(y, served)),
+        macro_f1=float(metrics.f1_score(y, served, average="macro", zero_division=0.0)),
+        weighted_f1=float(metrics.f1_score(y, served, average="weighted", zero_division=0.0)),
+        roc_auc=roc_auc,
+        log_loss=log_loss,
+        brier_score=float(metrics.brier_score_loss(y, probabilities, labels=labels, scale_by_half=False)),
+        expected_calibration_error=float(np.mean(list(calibration.values()))),
+        top_k_accuracy=top,
+        per_class_support=support,
+        per_class_precision={c: _defined(v) for c, v in zip(classes, precision, strict=True)},
+        per_class_recall={c: _defined(v) for c, v in zip(classes, recall, strict=True)},
+        per_class_calibration_error=calibration,
+        confusion_matrix=tuple(map(tuple, metrics.confusion_matrix(y, served, labels=labels).tolist())),
+        absent_classes=absent,
+        unavailable=unavailable,
+        notes=tuple(notes),
+    )
+
+
+def _ovr_macro_auc(y: np.ndarray, probabilities: np.ndarray, classes, support, unavailable: dict,
+                   notes: list) -> float | None:
+    """Mean of the one-vs-rest AUCs of the classes present (each with rows of it and of the rest)."""
+    present = [j for j, c in enumerate(classes) if support[c] > 0]
+    if len(present) < 2:
+        only = classes[present[0]] if present else None
+        unavailable["roc_auc"] = f"not computable: the window has a single actual class ({only!r})"
+        return None
+    aucs = [metrics.roc_auc_score(y == j, probabilities[:, j]) for j in present]
+    if len(present) < len(classes):
+        notes.append(f"roc_auc averages the {len(present)} classes present of {len(classes)}")
+    return float(np.mean(aucs))
+
+
+def _defined(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 def compute_performance(task_kind: TaskKind | str, actual, predicted, **kwargs) -> ModelPerformance:

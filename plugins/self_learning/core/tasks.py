@@ -17,6 +17,12 @@ Hard-label classifiers (predicted_value exactly 0 or 1, no score; ``is_hard_labe
 with the 0/1 loss instead: their log loss is ~2e-16 per right row and ~36 per wrong one, so a
 reference window without mistakes had a log loss of 2e-16 and the next window's few mistakes
 showed users a change of +1.9e17 %. ``row_losses`` detects them (or takes ``hard_labels``).
+
+Multiclass (``core.multiclass``): ``actual`` is the class labels and ``predicted`` a
+``ClassPredictions`` (probability matrix in the model's class order + the served class), not float
+arrays; its row loss is the multiclass log loss and its segment error the 0/1 loss of the served
+class. It reports the stored ``roc_auc`` (one-vs-rest, macro) and ``log_loss``; accuracy, F1 and the
+per-class figures are in its ``MulticlassPerformance`` until the store has columns for them.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from .types import TaskKind, shown
-from .validation import as_float_array
+from .validation import as_float_array, label_text
 
 LOG_LOSS_EPS = float(np.finfo(np.float64).eps)  # the one clipping of probabilities in a log loss
 
@@ -46,6 +52,12 @@ def binary_log_loss(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     caller checks the labels and the probability range (with its own field names)."""
     p = np.clip(predicted, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
     return -(actual * np.log(p) + (1 - actual) * np.log1p(-p))
+
+
+def signed_error(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """predicted - actual per row: the error systematic-error analysis tests by segment (regressors,
+    and a binary classifier's score against its 0/1 outcome)."""
+    return predicted - actual
 
 
 def zero_one_loss(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -82,6 +94,32 @@ def _positive_probability(estimator, features) -> np.ndarray:
     return np.asarray(estimator.predict_proba(features)[:, 1], dtype=float)
 
 
+def _class_predictions(estimator, features):
+    from .multiclass import class_predictions
+
+    # predict_proba's columns follow estimator.classes_ (the labels seen in training, sorted); the
+    # served class is the most probable one, as the estimator's own predict
+    return class_predictions([label_text(c) for c in estimator.classes_], estimator.predict_proba(features))
+
+
+def _multiclass_log_loss(actual, predicted):
+    from .multiclass import multiclass_log_loss
+
+    return multiclass_log_loss(actual, predicted)
+
+
+def _multiclass_zero_one_loss(actual, predicted):
+    from .multiclass import multiclass_zero_one_loss
+
+    return multiclass_zero_one_loss(actual, predicted)
+
+
+def _multiclass_performance(actual, predicted, **kwargs):
+    from .performance import multiclass_performance
+
+    return multiclass_performance(actual, predicted, **kwargs)
+
+
 def _regression_performance(actual, predicted, **kwargs):
     from .performance import regression_performance
 
@@ -104,7 +142,12 @@ class TaskSpec:
     - ``metric_names``: the stored metrics this kind reports (a subset of ``STORED_METRICS``).
     - ``performance(actual, predicted, **kwargs)``: the window's ``ModelPerformance``.
     - ``estimator(categorical_mask, random_state)``: the unfitted default model (scikit-learn).
-    - ``predict(estimator, features)``: the value a serving model stores (a value, or P(y = 1)).
+    - ``predict(estimator, features)``: the value a serving model stores (a value, P(y = 1), or a
+      multiclass model's ``ClassPredictions``).
+    - ``segment_error(actual, predicted)``: the per-row error systematic-error analysis tests by
+      segment (predicted - actual; the 0/1 loss for multiclass).
+    - ``target``: the column of the labelled rows a trainer fits to (``actual_value``; a multiclass
+      model's outcome is a class label, ``actual_label``).
     """
 
     kind: str
@@ -113,7 +156,9 @@ class TaskSpec:
     row_loss: Callable[[np.ndarray, np.ndarray], np.ndarray]
     performance: Callable
     estimator: Callable
-    predict: Callable[..., np.ndarray]
+    predict: Callable
+    segment_error: Callable = signed_error
+    target: str = "actual_value"
 
     def __post_init__(self):
         unknown = [m for m in (*self.metric_names, self.primary_metric) if m not in STORED_METRICS]
@@ -155,6 +200,10 @@ register_task_kind(TaskSpec(
     kind=TaskKind.BINARY_CLASSIFICATION.value, primary_metric="log_loss", metric_names=("roc_auc", "log_loss"),
     row_loss=binary_log_loss, performance=_classification_performance, estimator=_classification_estimator,
     predict=_positive_probability))
+register_task_kind(TaskSpec(
+    kind=TaskKind.MULTICLASS_CLASSIFICATION.value, primary_metric="log_loss", metric_names=("roc_auc", "log_loss"),
+    row_loss=_multiclass_log_loss, performance=_multiclass_performance, estimator=_classification_estimator,
+    predict=_class_predictions, segment_error=_multiclass_zero_one_loss, target="actual_label"))
 
 
 def row_losses(task_kind: TaskKind | str, actual, predicted, *, hard_labels: bool | None = None) -> np.ndarray:
@@ -164,12 +213,19 @@ def row_losses(task_kind: TaskKind | str, actual, predicted, *, hard_labels: boo
 
     A classifier's hard 0/1 predictions get the 0/1 loss: ``hard_labels`` None detects them
     (``is_hard_label``) from these rows; a caller comparing two windows decides once for both and
-    passes it, so both windows are scored with the same loss."""
+    passes it, so both windows are scored with the same loss.
+
+    Multiclass: ``actual`` class labels, ``predicted`` a ``ClassPredictions``; the 0/1 loss of the
+    served class for hard labels (``hard_labels`` None: one-hot probabilities), else the log loss."""
+    spec = task_spec(task_kind)
+    if spec.kind == TaskKind.MULTICLASS_CLASSIFICATION:
+        if hard_labels is None:
+            hard_labels = bool(getattr(predicted, "is_one_hot", False))
+        return (spec.segment_error if hard_labels else spec.row_loss)(actual, predicted)
     y = as_float_array("actual", actual, min_size=0)
     p = as_float_array("predicted", predicted, min_size=0)
     if y.shape != p.shape:
         raise ValueError(f"actual, predicted: lengths differ ({y.size} vs {p.size})")
-    spec = task_spec(task_kind)
     if spec.kind == TaskKind.BINARY_CLASSIFICATION:
         if not np.isin(y, (0.0, 1.0)).all():
             raise ValueError("actual: a classifier's outcomes must be 0 or 1")

@@ -6,12 +6,19 @@ registering the version are the operators' work.
 - ``time_holdout``: the most recent share of the labelled window is the holdout (a random split
   would leak the future into training).
 - ``default_trainer``: a HistGradientBoosting regressor or classifier by task kind over the stored
-  features; numeric features go in as they are (missing values are handled natively), categorical
-  ones through an ordinal encoder as native categorical splits.
+  features (the classifier handles multiclass targets natively: one tree per class and round);
+  numeric features go in as they are (missing values are handled natively), categorical ones
+  through an ordinal encoder as native categorical splits.
 - ``load_trainer``: a model may name its own trainer factory by dotted path.
 - ``judge``: candidate and champion scored with the same metrics on the same rows; the candidate
   wins only by a relative margin on the primary loss (MAE for regressors, log loss for
-  classifiers), so noise does not replace a working model.
+  classifiers, multiclass included), so noise does not replace a working model.
+
+A multiclass model fits to its class labels (its ``TaskSpec.target``, ``actual_label``) and
+predicts ``core.multiclass.ClassPredictions``: the probability matrix in the fitted estimator's
+class order (the labels seen in training, sorted) and the most probable class. A class in the
+model's list that the training window lacks has no column; ``ClassPredictions.with_classes``
+puts the matrix in the model's class order, the missing classes at probability 0.
 """
 
 from __future__ import annotations
@@ -75,16 +82,19 @@ def load_trainer(dotted_path: str) -> Callable:
     return factory
 
 
-def fit(estimator, frame: pd.DataFrame, feature_kinds: Mapping[str, str]):
-    """Fit on the labelled rows of ``frame`` (features as stored, target ``actual_value``)."""
+def fit(estimator, frame: pd.DataFrame, feature_kinds: Mapping[str, str], *, target: str = "actual_value"):
+    """Fit on the labelled rows of ``frame`` (features as stored, the outcome in column ``target``:
+    ``task_spec(kind).target``, ``actual_label`` for a multiclass model)."""
     if frame.empty:
         raise ValueError("frame: no labelled rows to train on")
-    return estimator.fit(feature_frame(frame, feature_kinds), frame["actual_value"].to_numpy())
+    if target not in frame.columns:
+        raise ValueError(f"target: the frame has no column {target!r}")
+    return estimator.fit(feature_frame(frame, feature_kinds), frame[target].to_numpy())
 
 
-def predict(estimator, frame: pd.DataFrame, feature_kinds: Mapping[str, str], task_kind: TaskKind | str
-            ) -> np.ndarray:
-    """The prediction a serving model would store: a value, or P(y = 1) for classifiers."""
+def predict(estimator, frame: pd.DataFrame, feature_kinds: Mapping[str, str], task_kind: TaskKind | str):
+    """The prediction a serving model would store: a value, P(y = 1) for binary classifiers, a
+    ``ClassPredictions`` for multiclass ones."""
     return task_spec(task_kind).predict(estimator, feature_frame(frame, feature_kinds))
 
 
@@ -138,8 +148,9 @@ def judge(candidate: ModelPerformance, champion: ModelPerformance | None, *, mar
                    f"(improvement {improvement:.1%})")
 
 
-def holdout_performance(task_kind: TaskKind | str, holdout: pd.DataFrame, predicted: np.ndarray,
+def holdout_performance(task_kind: TaskKind | str, holdout: pd.DataFrame, predicted,
                         *, model_version: str) -> ModelPerformance:
-    """Metrics of ``predicted`` against the holdout's outcomes (all rows are labelled)."""
-    return compute_performance(task_kind, holdout["actual_value"].to_numpy(), predicted,
+    """Metrics of ``predicted`` against the holdout's outcomes (all rows are labelled; the outcome
+    column is the task kind's ``target``)."""
+    return compute_performance(task_kind, holdout[task_spec(task_kind).target].to_numpy(), predicted,
                                n_predicted=len(holdout), model_version=model_version)

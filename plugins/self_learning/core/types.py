@@ -34,11 +34,26 @@ RETRAIN_DEFAULTS: dict[str, Any] = {"feature_drift_severity": "high", "concept_d
 RANDOMISATION_UNITS = ("prediction", "campaign", "account")
 DEFAULT_MAX_FEATURES = 500  # registered feature keys per model unless its thresholds set ``max_features``
 MAX_FEATURES_CEILING = 5_000  # the most a model may set: every drift run tests each registered feature
+# A multiclass model's class list: every served row stores one probability per class, and every
+# report shows a k x k confusion matrix; past a few hundred classes the task is a ranking one.
+MAX_CLASSES = 500
+MAX_CLASS_LABEL = 128  # characters of one class label (a label is stored with every labelled row)
 
 
 class TaskKind(enum.StrEnum):
     REGRESSION = "regression"
     BINARY_CLASSIFICATION = "binary_classification"
+    MULTICLASS_CLASSIFICATION = "multiclass_classification"
+
+
+def parse_task_kind(value: TaskKind | str, field: str = "task_kind") -> TaskKind:
+    """``value`` as a ``TaskKind``; an unknown kind is refused naming ``field`` and listing the valid
+    kinds (the enum's own error, "'multiclass' is not a valid TaskKind", listed none)."""
+    try:
+        return TaskKind(value)
+    except ValueError:
+        raise ValueError(f"{field}: {shown(value)} is not a valid task kind; "
+                         f"valid: {[kind.value for kind in TaskKind]}") from None
 
 
 class ModelType(enum.StrEnum):
@@ -222,16 +237,28 @@ class ModelSpec(Result):
     kind is refused naming the feature. Undeclared features get their kind from the data (see
     ``store.rows``). ``thresholds["max_features"]`` caps the model's registered features
     (default ``DEFAULT_MAX_FEATURES``); the declared features count towards it.
+
+    ``classes``: a ``multiclass_classification`` model's class list (``class_list``), required for
+    it and refused for the other kinds; its order is the order of the probability columns.
+    ``extend_classes`` appends a class first served later.
     """
 
     name: str
     task_kind: TaskKind
     feature_schema: Mapping[str, str] = dataclasses.field(default_factory=dict)
     thresholds: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "name", model_name(self.name))
-        object.__setattr__(self, "task_kind", TaskKind(self.task_kind))
+        object.__setattr__(self, "task_kind", parse_task_kind(self.task_kind))
+        if self.task_kind is TaskKind.MULTICLASS_CLASSIFICATION:
+            if self.classes is None:
+                raise ValueError("classes: a multiclass_classification model needs its class list")
+            object.__setattr__(self, "classes", class_list(self.classes))
+        elif self.classes is not None:
+            raise ValueError(f"classes: only multiclass_classification models have a class list, "
+                             f"not {self.task_kind.value} ones")
         for feature, kind in self.feature_schema.items():
             if not isinstance(feature, str) or not feature:
                 raise ValueError(f"feature_schema: feature names must be non-empty strings, got {shown(feature)}")
@@ -247,6 +274,42 @@ class ModelSpec(Result):
     @property
     def max_features(self) -> int:
         return feature_cap(self.thresholds)
+
+
+def class_list(classes, field: str = "classes") -> tuple[str, ...]:
+    """A multiclass model's class list, checked: 2..MAX_CLASSES distinct non-empty strings of at most
+    MAX_CLASS_LABEL characters, in the model's order (the order of its probability columns)."""
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, (list, tuple)):
+        raise ValueError(f"{field}: expected a list of class labels, got {shown(classes)}")
+    for label in classes:
+        if not isinstance(label, str) or not label or len(label) > MAX_CLASS_LABEL:
+            raise ValueError(f"{field}: class labels must be non-empty strings of at most {MAX_CLASS_LABEL} "
+                             f"characters, got {shown(label)}")
+    duplicated = sorted({label for label in classes if classes.count(label) > 1})
+    if duplicated:
+        raise ValueError(f"{field}: duplicated class labels {shown(duplicated)}")
+    if not 2 <= len(classes) <= MAX_CLASSES:
+        raise ValueError(f"{field}: a multiclass model needs 2 to {MAX_CLASSES} classes, got {len(classes)}")
+    return tuple(classes)
+
+
+def extend_classes(classes, served, *, model: str | None = None) -> tuple[tuple[str, ...], str | None]:
+    """The class list with the classes first ``served`` (labels outside ``classes``) appended in the
+    order they were served, and a warning naming them (None when nothing is new).
+
+    Appending keeps every earlier probability column where it was: a window stored before the
+    extension reads as giving the new classes probability 0. Pure: the caller stores the new list
+    and logs or alerts the warning."""
+    known = class_list(classes)
+    if isinstance(served, (str, bytes)):
+        served = [served]
+    new = [label for label in dict.fromkeys(served) if label not in known]
+    if not new:
+        return known, None
+    extended = class_list([*known, *new])
+    owner = f"model {model!r}" if model else "the model"
+    return extended, (f"{owner} served {len(new)} class(es) outside its class list: {shown(new)}; the list is "
+                      f"extended to {len(extended)} classes (earlier rows read as probability 0 for them)")
 
 
 DEFAULT_MODELS: tuple[ModelSpec, ...] = (

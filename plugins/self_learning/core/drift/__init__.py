@@ -63,11 +63,12 @@ from .comparisons import (
     population_stability_index,
 )
 from .features import detect_feature_drift
-from .outputs import detect_concept_drift, detect_prediction_drift, pointwise_loss
+from .outputs import detect_class_prediction_drift, detect_concept_drift, detect_prediction_drift, pointwise_loss
 
 __all__ = ["CONCEPT_LADDER", "EFFECT_LADDER", "JS_LADDER", "PSI_LADDER", "PSI_MIN_PER_BIN", "PSI_PSEUDO_COUNT",
            "RATE_LADDER", "WASSERSTEIN_LADDER",
            "CategoricalComparison", "CheckOutcome", "DriftCheck", "DriftThresholds", "FeatureSample",
-           "NumericComparison", "checks_for", "compare_categorical", "compare_numeric", "detect_concept_drift",
+           "NumericComparison", "checks_for", "compare_categorical", "compare_numeric", "detect_class_prediction_drift",
+           "detect_concept_drift",
            "detect_feature_drift", "detect_prediction_drift", "pointwise_loss", "population_stability_index",
            "register_check"]

@@ -7,20 +7,30 @@ right row). Hard labels are now compared on the 0/1 loss (``core.tasks``), and a
 reference loss of 0, or beyond ``PCT_CHANGE_LIMIT`` (the loss 100 times the reference), is reported
 as ``pct_change`` None, "not comparable"; when significant it is rated critical, since any ladder of
 relative change tops out long before "100 times the baseline".
+
+A multiclass model's output is a class and a probability per class, not one number:
+``detect_class_prediction_drift`` tests the served-class distribution as a categorical feature
+(chi-squared with small classes pooled, Jensen-Shannon beyond its null, unseen classes) and each
+class's probability as a numeric one (KS, Wasserstein, PSI), all through ``detect_feature_drift``,
+so Benjamini-Hochberg runs across them and the severities are the features' ladders. Concept drift
+needs nothing new: ``row_losses`` gives the multiclass log loss per row.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 import numpy as np
 from scipy import stats
 
+from ..multiclass import ClassPredictions
 from ..tasks import is_hard_label, row_losses, task_spec
-from ..types import DriftReport, DriftType, Severity, SeverityLadder, Status, TaskKind
+from ..types import DriftReport, DriftType, Severity, SeverityLadder, Status, TaskKind, shown
 from ..validation import as_float_array, check_alpha
 from .checks import CONCEPT_LADDER, DriftThresholds, numeric_outcome
 from .comparisons import compare_numeric
+from .features import detect_feature_drift
 
 PCT_CHANGE_LIMIT = 10_000.0  # percent: beyond a loss 100 times the reference's, "not comparable"
 
@@ -63,6 +73,41 @@ def detect_prediction_drift(
     )
 
 
+PREDICTED_CLASS = "predicted_class"  # the served class's column in a class-prediction drift report
+
+
+def detect_class_prediction_drift(
+    reference_predicted,
+    current_predicted,
+    *,
+    thresholds: DriftThresholds | None = None,
+    detected_at: datetime | None = None,
+) -> DriftReport:
+    """Prediction drift of a multiclass model (``ClassPredictions`` of two windows): the served-class
+    distribution (``predicted_class``, categorical checks) and each class's probability
+    (``probability:<class>``, numeric checks). Windows over different class lists are compared over
+    their union (a class one window lacks reads as probability 0 there, and as an unseen category)."""
+    for name, window in (("reference_predicted", reference_predicted), ("current_predicted", current_predicted)):
+        if not isinstance(window, ClassPredictions):
+            raise ValueError(f"{name}: expected ClassPredictions, got {shown(window)}")
+    classes = list(dict.fromkeys([*reference_predicted.classes, *current_predicted.classes]))
+    kinds = {PREDICTED_CLASS: "categorical", **{f"probability:{c}": "numeric" for c in classes}}
+    frames = []
+    for window in (reference_predicted, current_predicted):
+        aligned = window.with_classes(classes)
+        frames.append({PREDICTED_CLASS: aligned.predicted_labels,
+                       **{f"probability:{c}": aligned.probabilities[:, j] for j, c in enumerate(classes)}})
+    report = detect_feature_drift(*frames, feature_kinds=kinds, thresholds=thresholds, detected_at=detected_at)
+    if report.status is not Status.OK:
+        recommendation = report.recommendation
+    elif report.drift_detected:
+        recommendation = (f"{report.severity.value.capitalize()} shift of the model's output: "
+                          f"{', '.join(report.affected_features)}; check feature drift and the serving version.")
+    else:
+        recommendation = "Served classes and class probabilities are stable."
+    return dataclasses.replace(report, drift_type=DriftType.PREDICTION_DRIFT, recommendation=recommendation)
+
+
 def pointwise_loss(actual, predicted, task_kind: TaskKind | str) -> np.ndarray:
     """The task kind's checked per-row loss (``core.tasks.row_losses``), in concept drift's argument order."""
     return row_losses(task_kind, actual, predicted)
@@ -100,6 +145,8 @@ def detect_concept_drift(
         hard = is_hard_label(ref_scores) or is_hard_label(cur_scores)
         if hard:
             reference_predicted, current_predicted = _as_labels(ref_scores), _as_labels(cur_scores)
+    elif kind == TaskKind.MULTICLASS_CLASSIFICATION:  # one-hot labels in either window: both on the 0/1 loss
+        hard = any(getattr(p, "is_one_hot", False) for p in (reference_predicted, current_predicted))
     ref_loss = row_losses(kind, reference_actual, reference_predicted, hard_labels=hard)
     cur_loss = row_losses(kind, current_actual, current_predicted, hard_labels=hard)
     if min(ref_loss.size, cur_loss.size) < min_samples:
