@@ -133,15 +133,14 @@ def test_numeric_pool_places_each_day_as_a_search_of_the_sorted_pool():
 # Computed with the monitor as it was before the speed-up (commit 237e1d6): per family, the days with
 # a z, the sum of z and of |raw_z|; the baseline fits' summed location and scale and how many are
 # empirical; each report's severity and what it names. The faster paths must not move them. (The
-# concept_drift entries since its day z became the normal-score z of the losses, and the regression
-# performance entries since MAPE's did (its fit went from empirical to theory): reports unchanged.)
+# concept_drift entries since its day z became the normal-score z of the losses: reports unchanged.)
 PINNED = {
     "regression": {
         "feature_drift": [91, -0.9931314660479257, 133.9850633633379],
         "prediction_drift": [21, -2.379349811965813, 16.115805839757517],
         "concept_drift": [14, -2.9587471566656807, 12.499564086326714],
-        "performance": [42, -2.2700921602399697, 30.681762965333245],
-        "fits": [0.1301350525898681, 21.63835907464867, 5],
+        "performance": [42, -6.606828663688167, 33.755500320234134],
+        "fits": [-1.1219485618189153, 23.79791362786913, 6],
         "reports": {"feature_drift": ("high", ["f1"]), "prediction_drift": ("none", []),
                     "concept_drift": ("none", []), "performance_degradation": ("none", [])}},
     "binary_classification": {

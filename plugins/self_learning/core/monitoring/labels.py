@@ -30,15 +30,6 @@ run 7 with Welch and comes on run 2 now, as the issue asks; the provisional days
 other seeds the outcome's own day effects keep the spread at 1.6-1.8 by either statistic, and a
 changed day gains ~0.7 of z.)
 Performance metrics stay on matured days only: an AUC or MAPE of the first labels is not the day's.
-
-MAPE's day z is a rank statistic too (``RANKED_METRICS``): the normal scores of the day's absolute
-percentage errors in the baseline's. Its rows |e| / |y| have the tail of 1 / |y|, unbounded as an
-outcome nears 0 (a ROAS or revenue of a few cents), so a day's mean is ruled by its one or two
-smallest outcomes and the Welch z of ``compare_metrics`` is not near N(0, 1): on the bench's stable
-500 rows/day regressor (lognormal outcomes) stable days had MAPE z of 7.0 and 10.0 (raw), and MAPE
-raised one of the stream's five false alarms in 90 runs. The gate's effect stays the MAPE's relative
-change with ``compare_metrics``' significance and margin; MAE and RMSE keep their Welch z (finite
-variance; their normal scores would be one statistic, as |e| and e² rank alike).
 """
 
 from __future__ import annotations
@@ -245,8 +236,6 @@ def performance_tracks(task_kind: str, base: LabelledRows, base_groups: list[np.
                                       (base.actual[rows], base.predicted[rows])).items():
             if result.z is not None and metric in baseline:
                 baseline[metric].append(float(result.z))
-    ranked = {metric: _RankedMetric.build(metric, base, base_groups, labelled, min_rows)
-              for metric in names if metric in RANKED_METRICS}
     tracks = []
     for metric in names:
         days = []
@@ -257,54 +246,17 @@ def performance_tracks(task_kind: str, base: LabelledRows, base_groups: list[np.
             n = int(cur.groups[i].size)
             details = {"coverage": n / cur.served[i] if cur.served[i] else 0.0}
             result = per_day[i][metric] if per_day[i] is not None else None
-            z = None if result is None or result.z is None else (
-                ranked[metric].day_z(*cur.day(i)) if metric in ranked else float(result.z))
-            if z is None:
+            if result is None or result.z is None:
                 status = state if state != "ok" else "insufficient_data"
                 if result is not None:
                     details["reason"] = result.reason
                 days.append(DayValue(None, None, n, status, details))
             else:
-                days.append(DayValue(z, result.relative_worse_by, n, details={
+                days.append(DayValue(float(result.z), result.relative_worse_by, n, details={
                     **details, "reference_value": result.reference_value, "current_value": result.current_value}))
-        tracks.append(Track(f"performance:{metric}", "performance", "relative_worse_by", days,
-                            ranked[metric].baseline if metric in ranked else baseline[metric],
+        tracks.append(Track(f"performance:{metric}", "performance", "relative_worse_by", days, baseline[metric],
                             _performance_gate(metric, compare, reference, cur, states)))
     return tracks
-
-
-def absolute_percentage_errors(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """|predicted - actual| / |actual| per row, NaN where actual = 0 (MAPE's rows, without the 100)."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return np.where(actual != 0, np.abs(predicted - actual) / np.abs(actual), np.nan)
-
-
-# Metrics whose day z is a rank statistic of their per-row values (module docstring): the values.
-RANKED_METRICS = {"mape": absolute_percentage_errors}
-
-
-class _RankedMetric:
-    """A metric's per-row values in the baseline as a pool of normal scores, and its baseline days'
-    z against the rest: the day z of the metric by ``daily.scores_z`` (the concept check's)."""
-
-    def __init__(self, metric: str, pool: daily.NumericPool, baseline: list[float], min_rows: int):
-        self.metric, self.pool, self.baseline, self.min_rows = metric, pool, baseline, min_rows
-
-    @classmethod
-    def build(cls, metric: str, base: LabelledRows, base_groups: list[np.ndarray], labelled: np.ndarray,
-              min_rows: int) -> _RankedMetric:
-        values = np.full(base.actual.size, np.nan)
-        values[labelled] = RANKED_METRICS[metric](base.actual[labelled], base.predicted[labelled])
-        pool = daily.NumericPool.build(values, base_groups or [np.arange(values.size)], with_days=bool(base_groups))
-        return cls(metric, pool, daily.baseline_scores_z(pool, min_rows) if base_groups else [], min_rows)
-
-    def day_z(self, actual: np.ndarray, predicted: np.ndarray) -> float | None:
-        values = RANKED_METRICS[self.metric](actual, predicted)
-        values = values[np.isfinite(values)]
-        if values.size < max(self.min_rows, 2) or self.pool.values.size < max(self.min_rows, 2):
-            return None
-        return daily.scores_z(self.pool.scores(*self.pool.place(values)), self.pool.score_sum, self.pool.score_sq,
-                              int(self.pool.values.size))
 
 
 def _performance_gate(metric, compare, reference, cur: LabelledRows, states):
