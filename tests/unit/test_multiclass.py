@@ -14,6 +14,7 @@ from self_learning.core.multiclass import (
     ClassPredictions,
     class_predictions,
     encode_actual,
+    window_class_predictions,
 )
 from self_learning.core.performance import MulticlassPerformance, compute_performance, expected_calibration_error
 from self_learning.core.tasks import LOG_LOSS_EPS, row_losses, task_spec
@@ -307,3 +308,14 @@ def test_hard_class_labels_are_scored_on_the_0_1_loss():
     assert results["log_loss"].status == "not_comparable" and results["accuracy"].status == "ok"
     concept = detect_concept_drift(actual, scored, cur_actual, cur_labels, task_kind=MULTI)
     assert concept.statistical_tests["metric"] == "zero_one_loss" and concept.statistical_tests["hard_labels"]
+
+
+def test_a_window_frame_becomes_labels_and_class_predictions():
+    window = pd.DataFrame({"predicted_label": ["b", "a", "b"], "actual_label": ["b", None, "new"],
+                           "proba_a": [0.3, 0.9, 0.4], "proba_b": [0.7, 0.1, 0.6]})
+    labels, predicted = window_class_predictions(window, ("a", "b", "c"))  # "c" has no column: probability 0
+    assert labels.tolist() == ["b", "new"]  # the unlabelled row is left out, an unknown label kept
+    np.testing.assert_array_equal(predicted.probabilities, [[0.3, 0.7, 0.0], [0.4, 0.6, 0.0]])
+    assert predicted.predicted_labels.tolist() == ["b", "b"]
+    with pytest.raises(ValueError, match=r"^window: .*'actual_label'"):
+        window_class_predictions(window.drop(columns="actual_label"), ("a", "b"))

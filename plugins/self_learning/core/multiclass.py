@@ -41,6 +41,8 @@ from .types import class_list, shown
 from .validation import label_text
 
 PROBABILITY_TOLERANCE = 1e-6  # |row sum - 1| allowed before a probability row is refused
+# A frame's probability column of a class (the serving client's bulk frames, the store's window reads)
+PROBABILITY_PREFIX = "proba_"
 UNKNOWN_CLASS = -1  # the index of an actual class outside the model's class list
 
 
@@ -137,6 +139,25 @@ def class_predictions(classes, probabilities, predicted=None) -> ClassPrediction
             raise ValueError(f"predicted: served classes {shown(sorted(unknown))} are not in the class list "
                              f"{shown(list(classes))} (extend it first)")
     return ClassPredictions(classes, probabilities, index)
+
+
+def window_class_predictions(window: pd.DataFrame, classes) -> tuple[np.ndarray, ClassPredictions]:
+    """(actual labels, ``ClassPredictions``) of a multiclass window as the store reads it: the
+    served class in ``predicted_label``, the actual class in ``actual_label`` and one
+    ``proba_<class>`` column per class of ``classes`` (the model's list; a class without a column
+    reads as probability 0). Rows without an actual label (unlabelled) are left out; an actual
+    label outside the list is kept (``encode_actual`` reports it)."""
+    classes = class_list(classes)
+    for column in ("predicted_label", "actual_label"):
+        if column not in window.columns:
+            raise ValueError(f"window: a multiclass window needs the column {column!r}")
+    labelled = window[window["actual_label"].notna()]
+    columns = {c: PROBABILITY_PREFIX + c for c in classes}
+    matrix = np.column_stack([labelled[name].to_numpy(dtype=np.float64) if name in labelled.columns
+                              else np.zeros(len(labelled)) for name in columns.values()]) \
+        if len(labelled) else np.zeros((0, len(classes)))
+    predicted = class_predictions(classes, matrix, labelled["predicted_label"].to_numpy(dtype=object))
+    return labelled["actual_label"].to_numpy(dtype=object), predicted
 
 
 def probability_rows(classes, rows) -> np.ndarray:
