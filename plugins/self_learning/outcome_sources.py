@@ -80,7 +80,8 @@ class WatermarkedSource(OutcomeSource):
     @abc.abstractmethod
     def read(self, start: datetime, end: datetime):
         """The outcomes that arrived in ``start``..``end`` as a frame (``prediction_id``,
-        ``actual_value``, optional ``observed_at`` and ``business_value``)."""
+        ``actual_value`` and/or ``actual_label`` (a multiclass model's actual class), optional
+        ``observed_at`` and ``business_value``)."""
 
     def pull(self, store, interval_start: datetime, interval_end: datetime) -> PulledOutcomes:
         key = self.key()
@@ -97,7 +98,8 @@ class WatermarkedSource(OutcomeSource):
 
 class SqlQuerySource(WatermarkedSource):
     """``sql`` on the Airflow connection ``conn_id``, returning ``prediction_id, actual_value[,
-    observed_at, business_value]`` with ``:start`` and ``:end`` bound to the window (see ``WatermarkedSource``)."""
+    observed_at, business_value]`` (or ``actual_label`` instead of or beside actual_value) with
+    ``:start`` and ``:end`` bound to the window (see ``WatermarkedSource``)."""
 
     def __init__(self, conn_id: str, sql: str):
         if not conn_id:
@@ -156,7 +158,11 @@ class FileSource(WatermarkedSource):
 
 
 def _checked(frame, source: str):
-    missing = {"prediction_id", "actual_value"} - set(frame.columns)
+    """A source's frame needs prediction_id and an outcome: actual_value, or actual_label (the
+    actual class of a multiclass model)."""
+    missing = {"prediction_id"} - set(frame.columns)
+    if not {"actual_value", "actual_label"} & set(frame.columns):
+        missing.add("actual_value")
     if missing:
         raise ValueError(f"{source}: the outcomes must have the columns {sorted(missing)} "
                          f"(got {list(frame.columns)})")

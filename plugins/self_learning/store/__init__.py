@@ -35,6 +35,10 @@ Guarantees:
 - a corrected outcome replaces the value and the old one is kept in ``outcome_history``;
 - an outcome may carry what it was worth (``business_value``, e.g. the unit's revenue; migration
   0010), which an A/B test can be judged on; window reads return it (NaN where none);
+- a multiclass model (migration 0011) keeps its class list with the model, appended to (with a
+  logged warning) when a class is first served; a prediction stores its served class and its class
+  probabilities (in the list's order of the day: packed float8 on PostgreSQL, JSON on SQLite), an
+  outcome its actual class (``actual_label``); window reads return them (``proba_<class>`` columns);
 - result writes are upserts on their natural key, so re-running a DAG interval leaves one row;
 - every value is a bound parameter; identifiers from user data (feature keys) are quoted with
   ``psycopg.sql`` where they reach SQL text.
@@ -80,6 +84,7 @@ class FeedbackStore(UsesDialect, ModelsMixin, FeatureRegistryMixin, WriteMixin, 
         self.dialect = dialect_for(engine)
         self._registry_cache: dict[str, dict[str, tuple[str, int]]] = {}  # append-only, so safe to cache
         self._known_models: set[str] = set()
+        self._multiclass_models: set[str] = set()  # their rows need class probabilities
         # Built once: the statement (and its compiled form) is reused by every single registration.
         self._insert_prediction = self.dialect.insert(predictions).on_conflict_do_nothing().returning(
             predictions.c.prediction_id)

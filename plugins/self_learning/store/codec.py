@@ -70,6 +70,19 @@ def float8_pieces(values: Sequence) -> list[bytes]:
     return _pieces(values, lambda v: struct.pack(">d", v))
 
 
+def float8_array_pieces(values: Sequence) -> list[bytes]:
+    """Nullable bytea fields of packed big-endian float8 (a row's own array; None -> NULL): the
+    class-probability vectors, whose width is the model's class count when the row was served."""
+    pieces = []
+    for value in values:
+        if value is None:
+            pieces.append(NULL)
+            continue
+        packed = np.asarray(value, dtype=">f8").tobytes()
+        pieces.append(len(packed).to_bytes(4, "big") + packed)
+    return pieces
+
+
 def _pieces(values, encode) -> list[bytes]:
     codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
     encoded = [len(b).to_bytes(4, "big") + b for b in (encode(u) for u in uniques)]

@@ -15,16 +15,18 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from . import codec
+from .rows import PROBABILITY_PREFIX
 
 _POSTGRES_EPOCH_US = int(codec.POSTGRES_EPOCH.astype(np.int64))  # 2000-01-01 in microseconds since 1970
 _NO_TIME = -(2**63)  # -infinity's binary form, and numpy's NaT; sentinels keep binary rows fixed-width
 _NO_LABEL = -(2**31)
-TEXT_COLUMNS = ("prediction_id", "model_version", "unit_id")
+TEXT_COLUMNS = ("prediction_id", "model_version", "unit_id", "predicted_class", "actual_label")
+_OUTCOME_TEXT = ("actual_label",)  # text columns of the outcome: the text stream then reads the join
 ID_COLUMNS = ("prediction_id", "unit_id")  # unique per row: plain text, not categorical
 
 
 def read_window_by_copy(url: sa.URL, conditions, labelled_only: bool, numeric: list[str], categorical: list[str],
-                        text_columns: list[str]) -> pd.DataFrame:
+                        text_columns: list[str], classes: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Two COPYs of the same rows in one snapshot, matched on ``row_id``.
 
     Numbers travel as fixed-width binary rows (timestamps, values, the feature vector padded
@@ -33,6 +35,10 @@ def read_window_by_copy(url: sa.URL, conditions, labelled_only: bool, numeric: l
     Python one row at a time (~8 us a row), psycopg2's ``copy_expert`` drains it in C, so
     reads use short-lived psycopg2 connections, one per stream, running concurrently.
     Values are bound client-side by psycopg2 (``mogrify``), never pasted as text.
+
+    With ``classes`` (a multiclass model), the binary rows also carry each row's class
+    probabilities padded with 0 to the class list's width (a vector stored before the list grew
+    gives the appended classes 0), returned as one ``proba_<class>`` column per class.
     """
     dialect = postgresql.psycopg2.dialect()
     where = sa.and_(*conditions).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
@@ -50,21 +56,24 @@ def read_window_by_copy(url: sa.URL, conditions, labelled_only: bool, numeric: l
              "predicted_value",
              "COALESCE(actual_value, 'NaN')", f"COALESCE(predicted_label, {_NO_LABEL})",
              "COALESCE(outcomes.business_value, 'NaN')",
-             *([vector] if width else [])]
+             *([vector] if width else []), *([_PADDED_PROBABILITIES] if classes else [])]
     # Every present text value gets a "=" prefix, so a NULL (an empty field) cannot be confused
     # with any value, "\\N" and "" included.
-    texts = ["predictions.row_id", *(f"'=' || predictions.{c}" for c in text_columns),
+    texts = ["predictions.row_id",
+             *(f"'=' || {'outcomes' if c in _OUTCOME_TEXT else 'predictions'}.{c}" for c in text_columns),
              *(f"'=' || (cat_features ->> %(cat_{i})s)" for i in range(len(categorical)))]
-    params = dict(where.params, width=width, **{f"cat_{i}": key for i, key in enumerate(categorical)})
+    params = dict(where.params, width=width, classes=len(classes or ()),
+                  **{f"cat_{i}": key for i, key in enumerate(categorical)})
     # The text stream skips the join (its filter is on predictions alone): it may carry
     # unlabelled rows too, which the matching below drops; the join costs more than they do.
     statements = [
         (f"SELECT {', '.join(columns)} FROM {table} WHERE {where.string}", fmt, io.BytesIO())
-        for columns, table, fmt in ((fixed, source, "binary"), (texts, "predictions", "csv"))
+        for columns, table, fmt in ((fixed, source, "binary"),
+                                    (texts, source if set(text_columns) & set(_OUTCOME_TEXT) else "predictions", "csv"))
     ]
     _parallel_copy_out(url, statements, params)
     (_, _, binary), (_, _, csv) = statements
-    numbers = _decode_fixed_rows(binary.getbuffer(), width)
+    numbers = _decode_fixed_rows(binary.getbuffer(), width, len(classes or ()))
     csv.seek(0)
     names = [*text_columns, *categorical]
     # Text is parsed straight into categoricals (a window repeats few distinct values), and
@@ -94,6 +103,10 @@ def read_window_by_copy(url: sa.URL, conditions, labelled_only: bool, numeric: l
         frame[column] = numbers[column][take_numbers].astype(np.float64)
     labels = pd.Series(numbers["label"][take_numbers].astype(np.int64))
     frame["predicted_label"] = labels.where(labels != _NO_LABEL).astype("Int64")
+    if classes:
+        probabilities = numbers["probabilities"][take_numbers].astype(np.float64)
+        frame = pd.concat([frame, pd.DataFrame(probabilities, columns=[PROBABILITY_PREFIX + c for c in classes])],
+                          axis=1)
     if not width:
         return frame
     # Gather whole rows of the big-endian block (a copy in the final order), then swap the
@@ -162,7 +175,16 @@ def _strip_marker(column: pd.Series) -> pd.Series:
     return column.cat.rename_categories([c[1:] for c in present])
 
 
-def _decode_fixed_rows(data: memoryview, width: int) -> np.ndarray:
+# A row's class probabilities padded with 0 (or cut) to the class list's width; all 0 where none.
+_PADDED_PROBABILITIES = (
+    "CASE WHEN class_probabilities IS NULL THEN decode(repeat('0000000000000000', %(classes)s), 'hex') "
+    "WHEN length(class_probabilities) >= 8 * %(classes)s "
+    "THEN substring(class_probabilities FROM 1 FOR 8 * %(classes)s) "
+    "ELSE class_probabilities || decode(repeat('0000000000000000', %(classes)s - length(class_probabilities) / 8), "
+    "'hex') END")
+
+
+def _decode_fixed_rows(data: memoryview, width: int, classes: int = 0) -> np.ndarray:
     """Rows of a binary COPY whose fields all have a fixed width, as a numpy record array."""
     fields = [("key", ">i8"), ("served", ">i8"), ("observed", ">i8"), ("predicted_value", ">f8"),
               ("actual_value", ">f8"), ("label", ">i4"), ("business_value", ">f8")]
@@ -171,13 +193,16 @@ def _decode_fixed_rows(data: memoryview, width: int) -> np.ndarray:
         layout += [(f"{name}_length", ">i4"), (name, dtype)]
     if width:
         layout += [("vector_length", ">i4"), ("vector", ">f8", (width,))]
+    if classes:
+        layout += [("probabilities_length", ">i4"), ("probabilities", ">f8", (classes,))]
     row = np.dtype(layout)
     header = len(codec.HEADER)
     body = len(data) - header - len(codec.TRAILER)
     if body % row.itemsize or bytes(data[:header]) != codec.HEADER:
         raise RuntimeError("window read: unexpected binary COPY layout")
     rows = np.frombuffer(data, dtype=row, count=body // row.itemsize, offset=header)
-    if len(rows) and ((rows["count"] != len(fields) + bool(width)).any()
-                      or (width and (rows["vector_length"] != 8 * width).any())):
+    if len(rows) and ((rows["count"] != len(fields) + bool(width) + bool(classes)).any()
+                      or (width and (rows["vector_length"] != 8 * width).any())
+                      or (classes and (rows["probabilities_length"] != 8 * classes).any())):
         raise RuntimeError("window read: a binary COPY row has NULLs or another width")
     return rows

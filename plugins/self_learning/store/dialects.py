@@ -35,9 +35,10 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..core.multiclass import probability_rows
 from . import ingest
 from .copy_out import TEXT_COLUMNS, read_window_by_copy
-from .rows import _chunks, _pack, _plain, _utc
+from .rows import PROBABILITY_PREFIX, _chunks, _pack, _plain, _utc
 from .tables import ANALYZE_AFTER_ROWS, OUTCOME_WINDOW_COLUMNS, RESERVED, outcomes, predictions
 
 
@@ -103,9 +104,12 @@ class Dialect(abc.ABC):
 
     @abc.abstractmethod
     def read_window(self, conditions: list, labelled_only: bool, names: list[str],
-                    numeric: list[tuple[int, str]], categorical: list[str]) -> pd.DataFrame:
+                    numeric: list[tuple[int, str]], categorical: list[str],
+                    classes: tuple[str, ...] | None = None) -> pd.DataFrame:
         """The window's rows, oldest first: the ``names`` columns typed as ``read_window``
-        documents, then one column per numeric key (by registry position) and categorical key."""
+        documents, then one column per numeric key (by registry position) and categorical key,
+        and with ``classes`` one float64 ``proba_<class>`` column per class (0 for a class the
+        row's stored vector predates)."""
 
     def update_by_ids(self, conn, column: sa.Column, ids: list[int], **values: Any) -> None:
         """Set ``values`` on the rows of ``column``'s table whose ``column`` is in ``ids``."""
@@ -174,9 +178,9 @@ class PostgresDialect(Dialect):
             inserted = ingest.insert_staged(conn, "outcomes", ingest.OUTCOME_COLUMNS, staging)
         return served, inserted
 
-    def read_window(self, conditions, labelled_only, names, numeric, categorical):
+    def read_window(self, conditions, labelled_only, names, numeric, categorical, classes=None):
         return read_window_by_copy(self.engine.url, conditions, labelled_only, [k for _, k in numeric], categorical,
-                                   [c for c in names if c in TEXT_COLUMNS])
+                                   [c for c in names if c in TEXT_COLUMNS], classes)
 
     def update_by_ids(self, conn, column, ids, **values):
         """One UPDATE with an array (binding 200k ids as IN lists cost 1.6 s of query text)."""
@@ -215,7 +219,9 @@ class SqliteDialect(Dialect):
         if is_new.any():
             conn.execute(predictions.insert(), [
                 {**{k: _plain(r[k]) for k in RESERVED}, "num_features": self.encode_vector(m),
-                 "cat_features": json.loads(r["cat_json"])}
+                 "cat_features": json.loads(r["cat_json"]), "predicted_class": _plain(r["predicted_class"]),
+                 "class_probabilities": None if r["class_probabilities"] is None
+                 else self.encode_vector(r["class_probabilities"])}
                 for r, m in zip(rows[is_new].to_dict("records"), matrix[is_new], strict=True)
             ])
         return is_new, existing
@@ -233,15 +239,15 @@ class SqliteDialect(Dialect):
             conn.execute(outcomes.insert(), [{k: _plain(v) for k, v in r.items()} for r in new.to_dict("records")])
         return served, set(new["prediction_id"])
 
-    def read_window(self, conditions, labelled_only, names, numeric, categorical):
+    def read_window(self, conditions, labelled_only, names, numeric, categorical, classes=None):
         p, o = predictions.c, outcomes.c
         join = predictions.join(outcomes, p.prediction_id == o.prediction_id, isouter=not labelled_only)
         columns = [(o if c in OUTCOME_WINDOW_COLUMNS else p)[c] for c in names]
         # the JSON columns as their text, decoded in one parse per column (``_decode_sqlite_window``)
-        query = sa.select(*columns, sa.type_coerce(p.num_features, sa.Text), sa.type_coerce(p.cat_features, sa.Text)
-                          ).select_from(join).where(*conditions)
+        query = sa.select(*columns, sa.type_coerce(p.num_features, sa.Text), sa.type_coerce(p.cat_features, sa.Text),
+                          sa.type_coerce(p.class_probabilities, sa.Text)).select_from(join).where(*conditions)
         with self.engine.connect() as conn:
-            return _decode_sqlite_window(conn.execute(query).all(), names, numeric, categorical)
+            return _decode_sqlite_window(conn.execute(query).all(), names, numeric, categorical, classes)
 
 
 DIALECTS: dict[str, type[Dialect]] = {"postgresql": PostgresDialect, "sqlite": SqliteDialect}
@@ -280,7 +286,7 @@ class UsesDialect:
         return isinstance(self.dialect, PostgresDialect)
 
 
-def _decode_sqlite_window(rows, columns: list[str], numeric, categorical) -> pd.DataFrame:
+def _decode_sqlite_window(rows, columns: list[str], numeric, categorical, classes=None) -> pd.DataFrame:
     width = len(columns)
     frame = pd.DataFrame([r[:width] for r in rows], columns=columns)
     frame = frame.astype({"predicted_value": np.float64, "actual_value": np.float64, "business_value": np.float64,
@@ -297,6 +303,11 @@ def _decode_sqlite_window(rows, columns: list[str], numeric, categorical) -> pd.
         dicts = json.loads("[" + ",".join(r[width + 1] or "null" for r in rows) + "]")
         for key in categorical:
             frame[key] = pd.Series([(d or {}).get(key) for d in dicts], dtype="category")
+    if classes:  # stored vectors in the class order of their day, shorter ones read with 0 appended
+        vectors = json.loads("[" + ",".join(r[width + 2] or "null" for r in rows) + "]")
+        matrix = probability_rows(classes, [v or () for v in vectors])
+        for j, label in enumerate(classes):
+            frame[PROBABILITY_PREFIX + label] = matrix[:, j]
     frame["predicted_label"] = frame["predicted_label"].astype("Int64")
     return frame.sort_values("served_at", kind="stable", ignore_index=True)
 

@@ -170,6 +170,6 @@ class FeatureRegistryMixin:
                 matrix[:, position - 1] = values.loc[keep].to_numpy()
             else:
                 categorical[key] = values.loc[keep].reset_index(drop=True)
-        rows = meta.loc[keep, [*RESERVED, "_served_given"]].reset_index()
+        rows = meta.loc[keep, [*RESERVED, "predicted_class", "class_probabilities", "_served_given"]].reset_index()
         rows["cat_json"] = codec.json_objects(pd.DataFrame(categorical, index=rows.index))
         return (rows, matrix), errors

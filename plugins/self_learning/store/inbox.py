@@ -70,7 +70,8 @@ class OutcomeInboxMixin:
         pull (a re-run) 0.02 s through the partial index."""
         cutoff = _aware("until", until)
         box = outcome_inbox.c
-        query = (sa.select(box.id, box.prediction_id, box.actual_value, box.observed_at, box.business_value)
+        query = (sa.select(box.id, box.prediction_id, box.actual_value, box.observed_at, box.business_value,
+                           box.actual_label)
                  .where(box.processed_at.is_(None), box.received_at < cutoff)
                  .order_by(box.received_at, box.id).with_for_update())
         with self.engine.begin() as conn:
@@ -78,9 +79,10 @@ class OutcomeInboxMixin:
             if not rows:
                 return InboxPull(0, 0, 0, 0, [], (), None)
             # built column by column: a DataFrame of 200k row tuples took 2.2 s, most of the pull
-            ids, prediction_ids, values, observed, business = zip(*rows, strict=True)
+            ids, prediction_ids, values, observed, business, labels = zip(*rows, strict=True)
             taken = pd.DataFrame({"prediction_id": prediction_ids, "actual_value": np.array(values, dtype=np.float64),
-                                  "business_value": np.array(business, dtype=np.float64)})
+                                  "business_value": np.array(business, dtype=np.float64),
+                                  "actual_label": np.array(labels, dtype=object)})
             latest = ~taken["prediction_id"].duplicated(keep="last").to_numpy()
             clean = taken[latest].reset_index(drop=True)
             clean["observed_at"] = pd.to_datetime([observed[i] for i in np.flatnonzero(latest)], utc=True)

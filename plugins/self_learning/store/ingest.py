@@ -53,8 +53,8 @@ OBSERVED_BEFORE_SERVED_TOLERANCE = timedelta(days=1)
 DEADLOCK_RETRIES = 5
 THREADED_COPY_ROWS = 1000
 PREDICTION_COLUMNS = ("predicted_value, served_at, num_features, prediction_id, model, model_version, "
-                      "predicted_label, unit_id, cat_features")
-OUTCOME_COLUMNS = "actual_value, observed_at, prediction_id, business_value"
+                      "predicted_label, unit_id, cat_features, predicted_class, class_probabilities")
+OUTCOME_COLUMNS = "observed_at, prediction_id, actual_value, business_value, actual_label"
 
 
 class WriteMixin:
@@ -113,6 +113,7 @@ def copy_predictions(conn, rows: pd.DataFrame, matrix: np.ndarray, table: str = 
         codec.text_pieces(rows["prediction_id"]), codec.text_pieces(rows["model"]),
         codec.text_pieces(rows["model_version"]), codec.int4_pieces(rows["predicted_label"]),
         codec.text_pieces(rows["unit_id"]), codec.jsonb_pieces(rows["cat_json"]),
+        codec.text_pieces(rows["predicted_class"]), codec.float8_array_pieces(rows["class_probabilities"]),
     ]
     _copy(conn, f"COPY {table} ({PREDICTION_COLUMNS}) FROM STDIN (FORMAT binary)",
           codec.encode_rows(fixed, variable), rows=len(rows))
@@ -120,9 +121,10 @@ def copy_predictions(conn, rows: pd.DataFrame, matrix: np.ndarray, table: str = 
 
 def copy_outcomes(conn, clean: pd.DataFrame, table: str) -> None:
     """Validated outcomes (observed_at filled) into ``table`` by binary COPY."""
-    fixed = [codec.float8_column(clean["actual_value"].to_numpy(dtype=np.float64)),
-             codec.timestamptz_column(naive_utc(clean["observed_at"]))]
-    variable = [codec.text_pieces(clean["prediction_id"]), codec.float8_pieces(clean["business_value"])]
+    fixed = [codec.timestamptz_column(naive_utc(clean["observed_at"]))]
+    # actual_value is NULL for a multiclass outcome (a label only): a nullable field
+    variable = [codec.text_pieces(clean["prediction_id"]), codec.float8_pieces(clean["actual_value"]),
+                codec.float8_pieces(clean["business_value"]), codec.text_pieces(clean["actual_label"])]
     _copy(conn, f"COPY {table} ({OUTCOME_COLUMNS}) FROM STDIN (FORMAT binary)",
           codec.encode_rows(fixed, variable), rows=len(clean))
 

@@ -36,20 +36,25 @@ from .tables import outcome_history, outcome_inbox, outcomes, predictions
 class OutcomesMixin:
     """Outcome writes and the reads of how outcomes joined (with the write plumbing)."""
 
-    def record_outcome(self, prediction_id: str, actual_value: float, *, observed_at: datetime | None = None,
-                       business_value: float | None = None) -> str:
+    def record_outcome(self, prediction_id: str, actual_value: float | None = None, *,
+                       observed_at: datetime | None = None, business_value: float | None = None,
+                       actual_label: str | None = None) -> str:
         """Store a real outcome (with what it was worth, ``business_value``, if known): returns
-        ``recorded``, ``unchanged`` or ``corrected``."""
+        ``recorded``, ``unchanged`` or ``corrected``. A multiclass model's outcome is its actual
+        class, ``actual_label`` (no actual_value needed); a class outside the model's list is
+        stored as sent, and reported by the metrics."""
         report = self.record_outcomes([{"prediction_id": prediction_id, "actual_value": actual_value,
-                                        "observed_at": observed_at, "business_value": business_value}])
+                                        "observed_at": observed_at, "business_value": business_value,
+                                        "actual_label": actual_label}])
         if report.rejected:
             raise ValueError(f"{report.rejected[0].field}: {report.rejected[0].reason}")
         return "recorded" if report.inserted else "corrected" if report.corrected else "unchanged"
 
     def record_outcomes(self, rows, *, batch_size: int = 100_000, quarantine: bool = False) -> IngestReport:
         """Bulk outcomes from a DataFrame or an iterable of mappings (prediction_id, actual_value,
-        optional observed_at and business_value: what the outcome was worth, e.g. the unit's
-        revenue, a finite number or missing). Unknown prediction ids are kept as orphans. Each
+        optional observed_at, business_value: what the outcome was worth, e.g. the unit's
+        revenue, a finite number or missing, and actual_label: a multiclass outcome's actual class,
+        which may stand in for actual_value). Unknown prediction ids are kept as orphans. Each
         batch is one transaction, re-run whole if PostgreSQL picks it as a deadlock victim."""
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
         totals = dict.fromkeys(("received", "inserted", "unchanged", "corrected"), 0)
@@ -92,8 +97,9 @@ class OutcomesMixin:
         """
         if clean.empty:
             return {}
-        if "business_value" not in clean.columns:  # a frame validated before the column existed carries none
-            clean["business_value"] = np.nan
+        for column, missing in (("business_value", np.nan), ("actual_label", None)):
+            if column not in clean.columns:  # a frame validated before the column existed carries none
+                clean[column] = missing
         if clean["observed_at"].isna().any():
             clean["observed_at"] = clean["observed_at"].fillna(_database_now(conn))
         ids = clean["prediction_id"]
@@ -110,28 +116,29 @@ class OutcomesMixin:
         stored_before = clean[~ids.isin(inserted) & ~ids.isin(served.keys())]
         existing = stored_rows(conn, outcomes, stored_before["prediction_id"].tolist(), lock=True)
         changed = [r for r in stored_before.to_dict("records")
-                   if existing[r["prediction_id"]]["actual_value"] != r["actual_value"]
-                   or existing[r["prediction_id"]]["business_value"] != _plain(r["business_value"])]
+                   if any(existing[r["prediction_id"]][field] != _plain(r[field])
+                          for field in ("actual_value", "business_value", "actual_label"))]
         if changed:
             conn.execute(outcome_history.insert(), [
                 {k: existing[r["prediction_id"]][k] for k in ("prediction_id", "actual_value", "observed_at",
-                                                              "recorded_at", "revision", "business_value")}
+                                                              "recorded_at", "revision", "business_value",
+                                                              "actual_label")}
                 for r in changed
             ])
             conn.execute(
                 outcomes.update().where(outcomes.c.prediction_id == sa.bindparam("pid")).values(
                     actual_value=sa.bindparam("value"), observed_at=sa.bindparam("observed"),
-                    business_value=sa.bindparam("business"), recorded_at=sa.func.current_timestamp(),
-                    revision=outcomes.c.revision + 1),
-                [{"pid": r["prediction_id"], "value": r["actual_value"], "observed": _plain(r["observed_at"]),
-                  "business": _plain(r["business_value"])} for r in changed],
+                    business_value=sa.bindparam("business"), actual_label=sa.bindparam("label"),
+                    recorded_at=sa.func.current_timestamp(), revision=outcomes.c.revision + 1),
+                [{"pid": r["prediction_id"], "value": _plain(r["actual_value"]), "observed": _plain(r["observed_at"]),
+                  "business": _plain(r["business_value"]), "label": _plain(r["actual_label"])} for r in changed],
             )
         return {"inserted": len(inserted), "corrected": len(changed), "unchanged": len(stored_before) - len(changed)}
 
     def enqueue_outcomes(self, rows) -> IngestReport:
         """Put outcomes in ``outcome_inbox``, the daily DAG's default outcome source (columns
-        prediction_id, actual_value, optional observed_at, received_at and business_value). Bad
-        rows are reported."""
+        prediction_id, actual_value and/or actual_label, optional observed_at, received_at and
+        business_value). Bad rows are reported."""
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
         frame = frame.reset_index(drop=True)
         clean, errors = _validate_outcomes(frame, 0, keep_repeats=True)
@@ -149,15 +156,15 @@ class OutcomesMixin:
             if len(clean):
                 conn.execute(outcome_inbox.insert(), [
                     {k: _plain(v) for k, v in r.items()}
-                    for r in clean[["prediction_id", "actual_value", "observed_at", "received_at", "business_value"]
-                                   ].to_dict("records")])
+                    for r in clean[["prediction_id", "actual_value", "observed_at", "received_at", "business_value",
+                                    "actual_label"]].to_dict("records")])
         return IngestReport(len(frame), len(clean), 0, 0, errors)
 
     def read_outcome_inbox(self, start: datetime, end: datetime) -> pd.DataFrame:
         """Outcomes received in [start, end), in arrival order (a later row for the same prediction
         is a correction of an earlier one)."""
         _check_window(start, end)
-        columns = ["prediction_id", "actual_value", "observed_at", "business_value"]
+        columns = ["prediction_id", "actual_value", "observed_at", "business_value", "actual_label"]
         query = (sa.select(*(outcome_inbox.c[c] for c in columns))
                  .where(outcome_inbox.c.received_at >= _utc(start).to_pydatetime(),
                         outcome_inbox.c.received_at < _utc(end).to_pydatetime())
@@ -165,7 +172,7 @@ class OutcomesMixin:
         with self.engine.connect() as conn:
             frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
         frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True)
-        frame["business_value"] = frame["business_value"].astype(np.float64)
+        frame = frame.astype({"actual_value": np.float64, "business_value": np.float64})
         return frame
 
     def outcome_join_counts(self, prediction_ids: Iterable[str], served_before: datetime) -> dict[str, int]:

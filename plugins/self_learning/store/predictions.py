@@ -13,25 +13,34 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from ..core.multiclass import PROBABILITY_TOLERANCE
+from ..core.types import TaskKind
 from .ingest import stored_rows
 from .rows import (
+    _P,
+    PROBABILITY_PREFIX,
     ConflictError,
     IngestReport,
     RowError,
     _database_now,
     _differing_fields,
     _is_missing,
+    _single_class_row,
     _single_prediction_row,
     _utc,
     _validate_predictions,
+    _value_mismatch,
 )
 from .tables import DEFAULT_VERSION, models, predictions
+
+NO_FEATURES: Mapping[str, Any] = MappingProxyType({})  # a prediction sent without features (None is refused)
 
 
 class PredictionsMixin:
@@ -40,21 +49,31 @@ class PredictionsMixin:
     def register_prediction(
         self,
         model: str,
-        predicted_value: float,
-        features: Mapping[str, Any],
+        predicted_value: float | None = None,
+        features: Mapping[str, Any] = NO_FEATURES,
         *,
         prediction_id: str | None = None,
         model_version: str = DEFAULT_VERSION,
-        predicted_label: int | None = None,
+        predicted_label: int | str | None = None,
+        probabilities: Mapping[str, float] | None = None,
         unit_id: str | None = None,
         served_at: datetime | None = None,
     ) -> str:
         """Store one prediction; return its id (a new UUID unless given).
 
-        Raises ``ValueError`` naming the field for bad input and ``ConflictError`` when the id
-        is already stored with a different payload.
+        A multiclass model's prediction is its ``probabilities`` ({class: p}, non-negative, summing
+        to 1 within ``core.multiclass.PROBABILITY_TOLERANCE``; a class left out is 0) and the
+        served class ``predicted_label`` (text; the most probable class when not sent). Its
+        predicted_value is P(served class) (send none). A class outside the model's class list is
+        appended to it, with a warning logged. Raises ``ValueError`` naming the field for bad
+        input and ``ConflictError`` when the id is already stored with a different payload.
         """
         prediction_id = prediction_id if prediction_id is not None else uuid.uuid4().hex
+        served_class = None
+        if probabilities is not None:
+            predicted_value, served_class, probabilities = _single_class_row(predicted_value, predicted_label,
+                                                                             probabilities)
+            predicted_label = None
         row = _single_prediction_row(model, predicted_value, features, prediction_id=prediction_id,
                                      model_version=model_version, predicted_label=predicted_label,
                                      unit_id=unit_id, served_at=served_at)
@@ -63,7 +82,9 @@ class PredictionsMixin:
         # The usual call (known model, known feature keys) is one INSERT: on PostgreSQL it runs in
         # autocommit, one round trip instead of BEGIN / INSERT / COMMIT.
         fast = self.dialect.autocommit_single_inserts and model in self._known_models and cached is not None and all(
-            key in cached for key in present)
+            key in cached for key in present) and served_class is None
+        if fast and model in self._multiclass_models:
+            raise ValueError(f"probabilities: required for the multiclass_classification model {model!r}")
         # ON CONFLICT DO NOTHING waits for a concurrent writer of the same id to finish; the next
         # statement (READ COMMITTED) then sees its row, so the comparison below is against the winner.
 
@@ -73,11 +94,19 @@ class PredictionsMixin:
             with connection as conn:
                 vector, categories = self._encode_single(conn, model, features, present, fast=fast)
                 stored_vector = self.dialect.encode_vector(vector)
-                inserted = conn.execute(self._insert_prediction,
-                                        {**row, "num_features": stored_vector, "cat_features": categories}).first()
+                row_classes = {}
+                if served_class is not None:
+                    classes = self._served_classes(conn, model, [served_class, *probabilities])
+                    row_classes = {"predicted_class": served_class, "class_probabilities": self.dialect.encode_vector(
+                        np.array([probabilities.get(c, 0.0) for c in classes]))}
+                elif model in self._multiclass_models:
+                    raise ValueError(f"probabilities: required for the multiclass_classification model {model!r}")
+                inserted = conn.execute(self._insert_prediction, {**row, **row_classes, "num_features": stored_vector,
+                                                                  "cat_features": categories}).first()
                 if inserted is None:
                     stored = stored_rows(conn, predictions, [prediction_id])[prediction_id]
-                    compared = {"served_at": _utc(stored["served_at"])} | row  # the server chose it if not given
+                    compared = {"served_at": _utc(stored["served_at"])} | row | {  # the server chose it if not given
+                        "predicted_class": served_class, "class_probabilities": row_classes.get("class_probabilities")}
                     differing = _differing_fields(compared | {"cat_json": json.dumps(categories)}, vector, stored)
                     if differing:
                         raise ConflictError(f"prediction_id: {prediction_id!r} already registered with a different "
@@ -136,8 +165,8 @@ class PredictionsMixin:
         def attempt() -> IngestReport:
             meta, errors = validated_meta.copy(), list(validation_errors)
             with self.engine.begin() as conn:
-                known = {name for (name,) in conn.execute(sa.select(models.c.name))}
-                unknown = ~meta["model"].isin(known) & meta["_ok"]
+                kinds = dict(conn.execute(sa.select(models.c.name, models.c.task_kind)).all())
+                unknown = ~meta["model"].isin(kinds.keys()) & meta["_ok"]
                 for i in np.flatnonzero(unknown.to_numpy()):
                     errors.append(RowError(offset + int(i), meta.at[i, "prediction_id"], "model",
                                            f"{meta.at[i, 'model']!r} is not registered (register_model first)"))
@@ -145,7 +174,9 @@ class PredictionsMixin:
                 if pd.isna(meta["served_at"]).any():
                     meta["served_at"] = meta["served_at"].fillna(_database_now(conn))  # _served_given keeps which
                 inserted, unchanged = 0, int(meta["_repeat"].sum())
-                for model, group in meta[meta["_ok"]].groupby("model", sort=False):
+                for model, model_rows in meta[meta["_ok"]].groupby("model", sort=False):
+                    group, class_errors = self._class_group(conn, model, kinds[model], model_rows, offset)
+                    errors.extend(class_errors)
                     rows, row_errors = self._encode_group(conn, model, group, features.loc[group.index], offset)
                     errors.extend(row_errors)
                     new, same, conflicts = self._write_predictions(conn, rows)
@@ -159,6 +190,41 @@ class PredictionsMixin:
             return IngestReport(len(frame), inserted, unchanged, 0, errors)
 
         return self._retrying(attempt)
+
+    def _class_group(self, conn, model: str, kind: str, group: pd.DataFrame, offset: int
+                     ) -> tuple[pd.DataFrame, list[RowError]]:
+        """One model's rows with their ``class_probabilities`` (a vector in the model's class order,
+        the list first extended with the classes the rows name, or None for a model of another
+        kind). Rows of a multiclass model without probabilities, or with them for another kind,
+        are rejected naming ``probabilities``."""
+        multiclass = kind == TaskKind.MULTICLASS_CLASSIFICATION.value
+        carrying = group["predicted_class"].notna()
+        missing_value = group["_value_missing"] if "_value_missing" in group.columns else carrying & False
+        bad = ~carrying if multiclass else carrying | missing_value
+        reason = (f"required for the multiclass_classification model {model!r} (one {PROBABILITY_PREFIX}<class> "
+                  "column per class)") if multiclass else (
+            f"{model!r} is a {kind} model; class probabilities are for multiclass_classification models")
+        errors = [RowError(offset + int(i), group.at[i, "prediction_id"], "predicted_value", "is required")
+                  if not multiclass and missing_value[i] else
+                  RowError(offset + int(i), group.at[i, "prediction_id"], "probabilities", reason)
+                  for i in group.index[bad]]
+        if multiclass:
+            given = group["_given_value"]
+            mismatch = ~bad & given.notna() & ((given - group["predicted_value"]).abs() > PROBABILITY_TOLERANCE)
+            errors += [RowError(offset + int(i), group.at[i, "prediction_id"], "predicted_value",
+                                _value_mismatch(given[i], group.at[i, "predicted_value"]))
+                       for i in group.index[mismatch]]
+            bad |= mismatch
+        group = group[~bad]
+        if not multiclass or group.empty:
+            return group.assign(class_probabilities=None), errors
+        columns = [c for c in group.columns if c.startswith(_P) and group[c].notna().any()]
+        classes = self._served_classes(conn, model, [*(c[len(_P):] for c in columns), *group["predicted_class"]])
+        position = {label: j for j, label in enumerate(classes)}
+        matrix = np.zeros((len(group), len(classes)))
+        for column in columns:
+            matrix[:, position[column[len(_P):]]] = group[column].fillna(0.0).to_numpy()
+        return group.assign(class_probabilities=list(matrix)), errors
 
     def _write_predictions(self, conn, encoded) -> tuple[int, int, list[tuple[int, str, str]]]:
         """Insert new rows; compare rows whose id exists. Returns (inserted, unchanged, conflicts).

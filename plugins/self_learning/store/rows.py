@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ..core.types import Result, model_name, shown, to_jsonable
+from ..core.multiclass import PROBABILITY_PREFIX, PROBABILITY_TOLERANCE
+from ..core.types import MAX_CLASS_LABEL, Result, model_name, shown, to_jsonable
 from ..core.validation import label_text
 from .tables import (
     DEFAULT_VERSION,
@@ -113,6 +114,91 @@ def _json_row(frame: pd.DataFrame, position: int) -> dict[str, Any] | None:
 
 
 
+# A bulk frame's class probabilities: one column per class named PROBABILITY_PREFIX + class (or a
+# ``probabilities`` column of {class: p} mappings, as register_prediction takes); window reads of a
+# multiclass model return the same columns. Neither is ever a feature column.
+_P = "_p:"  # the validated meta's column of one class's probability
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassRows:
+    """The multiclass fields of a batch, checked: ``has`` (rows carrying probabilities), their
+    served class ``labels`` (the most probable one where none was sent), ``probabilities`` (one
+    column per class the batch names, 0 where a row lacks the class; kept as sent, not divided by
+    the row sum: ``core.multiclass.ClassPredictions`` does that when a window is scored),
+    ``value`` (P(served class), a multiclass row's predicted_value) and by row the first problem
+    as (field, reason)."""
+
+    has: pd.Series
+    labels: pd.Series
+    probabilities: pd.DataFrame
+    value: pd.Series
+    problems: dict
+
+
+def _class_rows(frame: pd.DataFrame) -> ClassRows:
+    """Check the class probabilities and served classes of a frame (see ``ClassRows``): values are
+    numbers, non-negative (errors name ``proba_<class>`` or ``probabilities.<class>``), each row
+    sums to 1 within ``PROBABILITY_TOLERANCE`` (errors name ``probabilities``); class labels are
+    non-empty text of at most MAX_CLASS_LABEL characters."""
+    index = frame.index
+    problems: dict[Any, tuple[str, str]] = {}
+    columns: dict[str, pd.Series] = {}
+    fields: dict[str, str] = {}
+    for name in frame.columns:
+        if isinstance(name, str) and name.startswith(PROBABILITY_PREFIX):
+            values, bad = _numeric_feature(frame[name])
+            for i, reason in bad.items():
+                problems.setdefault(i, (name, reason))
+            label = name[len(PROBABILITY_PREFIX):]
+            columns[label], fields[label] = values, name
+    if "probabilities" in frame.columns:
+        for i, mapping in frame["probabilities"].items():
+            if not isinstance(mapping, Mapping):
+                if not _is_missing(mapping):
+                    problems.setdefault(i, ("probabilities", "must be a mapping of class label to probability, "
+                                                             f"got {shown(mapping)}"))
+                continue
+            for key, p in mapping.items():
+                label = key if isinstance(key, str) else label_text(key)
+                problem = _number_problem(p)
+                if problem:
+                    problems.setdefault(i, (f"probabilities.{label}", problem))
+                    continue
+                columns.setdefault(label, pd.Series(np.nan, index=index)).at[i] = float(p)
+                fields.setdefault(label, f"probabilities.{label}")
+    probabilities = pd.DataFrame(columns, index=index, dtype=np.float64)
+    if probabilities.empty and not problems:  # no multiclass rows (a regression or binary batch)
+        nothing = pd.Series(None, index=index, dtype=object)
+        return ClassRows(pd.Series(False, index=index), nothing, probabilities, pd.Series(np.nan, index=index), {})
+    for label in probabilities.columns:
+        problem = _text_problem(label, MAX_CLASS_LABEL)
+        for i in index[probabilities[label].notna()] if problem else ():
+            problems.setdefault(i, (fields[label], f"not a valid class label: {problem}"))
+    has = probabilities.notna().any(axis=1) | index.to_series().isin(list(problems))
+    matrix = probabilities.fillna(0.0).to_numpy()
+    for j, label in enumerate(probabilities.columns):
+        for i in np.flatnonzero(matrix[:, j] < 0):
+            problems.setdefault(index[i], (fields[label], f"must be non-negative, got {matrix[i, j]!r}"))
+    sums = matrix.sum(axis=1)
+    for i in np.flatnonzero(has.to_numpy() & (np.abs(sums - 1.0) > PROBABILITY_TOLERANCE)):
+        problems.setdefault(index[i], ("probabilities", f"sum to {float(sums[i])!r}, not 1 within "
+                                                         f"{PROBABILITY_TOLERANCE}"))
+    raw = frame["predicted_label"] if "predicted_label" in frame.columns else pd.Series(None, index=index,
+                                                                                       dtype=object)
+    labels, label_problems = _class_labels(raw.where(has, None))
+    for i, reason in label_problems.items():
+        problems.setdefault(i, ("predicted_label", reason))
+    position = {label: j for j, label in enumerate(probabilities.columns)}
+    if position:
+        most_probable = np.asarray(probabilities.columns, dtype=object)[np.argmax(matrix, axis=1)]
+        labels = labels.where(labels.notna() | ~has, pd.Series(most_probable, index=index))
+    served = [position.get(label, -1) if isinstance(label, str) else -1 for label in labels]
+    value = np.array([matrix[i, j] if j >= 0 else 0.0 for i, j in enumerate(served)])
+    return ClassRows(has, labels.where(has, None), pd.DataFrame(matrix, index=index, columns=probabilities.columns),
+                     pd.Series(value, index=index), problems)
+
+
 def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFrame, pd.DataFrame, list[RowError]]:
     """Split a batch into validated reserved columns (``meta``, with an ``_ok`` mask) and features."""
     errors: list[RowError] = []
@@ -124,7 +210,7 @@ def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFram
                                              index=frame.index)
     else:
         not_mapping = pd.Series(False, index=frame.index)
-        features = frame[[c for c in frame.columns if c not in RESERVED]]
+        features = frame[[c for c in frame.columns if c not in RESERVED and not _is_class_column(c)]]
     meta = pd.DataFrame(index=frame.index)
     ok = pd.Series(True, index=frame.index)
 
@@ -154,21 +240,40 @@ def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFram
     meta["model_version"] = version.fillna(DEFAULT_VERSION)
     reject(~_is_short_text(meta["model_version"], 128), "model_version",
            "must be a non-empty string of at most 128 characters")
-    if "predicted_value" not in frame.columns:
-        reject(pd.Series(True, index=frame.index), "predicted_value", "is required")
-        meta["predicted_value"] = np.nan
-    else:
-        values, problems = _numeric_feature(frame["predicted_value"])
-        meta["predicted_value"] = values
-        reject(frame.index.to_series().isin(list(problems)), "predicted_value", lambda i: problems[frame.index[i]])
-        reject(values.isna(), "predicted_value", "is required")
+    # A multiclass row (one carrying class probabilities): its served class is text and its
+    # predicted_value is P(served class), derived when not sent.
+    classes = _class_rows(frame)
+    multiclass = classes.has
+    by_field: dict[str, dict[Any, str]] = {}
+    for i, (field, reason) in classes.problems.items():
+        by_field.setdefault(field, {})[i] = reason
+    for field, reasons in by_field.items():
+        reject(frame.index.to_series().isin(list(reasons)), field, lambda i, r=reasons: r[frame.index[i]])
+    given = _numeric_feature(frame["predicted_value"]) if "predicted_value" in frame.columns else (
+        pd.Series(np.nan, index=frame.index), {})
+    values, problems = given
+    reject(frame.index.to_series().isin(list(problems)), "predicted_value", lambda i: problems[frame.index[i]])
+    # In a frame carrying class probabilities, a row with neither is the model's to judge
+    # (``_class_group``: predicted_value or probabilities is required, by the model's kind).
+    undecided = values.isna() & ~multiclass & (not classes.probabilities.empty)
+    reject(values.isna() & ~multiclass & ~undecided, "predicted_value", "is required")
+    meta["_value_missing"] = undecided
+    meta["predicted_value"] = values.where(~multiclass, classes.value)
+    # checked against P(served class) by ``_class_group`` once the model is known to be multiclass
+    meta["_given_value"] = values.where(multiclass)
     label = frame["predicted_label"] if "predicted_label" in frame.columns else pd.Series([None] * n, index=frame.index)
+    if multiclass.any():  # a multiclass row's label is its served class (text), checked by _class_rows
+        label = label.where(~multiclass, None)
     label_numbers = _to_float(label)
     integral = (np.isfinite(label_numbers) & (label_numbers == np.floor(label_numbers))
                 & label_numbers.between(*LABEL_RANGE))
     reject(label.notna() & ~integral, "predicted_label",
-           lambda i: f"must be an integer class label within {LABEL_RANGE}, got {shown(label.iat[i])}")
+           lambda i: f"must be an integer class label within {LABEL_RANGE}, got {shown(label.iat[i])} "
+                     "(a multiclass model's served class comes with its probabilities)")
     meta["predicted_label"] = label_numbers.where(integral).astype("Int64")
+    meta["predicted_class"] = classes.labels
+    for label_name in classes.probabilities.columns:
+        meta[_P + label_name] = classes.probabilities[label_name].where(multiclass)
     unit = frame["unit_id"] if "unit_id" in frame.columns else pd.Series([None] * n, index=frame.index)
     meta["unit_id"] = unit.astype(object).map(label_text, na_action="ignore").where(unit.notna(), None)
     present_units = meta["unit_id"].dropna()
@@ -198,6 +303,17 @@ def _validate_predictions(frame: pd.DataFrame, offset: int) -> tuple[pd.DataFram
         reject(later & ~identical, "prediction_id", "appears more than once in the batch with different payloads")
     meta["_ok"] = ok
     return meta, features, errors
+
+
+def _value_mismatch(given: float, value: float) -> str:
+    """Why a multiclass row's predicted_value is refused (it is P(served class), derived)."""
+    return (f"a multiclass prediction's value is the probability of its served class ({value!r}); send none, "
+            f"got {shown(given)}")
+
+
+def _is_class_column(column) -> bool:
+    """A bulk frame's class-probability column (never a feature)."""
+    return column == "probabilities" or (isinstance(column, str) and column.startswith(PROBABILITY_PREFIX))
 
 
 def _valid_model(name) -> bool:
@@ -423,6 +539,8 @@ def _pack(vector: np.ndarray) -> bytes:
 
 def _unpack(stored) -> np.ndarray:
     """A stored feature vector (PostgreSQL bytes or SQLite JSON list) as float64, NaN = missing."""
+    if isinstance(stored, np.ndarray):
+        return stored.astype(np.float64)
     if isinstance(stored, (bytes, bytearray, memoryview)):
         return np.frombuffer(bytes(stored), dtype=">f8").astype(np.float64)
     return np.array([np.nan if v is None else v for v in (stored or [])], dtype=np.float64)
@@ -433,8 +551,11 @@ def _differing_fields(new: pd.Series, new_vector: np.ndarray, stored: Mapping[st
     served_given = new.get("_served_given", True) if hasattr(new, "get") else True
     if float(new["predicted_value"]) != float(stored["predicted_value"]):
         differing.append("predicted_value")
-    if _plain(new["predicted_label"]) != stored["predicted_label"]:
+    if _plain(new["predicted_label"]) != stored["predicted_label"] or (
+            _plain(new.get("predicted_class"))) != stored.get("predicted_class"):
         differing.append("predicted_label")
+    if not _same_probabilities(new.get("class_probabilities"), stored.get("class_probabilities")):
+        differing.append("probabilities")
     if served_given and pd.Timestamp(new["served_at"]) != _utc(stored["served_at"]):
         differing.append("served_at")
     old_vector = _unpack(stored["num_features"])
@@ -447,53 +568,105 @@ def _differing_fields(new: pd.Series, new_vector: np.ndarray, stored: Mapping[st
     return differing
 
 
+def _same_probabilities(new, stored) -> bool:
+    """Two probability vectors are equal, a shorter one read with 0 for the classes appended since."""
+    old, fresh = _unpack(stored), _unpack(new) if new is not None else np.zeros(0)
+    width = max(old.size, fresh.size)
+    return np.array_equal(np.pad(old, (0, width - old.size)), np.pad(fresh, (0, width - fresh.size)))
+
+
 def _validate_outcomes(frame: pd.DataFrame, offset: int, *, keep_repeats: bool = False
                        ) -> tuple[pd.DataFrame, list[RowError]]:
-    """Valid rows (prediction_id, actual_value, observed_at, business_value) and the errors of the
-    others. ``business_value`` is optional (missing / None / NaN: the outcome carries none) and
-    otherwise a finite number by the same rule as actual_value. Repeated ids are collapsed
-    (different values are an error) unless ``keep_repeats``, which also keeps the frame's index on
-    the valid rows."""
+    """Valid rows (prediction_id, actual_value, observed_at, business_value, actual_label) and the
+    errors of the others. ``business_value`` is optional (missing / None / NaN: the outcome carries
+    none) and otherwise a finite number by the same rule as actual_value. ``actual_label`` is a
+    multiclass outcome's actual class (text of at most MAX_CLASS_LABEL characters, compared as
+    ``label_text``); an outcome needs an actual_value or an actual_label. Repeated ids are
+    collapsed (different values are an error) unless ``keep_repeats``, which also keeps the
+    frame's index on the valid rows."""
     errors: list[RowError] = []
     n = len(frame)
-    ids = frame["prediction_id"] if "prediction_id" in frame.columns else pd.Series([None] * n, index=frame.index)
+
+    def column(name: str) -> pd.Series:
+        return frame[name] if name in frame.columns else pd.Series([None] * n, index=frame.index)
+
+    ids = column("prediction_id")
     ok = _is_short_text(ids, 128).copy()
     for i in np.flatnonzero(~ok.to_numpy()):
         errors.append(RowError(offset + int(i), None, "prediction_id",
                                "must be a non-empty string of at most 128 characters"))
     # The same number rule as predicted_value: text such as "3.5" and booleans are refused, not converted.
-    raw = frame["actual_value"] if "actual_value" in frame.columns else pd.Series([None] * n, index=frame.index)
-    values, problems = _numeric_feature(raw)
-    business, business_problems = _numeric_feature(
-        frame["business_value"] if "business_value" in frame.columns else pd.Series([None] * n, index=frame.index))
-    observed, observed_problems = _timestamps(
-        frame["observed_at"] if "observed_at" in frame.columns else pd.Series([None] * n, index=frame.index))
+    values, problems = _numeric_feature(column("actual_value"))
+    labels, label_problems = _class_labels(column("actual_label"))
+    business, business_problems = _numeric_feature(column("business_value"))
+    observed, observed_problems = _timestamps(column("observed_at"))
     # received_at (the inbox's arrival time) is checked by the same rule when a row carries one.
     received_problems = _timestamps(frame["received_at"])[1] if "received_at" in frame.columns else {}
-    for field, field_problems in (("actual_value", problems | {i: "is required" for i in values.index[values.isna()]
-                                                               if i not in problems}),
+    required = {i: "is required (or an actual_label, for a multiclass model)"
+                for i in values.index[values.isna() & labels.isna()] if i not in problems and i not in label_problems}
+    for field, field_problems in (("actual_value", problems | required), ("actual_label", label_problems),
                                   ("business_value", business_problems), ("observed_at", observed_problems),
                                   ("received_at", received_problems)):
         for i in np.flatnonzero((ok & frame.index.to_series().isin(list(field_problems))).to_numpy()):
             errors.append(RowError(offset + int(i), ids.iat[i], field, field_problems[frame.index[i]]))
             ok.iat[i] = False
     clean = pd.DataFrame({"prediction_id": ids, "actual_value": values, "observed_at": observed,
-                          "business_value": business})[ok]
+                          "business_value": business, "actual_label": labels})[ok]
     if keep_repeats:
         errors.sort(key=lambda e: e.row)
         return clean, errors
     by_id = clean.groupby("prediction_id")
-    differ = {field: by_id[field].transform("nunique", dropna=False) > 1
-              for field in ("actual_value", "business_value")}
-    conflicting = differ["actual_value"] | differ["business_value"]
+    fields = ("actual_value", "actual_label", "business_value")
+    differ = {field: by_id[field].transform("nunique", dropna=False) > 1 for field in fields}
+    conflicting = differ["actual_value"] | differ["actual_label"] | differ["business_value"]
     for i in clean.index[conflicting & clean["prediction_id"].duplicated(keep="first")]:
-        field = "actual_value" if differ["actual_value"].at[i] else "business_value"
+        field = next(f for f in fields if differ[f].at[i])
         errors.append(RowError(offset + int(i), ids.iat[i], field,
                                "the batch holds different values for this prediction_id"))
     clean = clean[~(conflicting & clean["prediction_id"].duplicated(keep="first"))]
     clean = clean.drop_duplicates("prediction_id", keep="first").reset_index(drop=True)
     errors.sort(key=lambda e: e.row)
     return clean, errors
+
+
+def _class_labels(column: pd.Series) -> tuple[pd.Series, dict[Any, str]]:
+    """Class labels as text (``label_text``: code 3 is "3"; missing stays None) and, by row, why a
+    value is refused: not text or a whole number, empty, or longer than MAX_CLASS_LABEL."""
+    texts = pd.Series([None] * len(column), index=column.index, dtype=object)
+    problems = {}
+    if column.isna().all():  # the usual frame: no labels (a regression or binary model's outcomes)
+        return texts, problems
+    for i, value in column.items():
+        if _is_missing(value) or value is pd.NA:
+            continue
+        if not (isinstance(value, str) or (_is_number(value) and float(value).is_integer())):
+            problems[i] = f"must be a class label (text), got {shown(value)}"
+            continue
+        text = label_text(value)
+        problem = _text_problem(text, MAX_CLASS_LABEL)
+        if problem:
+            problems[i] = problem
+        else:
+            texts[i] = text
+    return texts, problems
+
+
+def _single_class_row(predicted_value, predicted_label, probabilities) -> tuple[float, str, dict[str, float]]:
+    """A single multiclass prediction checked as a bulk row is (``_class_rows``): returns its
+    predicted_value (P(served class)), served class and probabilities (as sent); raises
+    ``ValueError`` naming the field."""
+    if isinstance(probabilities, Mapping) and not probabilities:
+        raise ValueError("probabilities: needs at least one class")
+    frame = pd.DataFrame({"probabilities": [probabilities], "predicted_label": [predicted_label]}, dtype=object)
+    checked = _class_rows(frame)
+    if checked.problems:
+        field, reason = checked.problems[0]
+        raise ValueError(f"{field}: {reason}")
+    value = float(checked.value.iat[0])
+    if predicted_value is not None and (_number_problem(predicted_value)
+                                        or abs(predicted_value - value) > PROBABILITY_TOLERANCE):
+        raise ValueError(f"predicted_value: {_value_mismatch(predicted_value, value)}")
+    return value, checked.labels.iat[0], checked.probabilities.iloc[0].to_dict()
 
 
 def _single_prediction_row(model, predicted_value, features, *, prediction_id, model_version, predicted_label,

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from ..core.tasks import STORED_METRICS
-from ..core.types import DEFAULT_MAX_FEATURES
+from ..core.types import DEFAULT_MAX_FEATURES, MAX_CLASS_LABEL
 
 DEFAULT_VERSION = "unversioned"
 ALL_VERSIONS = "*"  # model_version of results computed over every version of a model
@@ -30,12 +30,15 @@ RESERVED = ("prediction_id", "model", "model_version", "predicted_value", "predi
 WINDOW_COLUMNS = (*RESERVED[:1], "model_version", "served_at", "predicted_value", "predicted_label", "unit_id",
                   "actual_value", "observed_at", "business_value")
 # Columns of the outcome a window read returns (the rest are the prediction's); business_value is
-# optional (migration 0010: NULL / NaN when the outcome carries none).
-OUTCOME_WINDOW_COLUMNS = ("actual_value", "observed_at", "business_value")
+# optional (migration 0010: NULL / NaN when the outcome carries none); actual_label only in a
+# multiclass model's windows (migration 0011).
+OUTCOME_WINDOW_COLUMNS = ("actual_value", "observed_at", "business_value", "actual_label")
 
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 # Numeric features: packed big-endian float8 bytes on PostgreSQL (migration 0002), a JSON list on SQLite.
 _VECTOR = sa.JSON().with_variant(postgresql.BYTEA(), "postgresql")
+# Class probabilities (migration 0011): as the numeric features, NULL (not JSON null) on rows without.
+_PROBABILITIES = sa.JSON(none_as_null=True).with_variant(postgresql.BYTEA(), "postgresql")
 _TS = sa.DateTime(timezone=True)
 
 metadata = sa.MetaData()
@@ -44,6 +47,7 @@ models = sa.Table(
     sa.Column("name", sa.String(128), primary_key=True), sa.Column("task_kind", sa.String(32)),
     sa.Column("feature_schema", _JSON), sa.Column("thresholds", _JSON), sa.Column("active", sa.Boolean),
     sa.Column("created_at", _TS), sa.Column("updated_at", _TS),
+    sa.Column("classes", _JSON),  # a multiclass model's class list (migration 0011), appended to only
 )
 model_features = sa.Table(
     "model_features", metadata,
@@ -58,24 +62,28 @@ predictions = sa.Table(
     sa.Column("predicted_label", sa.Integer), sa.Column("num_features", _VECTOR),
     sa.Column("cat_features", _JSON), sa.Column("unit_id", sa.String(256)), sa.Column("served_at", _TS),
     sa.Column("ingested_at", _TS),
+    # A multiclass prediction (migration 0011): the served class and P(class) in the model's class
+    # order at serving time (packed like num_features on PostgreSQL, a JSON list on SQLite).
+    sa.Column("predicted_class", sa.String(MAX_CLASS_LABEL)), sa.Column("class_probabilities", _PROBABILITIES),
 )
 outcomes = sa.Table(
     "outcomes", metadata,
     sa.Column("prediction_id", sa.String(128), primary_key=True), sa.Column("actual_value", sa.Float(53)),
     sa.Column("observed_at", _TS), sa.Column("recorded_at", _TS), sa.Column("revision", sa.Integer),
-    sa.Column("business_value", sa.Float(53)),
+    sa.Column("business_value", sa.Float(53)), sa.Column("actual_label", sa.String(MAX_CLASS_LABEL)),
 )
 outcome_history = sa.Table(
     "outcome_history", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("prediction_id", sa.String(128)),
     sa.Column("actual_value", sa.Float(53)), sa.Column("observed_at", _TS), sa.Column("recorded_at", _TS),
     sa.Column("revision", sa.Integer), sa.Column("replaced_at", _TS), sa.Column("business_value", sa.Float(53)),
+    sa.Column("actual_label", sa.String(MAX_CLASS_LABEL)),
 )
 outcome_inbox = sa.Table(
     "outcome_inbox", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("prediction_id", sa.String(128)),
     sa.Column("actual_value", sa.Float(53)), sa.Column("observed_at", _TS), sa.Column("received_at", _TS),
-    sa.Column("business_value", sa.Float(53)),
+    sa.Column("business_value", sa.Float(53)), sa.Column("actual_label", sa.String(MAX_CLASS_LABEL)),
 )
 alerts = sa.Table(
     "alerts", metadata,

@@ -11,9 +11,9 @@ from datetime import datetime
 import pandas as pd
 import sqlalchemy as sa
 
-from ..core.types import model_name
-from .rows import _check_window, _utc
-from .tables import WINDOW_COLUMNS, predictions
+from ..core.types import TaskKind, model_name
+from .rows import PROBABILITY_PREFIX, _check_window, _utc
+from .tables import WINDOW_COLUMNS, models, predictions
 
 
 class WindowsMixin:
@@ -47,6 +47,12 @@ class WindowsMixin:
         predicted_label, actual_value, observed_at, error (predicted - actual), business_value (the
         outcome's, NaN where it carries none) and one typed column per feature (float64 numeric;
         ``category`` of text for categorical features and the version).
+        A multiclass model's window (migration 0011) differs in three ways: ``predicted_label`` is
+        the served class (text), ``actual_label`` (text, None where unlabelled) follows
+        business_value, and one float64 ``proba_<class>`` column per class of the model's current
+        list comes last (0 for a class appended after the row was served); its actual_value and
+        error are NaN. ``core.multiclass.window_class_predictions`` turns it into (actual labels,
+        ``ClassPredictions``).
         ``with_ids`` adds prediction_id and unit_id (costly at a million rows: every id becomes a
         Python string); ``features=False``
         leaves the feature columns out (metrics need none)."""
@@ -55,7 +61,28 @@ class WindowsMixin:
         categorical = sorted(k for k, (kind, _) in registry.items() if kind == "categorical")
         names = [c for c in WINDOW_COLUMNS if with_ids or c not in ("prediction_id", "unit_id")]
         conditions = self._window(model, start, end, version)
-        frame = self.dialect.read_window(conditions, labelled_only, names, numeric, categorical)
-        frame = frame[[*names, *(k for _, k in numeric), *categorical]]
+        classes = self._window_classes(model)
+        labels = ["predicted_class", "actual_label"] if classes else []
+        frame = self.dialect.read_window(conditions, labelled_only, [*names, *labels], numeric, categorical, classes)
+        probabilities = [PROBABILITY_PREFIX + c for c in classes or ()]
+        if classes:  # the served class is the multiclass predicted_label; labels as plain text (None: missing)
+            frame["predicted_label"] = _text(frame["predicted_class"])
+            frame["actual_label"] = _text(frame["actual_label"])
+        frame = frame[[*names, *labels[1:], *(k for _, k in numeric), *categorical, *probabilities]]
         frame.insert(names.index("observed_at") + 1, "error", frame["predicted_value"] - frame["actual_value"])
         return frame
+
+    def _window_classes(self, model: str) -> tuple[str, ...] | None:
+        """A multiclass model's class list (None for another kind or an unknown model)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(models.c.task_kind, models.c.classes)
+                               .where(models.c.name == model_name(model))).first()
+        if row is None or row.task_kind != TaskKind.MULTICLASS_CLASSIFICATION.value or not row.classes:
+            return None
+        return tuple(row.classes)
+
+
+def _text(column: pd.Series) -> pd.Series:
+    """Labels read as categories (PostgreSQL) or objects (SQLite) as object text, None where missing."""
+    values = column.astype(object)
+    return values.where(values.notna(), None)
