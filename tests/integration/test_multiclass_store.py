@@ -167,6 +167,9 @@ def test_label_outcomes_through_corrections_and_validation(multiclass):
                                          {"prediction_id": "c", "actual_label": 3}])
     assert [(e.row, e.field) for e in report.rejected] == [(0, "actual_label"), (1, "actual_label")]
     assert report.inserted == 1  # code 3 is the class "3"
+    repeated = multiclass.record_outcomes([{"prediction_id": "r", "actual_label": "story"},
+                                           {"prediction_id": "r", "actual_label": "offer"}])
+    assert [(e.row, e.field) for e in repeated.rejected] == [(1, "actual_label")]
 
 
 def test_binary_and_regression_rows_are_unchanged(multiclass):

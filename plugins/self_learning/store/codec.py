@@ -73,6 +73,8 @@ def float8_pieces(values: Sequence) -> list[bytes]:
 def float8_array_pieces(values: Sequence) -> list[bytes]:
     """Nullable bytea fields of packed big-endian float8 (a row's own array; None -> NULL): the
     class-probability vectors, whose width is the model's class count when the row was served."""
+    if all(value is None for value in values):  # a regression or binary batch
+        return [NULL] * len(values)
     pieces = []
     for value in values:
         if value is None:

@@ -54,7 +54,7 @@ DEADLOCK_RETRIES = 5
 THREADED_COPY_ROWS = 1000
 PREDICTION_COLUMNS = ("predicted_value, served_at, num_features, prediction_id, model, model_version, "
                       "predicted_label, unit_id, cat_features, predicted_class, class_probabilities")
-OUTCOME_COLUMNS = "observed_at, prediction_id, actual_value, business_value, actual_label"
+OUTCOME_COLUMNS = "actual_value, observed_at, prediction_id, business_value, actual_label"
 
 
 class WriteMixin:
@@ -120,13 +120,22 @@ def copy_predictions(conn, rows: pd.DataFrame, matrix: np.ndarray, table: str = 
 
 
 def copy_outcomes(conn, clean: pd.DataFrame, table: str) -> None:
-    """Validated outcomes (observed_at filled) into ``table`` by binary COPY."""
+    """Validated outcomes (observed_at filled) into ``table`` by binary COPY. actual_value is a
+    fixed-width field (packed for all rows at once) unless the batch holds label-only outcomes
+    (multiclass: NULL), which make it a nullable field encoded per distinct value."""
+    values = clean["actual_value"].to_numpy(dtype=np.float64)
     fixed = [codec.timestamptz_column(naive_utc(clean["observed_at"]))]
-    # actual_value is NULL for a multiclass outcome (a label only): a nullable field
-    variable = [codec.text_pieces(clean["prediction_id"]), codec.float8_pieces(clean["actual_value"]),
-                codec.float8_pieces(clean["business_value"]), codec.text_pieces(clean["actual_label"])]
-    _copy(conn, f"COPY {table} ({OUTCOME_COLUMNS}) FROM STDIN (FORMAT binary)",
-          codec.encode_rows(fixed, variable), rows=len(clean))
+    variable = [codec.text_pieces(clean["prediction_id"]), codec.float8_pieces(clean["business_value"]),
+                codec.text_pieces(clean["actual_label"])]
+    columns = "observed_at, prediction_id, business_value, actual_label"  # fixed fields first (encode_rows)
+    if np.isnan(values).any():
+        variable.append(codec.float8_pieces(values))
+        columns += ", actual_value"
+    else:
+        fixed.insert(0, codec.float8_column(values))
+        columns = "actual_value, " + columns
+    _copy(conn, f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)", codec.encode_rows(fixed, variable),
+          rows=len(clean))
 
 
 def _copy(conn, statement: str, chunks: Iterable[bytes], *, rows: int | None = None) -> None:

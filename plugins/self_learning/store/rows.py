@@ -617,7 +617,9 @@ def _validate_outcomes(frame: pd.DataFrame, offset: int, *, keep_repeats: bool =
         return clean, errors
     by_id = clean.groupby("prediction_id")
     fields = ("actual_value", "actual_label", "business_value")
-    differ = {field: by_id[field].transform("nunique", dropna=False) > 1 for field in fields}
+    # a field no row carries cannot differ (nunique of an all-None object column is slow)
+    differ = {field: by_id[field].transform("nunique", dropna=False) > 1 if clean[field].notna().any()
+              else pd.Series(False, index=clean.index) for field in fields}
     conflicting = differ["actual_value"] | differ["actual_label"] | differ["business_value"]
     for i in clean.index[conflicting & clean["prediction_id"].duplicated(keep="first")]:
         field = next(f for f in fields if differ[f].at[i])
