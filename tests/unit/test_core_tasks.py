@@ -13,6 +13,7 @@ from self_learning.core.tasks import (
     is_hard_label,
     register_task_kind,
     row_losses,
+    selected_models,
     task_kinds,
     task_spec,
 )
@@ -73,3 +74,18 @@ def test_hard_labels_get_the_0_1_loss():
     with pytest.raises(ValueError, match=r"^predicted: hard_labels=True needs predictions of exactly 0 or 1"):
         row_losses("binary_classification", y, [0.5] * 4, hard_labels=True)
     assert row_losses("regression", [1.0, 0.0], [0.0, 0.0]).tolist() == [1.0, 0.0]  # regression unchanged
+
+
+def test_a_run_leaves_out_models_of_a_kind_the_dags_do_not_monitor_yet_and_says_so():
+    from self_learning.core.types import ModelSpec
+
+    models = [ModelSpec("roas", "regression"), ModelSpec("hooks", "multiclass_classification", classes=("a", "b")),
+              ModelSpec("ctr", "binary_classification")]
+    chosen, left_out = selected_models(models)
+    assert chosen == ["roas", "ctr"]
+    assert left_out == ["hooks: multiclass_classification models are not monitored by the DAGs yet"]
+    assert selected_models(models, ["ctr", "roas", "ctr"]) == (["ctr", "roas"], [])
+    with pytest.raises(ValueError, match=r"params\.models: \['hooks \(multiclass_classification\)'\] are not "):
+        selected_models(models, ["hooks"])
+    with pytest.raises(ValueError, match=r"params\.models: not registered: \['nope'\]"):
+        selected_models(models, ["nope"])

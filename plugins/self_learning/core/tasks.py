@@ -148,6 +148,9 @@ class TaskSpec:
       segment (predicted - actual; the 0/1 loss for multiclass).
     - ``target``: the column of the labelled rows a trainer fits to (``actual_value``; a multiclass
       model's outcome is a class label, ``actual_label``).
+    - ``monitored``: the daily and weekly DAGs run their steps for models of this kind. A kind the
+      store and the core already handle but the steps do not yet (multiclass, until its operators
+      land) is left out of a run by ``selected_models``, which says so, instead of failing it.
     """
 
     kind: str
@@ -159,6 +162,7 @@ class TaskSpec:
     predict: Callable
     segment_error: Callable = signed_error
     target: str = "actual_value"
+    monitored: bool = True
 
     def __post_init__(self):
         unknown = [m for m in (*self.metric_names, self.primary_metric) if m not in STORED_METRICS]
@@ -203,7 +207,32 @@ register_task_kind(TaskSpec(
 register_task_kind(TaskSpec(
     kind=TaskKind.MULTICLASS_CLASSIFICATION.value, primary_metric="log_loss", metric_names=("roc_auc", "log_loss"),
     row_loss=_multiclass_log_loss, performance=_multiclass_performance, estimator=_classification_estimator,
-    predict=_class_predictions, segment_error=_multiclass_zero_one_loss, target="actual_label"))
+    predict=_class_predictions, segment_error=_multiclass_zero_one_loss, target="actual_label", monitored=False))
+
+
+def selected_models(models, requested=None) -> tuple[list[str], list[str]]:
+    """The models a DAG run monitors: ``requested`` names (all of ``models``, the registered
+    ``ModelSpec`` s, when None) whose task kind is ``monitored``, and the notes on those left out.
+    A requested model that is not registered, or whose kind is not monitored, is refused naming
+    ``params.models``."""
+    specs = {spec.name: spec for spec in models}
+    if requested:
+        unknown = [name for name in requested if name not in specs]
+        if unknown:
+            raise ValueError(f"params.models: not registered: {unknown}; registered models: {sorted(specs)}")
+        unmonitored = [f"{name} ({specs[name].task_kind})" for name in requested
+                       if not task_spec(specs[name].task_kind).monitored]
+        if unmonitored:
+            raise ValueError(f"params.models: {unmonitored} are not monitored by the DAGs yet (their task kind is "
+                             f"stored and scored by the core only)")
+        return list(dict.fromkeys(requested)), []
+    chosen, left_out = [], []
+    for spec in models:
+        if task_spec(spec.task_kind).monitored:
+            chosen.append(spec.name)
+        else:
+            left_out.append(f"{spec.name}: {spec.task_kind} models are not monitored by the DAGs yet")
+    return chosen, left_out
 
 
 def row_losses(task_kind: TaskKind | str, actual, predicted, *, hard_labels: bool | None = None) -> np.ndarray:

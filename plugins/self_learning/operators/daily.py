@@ -22,19 +22,25 @@ from .common import (
 
 
 class SelectModelsOperator(FeedbackStoreOperator):
-    """The models of this run: ``params.models`` or every active model. Returns their names."""
+    """The models of this run: ``params.models`` or every active model whose task kind the DAGs
+    monitor (``core.tasks.selected_models``: the others are named in the log). Returns their names."""
 
     def execute(self, context):
+        from ..core.tasks import selected_models
+
         settings = run_settings(context)
-        if not settings.models:
-            active = [spec.name for spec in self.store().list_models()]
-            self.log.info("models: all %d active models: %s", len(active), ", ".join(active))
-            return active
-        known = {spec.name for spec in self.store().list_models(active_only=False)}
-        unknown = [m for m in settings.models if m not in known]
-        if unknown:
-            raise InvalidParams(f"params.models: not registered: {unknown}; registered models: {sorted(known)}")
-        return list(dict.fromkeys(settings.models))
+        store = self.store()
+        try:
+            if settings.models:
+                chosen, _ = selected_models(store.list_models(active_only=False), settings.models)
+                return chosen
+            chosen, left_out = selected_models(store.list_models())
+        except ValueError as error:
+            raise InvalidParams(str(error)) from None
+        for note in left_out:
+            self.log.warning("models: %s", note)
+        self.log.info("models: all %d monitored active models: %s", len(chosen), ", ".join(chosen))
+        return chosen
 
 
 class PerformanceOperator(ModelStepOperator):
