@@ -417,3 +417,25 @@ def test_a_day_whose_labels_are_arriving_is_judged_against_the_baseline_rows_lab
     assert concept[START + timedelta(days=42)].raw_z > 4 and concept[START + timedelta(days=43)].raw_z > 4
     report = result.reports["concept_drift"]
     assert report.severity.value != "none", report.statistical_tests
+
+
+def test_a_weekly_pattern_of_the_baseline_days_is_taken_out_and_no_pattern_is_left_alone():
+    """A feature whose level moves by weekday, seen on thousands of rows a day, has baseline-day z
+    that swing by weekday (here +-2.5): the plain empirical null spreads that swing over every day
+    (scale ~1.9), which hides a real shift on the quiet weekdays. The weekday offsets take it out;
+    and without a pattern the F test leaves the fit alone (1 % level)."""
+    from self_learning.core.monitoring.monitor import fit_null
+
+    rng = np.random.default_rng(12)
+    weekdays = np.arange(28) % 7
+    swing = 2.5 * np.sin(2 * np.pi * np.arange(7) / 7)
+    values = swing[weekdays] + rng.normal(size=28)
+    plain = fit_null(values, 7)
+    seasonal = fit_null(values, 7, weekdays=weekdays)
+    assert plain.weekday_offsets == () and plain.scale > 3
+    assert np.allclose(seasonal.weekday_offsets, swing - swing.mean(), atol=0.8)
+    assert seasonal.scale < 1.6  # the residual spread, widened for the 7 estimated offsets
+    monday_shift = 3.0 + swing[0]  # a real 3-sigma day on a Monday
+    assert seasonal.standardise(monday_shift, 0) > 2.0 and plain.standardise(monday_shift) < 1.0
+    found = sum(bool(fit_null(rng.normal(size=28), 7, weekdays=weekdays).weekday_offsets) for _ in range(400))
+    assert rate_upper_bound(found, 400) <= 0.03, f"{found} of 400 pattern-free baselines got weekday offsets"

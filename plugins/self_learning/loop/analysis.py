@@ -98,7 +98,8 @@ def monitor_model(store, spec, settings, kinds, current: pd.DataFrame, *, set_by
 
 # Bump when the monitor computes a baseline's calibration differently: cached ones are then recomputed.
 # 2: concept drift's baseline days are normal-score z of the losses (were Welch z of the mean loss).
-CALIBRATION_VERSION = 2
+# 3: a weekly pattern of the baseline days is taken out of each check (NullFit.weekday_offsets).
+CALIBRATION_VERSION = 3
 
 
 def calibration_key(baseline: Baseline, monitor: MonitorSettings) -> str:

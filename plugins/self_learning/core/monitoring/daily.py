@@ -56,7 +56,7 @@ class Track:
     family: str
     effect_name: str
     days: list[DayValue | None]
-    baseline: list[float]
+    baseline: list[float | None]  # aligned with the baseline's days (None: too few rows that day)
     gate: Callable[[list[int]], tuple[float | None, Severity, dict]]
     skewed: bool = False  # a distance-type statistic (KS, chi-squared): right-skewed under day effects
 
@@ -89,6 +89,11 @@ def day_numbers(served_at) -> np.ndarray:
 def day_number(moment: datetime) -> int:
     """The UTC day of one aware datetime, as days since 1970-01-01."""
     return (moment - EPOCH) // timedelta(days=1)
+
+
+def weekday(number) -> np.ndarray | int:
+    """Monday 0 .. Sunday 6 of day numbers (1970-01-01 was a Thursday)."""
+    return (np.asarray(number) + 3) % 7 if not isinstance(number, int) else (number + 3) % 7
 
 
 def day_start(number: int) -> datetime:
@@ -270,10 +275,11 @@ def numeric_tracks(prefix: str, family: str, base: np.ndarray, base_groups: list
                 "mean_reference": pool.mean, "mean_current": float(seg.mean()), "n_current": int(seg.size)}
         return gate
 
+    base_down = [None if z is None else -z for z in base_up]
     tracks = [Track(f"{prefix}:distribution", family, "wasserstein_norm", dist, base_dist, distribution_gate,
                     skewed=True),
               Track(f"{prefix}:mean_up", family, "mean_shift_std", up, base_up, mean_gate(1.0)),
-              Track(f"{prefix}:mean_down", family, "mean_shift_std", down, [-z for z in base_up], mean_gate(-1.0))]
+              Track(f"{prefix}:mean_down", family, "mean_shift_std", down, base_down, mean_gate(-1.0))]
     missing = ~np.isfinite(base), ~np.isfinite(cur)
     if missing[0].any() or missing[1].any():
         tracks.append(missing_track(prefix, family, missing[0], base_groups if calibrate else [], missing[1],
@@ -282,13 +288,15 @@ def numeric_tracks(prefix: str, family: str, base: np.ndarray, base_groups: list
 
 
 def _numeric_baseline(pool: NumericPool, min_rows: int) -> tuple[list[float], list[float]]:
-    """Each baseline day against the rest of the baseline: KS z and Welch z (mean up)."""
+    """Each baseline day against the rest of the baseline: KS z and Welch z (mean up); None for a
+    day with too few rows (the lists are aligned with the baseline's days)."""
     n_pool = pool.values.size
     dist = []
     for values, below, upto in pool.days:
         n = values.size
         rest = n_pool - n
         if n < min_rows or rest < min_rows:
+            dist.append(None)
             continue
         w = n / n_pool
         gap = _ks_gap(pool.values, values, below, upto) / (1 - w)
@@ -297,12 +305,14 @@ def _numeric_baseline(pool: NumericPool, min_rows: int) -> tuple[list[float], li
 
 
 def baseline_scores_z(pool: NumericPool, min_rows: int) -> list[float]:
-    """Each baseline day's normal-score z (``scores_z``) against the rest of the baseline."""
+    """Each baseline day's normal-score z (``scores_z``) against the rest of the baseline (None for a
+    day with too few rows: aligned with the pool's days)."""
     n_pool = pool.values.size
     up = []
     for (values, _, _), scores in zip(pool.days, pool.day_scores, strict=True):
         rest = n_pool - values.size
         if values.size < min_rows or rest < min_rows:
+            up.append(None)
             continue
         up.append(scores_z(scores, pool.score_sum - float(scores.sum()), pool.score_sq - float(scores @ scores), rest))
     return up
@@ -342,8 +352,8 @@ def missing_track(prefix: str, family: str, base_missing: np.ndarray, base_group
     baseline = []
     for g in base_groups:
         x, n = int(base_missing[g].sum()), int(g.size)
-        if n >= min_rows and n_b - n >= min_rows:
-            baseline.append(_proportion_z(x, n, x_b - x, n_b - n))
+        enough = n >= min_rows and n_b - n >= min_rows
+        baseline.append(_proportion_z(x, n, x_b - x, n_b - n) if enough else None)
 
     def gate(positions):
         x = sum(counts[i][0] for i in positions if counts[i] is not None)
@@ -418,8 +428,8 @@ def categorical_tracks(prefix: str, family: str, base: pd.Series, base_groups: l
     for g in base_groups if calibrate else []:
         c = counts(base_codes, g)
         rest = pool - c
-        if c.sum() >= min_rows and rest.sum() >= min_rows:
-            baseline.append(z_from_p(chi2_js(rest, c)[0]))
+        enough = c.sum() >= min_rows and rest.sum() >= min_rows
+        baseline.append(z_from_p(chi2_js(rest, c)[0]) if enough else None)
 
     def gate(positions):
         total = sum((day_counts[i] for i in positions if day_counts[i] is not None), np.zeros(size, np.int64))

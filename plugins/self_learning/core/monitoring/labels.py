@@ -226,16 +226,17 @@ def performance_tracks(task_kind: str, base: LabelledRows, base_groups: list[np.
 
     per_day = [None if s != "ok" or reference.n < min_rows else compare(reference, cur.day(i))
                for i, s in enumerate(states)]
-    baseline: dict[str, list[float]] = {m: [] for m in names}
+    # each baseline day against the rest (the reference without its rows), aligned with the days
+    baseline: dict[str, list[float | None]] = {m: [None] * len(base_groups) for m in names}
     position = np.cumsum(labelled) - 1  # row -> index among the labelled rows
-    for group in base_groups:  # each baseline day against the rest: the reference without its rows
+    for day, group in enumerate(base_groups):
         rows = group[labelled[group]]
         if rows.size < min_rows or reference.n - rows.size < min_rows:
             continue
         for metric, result in compare(reference.excluding(position[rows]),
                                       (base.actual[rows], base.predicted[rows])).items():
             if result.z is not None and metric in baseline:
-                baseline[metric].append(float(result.z))
+                baseline[metric][day] = float(result.z)
     tracks = []
     for metric in names:
         days = []

@@ -29,6 +29,8 @@ REQUIRED_COLUMNS = ("served_at", "predicted_value", "actual_value")
 OVERDISPERSION_ALPHA = 0.1  # the baseline days' test of "theory holds" (variance and lag-1 correlation)
 DAY_EFFECT_PHI_PRIOR = 0.5  # the least lag-1 correlation assumed for day effects that exist (see step 2)
 MAX_RHO = 0.8
+WEEKDAYS = 7
+WEEKDAY_ALPHA = 0.01  # the baseline days' F test of a weekly pattern (package docstring, step 2)
 
 
 def monitor_window(baseline: pd.DataFrame, current: pd.DataFrame, *, task_kind: str,
@@ -59,7 +61,8 @@ def monitor_window(baseline: pd.DataFrame, current: pd.DataFrame, *, task_kind: 
     run = _RunDays(end, settings)
     current = current[(run.numbers(current) >= run.first_label) & (current["served_at"] < pd.Timestamp(end))]
     current = current.reset_index(drop=True)
-    base_groups = list(daily.split_days(daily.day_numbers(baseline["served_at"])).values())
+    base_days = daily.split_days(daily.day_numbers(baseline["served_at"]))
+    base_groups = list(base_days.values())
     cur_groups = list(daily.split_days(daily.day_numbers(current["served_at"]), run.days).values())
     feature_groups = [g if day >= run.first_feature else None for day, g in zip(run.days, cur_groups, strict=True)]
 
@@ -67,7 +70,7 @@ def monitor_window(baseline: pd.DataFrame, current: pd.DataFrame, *, task_kind: 
     counts = _check_counts(kind, subjects, baseline, current)
     design = {family: _family_design(family, counts[family], settings) for family in FAMILIES}
     history = _history(earlier, run)
-    context = _Context(settings, run, design, history, calibration)
+    context = _Context(settings, run, design, history, calibration, daily.weekday(np.array(list(base_days), np.int64)))
 
     def evaluate(subject):
         tracks = _tracks(subject, kind, baseline, current, base_groups, cur_groups, feature_groups, settings,
@@ -171,15 +174,18 @@ class _Context:
     """What resolving a check needs: the settings, the run's days, the family designs, the history
     and the cached calibration."""
 
-    def __init__(self, settings, run, design, history, calibration):
+    def __init__(self, settings, run, design, history, calibration, base_weekdays):
         self.settings, self.run, self.design, self.history, self.calibration = (settings, run, design, history,
                                                                                  calibration)
+        self.base_weekdays = base_weekdays
 
     def null_fit(self, track: daily.Track) -> NullFit:
         if self.calibration is not None:
             return self.calibration.fit(track.check)
-        return fit_null(np.asarray(track.baseline, dtype=np.float64), self.settings.min_baseline_days,
-                        skewed=track.skewed)
+        kept = [i for i, z in enumerate(track.baseline) if z is not None]
+        values = np.array([track.baseline[i] for i in kept], dtype=np.float64)
+        weekdays = self.base_weekdays[kept] if len(track.baseline) == len(self.base_weekdays) else None
+        return fit_null(values, self.settings.min_baseline_days, skewed=track.skewed, weekdays=weekdays)
 
     def resolve(self, track: daily.Track) -> dict[str, Any]:
         fit = self.null_fit(track)
@@ -190,7 +196,8 @@ class _Context:
                 continue
             positions.append(i)
             statistics.append(DayStatistic(
-                check=track.check, family=track.family, day=daily.day_start(number), z=fit.standardise(value.raw_z),
+                check=track.check, family=track.family, day=daily.day_start(number),
+                z=fit.standardise(value.raw_z, daily.weekday(number)),
                 raw_z=value.raw_z, effect=value.effect, n=value.n, status=value.status, details=value.details))
         earlier = self.history.get(track.check, [])
         path = cusum.run_cusum([s.day for s in earlier] + [s.day for s in statistics],
@@ -217,30 +224,55 @@ class _Context:
         return verdict
 
 
-def fit_null(values: np.ndarray, min_days: int, *, skewed: bool = False) -> NullFit:
+def fit_null(values: np.ndarray, min_days: int, *, skewed: bool = False, weekdays: np.ndarray | None = None
+             ) -> NullFit:
     """The empirical null of one check from its baseline days' raw z (see the package docstring,
     step 2): theory unless the days show overdispersion or autocorrelation; else location, a robust
     scale corrected for the autocorrelated days' small-sample bias, times the long-run factor of
-    an AR(1) with its lag-1 correlation floored by the prior."""
+    an AR(1) with its lag-1 correlation floored by the prior. With the days' ``weekdays`` (Monday
+    0), a weekly pattern the baseline shows is taken out first (``weekday_offsets``)."""
     days = int(values.size)
     if days < min_days:
         return NullFit(days=days)
+    offsets = None if weekdays is None else weekday_offsets(values, np.asarray(weekdays, dtype=np.int64))
+    residual, estimate = 1.0, 1.0
+    if offsets is not None:
+        # the residuals of 7 fitted means: their spread is low by (days - 7) / days; and a future
+        # day's offset is an estimate from ~days / 7 days, whose error adds 7 / days of the variance
+        values = values - offsets[np.asarray(weekdays, dtype=np.int64)]
+        residual, estimate = float(np.sqrt(days / (days - WEEKDAYS))), float(np.sqrt(1.0 + WEEKDAYS / days))
     location = float(np.median(values))
     centred = values - location
     rho = _lag1(values - values.mean())
-    if (float(values @ values) <= stats.chi2.ppf(1 - OVERDISPERSION_ALPHA, days)
+    if (offsets is None and float(values @ values) <= stats.chi2.ppf(1 - OVERDISPERSION_ALPHA, days)
             and rho <= special.ndtri(1 - OVERDISPERSION_ALPHA) / np.sqrt(days)):
         return NullFit(days=days, autocorrelation=rho)
-    scale = float(1.4826 * np.median(np.abs(centred)))
+    scale = float(1.4826 * np.median(np.abs(centred))) * residual
     if skewed:  # the upper tail's own spread: (q90 - median) / z_0.9
-        scale = max(scale, float(np.quantile(values, 0.9) - location) / 1.2816)
+        scale = max(scale, float(np.quantile(values, 0.9) - location) / 1.2816 * residual)
     excess = max(scale * scale - 1.0, 0.0) / max(scale * scale, 1.0)  # the day effects' share of the variance
     corrected = rho + (1 + 4 * rho) / days  # Marriott-Pope / Kendall: the lag-1 estimate is biased low
     rho_z = float(np.clip(max(corrected, DAY_EFFECT_PHI_PRIOR * excess), 0.0, MAX_RHO))
     long_run = (1 + rho_z) / (1 - rho_z)
     bias = 1.0 / max(1.0 - long_run / days, 0.5)  # a sample variance of autocorrelated days is biased low
-    scale = float(scale * np.sqrt(bias * long_run))
-    return NullFit(location=location, scale=scale, days=days, source="empirical", autocorrelation=rho_z)
+    scale = float(scale * np.sqrt(bias * long_run) * estimate)
+    return NullFit(location=location, scale=scale, days=days, source="empirical", autocorrelation=rho_z,
+                   weekday_offsets=() if offsets is None else tuple(float(o) for o in offsets))
+
+
+def weekday_offsets(values: np.ndarray, weekdays: np.ndarray) -> np.ndarray | None:
+    """Each weekday's mean raw z less the overall mean, when a one-way F test of the days by weekday
+    rejects "no weekly pattern" at ``WEEKDAY_ALPHA`` (every weekday seen at least twice); else None."""
+    counts = np.bincount(weekdays, minlength=WEEKDAYS)
+    if counts.size != WEEKDAYS or counts.min() < 2:
+        return None
+    means = np.bincount(weekdays, weights=values, minlength=WEEKDAYS) / counts
+    grand = float(values.mean())
+    between = float(counts @ (means - grand) ** 2) / (WEEKDAYS - 1)
+    within = float(((values - means[weekdays]) ** 2).sum()) / (values.size - WEEKDAYS)
+    if not within > 0 or stats.f.sf(between / within, WEEKDAYS - 1, values.size - WEEKDAYS) >= WEEKDAY_ALPHA:
+        return None
+    return means - grand
 
 
 def _lag1(values: np.ndarray) -> float:

@@ -126,18 +126,21 @@ class DayStatistic(Result):
 
 @dataclasses.dataclass(frozen=True)
 class NullFit:
-    """The empirical null of one check: z = (raw_z - max(location, 0)) / max(scale, 1)."""
+    """The empirical null of one check: z = (raw_z - weekday_offsets[weekday] - max(location, 0)) /
+    max(scale, 1); ``weekday_offsets`` (Monday first) only when the baseline shows a weekly pattern."""
 
     location: float = 0.0
     scale: float = 1.0
     days: int = 0
     source: str = "theory"  # "empirical" (from the baseline's own days) or "theory" (N(0, 1))
     autocorrelation: float = 0.0  # lag-1, of the baseline days' statistics
+    weekday_offsets: tuple[float, ...] = ()
 
-    def standardise(self, raw_z: float | None) -> float | None:
+    def standardise(self, raw_z: float | None, weekday: int | None = None) -> float | None:
         if raw_z is None:
             return None
-        return (raw_z - max(self.location, 0.0)) / max(self.scale, 1.0)
+        offset = self.weekday_offsets[weekday] if self.weekday_offsets and weekday is not None else 0.0
+        return (raw_z - offset - max(self.location, 0.0)) / max(self.scale, 1.0)
 
 
 THEORY = NullFit()
@@ -158,7 +161,8 @@ class BaselineCalibration(Result):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BaselineCalibration:
-        checks = {name: NullFit(**{k: v for k, v in fit.items() if k in _NULL_FIELDS})
+        checks = {name: NullFit(**{k: tuple(v) if k == "weekday_offsets" else v for k, v in fit.items()
+                                   if k in _NULL_FIELDS})
                   for name, fit in data["checks"].items()}
         return cls(checks=checks, baseline_days=int(data["baseline_days"]), baseline_rows=int(data["baseline_rows"]))
 
