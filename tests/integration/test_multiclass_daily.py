@@ -1,9 +1,9 @@
 """The daily DAG's per-model steps for a multiclass model on PostgreSQL and SQLite: the analyse step
 stores a ``MulticlassPerformance`` per served version and over all versions whose figures equal
 sklearn's on the same rows, an error analysis on the 0/1 loss of the served class that finds a
-segment where the model errs more often, and alerts and the retrain decision from those stored
-results (the sequential drift monitor does not cover multiclass models yet: the step says so and
-stores no drift reports)."""
+segment where the model errs more often, alerts and the retrain decision from those stored results,
+and a retrain candidate fitted to the actual classes (the sequential drift monitor does not cover
+multiclass models yet: the step says so and stores no drift reports)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from self_learning.core.performance import MulticlassPerformance, performance_from_dict
+from self_learning.core.tasks import task_spec
 from self_learning.operators import RunSettings
 from self_learning.operators.daily import AlertOperator, AnalyseModelOperator, RetrainDecisionOperator
 from self_learning.store import ALL_VERSIONS
@@ -132,3 +133,27 @@ def test_a_performance_limit_raises_an_alert_and_a_retrain_request(store):
     decision = RetrainDecisionOperator(task_id="decide", model=MODEL).run(store, spec, run)
     assert decision["retrain"] and decision["causes"] == ["log_loss"]
     assert [r["model"] for r in store.retrain_request_list(window_end=END)] == [MODEL]
+
+
+def quick_trainer(task_kind, feature_kinds, *, random_state: int = 0):
+    """The default trainer (HistGradientBoostingClassifier for multiclass) with 15 boosting rounds:
+    100 rounds of 5 trees took 8-11 s on the shared test machine."""
+    from self_learning.core.training import default_trainer
+
+    return default_trainer(task_kind, feature_kinds, random_state=random_state).set_params(model__max_iter=15)
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)  # the store's part is tested above; fitting is slow
+def test_the_retrain_candidate_fits_the_actual_classes(store, tmp_path):
+    from self_learning.loop.lifecycle import train_candidate
+
+    spec = load(store, days=4, rows_per_day=150)
+    candidate = train_candidate(store, MODEL, window_end=END, artifact_root=str(tmp_path), training_window_days=4,
+                                trainer=f"{__name__}:quick_trainer")
+    assert task_spec(spec.task_kind).target == "actual_label"
+    assert set(candidate.estimator.classes_) == set(HOOK_CLASSES)
+    assert isinstance(candidate.candidate, MulticlassPerformance) and isinstance(candidate.champion,
+                                                                                  MulticlassPerformance)
+    # both judged on the same holdout rows, on the kind's primary metric
+    assert candidate.candidate.sample_count == candidate.champion.sample_count == candidate.holdout_rows
+    assert candidate.verdict.metric == "log_loss" and candidate.verdict.champion == candidate.champion.log_loss
