@@ -92,6 +92,28 @@ def test_stable_scenario_raises_no_drift_alert(daily_dag, feedback_db):
     assert all(r["result"]["status"] == "ok" and 0 < r["label_coverage"] < 1 for r in performance)
 
 
+def test_a_multiclass_model_runs_next_to_the_others(daily_dag, feedback_db):
+    """The hook classifier served as a multiclass model: mapped and analysed with the others, its
+    performance (per class, in the JSON result) and error analysis stored, no drift reports yet
+    (the drift monitor does not cover multiclass models; the step says so), and the run succeeds."""
+    from self_learning.core.performance import MulticlassPerformance, performance_from_dict
+
+    load(feedback_db, Scenario(days=DAYS, rows_per_day=150, seed=17, multiclass_hooks=True))
+    result = run(daily_dag)
+    assert mapped_labels(result, "model.analyse") == set(MODEL_FEATURES)
+    performance = {r["model"]: r for r in feedback_db.read_results("performance_snapshots", window_end=END,
+                                                                   model_version=ALL_VERSIONS)}
+    hooks = performance_from_dict(performance["hook_classifier"]["result"])
+    assert isinstance(hooks, MulticlassPerformance) and hooks.status.value == "ok" and hooks.accuracy > 0.4
+    assert len(hooks.confusion_matrix) == len(hooks.classes) == 5
+    kinds = {r["kind"] for r in feedback_db.read_results("error_analyses", model="hook_classifier", window_end=END)}
+    assert kinds == {"error_distribution", "systematic_errors"}
+    reports = drift(feedback_db)
+    assert not {kind for model, kind in reports if model == "hook_classifier"}
+    others = [model for model in MODEL_FEATURES if model != "hook_classifier"]
+    assert all(len({k for m, k in reports if m == model}) == 4 for model in others)
+
+
 def test_feature_drift_flags_exactly_the_drifted_features_and_requests_retraining(daily_dag, feedback_db):
     load(feedback_db, Scenario(days=DAYS, rows_per_day=300, seed=12, feature_drift_day=DAYS - 7))
     run(daily_dag)

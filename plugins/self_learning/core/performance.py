@@ -335,6 +335,23 @@ def _defined(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
+def performance_from_dict(data) -> ModelPerformance:
+    """A stored performance (``to_dict()`` form, e.g. the JSON ``result`` of a performance snapshot)
+    rebuilt as its task kind's class: a multiclass window comes back as ``MulticlassPerformance``
+    with its per-class figures (the snapshot's metric columns hold only ``STORED_METRICS``)."""
+    kind = data.get("task_kind")
+    if kind != TaskKind.MULTICLASS_CLASSIFICATION.value:
+        return ModelPerformance.from_dict(data)
+    performance = MulticlassPerformance.from_dict(data)
+    # JSON has no tuples (the confusion matrix's rows come back as lists), and PostgreSQL's JSONB
+    # keeps no key order: the per-class figures are put back in the model's class order
+    ordered = {name: {c: getattr(performance, name)[c] for c in performance.classes if c in getattr(performance, name)}
+               for name in ("per_class_support", "per_class_precision", "per_class_recall",
+                            "per_class_calibration_error")}
+    return dataclasses.replace(performance, confusion_matrix=tuple(tuple(row) for row in performance.confusion_matrix),
+                               **ordered)
+
+
 def compute_performance(task_kind: TaskKind | str, actual, predicted, **kwargs) -> ModelPerformance:
     """The performance of the model's task kind (its entry in ``core.tasks``)."""
     from .tasks import task_spec  # the registry refers back to this module's functions

@@ -13,6 +13,14 @@ so a stable scenario has no drift. Two changes can be injected at a known day:
   model served with those features; the models stay right (covariate shift only);
 - a concept shift in one model: the relation between features and outcome changes (the true
   value drops by ``concept_shift_factor``) while features and predictions stay as they were.
+
+``Scenario(multiclass_hooks=True)`` serves ``hook_classifier`` as a multiclass model instead (issue
+17; off by default until the DAGs monitor multiclass models): it picks one of ``HOOK_CLASSES`` for
+an ad, served with one ``proba_<class>`` column per class and the most probable class as
+``predicted_label``; its outcomes are ``actual_label``. The feature drift also makes ``offer``
+(``DRIFTING_HOOK_CLASS``) more prevalent, in the truth and in the served probabilities alike (the
+model stays right; the predicted-class distribution moves); its concept shift replaces the actual
+class by a uniformly drawn one for a ``1 - concept_shift_factor`` share of the rows (accuracy drops).
 """
 
 from __future__ import annotations
@@ -57,6 +65,15 @@ LABEL_DELAY_DAYS = {  # (minimum, mean of the extra Poisson days)
     ModelType.HOOK_CLASSIFIER: (1, 1.0),
     ModelType.VISUAL_PATTERN: (1, 1.0),
 }
+# The multiclass hook classifier (``Scenario.multiclass_hooks``): its classes, how each depends on
+# the ad (a logit per class: base, video creative, log spend / 150, log audience / 400k) and the
+# class whose logit rises by ``DRIFTING_HOOK_LIFT`` from the feature drift day.
+HOOK_CLASSES = ("question", "statistic", "story", "offer", "testimonial")
+HOOK_CLASS_LOGITS = {"question": (0.6, 0.0, 0.0, 0.8), "statistic": (0.0, -1.5, 1.2, 0.0),
+                     "story": (-0.4, 2.4, 0.0, -0.6), "offer": (-0.6, 0.0, -1.5, 0.0),
+                     "testimonial": (-0.8, 0.8, 0.6, 1.0)}
+DRIFTING_HOOK_CLASS = "offer"
+DRIFTING_HOOK_LIFT = 1.3
 DEFAULT_END = datetime(2026, 11, 1, tzinfo=UTC)
 CAMPAIGNS = 500
 
@@ -79,6 +96,7 @@ class Scenario:
     concept_shift_model: str = ModelType.CTR_PREDICTOR.value
     concept_shift_factor: float = 0.6
     missing_label_share: float = 0.03
+    multiclass_hooks: bool = False
 
     def __post_init__(self):
         if self.days < 1 or self.rows_per_day < 1:
@@ -101,8 +119,9 @@ class Scenario:
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticFeedback:
-    """Predictions (the bulk-ingest frame: reserved columns + one per feature), their outcomes
-    (prediction_id, actual_value, observed_at, received_at) and the model specs."""
+    """Predictions (the bulk-ingest frame: reserved columns + one per feature; a multiclass model's
+    rows one ``proba_<class>`` column per class), their outcomes (prediction_id, actual_value or a
+    multiclass model's actual_label, observed_at, received_at) and the model specs."""
 
     scenario: Scenario
     models: tuple[ModelSpec, ...]
@@ -126,13 +145,16 @@ def generate(scenario: Scenario = Scenario()) -> SyntheticFeedback:
     frames, outcomes, specs = [], [], []
     for model in scenario.models:
         features = MODEL_FEATURES[model]
+        multiclass = _is_multiclass(scenario, str(model))
         task_kind = TaskKind.REGRESSION if model in (ModelType.ROAS_PREDICTOR, ModelType.CTR_PREDICTOR) \
-            else TaskKind.BINARY_CLASSIFICATION
+            else TaskKind.MULTICLASS_CLASSIFICATION if multiclass else TaskKind.BINARY_CLASSIFICATION
         specs.append(ModelSpec(str(model), task_kind,
-                               {f: "numeric" if f in NUMERIC else "categorical" for f in features}))
+                               {f: "numeric" if f in NUMERIC else "categorical" for f in features},
+                               classes=HOOK_CLASSES if multiclass else None))
         rows = _model_rows(rng, scenario, str(model))
-        frames.append(rows[["prediction_id", "model", "model_version", "predicted_value", "predicted_label",
-                            "unit_id", "served_at", *features]])
+        served = ["predicted_label", *(f"proba_{c}" for c in HOOK_CLASSES)] if multiclass \
+            else ["predicted_value", "predicted_label"]
+        frames.append(rows[["prediction_id", "model", "model_version", *served, "unit_id", "served_at", *features]])
         outcomes.append(_outcomes(rng, scenario, str(model), rows))
     return SyntheticFeedback(scenario, tuple(specs), pd.concat(frames, ignore_index=True),
                              pd.concat(outcomes, ignore_index=True))
@@ -158,17 +180,58 @@ def _model_rows(rng: np.random.Generator, scenario: Scenario, model: str) -> pd.
         "audience_size": audience.round(), "platform": platform, "creative_type": creative, "hook_type": hook,
         "day_of_week": served_at.day_name().to_numpy(),
     })
-    truth, predicted, label = _outcome_model(rng, model, frame)
     versions = MODEL_VERSIONS[model]
+    if _is_multiclass(scenario, model):
+        truth, probabilities = _hook_classes(rng, frame, drifted)
+        for j, name in enumerate(HOOK_CLASSES):
+            frame[f"proba_{name}"] = probabilities[:, j]
+        label = np.asarray(HOOK_CLASSES, dtype=object)[probabilities.argmax(axis=1)]
+        frame["model_version"] = _choice(rng, versions, n)
+        frame["predicted_label"] = label
+        frame["actual_value"] = truth
+        return _identified(rng, frame, model, day, served_at)
+    truth, predicted, label = _outcome_model(rng, model, frame)
     frame["model_version"] = _choice(rng, versions, n)
     frame["predicted_value"] = predicted
     frame["predicted_label"] = pd.array(label, dtype="Int64") if label is not None else pd.NA
     frame["actual_value"] = truth
+    return _identified(rng, frame, model, day, served_at)
+
+
+def _identified(rng, frame: pd.DataFrame, model: str, day: np.ndarray, served_at) -> pd.DataFrame:
+    n = len(frame)
     frame["served_at"] = served_at
     frame["model"] = model
     frame["prediction_id"] = [f"{model}-{d:03d}-{i:06d}" for d, i in zip(day, np.arange(n), strict=True)]
     frame["unit_id"] = np.char.add("campaign-", rng.integers(0, CAMPAIGNS, n).astype(str))
     return frame
+
+
+def _is_multiclass(scenario: Scenario, model: str) -> bool:
+    return scenario.multiclass_hooks and model == ModelType.HOOK_CLASSIFIER
+
+
+def _hook_classes(rng, f: pd.DataFrame, drifted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(actual class labels, served probabilities in ``HOOK_CLASSES`` order) of the multiclass hook
+    classifier: the true class is drawn from a softmax of per-class logits of the ad; the model
+    serves the same softmax with small noise on the logits (a good, not perfect, model). From the
+    drift day ``DRIFTING_HOOK_CLASS``'s logit rises by ``DRIFTING_HOOK_LIFT`` in both."""
+    n = len(f)
+    terms = np.column_stack([np.ones(n), (f["creative_type"].to_numpy() == "video").astype(float),
+                             np.log(f["spend"].to_numpy() / 150.0), np.log(f["audience_size"].to_numpy() / 400_000.0)])
+    logits = terms @ np.array([HOOK_CLASS_LOGITS[c] for c in HOOK_CLASSES]).T
+    logits[:, HOOK_CLASSES.index(DRIFTING_HOOK_CLASS)] += np.where(drifted, DRIFTING_HOOK_LIFT, 0.0)
+    truth = _softmax(logits)
+    actual = np.asarray(HOOK_CLASSES, dtype=object)[
+        (rng.random((n, 1)) > truth.cumsum(axis=1)).sum(axis=1).clip(max=len(HOOK_CLASSES) - 1)]
+    served = _softmax(logits + rng.normal(0.0, 0.15, logits.shape)).round(5)
+    served[:, -1] = 1.0 - served[:, :-1].sum(axis=1)  # rounded rows still sum to 1
+    return actual, served.clip(min=0.0)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _outcome_model(rng, model: str, f: pd.DataFrame):
@@ -213,6 +276,10 @@ def _outcomes(rng, scenario: Scenario, model: str, rows: pd.DataFrame) -> pd.Dat
         after = day >= scenario.concept_shift_day
         if model in (ModelType.ROAS_PREDICTOR, ModelType.CTR_PREDICTOR):
             actual = np.where(after, actual * scenario.concept_shift_factor, actual)
+        elif _is_multiclass(scenario, model):  # the actual class is a random one for part of the traffic
+            redrawn = after & (rng.random(n) < 1.0 - scenario.concept_shift_factor)
+            actual = np.where(redrawn, np.asarray(HOOK_CLASSES, dtype=object)[rng.integers(0, len(HOOK_CLASSES), n)],
+                              actual)
         else:  # a classifier's labels flip for part of the traffic
             flip = after & (rng.random(n) < 1.0 - scenario.concept_shift_factor)
             actual = np.where(flip, 1.0 - actual, actual)
@@ -222,7 +289,8 @@ def _outcomes(rng, scenario: Scenario, model: str, rows: pd.DataFrame) -> pd.Dat
     observed = rows["served_at"] + delay
     received = observed + pd.to_timedelta(rng.integers(0, 6 * 3600, n), unit="s")
     keep = rng.random(n) >= scenario.missing_label_share
-    return pd.DataFrame({"prediction_id": rows["prediction_id"], "actual_value": actual,
+    outcome = "actual_label" if _is_multiclass(scenario, model) else "actual_value"
+    return pd.DataFrame({"prediction_id": rows["prediction_id"], outcome: actual,
                          "observed_at": observed, "received_at": received})[keep].reset_index(drop=True)
 
 

@@ -45,6 +45,7 @@ from ..core.ab_plan import ABTestPlan, cuped, plan_ab_test, plan_from_spread
 from ..core.degradation import delong_auc_variance
 from ..core.performance import ModelPerformance, compute_performance
 from ..core.records import ABTestRecord
+from ..core.tasks import task_spec
 from ..core.types import Result, Severity, Status
 from .locations import resolved_under_root
 
@@ -120,24 +121,33 @@ def train_candidate(store, model: str, *, window_end: datetime, artifact_root: s
     trusted = model_trusted_types(spec)
     train, holdout = training.time_holdout(frame, holdout_share=holdout_share)
     factory = training.load_trainer(trainer) if trainer else training.default_trainer
-    estimator = training.fit(factory(spec.task_kind, kinds), train, kinds)
+    task = task_spec(spec.task_kind)
+    estimator = training.fit(factory(spec.task_kind, kinds), train, kinds, target=task.target)
     artifact = artifact_bytes(estimator, trusted_types=trusted)  # before scoring: an unloadable candidate fails here
     version = version or version_name(window_end)
     candidate = training.holdout_performance(
-        spec.task_kind, holdout, training.predict(estimator, holdout, kinds, spec.task_kind), model_version=version)
+        spec.task_kind, holdout, _on_model_classes(spec, training.predict(estimator, holdout, kinds, spec.task_kind)),
+        model_version=version)
     champion_row = store.get_champion(spec.name)
-    served, source = holdout["predicted_value"].to_numpy(dtype=float), "served predictions"
+    served, source = task.window_rows(holdout, spec.classes)[1], "served predictions"
     champion_version = champion_row.version if champion_row else "served"
     if champion_row and champion_row.artifact_uri:
         champion_estimator = load_artifact(champion_row.artifact_uri, root=artifact_root, trusted_types=trusted,
                                            allow_pickle=allow_pickle)
-        served = training.predict(champion_estimator, holdout, kinds, spec.task_kind)
+        served = _on_model_classes(spec, training.predict(champion_estimator, holdout, kinds, spec.task_kind))
         source = f"champion {champion_version} artifact"
     champion = training.holdout_performance(spec.task_kind, holdout, served, model_version=champion_version)
     return Candidate(spec.name, version, estimator, training.judge(candidate, champion, margin=margin), candidate,
                      champion, source, (start, window_end), len(train), len(holdout),
                      holdout["served_at"].iloc[0].to_pydatetime(), trainer or "self_learning.training:default_trainer",
                      artifact)
+
+
+def _on_model_classes(spec, predicted):
+    """A multiclass estimator's predictions over the model's class list: a fitted model knows only the
+    classes of its training rows, and scored on its own list a holdout row of another class would be
+    left out, so candidate and champion would be judged on different rows. Other kinds: unchanged."""
+    return predicted.with_classes(spec.classes) if spec.classes is not None else predicted
 
 
 # -- artifacts ------------------------------------------------------------------------------------

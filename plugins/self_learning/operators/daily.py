@@ -50,7 +50,7 @@ class PerformanceOperator(ModelStepOperator):
 
     def run(self, store, spec, settings):
         start, end = settings.current_start, settings.window_end
-        labelled = store.read_window(spec.name, start, end, features=False)
+        labelled = _labelled(spec, store.read_window(spec.name, start, end, features=False))
         served_per_version = store.count_predictions_by_version(spec.name, start, end)
         results, summary = performance_results(spec, settings, labelled, served_per_version, log=self.log)
         store.save_results(results)
@@ -65,6 +65,8 @@ class DriftOperator(ModelStepOperator):
     def run(self, store, spec, settings):
         from ..loop.analysis import analyse_recent, monitoring_rows
 
+        if str(spec.task_kind) in MONITOR_PENDING:
+            return _monitor_pending(spec, log=self.log)
         _, monitoring, baseline, _ = analyse_recent(store, spec, settings, _feature_kinds(store, spec.name),
                                                     set_by=f"drift run ending {settings.window_end:%Y-%m-%d}")
         store.save_results(monitoring_rows(spec, settings, monitoring, baseline))
@@ -78,7 +80,7 @@ class ErrorAnalysisOperator(ModelStepOperator):
 
     def run(self, store, spec, settings):
         kinds = _feature_kinds(store, spec.name)
-        labelled = store.read_window(spec.name, settings.current_start, settings.window_end)
+        labelled = _labelled(spec, store.read_window(spec.name, settings.current_start, settings.window_end))
         results, summary = error_analysis_results(spec, settings, kinds, labelled, log=self.log)
         store.save_results(results)
         return summary
@@ -95,21 +97,45 @@ class AnalyseModelOperator(ModelStepOperator):
     report, the page and Grafana showed a half-updated day until a re-run. Now readers see the
     previous day or the whole new one. It reads the recent rows once (every prediction since the
     label window's start, labelled or not) and the baseline once; the labelled rows and the
-    per-version counts of the current window are derived in memory. Returns the steps' summaries."""
+    per-version counts of the current window are derived in memory. Returns the steps' summaries.
+
+    A model whose task kind the monitor does not cover yet (``MONITOR_PENDING``: multiclass) gets
+    its performance and error analysis of the current window, no drift reports, and a warning and
+    a ``monitor_pending`` drift summary saying so."""
 
     def run(self, store, spec, settings):
         from ..loop.analysis import analyse_recent, monitoring_rows
 
         kinds = _feature_kinds(store, spec.name)
-        recent, monitoring, baseline, reference = analyse_recent(
-            store, spec, settings, kinds, set_by=f"daily run ending {settings.window_end:%Y-%m-%d}")
+        set_by = f"daily run ending {settings.window_end:%Y-%m-%d}"
+        if str(spec.task_kind) in MONITOR_PENDING:
+            return self._without_monitor(store, spec, settings, kinds, set_by=set_by)
+        recent, monitoring, baseline, reference = analyse_recent(store, spec, settings, kinds, set_by=set_by)
         current = recent[recent["served_at"] >= settings.current_start]
         del recent
         drift_summary = _monitoring_summary(spec, monitoring, baseline, log=self.log)
+        return self._store_window(store, spec, settings, kinds, current, reference,
+                                  monitoring_rows(spec, settings, monitoring, baseline), drift_summary)
+
+    def _without_monitor(self, store, spec, settings, kinds, *, set_by: str):
+        """Performance and error analysis of a model the monitor does not cover yet, against the rows
+        of its pinned baseline as for the others (none while it has fewer than ``min_baseline_days``)."""
+        from ..loop.analysis import baseline_for, monitor_settings
+
+        current = store.read_window(spec.name, settings.current_start, settings.window_end, labelled_only=False)
+        baseline = baseline_for(store, spec.name, settings, set_by=set_by)
+        reference = current.iloc[:0]
+        if baseline is not None and baseline.days >= monitor_settings(settings).min_baseline_days:
+            reference = store.read_window(spec.name, baseline.start, baseline.end, labelled_only=False)
+        return self._store_window(store, spec, settings, kinds, current, reference, [],
+                                  _monitor_pending(spec, log=self.log))
+
+    def _store_window(self, store, spec, settings, kinds, current, reference, monitoring, drift_summary):
+        """Performance and error analysis of ``current`` (every row served in the window), stored in
+        one transaction with the monitor's rows."""
         served_per_version = {str(version): int(count) for version, count in
                               current["model_version"].value_counts(sort=False).items() if count}
-        has_label = current["actual_value"].notna()
-        labelled = current if has_label.all() else current[has_label]  # no copy when every row is labelled
+        labelled = _labelled(spec, current)
         del current
         performance, performance_summary = performance_results(spec, settings, labelled, served_per_version,
                                                                log=self.log)
@@ -117,11 +143,32 @@ class AnalyseModelOperator(ModelStepOperator):
         errors, error_summary = error_analysis_results(spec, settings, kinds, labelled, log=self.log,
                                                        reference=reference if len(reference) else None)
         del reference
-        written = store.save_results([*performance, *monitoring_rows(spec, settings, monitoring, baseline),
-                                      *errors])
+        written = store.save_results([*performance, *monitoring, *errors])
         self.log.info("%s: %d results of the window ending %s stored together", spec.name, written,
                       settings.window_end)
         return {"performance": performance_summary, "drift": drift_summary, "error_analysis": error_summary}
+
+
+# Task kinds the sequential drift monitor (core.monitoring) does not cover yet: the analyse step
+# stores their performance and error analysis only and says so (multiclass: issue 17).
+MONITOR_PENDING = frozenset({"multiclass_classification"})
+
+
+def _monitor_pending(spec, *, log) -> dict[str, Any]:
+    """The drift summary of a model whose task kind the monitor does not cover yet (and the warning)."""
+    reason = (f"{spec.task_kind} models are not covered by the drift monitor yet: no feature, prediction or "
+              "concept drift or performance degradation reports for this window")
+    log.warning("%s drift: %s", spec.name, reason)
+    return {"status": "monitor_pending", "reason": reason}
+
+
+def _labelled(spec, rows):
+    """The rows with an outcome (its task kind's ``target``: a multiclass model's is ``actual_label``);
+    no copy when every row is labelled."""
+    from ..core.tasks import task_spec
+
+    has_label = rows[task_spec(spec.task_kind).target].notna()
+    return rows if has_label.all() else rows[has_label]
 
 
 def _monitoring_summary(spec, monitoring, baseline, *, log) -> dict[str, Any]:
@@ -153,46 +200,92 @@ def performance_results(spec, settings: RunSettings, labelled, served_per_versio
     """Performance over all versions and per version of the labelled rows of the current window
     (coverage against ``served_per_version``): the rows to store and the XCom summary."""
     from ..core.performance import compute_performance
-    from ..core.tasks import STORED_METRICS
+    from ..core.tasks import STORED_METRICS, task_spec
     from ..store import ALL_VERSIONS
 
+    task = task_spec(spec.task_kind)
     results, summary = [], {}
     versions = [(ALL_VERSIONS, None), *((v, v) for v in sorted(labelled["model_version"].unique()))]
     for label, version in versions:
         rows = labelled if version is None else labelled[labelled["model_version"] == version]
         served = sum(served_per_version.values()) if version is None else served_per_version.get(version, 0)
         performance = compute_performance(
-            spec.task_kind, rows["actual_value"], rows["predicted_value"], n_predicted=served,
+            spec.task_kind, *task.window_rows(rows, spec.classes), n_predicted=served,
             min_label_coverage=settings.min_label_coverage, model_type=spec.name, model_version=label)
+        # the snapshot's columns; every figure (a multiclass model's per-class ones) is in its JSON result
         metrics = {m: getattr(performance, m) for m in STORED_METRICS}
         results.append(_result("performance_snapshots", spec, settings, model_version=label, kind="performance",
                                result=performance, sample_count=performance.sample_count,
                                label_coverage=performance.label_coverage, provisional=performance.provisional,
                                **metrics))
+        headline = {**metrics, **{m: getattr(performance, m, None) for m in _HEADLINE_FIGURES}}
         summary[label] = {"status": performance.status.value, "sample_count": performance.sample_count,
                           "label_coverage": performance.label_coverage, "provisional": performance.provisional,
-                          **{k: v for k, v in metrics.items() if v is not None}}
+                          **{k: v for k, v in headline.items() if v is not None}}
         log.info("%s %s: %s", spec.name, label, summary[label])
     return results, summary
+
+
+# Figures of a performance beyond the stored columns that the XCom summary and the log show
+# (a multiclass model's; the other kinds have them None or not at all).
+_HEADLINE_FIGURES = ("accuracy", "macro_f1", "weighted_f1", "top_k_accuracy")
+
+
+def _segment_errors(spec, rows):
+    """The per-row error systematic-error analysis tests (``TaskSpec.segment_error``) of labelled rows."""
+    import numpy as np
+
+    from ..core.tasks import task_spec
+
+    task = task_spec(spec.task_kind)
+    if task.signed_segment_error:
+        return rows["error"]  # predicted - actual, as the store reads it
+    return np.asarray(task.segment_error(*task.window_rows(rows, spec.classes)), dtype=float)
 
 
 def error_analysis_results(spec, settings: RunSettings, kinds: Mapping[str, str], labelled, *, log,
                            reference=None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Error distribution and systematic errors of the labelled rows of the current window: the
     rows to store and the XCom summary. ``reference``: the pinned baseline's rows; a systematic
-    error must then deviate more than the same segment did there (``core.error_analysis``)."""
-    from ..core.error_analysis import analyze_error_distribution, identify_systematic_errors
+    error must then deviate more than the same segment did there (``core.error_analysis``).
+
+    A task kind whose segment error is a loss (``TaskSpec.signed_segment_error`` False: a multiclass
+    model's 0/1 loss of the served class) has its distribution on the loss itself (mean = error
+    rate), and its systematic errors tested on the loss minus the window's (the baseline's: minus
+    the baseline's) mean loss, not winsorized: a 0/1 loss has no tail, and its mean is never 0, so
+    test (a) of ``core.error_analysis`` would otherwise pass in every segment; centred, a segment
+    is systematic where the model errs more often than in the whole window (segments where it errs
+    less often are left out, with a note)."""
+    import dataclasses
+
+    from ..core.error_analysis import WINSORIZE, analyze_error_distribution, identify_systematic_errors
+    from ..core.tasks import task_spec
     from ..store import ALL_VERSIONS
 
-    distribution = analyze_error_distribution(labelled["error"], alpha=settings.alpha)
-    before = None if reference is None else reference[reference["actual_value"].notna()]
+    task = task_spec(spec.task_kind)
+    errors = _segment_errors(spec, labelled)
+    distribution = analyze_error_distribution(errors, alpha=settings.alpha)
+    before = None if reference is None else _labelled(spec, reference)
+    before_errors = None if before is None else _segment_errors(spec, before)
+    if not task.signed_segment_error:
+        errors = errors - errors.mean() if len(errors) else errors
+        if before_errors is not None and len(before_errors):
+            before_errors = before_errors - before_errors.mean()
     regression = str(spec.task_kind) == "regression"  # a regressor's errors scale with its prediction
     systematic = identify_systematic_errors(
-        labelled[list(kinds)], labelled["error"], alpha=settings.alpha, feature_kinds=kinds,
+        labelled[list(kinds)], errors, alpha=settings.alpha, feature_kinds=kinds,
         reference_features=None if before is None else before.reindex(columns=list(kinds)),
-        reference_errors=None if before is None else before["error"],
+        reference_errors=before_errors, winsorize=WINSORIZE if task.signed_segment_error else 0.0,
         predicted=labelled["predicted_value"] if regression else None,
         reference_predicted=before["predicted_value"] if regression and before is not None else None)
+    if not task.signed_segment_error and systematic.patterns:
+        # a loss has one bad direction: a segment where the model errs less often than elsewhere
+        # (its centred loss below 0) is where it is good, not a systematic error
+        kept = [p for p in systematic.patterns if p.deviation > 0]
+        if len(kept) < len(systematic.patterns):
+            systematic = dataclasses.replace(systematic, patterns=kept, notes=(
+                *systematic.notes, f"{len(systematic.patterns) - len(kept)} segments where the model errs less "
+                                   "often than elsewhere are not reported"))
     results = [_result("error_analyses", spec, settings, model_version=ALL_VERSIONS, kind=kind, result=result)
                for kind, result in (("error_distribution", distribution), ("systematic_errors", systematic))]
     log.info("%s errors: mean %s, std %s, %d systematic patterns", spec.name, distribution.mean, distribution.std,
@@ -246,11 +339,12 @@ def findings_of(store, spec, settings: RunSettings) -> list[dict[str, Any]]:
 
 
 def _stored_performance(store, model: str, end: datetime):
-    from ..core.performance import ModelPerformance
+    """The window's stored performance over all versions, as its task kind's class (``MulticlassPerformance``)."""
+    from ..core.performance import performance_from_dict
     from ..store import ALL_VERSIONS
 
     rows = store.read_results("performance_snapshots", model=model, model_version=ALL_VERSIONS, window_end=end)
-    return ModelPerformance.from_dict(rows[-1]["result"]) if rows else None
+    return performance_from_dict(rows[-1]["result"]) if rows else None
 
 
 class RetrainDecisionOperator(ModelStepOperator):
@@ -383,8 +477,8 @@ class RunSummaryOperator(FeedbackStoreOperator):
             performance = _stored_performance(store, model, end)
             drift = {r["kind"]: r["severity"] if r["status"] == "ok" else r["status"] for r in
                      store.read_results("drift_reports", model=model, model_version=ALL_VERSIONS, window_end=end)}
-            if performance is None or len(drift) < 3:
-                missing.append(model)
+            if performance is None or (len(drift) < 3 and str(performance.task_kind) not in MONITOR_PENDING):
+                missing.append(model)  # a kind the monitor does not cover yet has no drift reports
             model_alerts = alerts.get(model, [])
             summary[model] = {
                 "sample_count": performance.sample_count if performance else None,
