@@ -62,7 +62,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .ab import (
     AB_METRICS,
@@ -73,7 +72,7 @@ from .ab import (
     _confidence_sequence,
     compare_arms,
 )
-from .degradation import delong_auc_variance
+from .degradation import delong_auc_variance, placement_values
 from .tasks import is_hard_label, row_losses, task_spec, zero_one_loss
 from .types import Status
 from .validation import as_float_array, check_alpha
@@ -222,15 +221,6 @@ def compare_calibration(champion_actual, champion_score, challenger_actual, chal
                         n_star=n_star, previous_min_p=previous_min_p)
 
 
-def _placements(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """DeLong's placement values: V10 of each positive (the share of negatives scored below it,
-    ties half) and V01 of each negative (the share of positives scored above it)."""
-    positives, negatives = score[y == 1], score[y == 0]
-    m, n = positives.size, negatives.size
-    pooled = stats.rankdata(np.concatenate((positives, negatives)))
-    return (pooled[:m] - stats.rankdata(positives)) / n, 1.0 - (pooled[m:] - stats.rankdata(negatives)) / m
-
-
 def clustered_auc_variance(actual, score, units) -> tuple[float, float, int]:
     """ROC AUC, its variance when rows are correlated within ``units`` (Obuchowski 1997: the
     placement values summed per cluster) and the number of clusters.
@@ -249,7 +239,7 @@ def clustered_auc_variance(actual, score, units) -> tuple[float, float, int]:
     positive = y == 1
     if k < 2 or min(positive.sum(), (~positive).sum()) < 2:
         raise ValueError(f"units: needs at least 2 units and 2 rows of each class, got {k} units")
-    v10, v01 = _placements(y, s)
+    v10, v01 = placement_values(y, s)
     m_k, n_k = np.bincount(codes[positive], minlength=k), np.bincount(codes[~positive], minlength=k)
     total_m, total_n = m_k.sum(), n_k.sum()
     auc = float(v10.sum() / total_m)

@@ -62,7 +62,7 @@ from .types import Result, TaskKind, shown
 from .validation import as_float_array
 
 __all__ = ["DEFAULT_METRICS", "DEGENERATE_Z", "PERFORMANCE_MARGINS", "MetricComparison", "ReferenceMetrics",
-           "compare_metrics", "delong_auc_variance", "is_hard_label"]
+           "compare_metrics", "delong_auc_variance", "is_hard_label", "placement_values"]
 
 # metric -> (how the margin is measured, the margin): see the module docstring for the why.
 PERFORMANCE_MARGINS: Mapping[str, tuple[str, float]] = {
@@ -200,14 +200,21 @@ def delong_auc_variance(actual, score) -> tuple[float, float]:
         raise ValueError(f"actual, score: lengths differ ({y.size} vs {s.size})")
     if not np.isin(y, (0.0, 1.0)).all():
         raise ValueError("actual: labels must be 0 or 1")
-    positives, negatives = s[y == 1], s[y == 0]
-    m, n = positives.size, negatives.size
+    m = int((y == 1).sum())
+    n = y.size - m
     if m < 2 or n < 2:
         raise ValueError(f"actual: needs at least 2 rows of each class, got {m} positive and {n} negative")
+    return _delong(*placement_values(y, s))
+
+
+def placement_values(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's structural components of checked 0/1 ``y`` and scores: V10 of each positive (the
+    share of negatives scored below it, ties half) and V01 of each negative (the share of positives
+    scored above it), by the midranks of ``delong_auc_variance``'s docstring."""
+    positives, negatives = score[y == 1], score[y == 0]
+    m, n = positives.size, negatives.size
     pooled = stats.rankdata(np.concatenate((positives, negatives)))
-    v10 = (pooled[:m] - stats.rankdata(positives)) / n
-    v01 = 1.0 - (pooled[m:] - stats.rankdata(negatives)) / m
-    return _delong(v10, v01)
+    return (pooled[:m] - stats.rankdata(positives)) / n, 1.0 - (pooled[m:] - stats.rankdata(negatives)) / m
 
 
 def _delong(v10: np.ndarray, v01: np.ndarray) -> tuple[float, float]:
