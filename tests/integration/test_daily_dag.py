@@ -94,8 +94,8 @@ def test_stable_scenario_raises_no_drift_alert(daily_dag, feedback_db):
 
 def test_a_multiclass_model_runs_next_to_the_others(daily_dag, feedback_db):
     """The hook classifier served as a multiclass model: mapped and analysed with the others, its
-    performance (per class, in the JSON result) and error analysis stored, no drift reports yet
-    (the drift monitor does not cover multiclass models; the step says so), and the run succeeds."""
+    performance (per class, in the JSON result), error analysis and four drift reports stored (its
+    prediction checks: the served class and each class's probability), and the run succeeds."""
     from self_learning.core.performance import MulticlassPerformance, performance_from_dict
 
     load(feedback_db, Scenario(days=DAYS, rows_per_day=150, seed=17, multiclass_hooks=True))
@@ -109,9 +109,9 @@ def test_a_multiclass_model_runs_next_to_the_others(daily_dag, feedback_db):
     kinds = {r["kind"] for r in feedback_db.read_results("error_analyses", model="hook_classifier", window_end=END)}
     assert kinds == {"error_distribution", "systematic_errors"}
     reports = drift(feedback_db)
-    assert not {kind for model, kind in reports if model == "hook_classifier"}
-    others = [model for model in MODEL_FEATURES if model != "hook_classifier"]
-    assert all(len({k for m, k in reports if m == model}) == 4 for model in others)
+    assert all(len({k for m, k in reports if m == model}) == 4 for model in MODEL_FEATURES)
+    checks = reports["hook_classifier", "prediction_drift"]["result"]["statistical_tests"]["checks"]
+    assert {"class:distribution", "proba_question:distribution"} <= set(checks)
 
 
 def test_feature_drift_flags_exactly_the_drifted_features_and_requests_retraining(daily_dag, feedback_db):

@@ -2,8 +2,7 @@
 stores a ``MulticlassPerformance`` per served version and over all versions whose figures equal
 sklearn's on the same rows, an error analysis on the 0/1 loss of the served class that finds a
 segment where the model errs more often, alerts and the retrain decision from those stored results,
-and a retrain candidate fitted to the actual classes (the sequential drift monitor does not cover
-multiclass models yet: the step says so and stores no drift reports)."""
+a retrain candidate fitted to the actual classes, and the sequential monitor's four drift reports."""
 
 from __future__ import annotations
 
@@ -54,8 +53,11 @@ def test_the_analyse_step_stores_multiclass_performance_equal_to_sklearn(store):
     spec = load(store)
     run = settings()
     summary = analyse(store, spec, run)
-    assert summary["drift"]["status"] == "monitor_pending"
-    assert store.read_results("drift_reports", model=MODEL) == []
+    stored = {row["kind"]: row for row in store.read_results("drift_reports", model=MODEL)}
+    assert set(stored) == set(summary["drift"]) - {"baseline"} == {"feature_drift", "prediction_drift",
+                                                                   "concept_drift", "performance_degradation"}
+    assert set(stored["performance_degradation"]["result"]["statistical_tests"]["metrics"]) == {
+        "accuracy", "log_loss", "macro_f1"}
 
     window = store.read_window(MODEL, run.current_start, END, labelled_only=False)
     stored = {row["model_version"]: row for row in store.read_results("performance_snapshots", model=MODEL)}

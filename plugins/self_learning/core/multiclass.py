@@ -147,17 +147,24 @@ def window_class_predictions(window: pd.DataFrame, classes) -> tuple[np.ndarray,
     ``proba_<class>`` column per class of ``classes`` (the model's list; a class without a column
     reads as probability 0). Rows without an actual label (unlabelled) are left out; an actual
     label outside the list is kept (``encode_actual`` reports it)."""
-    classes = class_list(classes)
-    for column in ("predicted_label", "actual_label"):
-        if column not in window.columns:
-            raise ValueError(f"window: a multiclass window needs the column {column!r}")
+    if "actual_label" not in window.columns:
+        raise ValueError("window: a multiclass window needs the column 'actual_label'")
     labelled = window[window["actual_label"].notna()]
-    columns = {c: PROBABILITY_PREFIX + c for c in classes}
-    matrix = np.column_stack([labelled[name].to_numpy(dtype=np.float64) if name in labelled.columns
-                              else np.zeros(len(labelled)) for name in columns.values()]) \
-        if len(labelled) else np.zeros((0, len(classes)))
-    predicted = class_predictions(classes, matrix, labelled["predicted_label"].to_numpy(dtype=object))
-    return labelled["actual_label"].to_numpy(dtype=object), predicted
+    return labelled["actual_label"].to_numpy(dtype=object), frame_class_predictions(labelled, classes)
+
+
+def frame_class_predictions(window: pd.DataFrame, classes) -> ClassPredictions:
+    """``ClassPredictions`` of every row of a multiclass window (labelled or not): the served class
+    in ``predicted_label``, one ``proba_<class>`` column per class of ``classes`` (a class without
+    a column reads as probability 0)."""
+    classes = class_list(classes)
+    if "predicted_label" not in window.columns:
+        raise ValueError("window: a multiclass window needs the column 'predicted_label'")
+    columns = [PROBABILITY_PREFIX + c for c in classes]
+    matrix = np.column_stack([window[name].to_numpy(dtype=np.float64) if name in window.columns
+                              else np.zeros(len(window)) for name in columns]) \
+        if len(window) else np.zeros((0, len(classes)))
+    return class_predictions(classes, matrix, window["predicted_label"].to_numpy(dtype=object))
 
 
 def probability_rows(classes, rows) -> np.ndarray:

@@ -167,9 +167,7 @@ class TaskSpec:
       on the window's mean (its "mean error != 0" test would otherwise hold in every segment).
     - ``monitored``: the daily and weekly DAGs run their steps for models of this kind. A kind the
       store and the core already handle but the steps do not yet is left out of a run by
-      ``selected_models``, which says so, instead of failing it. (Multiclass models are monitored:
-      the daily steps store their performance and error analysis; the drift monitor does not cover
-      them yet, which the analyse step says, ``operators.daily.MONITOR_PENDING``.)
+      ``selected_models``, which says so, instead of failing it.
     """
 
     kind: str

@@ -90,7 +90,8 @@ def monitor_model(store, spec, settings, kinds, current: pd.DataFrame, *, set_by
     cached = store.baseline_calibration(spec.name, key) if key and len(reference) else None
     result = monitor_window(reference, current, task_kind=spec.task_kind, feature_kinds=kinds,
                             window_end=settings.window_end, earlier=earlier, settings=monitor,
-                            calibration=BaselineCalibration.from_dict(cached) if cached else None)
+                            calibration=BaselineCalibration.from_dict(cached) if cached else None,
+                            classes=spec.classes or None)
     if key and len(reference) and cached is None:
         store.save_baseline_calibration(spec.name, key, result.calibration.to_dict())
     return result, baseline, reference

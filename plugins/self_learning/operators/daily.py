@@ -65,8 +65,6 @@ class DriftOperator(ModelStepOperator):
     def run(self, store, spec, settings):
         from ..loop.analysis import analyse_recent, monitoring_rows
 
-        if str(spec.task_kind) in MONITOR_PENDING:
-            return _monitor_pending(spec, log=self.log)
         _, monitoring, baseline, _ = analyse_recent(store, spec, settings, _feature_kinds(store, spec.name),
                                                     set_by=f"drift run ending {settings.window_end:%Y-%m-%d}")
         store.save_results(monitoring_rows(spec, settings, monitoring, baseline))
@@ -97,38 +95,19 @@ class AnalyseModelOperator(ModelStepOperator):
     report, the page and Grafana showed a half-updated day until a re-run. Now readers see the
     previous day or the whole new one. It reads the recent rows once (every prediction since the
     label window's start, labelled or not) and the baseline once; the labelled rows and the
-    per-version counts of the current window are derived in memory. Returns the steps' summaries.
-
-    A model whose task kind the monitor does not cover yet (``MONITOR_PENDING``: multiclass) gets
-    its performance and error analysis of the current window, no drift reports, and a warning and
-    a ``monitor_pending`` drift summary saying so."""
+    per-version counts of the current window are derived in memory. Returns the steps' summaries."""
 
     def run(self, store, spec, settings):
         from ..loop.analysis import analyse_recent, monitoring_rows
 
         kinds = _feature_kinds(store, spec.name)
         set_by = f"daily run ending {settings.window_end:%Y-%m-%d}"
-        if str(spec.task_kind) in MONITOR_PENDING:
-            return self._without_monitor(store, spec, settings, kinds, set_by=set_by)
         recent, monitoring, baseline, reference = analyse_recent(store, spec, settings, kinds, set_by=set_by)
         current = recent[recent["served_at"] >= settings.current_start]
         del recent
         drift_summary = _monitoring_summary(spec, monitoring, baseline, log=self.log)
         return self._store_window(store, spec, settings, kinds, current, reference,
                                   monitoring_rows(spec, settings, monitoring, baseline), drift_summary)
-
-    def _without_monitor(self, store, spec, settings, kinds, *, set_by: str):
-        """Performance and error analysis of a model the monitor does not cover yet, against the rows
-        of its pinned baseline as for the others (none while it has fewer than ``min_baseline_days``)."""
-        from ..loop.analysis import baseline_for, monitor_settings
-
-        current = store.read_window(spec.name, settings.current_start, settings.window_end, labelled_only=False)
-        baseline = baseline_for(store, spec.name, settings, set_by=set_by)
-        reference = current.iloc[:0]
-        if baseline is not None and baseline.days >= monitor_settings(settings).min_baseline_days:
-            reference = store.read_window(spec.name, baseline.start, baseline.end, labelled_only=False)
-        return self._store_window(store, spec, settings, kinds, current, reference, [],
-                                  _monitor_pending(spec, log=self.log))
 
     def _store_window(self, store, spec, settings, kinds, current, reference, monitoring, drift_summary):
         """Performance and error analysis of ``current`` (every row served in the window), stored in
@@ -147,19 +126,6 @@ class AnalyseModelOperator(ModelStepOperator):
         self.log.info("%s: %d results of the window ending %s stored together", spec.name, written,
                       settings.window_end)
         return {"performance": performance_summary, "drift": drift_summary, "error_analysis": error_summary}
-
-
-# Task kinds the sequential drift monitor (core.monitoring) does not cover yet: the analyse step
-# stores their performance and error analysis only and says so (multiclass: issue 17).
-MONITOR_PENDING = frozenset({"multiclass_classification"})
-
-
-def _monitor_pending(spec, *, log) -> dict[str, Any]:
-    """The drift summary of a model whose task kind the monitor does not cover yet (and the warning)."""
-    reason = (f"{spec.task_kind} models are not covered by the drift monitor yet: no feature, prediction or "
-              "concept drift or performance degradation reports for this window")
-    log.warning("%s drift: %s", spec.name, reason)
-    return {"status": "monitor_pending", "reason": reason}
 
 
 def _labelled(spec, rows):
@@ -477,8 +443,8 @@ class RunSummaryOperator(FeedbackStoreOperator):
             performance = _stored_performance(store, model, end)
             drift = {r["kind"]: r["severity"] if r["status"] == "ok" else r["status"] for r in
                      store.read_results("drift_reports", model=model, model_version=ALL_VERSIONS, window_end=end)}
-            if performance is None or (len(drift) < 3 and str(performance.task_kind) not in MONITOR_PENDING):
-                missing.append(model)  # a kind the monitor does not cover yet has no drift reports
+            if performance is None or len(drift) < 3:
+                missing.append(model)
             model_alerts = alerts.get(model, [])
             summary[model] = {
                 "sample_count": performance.sample_count if performance else None,

@@ -35,24 +35,38 @@ Performance metrics stay on matured days only: an AUC or MAPE of the first label
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import special
 
 from .. import tasks
+from ..multiclass import frame_class_predictions
 from ..types import Severity, TaskKind
 from . import daily, gates
 from .daily import NS_PER_DAY, DayValue, Track, utc_datetimes, welch_z
 
 
 class LabelledRows:
-    """The labelled rows of a frame (actual, predicted) and each day's served and labelled rows."""
+    """The rows of a frame for the label checks and each day's served and labelled rows.
 
-    def __init__(self, frame, groups: list[np.ndarray | None]):
-        actual = frame["actual_value"].to_numpy(dtype=np.float64, na_value=np.nan)
-        self.predicted_all = frame["predicted_value"].to_numpy(dtype=np.float64, na_value=np.nan)
-        labelled = np.isfinite(actual)
+    ``actual`` and ``predicted`` in the shapes the task kind's losses and metrics take
+    (``core.tasks``): float arrays, or for a multiclass model (``classes`` its class list) the
+    actual class labels (None where unlabelled) and a ``ClassPredictions`` of every row. A row is
+    labelled when the task kind's target column (``TaskSpec.target``) is set."""
+
+    def __init__(self, frame, groups: list[np.ndarray | None], task_kind: str, classes=None):
+        spec = tasks.task_spec(task_kind)
+        if spec.kind == TaskKind.MULTICLASS_CLASSIFICATION.value:
+            actual = frame[spec.target].to_numpy(dtype=object)
+            labelled = ~pd.isna(actual)
+            self.predicted_all = frame_class_predictions(frame, classes)
+        else:
+            actual = frame[spec.target].to_numpy(dtype=np.float64, na_value=np.nan)
+            labelled = np.isfinite(actual)
+            self.predicted_all = frame["predicted_value"].to_numpy(dtype=np.float64, na_value=np.nan)
+        self.labelled = labelled
         self.actual, self.predicted = actual, self.predicted_all
         self.groups = [None if g is None else g[labelled[g]] for g in groups]
         self.served = [0 if g is None else int(g.size) for g in groups]
@@ -63,11 +77,11 @@ class LabelledRows:
             np.full(actual.size, np.nan)
         self.delay_ns[~labelled] = np.nan
 
-    def day(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def day(self, i: int) -> tuple[np.ndarray, Any]:
         g = self.groups[i]
         return self.actual[g], self.predicted[g]
 
-    def rows(self, positions) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, positions) -> tuple[np.ndarray, Any]:
         index = np.concatenate([self.groups[i] for i in positions if self.groups[i] is not None] or
                                [np.empty(0, np.int64)])
         return self.actual[index], self.predicted[index]
@@ -81,10 +95,15 @@ def _ns(timestamps) -> np.ndarray:
     return ns
 
 
-def is_hard_label(task_kind: str, *predicted: np.ndarray) -> bool:
-    """A classifier that stores 0/1 labels, not P(y = 1), in these windows together
-    (``core.tasks.is_hard_label``); decided once, so both windows are scored with the same loss."""
-    return task_kind == TaskKind.BINARY_CLASSIFICATION.value and tasks.is_hard_label(np.concatenate(predicted))
+def is_hard_label(task_kind: str, *predicted) -> bool:
+    """A classifier that stores labels, not probabilities, in these windows together: a binary one's
+    0/1 predictions (``core.tasks.is_hard_label``), a multiclass one's one-hot probabilities
+    (``ClassPredictions.is_one_hot``); decided once, so both windows are scored with the same loss."""
+    kind = tasks.task_spec(task_kind).kind
+    if kind == TaskKind.MULTICLASS_CLASSIFICATION.value:
+        windows = [p for p in predicted if len(p)]
+        return bool(windows) and all(p.is_one_hot for p in windows)
+    return kind == TaskKind.BINARY_CLASSIFICATION.value and tasks.is_hard_label(np.concatenate(predicted))
 
 
 def losses(task_kind: str, actual: np.ndarray, predicted: np.ndarray, hard: bool) -> np.ndarray:
@@ -117,7 +136,7 @@ def concept_track(task_kind: str, base: LabelledRows, base_groups: list[np.ndarr
     whose labels are still arriving against the delay-matched baseline rows (module docstring) when
     ``window_end`` and the days' numbers are given."""
     base_loss = np.full(base.actual.size, np.nan)
-    labelled = np.isfinite(base.actual)
+    labelled = base.labelled
     base_loss[labelled] = losses(task_kind, base.actual[labelled], base.predicted[labelled], hard)
     # the baseline's losses as a pool of normal scores (its days' scores when they are calibrated)
     pool_scores = daily.NumericPool.build(base_loss, base_groups or [np.arange(base_loss.size)],
@@ -217,7 +236,7 @@ def performance_tracks(task_kind: str, base: LabelledRows, base_groups: list[np.
     from ..degradation import ReferenceMetrics, compare_metrics
 
     names = metric_names(task_kind)
-    labelled = np.isfinite(base.actual)
+    labelled = base.labelled
     reference = ReferenceMetrics.build(task_kind, base.actual[labelled], base.predicted[labelled])
 
     def compare(ref, current):
@@ -273,10 +292,9 @@ def _performance_gate(metric, compare, reference, cur: LabelledRows, states):
     return gate
 
 
-def label_delay(frame) -> dict:
+def label_delay(frame, task_kind: str) -> dict:
     """Median and 90th percentile of observed_at - served_at over the labelled rows, in days."""
-    actual = frame["actual_value"].to_numpy(dtype=np.float64, na_value=np.nan)
-    labelled = np.isfinite(actual)
+    labelled = frame[tasks.task_spec(task_kind).target].notna().to_numpy()
     if not labelled.any() or "observed_at" not in frame:
         return {"median_days": None, "p90_days": None, "labelled_rows": int(labelled.sum())}
     delay = (frame["observed_at"][labelled] - frame["served_at"][labelled]).dt.total_seconds().to_numpy() / 86_400

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from ..multiclass import PROBABILITY_PREFIX
 from ..tasks import task_spec
-from ..types import FEATURE_KINDS, FEATURE_THREADS, Severity, as_utc, shown
+from ..types import FEATURE_KINDS, FEATURE_THREADS, Severity, TaskKind, as_utc, class_list, shown
 from . import cusum, daily, labels
 from .reports import build_reports
 from .results import (
@@ -26,6 +27,9 @@ from .results import (
 )
 
 REQUIRED_COLUMNS = ("served_at", "predicted_value", "actual_value")
+# a multiclass window's (``core.multiclass.frame_class_predictions``; its proba_<class> columns may
+# be absent: a class without one reads as probability 0)
+MULTICLASS_COLUMNS = ("served_at", "predicted_label", "actual_label")
 OVERDISPERSION_ALPHA = 0.1  # the baseline days' test of "theory holds" (variance and lag-1 correlation)
 DAY_EFFECT_PHI_PRIOR = 0.5  # the least lag-1 correlation assumed for day effects that exist (see step 2)
 MAX_RHO = 0.8
@@ -36,7 +40,7 @@ WEEKDAY_ALPHA = 0.01  # the baseline days' F test of a weekly pattern (package d
 def monitor_window(baseline: pd.DataFrame, current: pd.DataFrame, *, task_kind: str,
                    feature_kinds: Mapping[str, str], window_end: datetime, earlier: Iterable[Any] = (),
                    settings: MonitorSettings | None = None,
-                   calibration: BaselineCalibration | None = None) -> MonitoringResult:
+                   calibration: BaselineCalibration | None = None, classes=None) -> MonitoringResult:
     """Day statistics, CUSUMs and reports of one model for the window ending at ``window_end``.
 
     ``baseline``: the pinned baseline's rows; ``current``: the rows served in the last
@@ -45,16 +49,26 @@ def monitor_window(baseline: pd.DataFrame, current: pd.DataFrame, *, task_kind: 
     ``earlier``: stored ``DayStatistic`` (or their rows) of the days before; those of the
     ``lookback_days`` before the window feed the CUSUM. ``calibration``: a cached
     ``BaselineCalibration`` of this baseline (computed from ``baseline`` when None).
+
+    A multiclass model (``classes``: its class list, required) is read from ``predicted_label``,
+    ``actual_label`` and the ``proba_<class>`` columns: its prediction checks are the served
+    class's distribution and each class's probability (``_subjects``), its loss the multiclass
+    log loss (0/1 for one-hot probabilities) and its metrics accuracy, log loss and macro F1.
     """
     settings = MonitorSettings() if settings is None else settings
     if not isinstance(settings, MonitorSettings):
         raise ValueError(f"settings: expected MonitorSettings, got {shown(settings)}")
     kind = task_spec(task_kind).kind
     kinds = _feature_kinds(feature_kinds)
+    multiclass = kind == TaskKind.MULTICLASS_CLASSIFICATION.value
+    if multiclass:
+        if classes is None:
+            raise ValueError("classes: a multiclass model's class list is required")
+        classes = class_list(classes)
     for name, frame in (("baseline", baseline), ("current", current)):
         if not isinstance(frame, pd.DataFrame):
             raise ValueError(f"{name}: expected a DataFrame, got {shown(frame)}")
-        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+        missing = [c for c in (MULTICLASS_COLUMNS if multiclass else REQUIRED_COLUMNS) if c not in frame.columns]
         if missing:
             raise ValueError(f"{name}.{missing[0]}: column missing")
     end = as_utc(window_end)
@@ -66,7 +80,7 @@ def monitor_window(baseline: pd.DataFrame, current: pd.DataFrame, *, task_kind: 
     cur_groups = list(daily.split_days(daily.day_numbers(current["served_at"]), run.days).values())
     feature_groups = [g if day >= run.first_feature else None for day, g in zip(run.days, cur_groups, strict=True)]
 
-    subjects = _subjects(kinds, baseline, current)
+    subjects = _subjects(kinds, baseline, current, classes if multiclass else None)
     counts = _check_counts(kind, subjects, baseline, current)
     design = {family: _family_design(family, counts[family], settings) for family in FAMILIES}
     history = _history(earlier, run)
@@ -74,7 +88,7 @@ def monitor_window(baseline: pd.DataFrame, current: pd.DataFrame, *, task_kind: 
 
     def evaluate(subject):
         tracks = _tracks(subject, kind, baseline, current, base_groups, cur_groups, feature_groups, settings,
-                         calibrate=calibration is None, run=run)
+                         calibrate=calibration is None, run=run, classes=classes)
         return subject, [context.resolve(track) for track in tracks]
 
     with ThreadPoolExecutor(max_workers=FEATURE_THREADS) as pool:
@@ -88,7 +102,7 @@ def monitor_window(baseline: pd.DataFrame, current: pd.DataFrame, *, task_kind: 
         "feature_window_start": daily.day_start(run.first_feature).isoformat(),
         "label_window_start": daily.day_start(run.first_label).isoformat(),
         "design": {f: {k: v for k, v in d.items()} for f, d in design.items()},
-        "label_delay": labels.label_delay(current),
+        "label_delay": labels.label_delay(current, kind),
         "baseline_days": len(base_groups),
         "baseline_rows": len(baseline),
         "calibration": "empirical" if any(f.source == "empirical" for f in calibration.checks.values()) else
@@ -123,13 +137,21 @@ def _feature_kinds(feature_kinds: Mapping[str, str]) -> dict[str, str]:
     return dict(feature_kinds)
 
 
-def _subjects(kinds: dict[str, str], baseline: pd.DataFrame, current: pd.DataFrame) -> list[tuple]:
+def _subjects(kinds: dict[str, str], baseline: pd.DataFrame, current: pd.DataFrame,
+              classes: tuple[str, ...] | None = None) -> list[tuple]:
     """("feature", name, kind) for every feature (kind None when a window lacks its column), then
-    the prediction, concept and performance subjects."""
+    the prediction, concept and performance subjects. The prediction subject is the predicted
+    value (numeric), or for a multiclass model (``classes``) the served class (categorical), with
+    one more per class for its probability (numeric): a class whose share of the served classes
+    holds while the model grows less sure of it shows in its probability first."""
     features = [("feature", name, kind if name in baseline.columns and name in current.columns else None)
                 for name, kind in kinds.items()]
-    return [*features, ("prediction", "prediction", "numeric"), ("concept", "concept", None),
-            ("performance", "performance", None)]
+    if classes is None:
+        outputs = [("prediction", "prediction", "numeric")]
+    else:
+        outputs = [("prediction", "class", "categorical"),
+                   *(("prediction", PROBABILITY_PREFIX + c, "numeric") for c in classes)]
+    return [*features, *outputs, ("concept", "concept", None), ("performance", "performance", None)]
 
 
 def _check_counts(kind: str, subjects, baseline, current) -> dict[str, int]:
@@ -140,7 +162,8 @@ def _check_counts(kind: str, subjects, baseline, current) -> dict[str, int]:
             missing = any(bool((~np.isfinite(c.to_numpy(dtype=np.float64, na_value=np.nan))).any())
                           if feature_kind == "numeric" else bool(c.isna().any()) for c in columns)
             counts["feature_drift"] += (3 if feature_kind == "numeric" else 1) + missing
-    counts["prediction_drift"] = 3
+        elif subject == "prediction":
+            counts["prediction_drift"] += 3 if feature_kind == "numeric" else 1
     counts["concept_drift"] = 1
     counts["performance"] = len(labels.metric_names(kind))
     return counts
@@ -289,23 +312,30 @@ def _floats(frame: pd.DataFrame, column: str, window: str) -> np.ndarray:
 
 
 def _tracks(subject, kind, baseline, current, base_groups, cur_groups, feature_groups, settings,
-            calibrate: bool, run: _RunDays) -> list[daily.Track]:
+            calibrate: bool, run: _RunDays, classes=None) -> list[daily.Track]:
     what, name, feature_kind = subject
     min_rows = settings.min_rows_per_day
     if what in ("feature", "prediction"):
         if feature_kind is None:
             return []
-        column = name if what == "feature" else "predicted_value"
-        prefix, family = (f"feature:{name}", "feature_drift") if what == "feature" else ("prediction",
-                                                                                         "prediction_drift")
+        if what == "feature":
+            column, prefix, family = name, f"feature:{name}", "feature_drift"
+        elif name == "prediction":
+            column, prefix, family = "predicted_value", "prediction", "prediction_drift"
+        else:  # a multiclass model's served class or one class's probability
+            column = "predicted_label" if name == "class" else name
+            prefix, family = f"prediction:{name}", "prediction_drift"
+            if column not in baseline.columns or column not in current.columns:  # a class added since
+                baseline, current = (frame.assign(**{column: 0.0}) if column not in frame.columns else frame
+                                     for frame in (baseline, current))
         if feature_kind == "numeric":
             return daily.numeric_tracks(prefix, family, _floats(baseline, column, "baseline"), base_groups,
                                         _floats(current, column, "current"), feature_groups, min_rows,
                                         settings.psi_bins, calibrate=calibrate)
         return daily.categorical_tracks(prefix, family, baseline[column], base_groups, current[column],
                                         feature_groups, min_rows, calibrate=calibrate)
-    base = labels.LabelledRows(baseline, base_groups)
-    cur = labels.LabelledRows(current, cur_groups)
+    base = labels.LabelledRows(baseline, base_groups, kind, classes)
+    cur = labels.LabelledRows(current, cur_groups, kind, classes)
     states = labels.maturity(base, cur, settings.min_label_coverage, min_rows)
     hard = labels.is_hard_label(kind, base.predicted_all, cur.predicted_all)
     groups = base_groups if calibrate else []

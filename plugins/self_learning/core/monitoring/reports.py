@@ -42,7 +42,10 @@ def _status(verdicts) -> Status:
 
 
 def build_reports(evaluated, task_kind: str, end: datetime, details: dict[str, Any]) -> dict[str, DriftReport]:
-    by_subject = {subject[0]: verdicts for subject, verdicts in evaluated if subject[0] != "feature"}
+    by_subject: dict[str, list] = {}  # a multiclass model has several prediction subjects (class, each probability)
+    for subject, verdicts in evaluated:
+        if subject[0] != "feature":
+            by_subject.setdefault(subject[0], []).extend(verdicts)
     features = [(subject, verdicts) for subject, verdicts in evaluated if subject[0] == "feature"]
     design = details["design"]
     return {
