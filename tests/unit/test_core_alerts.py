@@ -45,15 +45,30 @@ def test_window_findings_turn_stored_results_into_alerts():
     assert findings[1]["details"]["summary"].startswith("over-predicts where c=a")
 
 
-def test_performance_degradation_alerts_per_metric_with_its_own_severity():
-    row = {"kind": "performance_degradation", "status": "ok", "severity": "high", "affected_features": ["accuracy"],
+def test_a_model_getting_worse_is_one_finding_naming_every_signal():
+    """Degraded metrics are one finding at the worst metric's severity; concept drift of the same
+    window is folded into it; concept drift alone stays its own finding."""
+    row = {"kind": "performance_degradation", "status": "ok", "severity": "high",
+           "affected_features": ["accuracy", "log_loss"],
            "result": {"recommendation": "High performance degradation since 2026-03-01: accuracy 0.8 -> 0.77",
                       "statistical_tests": {"metrics": {"accuracy": {"severity": "medium", "z": 3.1},
-                                                        "log_loss": {"severity": "none", "z": 0.2}}}}}
+                                                        "log_loss": {"severity": "high", "z": 4.2},
+                                                        "roc_auc": {"severity": "none", "z": 0.2}}}}}
+    concept = {"kind": "concept_drift", "status": "ok", "severity": "critical", "affected_features": [],
+               "result": {"recommendation": "Critical concept drift since 2026-03-01: mean loss 0.3 -> 0.5.",
+                          "statistical_tests": {"pct_change": 66.0}}}
     findings = window_findings([row], None, RetrainThresholds(), [])
     assert [(f["alert_type"], f["cause"], f["severity"]) for f in findings] == [
-        ("performance_degradation", "accuracy", "medium")]
-    assert findings[0]["details"]["z"] == 3.1
+        ("performance_degradation", "performance", "high")]
+    assert set(findings[0]["details"]["metrics"]) == {"accuracy", "log_loss"}
+    assert findings[0]["details"]["metrics"]["accuracy"]["z"] == 3.1
+    both = window_findings([concept, row], None, RetrainThresholds(), [])
+    assert [(f["alert_type"], f["cause"], f["severity"]) for f in both] == [
+        ("performance_degradation", "performance", "critical")]
+    assert both[0]["details"]["concept_drift"] == {"pct_change": 66.0}
+    assert "concept drift" in both[0]["details"]["summary"]
+    alone = window_findings([concept], None, RetrainThresholds(), [])
+    assert [(f["alert_type"], f["cause"]) for f in alone] == [("concept_drift", "concept_drift")]
 
 
 def test_systematic_errors_alert_only_below_the_alpha_spread_over_time():

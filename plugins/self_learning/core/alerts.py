@@ -107,36 +107,46 @@ def systematic_alpha(false_alarm_days: float, window_days: float, *, share: floa
     return min(0.05, share * window_days / false_alarm_days)
 
 
+# The cause of the one finding a window's degraded metrics make (with concept drift folded in)
+PERFORMANCE_CAUSE = "performance"
+
+
 def window_findings(drift_reports: Iterable[Mapping[str, Any]], performance: ModelPerformance | None,
                     thresholds: RetrainThresholds, systematic_errors: Iterable[Mapping[str, Any]], *,
                     pattern_alpha: float | None = None) -> list[dict[str, Any]]:
     """A window's findings from its stored results, in order: drift (feature by feature; the
-    prediction and concept reports as one finding each; performance degradation metric by metric),
+    prediction report as one finding; the model getting worse on its labels as one finding),
     performance limits crossed (``high``), systematic errors rated by ``SYSTEMATIC_ERROR_LADDER``
     whose adjusted p-value is below ``pattern_alpha`` (``systematic_alpha(...)``; None: every
     stored pattern).
     ``drift_reports`` and ``systematic_errors`` are stored rows (``kind``, ``status``,
-    ``severity``, ``affected_features`` and the JSON ``result``)."""
+    ``severity``, ``affected_features`` and the JSON ``result``).
+
+    The model getting worse is one finding however many signals show it: performance degradation
+    names every degraded metric (cause ``performance``, severity the worst), and concept drift of
+    the same window is folded into it (its details under ``concept_drift``); concept drift alone
+    (labels still arriving, metrics not yet degraded) is a ``concept_drift`` finding. Why: the
+    loss check and the metrics read the same labels, so one change raised up to four alerts (the
+    bench's stable 500 rows/day regressor: one ten-day excursion of the outcome opened RMSE, then
+    concept drift, then MAE, then concept drift again after a one-day gap), and a model owner was
+    told four times about one cause. A new metric joining does not re-alert; a higher severity does
+    (``repeat_status``)."""
     from .retraining import performance_breaches  # scikit-learn: not at import (DAG parsing imports the policy)
 
+    flagged = {row["kind"]: row for row in drift_reports if row["status"] == "ok" and row["severity"] != "none"}
     findings = []
-    for row in drift_reports:
-        if row["status"] != "ok" or row["severity"] == "none":
-            continue
+    for kind, row in flagged.items():
         tests = row["result"]["statistical_tests"]
-        if row["kind"] == "feature_drift":
+        if kind == "feature_drift":
             for feature in row["affected_features"]:
                 detail = tests["features"][feature]
                 findings.append(finding("feature_drift", feature, detail["severity"], {
                     "summary": f"feature {feature!r} drifted ({detail['kind']})", "feature": feature,
                     "checks": detail["checks"]}))
-        elif row["kind"] == "performance_degradation":
-            for metric in row["affected_features"]:
-                entry = tests.get("metrics", {}).get(metric, {})
-                findings.append(finding("performance_degradation", metric, entry.get("severity", row["severity"]), {
-                    "summary": row["result"]["recommendation"], "metric": metric, **entry}))
-        else:
-            findings.append(finding(row["kind"], row["kind"], row["severity"], {
+        elif kind == "performance_degradation":
+            findings.append(_degradation_finding(row, flagged.get("concept_drift")))
+        elif kind != "concept_drift" or "performance_degradation" not in flagged:
+            findings.append(finding(kind, kind, row["severity"], {
                 "summary": row["result"]["recommendation"], "statistical_tests": tests}))
     for breach in performance_breaches(performance, thresholds):
         findings.append(finding("performance", breach.metric, "high", {"summary": breach.reason, **breach.to_dict()}))
@@ -145,6 +155,24 @@ def window_findings(drift_reports: Iterable[Mapping[str, Any]], performance: Mod
             if pattern_alpha is None or pattern.get("p_adjusted", 0.0) < pattern_alpha:
                 findings.extend(_systematic_error_finding(pattern))
     return findings
+
+
+def _degradation_finding(row: Mapping[str, Any], concept: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The window's one ``performance_degradation`` finding: every degraded metric, and the concept
+    drift report of the same window when it is flagged too."""
+    entries = row["result"]["statistical_tests"].get("metrics", {})
+    metrics = {metric: entries.get(metric, {}) for metric in row["affected_features"]}
+    severities = [Severity(entry.get("severity", row["severity"])) for entry in metrics.values()]
+    summary = row["result"]["recommendation"]
+    details: dict[str, Any] = {"metrics": metrics}
+    if concept is not None:
+        severities.append(Severity(concept["severity"]))
+        summary = f"{summary} {concept['result']['recommendation']}"
+        details["concept_drift"] = concept["result"]["statistical_tests"]
+    severity = Severity.worst(severities)
+    if severity is Severity.NONE:
+        severity = Severity(row["severity"])
+    return finding("performance_degradation", PERFORMANCE_CAUSE, severity.value, {"summary": summary, **details})
 
 
 def _systematic_error_finding(pattern: Mapping[str, Any]) -> list[dict[str, Any]]:
