@@ -189,3 +189,23 @@ def test_metrics_export_per_class_gauges_with_a_class_label_and_the_multiclass_f
         assert sample.value == pytest.approx(expected) and sample.labels == {"model": "hooks", "version": "*"}
     assert "ratio 0-1" in families["self_learning_class_recall"].documentation
     assert "nats" in families["self_learning_log_loss"].documentation
+
+
+def _contrast(first: str, second: str) -> float:
+    """WCAG contrast ratio of two CSS colours (``rgb(r,g,b)``, ``#fff`` or ``#000``)."""
+    def luminance(colour: str) -> float:
+        rgb = [255] * 3 if colour == "#fff" else [0] * 3 if colour == "#000" else \
+            [int(c) for c in colour.removeprefix("rgb(").removesuffix(")").split(",")]
+        linear = [c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(first), luminance(second)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("share", [i / 20 for i in range(21)])
+def test_every_heat_map_shade_keeps_its_text_legible(share):
+    from self_learning.loop.report_html import _heat
+
+    style = dict(part.split(":") for part in _heat(share).split(";"))
+    assert _contrast(style["background"], style["color"]) >= 4.5  # WCAG AA for normal text

@@ -33,7 +33,7 @@ SEVERITY_COLOURS = {"none": "#dcefdc", "low": "#fff3b0", "medium": "#ffc46b", "h
 MAIN_METRICS = ("mape", "mae", "roc_auc", "log_loss")
 # Line colours of a chart's series (the first is the single-series trend's), distinct in greyscale too.
 SERIES_COLOURS = ("#3068b8", "#d9771e", "#2e8b57", "#b3202a", "#7b4fa0", "#8c6d31", "#e377c2", "#555555")
-HEAT_RGB = (48, 104, 184)  # the confusion matrix's full shade (a row share of 100 %); white at 0 %
+HEAT_RGB = (31, 79, 156)  # the confusion matrix's full shade (a row share of 100 %); white at 0 %
 DAILY_DAG = "self_learning_daily"
 BASELINE_HINT = (f"To change it: trigger {DAILY_DAG} with “Pin the baseline: start” and “end” (params baseline_start, "
                  "baseline_end), or from the serving client store.set_baseline(model, start, end) — "
@@ -237,11 +237,15 @@ def _confusion_heat_map(view: dict[str, Any]) -> str:
 
 
 def _heat(share: float | None) -> str:
-    """A heat-map cell's colours: white to the full shade by ``share``, white text on the dark half."""
+    """A heat-map cell's colours: white to the full shade by ``share``; black or white text, whichever
+    contrasts more with the background (WCAG relative luminance), so every share stays legible."""
     if share is None:
-        return "background:#fafafa;color:#777"
-    red, green, blue = (round(255 + (full - 255) * share) for full in HEAT_RGB)
-    return f"background:rgb({red},{green},{blue});color:{'#fff' if share > 0.5 else '#222'}"
+        return "background:#fafafa;color:#555"
+    rgb = [round(255 + (full - 255) * share) for full in HEAT_RGB]
+    linear = [c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    text = "#fff" if 1.05 / (luminance + 0.05) > (luminance + 0.05) / 0.05 else "#000"
+    return f"background:rgb({rgb[0]},{rgb[1]},{rgb[2]});color:{text}"
 
 
 def _recall_trend(classes: list[str], trend: list[dict[str, Any]], step: str) -> str:
