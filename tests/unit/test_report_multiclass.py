@@ -209,3 +209,20 @@ def test_every_heat_map_shade_keeps_its_text_legible(share):
 
     style = dict(part.split(":") for part in _heat(share).split(";"))
     assert _contrast(style["background"], style["color"]) >= 4.5  # WCAG AA for normal text
+
+
+def test_a_window_without_a_known_actual_class_gives_a_status_not_an_empty_matrix():
+    page = render_model_health(health(window([("meme", "story")] * 3)))
+    section = page.split("<section class='per-class'")[1].split("</section>")[0]
+    assert "insufficient data: " in section and "no labelled rows with a known class" in section
+    assert "data-table='confusion-matrix'" not in section and "meme (3)" in section
+    figures = {r[0]: r[1] for r in Cells(section).tables["figures"][1:]}
+    assert set(figures.values()) == {"–"}
+
+
+def test_class_labels_are_escaped_everywhere_they_are_shown():
+    hostile = "<img src=x onerror=alert(1)>'"
+    performance = multiclass_performance(
+        [hostile, "b", "b"], class_predictions((hostile, "b"), np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])))
+    page = render_model_health(health(performance, performance))
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;&#x27;" in page
