@@ -195,17 +195,23 @@ def _figures_table(view: dict[str, Any]) -> str:
 
 def _class_table(view: dict[str, Any]) -> str:
     """Support, precision, recall and calibration error per class; an undefined figure says why."""
-    missing = {"precision": "never served", "recall": "no actual row", "calibration_error": "no rows"}
     head = "".join(f"<th>{escape(figure.title)}</th>" for figure in PER_CLASS_FIGURES.values())
     rows = "".join(
         f"<tr data-class='{escape(row['class'])}'><th class='l' scope='row'>{escape(row['class'])}</th>"
-        + "".join(f"<td>{_num(row[name], pct=figure.share) if row[name] is not None else '– ' + missing[name]}</td>"
-                  if name != "support" else f"<td>{row[name] or 0}</td>"
-                  for name, figure in PER_CLASS_FIGURES.items()) + "</tr>"
+        + "".join(f"<td>{_class_figure(name, row[name])}</td>" for name in PER_CLASS_FIGURES) + "</tr>"
         for row in view["per_class"])
     units = "; ".join(f"{figure.title}: {figure.unit}" for figure in PER_CLASS_FIGURES.values())
     return (f"<table class='per-class-figures'><tr><th class='l' scope='col'>class</th>{head}</tr>{rows}</table>"
             f"<p class='muted'>{escape(units)}.</p>")
+
+
+def _class_figure(name: str, value) -> str:
+    """One per-class figure as shown: a count, a share in %, or why it is undefined for the class."""
+    if name == "support":
+        return str(value or 0)
+    if value is None:
+        return "– " + {"precision": "never served", "recall": "no actual row"}.get(name, "undefined")
+    return _num(value, pct=PER_CLASS_FIGURES[name].share)
 
 
 def _confusion_heat_map(view: dict[str, Any]) -> str:
