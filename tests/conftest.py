@@ -222,23 +222,26 @@ def monitored_store_url(postgres) -> str:
 @pytest.fixture(scope="session")
 def monitored_store(monitored_store_url, dag_bag, tmp_path_factory):
     """A store as the loop leaves it: two daily runs (``scenarios.MONITORED_DAYS``) on a
-    feature-drift scenario, then a champion and a running A/B test for ctr_predictor. Read-only
-    for the tests that share it (the web app, the Grafana dashboards)."""
+    feature-drift scenario, then a champion and a running A/B test for ctr_predictor. The hook
+    classifier is served as a multiclass model and monitored too (``MONITORED_MULTICLASS``: its
+    per-class figures on the page, in /metrics and the dashboards; the regressors' rows are the same
+    either way, the generator draws them first). Read-only for the tests that share it (the web
+    app, the Grafana dashboards)."""
     from self_learning.store import FeedbackStore
     from self_learning.synthetic import Scenario
-    from support.scenarios import MONITORED_DAYS, MONITORED_MODELS, clear_dag_runs, load, run
+    from support.scenarios import MONITORED_DAYS, MONITORED_MODELS, MONITORED_MULTICLASS, clear_dag_runs, load, run
 
     store = FeedbackStore.from_url(monitored_store_url)
     store.ensure_schema()
     end = MONITORED_DAYS[-1]
-    load(store, Scenario(days=45, rows_per_day=200, seed=31, end=end, feature_drift_day=40),
+    load(store, Scenario(days=45, rows_per_day=200, seed=31, end=end, feature_drift_day=40, multiclass_hooks=True),
          interval_end=MONITORED_DAYS[0])
     clear_dag_runs()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW_CONN_FEEDBACK_DB", monitored_store_url)
         patch.setenv("AIRFLOW_VAR_SELF_LEARNING_REPORT_ROOT", f"file://{tmp_path_factory.mktemp('reports')}")
         for day in MONITORED_DAYS:
-            run(dag_bag.get_dag("self_learning_daily"), end=day, models=MONITORED_MODELS)
+            run(dag_bag.get_dag("self_learning_daily"), end=day, models=[*MONITORED_MODELS, MONITORED_MULTICLASS])
     store.register_version("ctr_predictor", "v5", status="archived")
     store.promote("ctr_predictor", "v5")
     store.register_version("ctr_predictor", "v6")

@@ -1,6 +1,8 @@
 """The plugin's web app in a real ``airflow api-server``: the "Model health" page in headless
 Chromium, ``/metrics`` read with Prometheus' own parser, authentication refused without an Airflow
-user, and the daily summary the daily DAG writes."""
+user, and the daily summary the daily DAG writes. The monitored store's hook classifier is a
+multiclass model: its per-class figures (the confusion heat map, the recall trend, the per-class
+gauges) are checked as rendered and scraped."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from self_learning.core.performance import performance_from_dict
 from self_learning.domain import Severity
 from self_learning.store import ALL_VERSIONS
+from self_learning.synthetic import HOOK_CLASSES
 from support.airflow_server import AirflowProcesses
 from support.browser import devtools_page
 from support.scenarios import MONITORED_DAYS as DAYS
 from support.scenarios import MONITORED_MODELS as MODELS
+from support.scenarios import MONITORED_MULTICLASS as MULTICLASS
 
 END = DAYS[-1]
 SCRAPE_TOKEN = "scrape-token-for-tests"
@@ -52,11 +57,15 @@ def test_daily_run_stores_a_one_page_summary_of_the_day(store):
     reports = store.learning_reports(kind="daily")
     assert [(r["period_start"], r["period_end"]) for r in reports] == [(d - timedelta(days=1), d) for d in DAYS]
     summary = reports[-1]["report"]
-    assert summary["models"] == MODELS and summary["drift_results"]["ctr_predictor"]["days"] == [END.isoformat()]
+    assert summary["models"] == [*MODELS, MULTICLASS]
+    assert summary["drift_results"]["ctr_predictor"]["days"] == [END.isoformat()]
     performance = summary["performance"]["roas_predictor"]
     assert performance["current"][ALL_VERSIONS]["sample_count"] > 0  # the daily run's 7-day window
     assert [t["window_end"] for t in performance["trend"]] == [d.isoformat() for d in DAYS]  # one point a day
     assert reports[-1]["artifact_uri"].endswith("daily/learning_report_2026-11-02.html")
+    hooks = summary["performance"][MULTICLASS]
+    assert hooks["per_class"]["classes"] == list(HOOK_CLASSES) and len(hooks["per_class"]["confusion_matrix"]) == 5
+    assert [sorted(t["per_class_recall"]) for t in hooks["trend"]] == [sorted(HOOK_CLASSES)] * len(DAYS)
 
 
 def test_every_route_refuses_requests_without_an_airflow_user(airflow):
@@ -98,6 +107,21 @@ def test_metrics_endpoint_exports_the_stored_state_in_prometheus_format(airflow,
         open_alerts)
     assert value("ab_test_running", model="ctr_predictor", test_id="ctr-v6", champion="v5", challenger="v6") == 1
 
+    (row,) = store.latest_results("performance_snapshots", model=MULTICLASS, model_version=ALL_VERSIONS)
+    hooks = performance_from_dict(row["result"])
+    for label in HOOK_CLASSES:
+        assert value("class_recall", model=MULTICLASS, version=ALL_VERSIONS, **{"class": label}) == pytest.approx(
+            hooks.per_class_recall[label])
+        assert value("class_precision", model=MULTICLASS, version=ALL_VERSIONS, **{"class": label}) == pytest.approx(
+            hooks.per_class_precision[label])
+        assert value("class_support", model=MULTICLASS, version=ALL_VERSIONS, **{"class": label}) == \
+            hooks.per_class_support[label]
+    assert value("accuracy", model=MULTICLASS, version=ALL_VERSIONS) == pytest.approx(hooks.accuracy)
+    assert value("macro_f1", model=MULTICLASS, version=ALL_VERSIONS) == pytest.approx(hooks.macro_f1)
+    assert value("log_loss", model=MULTICLASS, version=ALL_VERSIONS) == pytest.approx(hooks.log_loss)
+    assert not [name for name, labels in samples if name == "self_learning_class_recall"
+                and dict(labels)["model"] != MULTICLASS]  # per-class gauges only for the multiclass model
+
 
 def test_model_health_page_renders_in_a_browser(airflow, store):
     token = airflow.token()
@@ -108,10 +132,20 @@ def test_model_health_page_renders_in_a_browser(airflow, store):
         registered = {spec.name for spec in store.list_models()}
         assert set(re.findall(r"data-model=\"([a-z_]+)\"", dom)) == registered > set(MODELS)
         assert len(re.findall(r"data-chart=\"trend\"", dom)) == len(registered)
-        assert len(re.findall(r"<polyline", dom)) == len(MODELS)  # a line where the daily runs stored metrics
+        trends = re.findall(r"data-chart=\"trend\".*?</svg>", dom, flags=re.S)
+        assert sum("<polyline" in chart for chart in trends) == len(MODELS) + 1  # where the daily runs stored metrics
         assert "champion: <b>v5</b>" in dom and "ctr_predictor: v5 (champion) vs v6 (challenger)" in dom
         assert f"Open alerts ({len(store.open_alerts(model='ctr_predictor'))})" in dom
         assert "/self-learning/reports/daily" in dom and "/self-learning/reports/weekly" not in dom  # none stored
+
+        # the multiclass model's per-class section, as Chromium laid it out
+        section = page.call("Runtime.evaluate", returnByValue=True, expression=PER_CLASS_LAYOUT)["result"]["value"]
+        assert section["model"] == MULTICLASS and section["classes"] == list(HOOK_CLASSES)
+        assert section["cells"] == 25 and section["heat_map_height"] > 100 and section["diagonal_bold"] == 5
+        assert len(set(section["backgrounds"])) > 3  # shaded by the row share, not one colour
+        assert all(re.fullmatch(r"\d+ (\d+\.\d%|–)", text) for text in section["cell_texts"])  # count and share
+        assert section["recall_lines"] == list(HOOK_CLASSES) and section["recall_chart_width"] > 200
+        assert "Latest recall (2026-11-02):" in dom and "Accuracy" in dom and "Top-2 accuracy" in dom
 
         summary = page.open(f"{airflow.base_url}/self-learning/reports/daily",
                             wait_for="document.querySelector('svg[data-chart=trend]')")
@@ -122,6 +156,25 @@ def test_model_health_page_renders_in_a_browser(airflow, store):
         ui = page.open(f"{airflow.base_url}/plugin/model-health", wait_for="document.querySelector('iframe')")
         page.screenshot("airflow_ui_model_health.png")
         assert "/self-learning/" in ui and "Model health" in ui
+
+
+# The per-class section of the page as laid out: its model, the heat map's cells (text, computed
+# background, bold diagonal, rendered height) and the recall chart's lines.
+PER_CLASS_LAYOUT = """(() => {
+  const section = document.querySelector('section.per-class');
+  let heading = section; while (heading && !heading.matches('h2[data-model]')) heading = heading.previousElementSibling;
+  const table = section.querySelector('table[data-table=confusion-matrix]');
+  const cells = [...table.querySelectorAll('td[data-share]')];
+  const chart = section.querySelector('svg[data-chart=recall-by-class]');
+  return {model: heading && heading.dataset.model,
+          classes: [...section.querySelectorAll('table.per-class-figures th[scope=row]')].map(th => th.textContent),
+          cells: cells.length, heat_map_height: table.getBoundingClientRect().height,
+          cell_texts: cells.map(td => td.innerText.replace(/\\s+/g, ' ').trim()),
+          backgrounds: cells.map(td => getComputedStyle(td).backgroundColor),
+          diagonal_bold: cells.filter(td => Number(getComputedStyle(td).fontWeight) >= 700).length,
+          recall_lines: [...chart.querySelectorAll('polyline')].map(line => line.dataset.series),
+          recall_chart_width: chart.getBoundingClientRect().width};
+})()"""
 
 
 @pytest.fixture

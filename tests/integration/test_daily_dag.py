@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -112,6 +113,31 @@ def test_a_multiclass_model_runs_next_to_the_others(daily_dag, feedback_db):
     assert all(len({k for m, k in reports if m == model}) == 4 for model in MODEL_FEATURES)
     checks = reports["hook_classifier", "prediction_drift"]["result"]["statistical_tests"]["checks"]
     assert {"class:distribution", "proba_question:distribution"} <= set(checks)
+
+
+    # the run's daily summary and /metrics show the per-class figures
+    from prometheus_client.parser import text_string_to_metric_families
+    from self_learning.loop.reporting import model_health
+    from self_learning.web.metrics import exposition
+
+    (summary,) = feedback_db.learning_reports(kind="daily", period_end=END)
+    view = summary["report"]["performance"]["hook_classifier"]["per_class"]
+    assert view["classes"] == list(hooks.classes)
+    assert view["confusion_matrix"] == list(map(list, hooks.confusion_matrix))
+    assert [row["recall"] for row in view["per_class"]] == pytest.approx(list(hooks.per_class_recall.values()))
+    page = Path(summary["artifact_uri"].removeprefix("file://")).read_text(encoding="utf-8")
+    section = page.split("<h2 id='hook_classifier'>")[1].split("<h2")[0]
+    assert "data-table='confusion-matrix'" in section and section.count("<td class='diagonal'") == 5
+    assert (f"<tr data-class='story'><th class='l' scope='row'>story</th><td>{hooks.per_class_support['story']}</td>"
+            in section) and "Macro F1" in section
+    assert "data-chart='recall-by-class-values'" in section  # one daily run: values, not a one-point chart
+    families = {f.name: f for f in text_string_to_metric_families(exposition(model_health(feedback_db)).decode())}
+    recall = {s.labels["class"]: s.value for s in families["self_learning_class_recall"].samples
+              if s.labels["model"] == "hook_classifier" and s.labels["version"] == ALL_VERSIONS}
+    assert recall == pytest.approx(hooks.per_class_recall)
+    (accuracy,) = [s.value for s in families["self_learning_accuracy"].samples
+                   if s.labels == {"model": "hook_classifier", "version": ALL_VERSIONS}]
+    assert accuracy == pytest.approx(hooks.accuracy)
 
 
 def test_feature_drift_flags_exactly_the_drifted_features_and_requests_retraining(daily_dag, feedback_db):

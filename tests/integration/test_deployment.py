@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import yaml
 from support import ROOT
-from support.scenarios import MONITORED_MODELS
+from support.scenarios import MONITORED_DAYS, MONITORED_MODELS, MONITORED_MULTICLASS
 
 GRAFANA = ROOT / "include" / "grafana"
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker",
@@ -105,7 +105,7 @@ def _mounts(service: dict) -> dict[str, str]:
 
 def _grafana_sql(sql: str, models: list[str]) -> str:
     """A panel's query with Grafana's macros and variables as Grafana expands them."""
-    sql = re.sub(r"\$__timeFilter\((\w+)\)", r"\1 BETWEEN '2026-08-01T00:00:00Z' AND '2026-11-03T00:00:00Z'", sql)
+    sql = re.sub(r"\$__timeFilter\(([\w.]+)\)", r"\1 BETWEEN '2026-08-01T00:00:00Z' AND '2026-11-03T00:00:00Z'", sql)
     sql = sql.replace("$model", ",".join(f"'{m}'" for m in models)).replace("$window_days", "7")
     assert "$" not in sql, sql
     return sql
@@ -134,3 +134,25 @@ def test_dashboard_queries_run_on_the_store_the_loop_filled(monitored_store, mon
     assert flagged["ctr_predictor", "feature_drift", "audience_size"] == "2026-10-28"  # the scenario's day 40
     baselines = {row[0]: row for row in rows_by_panel["Baselines"]}
     assert baselines["ctr_predictor"][3] == "default" and set(MONITORED_MODELS) <= set(baselines)
+
+    # the multiclass hook classifier's per-class panels, equal to its stored performance
+    from self_learning.core.performance import performance_from_dict
+    from self_learning.store import ALL_VERSIONS
+
+    (stored,) = monitored_store.latest_results("performance_snapshots", model=MONITORED_MULTICLASS,
+                                               model_version=ALL_VERSIONS, kind="performance")
+    latest = performance_from_dict(stored["result"])
+    recall = rows_by_panel["Recall per class (multiclass)"]
+    assert {series for _, series, _ in recall} == {f"{MONITORED_MULTICLASS} {c}" for c in latest.classes}
+    assert len(recall) == len(latest.classes) * len(MONITORED_DAYS)  # a point per class and daily run
+    assert {series.split()[1]: value for time, series, value in recall if time == stored["window_end"]} == \
+        pytest.approx(latest.per_class_recall)
+    table = rows_by_panel["Per-class figures, latest window (multiclass)"]
+    assert [row[2] for row in table] == list(latest.classes)  # the model's class order
+    assert [row[3] for row in table] == list(latest.per_class_support.values())
+    assert [row[5] for row in table] == pytest.approx(list(latest.per_class_recall.values()))
+    confusion = rows_by_panel["Confusion matrix, latest window (multiclass)"]
+    assert [row[4] for row in confusion] == [count for counts in latest.confusion_matrix for count in counts]
+    assert [row[1:4] for row in confusion if row[3]] == [(c, c, True) for c in latest.classes]
+    assert [row[5] for row in confusion][:len(latest.classes)] == pytest.approx(
+        [count / sum(latest.confusion_matrix[0]) for count in latest.confusion_matrix[0]])

@@ -11,6 +11,7 @@ DAYS = 40  # 30 reference + 7 current days, and a few more
 END = datetime(2026, 11, 1, tzinfo=UTC)
 MONITORED_DAYS = [datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)]  # see conftest
 MONITORED_MODELS = ["roas_predictor", "ctr_predictor"]
+MONITORED_MULTICLASS = "hook_classifier"  # served as a multiclass model, monitored with the others (see conftest)
 PARAM_DEFAULTS: dict[str, dict] = {}  # per DAG id, recorded before any run (see ``run``)
 
 

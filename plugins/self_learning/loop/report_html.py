@@ -6,6 +6,15 @@ kind, performance degradation included, and one per degraded metric), the error 
 alerts timeline per model and, per A/B test, the always-valid interval of (challenger - champion)
 loss at every look. Above the charts, each model's baseline (what every finding is measured
 against, and how to change it) and its current findings, each "since" the day its change started.
+
+A multiclass model gets a per-class section on the report and on the Model health page alike: its
+headline figures with their names and units, a per-class table, the confusion matrix as a small heat
+map and the per-class recall trend. The heat map is a table, not a picture: every cell states its
+count and its share of the actual class's rows (the shading only repeats the share, the diagonal is
+also bold and framed), so it reads the same in a mailed copy, in print and to a screen reader, with
+nothing shown only on hover. The recall trend is the trend chart with one line per class and a
+legend naming each class with its latest recall; a single stored window is shown as values, since a
+one-point line says nothing.
 Pure: the report dict in, text out.
 """
 
@@ -17,10 +26,14 @@ from typing import Any
 
 from ..core.tasks import STORED_METRICS
 from ..core.types import ALERT_SEVERITY_NAMES as SEVERITY_ROWS
+from .reporting import MULTICLASS_FIGURES, PER_CLASS_FIGURES
 
 SEVERITY_COLOURS = {"none": "#dcefdc", "low": "#fff3b0", "medium": "#ffc46b", "high": "#f07850",
                     "critical": "#b3202a", "insufficient_data": "#eeeeee", None: "#fafafa"}
 MAIN_METRICS = ("mape", "mae", "roc_auc", "log_loss")
+# Line colours of a chart's series (the first is the single-series trend's), distinct in greyscale too.
+SERIES_COLOURS = ("#3068b8", "#d9771e", "#2e8b57", "#b3202a", "#7b4fa0", "#8c6d31", "#e377c2", "#555555")
+HEAT_RGB = (31, 79, 156)  # the confusion matrix's full shade (a row share of 100 %); white at 0 %
 DAILY_DAG = "self_learning_daily"
 BASELINE_HINT = (f"To change it: trigger {DAILY_DAG} with “Pin the baseline: start” and “end” (params baseline_start, "
                  "baseline_end), or from the serving client store.set_baseline(model, start, end) — "
@@ -32,6 +45,8 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:
 th{background:#f4f4f4}td.l,th.l{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:24px}
 svg.chart{background:#fff;border:1px solid #eee}.muted{color:#777}.legend span{display:inline-block;
 padding:1px 8px;margin-right:4px;border:1px solid #ddd}
+table.confusion td{min-width:56px;text-align:center}table.confusion caption{caption-side:top;text-align:left;color:#555;
+max-width:640px}
 """
 
 
@@ -78,7 +93,8 @@ def _health_section(model: dict[str, Any]) -> str:
            f"<p>champion: <b>{escape(model['champion'] or 'none promoted yet')}</b> · "
            f"{escape(model['task_kind'].replace('_', ' '))} · {window}</p>",
            _baseline_block(model.get("baseline")),
-           _current_table(model["current"]), "<div class='charts'>", _trend_chart(model["trend"], "day"), "</div>"]
+           _current_table(model["current"]), "<div class='charts'>", _trend_chart(model["trend"], "day"), "</div>",
+           _per_class_section(model.get("per_class"), model["trend"], "day", model["window_end"])]
     drift = "".join(
         f"<tr data-kind='{escape(kind)}'><td class='l'>{escape(kind.replace('_', ' '))}</td><td style='background:"
         f"{SEVERITY_COLOURS.get(check['severity'] if check['status'] == 'ok' else check['status'], '#eeeeee')}'>"
@@ -112,6 +128,7 @@ def _model_section(report: dict[str, Any], model: str) -> str:
     out = [f"<h2 id='{escape(model)}'>{escape(model)}</h2>",
            _baseline_block((report.get("baselines") or {}).get(model), drift),
            _current_table(performance.get("current") or {}),
+           _per_class_section(performance.get("per_class"), performance.get("trend") or [], step, period["end"]),
            "<div class='charts'>", _trend_chart(performance.get("trend") or [], step),
            _histogram_chart(errors.get("histogram") or {}),
            _alerts_chart(report["alerts"].get(model) or [], drift.get("days") or []), "</div>",
@@ -141,6 +158,132 @@ def _model_section(report: dict[str, Any], model: str) -> str:
                         f"{escape('; '.join(r['reasons']))}</li>" for r in requests)
         out.append(f"<h3>Retraining</h3><ul>{items}</ul>")
     return "".join(out)
+
+
+def _per_class_section(view: dict[str, Any] | None, trend: list[dict[str, Any]], step: str,
+                       window_end: str | None) -> str:
+    """A multiclass model's per-class section (see the module's docstring); empty for other kinds."""
+    if not view:
+        return ""
+    when = f" (all versions, window ending {_day(window_end)})" if window_end else ""
+    out = [f"<section class='per-class' data-per-class='{len(view['classes'])}'><h3>Per class{when}</h3>",
+           _figures_table(view)]
+    if view["status"] != "ok":
+        out.append(f"<p class='muted'>{escape(view['status'].replace('_', ' '))}: "
+                   f"{escape('; '.join(view['notes']))}</p>")
+    else:
+        out += [_class_table(view), _confusion_heat_map(view)]
+    out += [_recall_trend(view["classes"], trend, step), _class_notes(view), "</section>"]
+    return "".join(out)
+
+
+def _figures_table(view: dict[str, Any]) -> str:
+    """The headline figures, each with its name, value and unit; a figure not computable says why."""
+    rows = []
+    for name, figure in MULTICLASS_FIGURES.items():
+        value = view["figures"].get(name)
+        reason = view["unavailable"].get(name)
+        shown = _num(value, pct=figure.share) if value is not None else "–"
+        meaning = escape(figure.unit.format(k=view["top_k"]))
+        if value is None and reason:
+            meaning += f" <span class='muted'>— not computed: {escape(reason)}</span>"
+        rows.append(f"<tr data-figure='{name}'><td class='l'>{escape(figure.title.format(k=view['top_k']))}</td>"
+                    f"<td>{shown}</td><td class='l'>{meaning}</td></tr>")
+    return ("<table class='figures'><tr><th class='l'>figure</th><th>value</th><th class='l'>unit / meaning</th>"
+            f"</tr>{''.join(rows)}</table>")
+
+
+def _class_table(view: dict[str, Any]) -> str:
+    """Support, precision, recall and calibration error per class; an undefined figure says why."""
+    head = "".join(f"<th>{escape(figure.title)}</th>" for figure in PER_CLASS_FIGURES.values())
+    rows = "".join(
+        f"<tr data-class='{escape(row['class'])}'><th class='l' scope='row'>{escape(row['class'])}</th>"
+        + "".join(f"<td>{_class_figure(name, row[name])}</td>" for name in PER_CLASS_FIGURES) + "</tr>"
+        for row in view["per_class"])
+    units = "; ".join(f"{figure.title}: {figure.unit}" for figure in PER_CLASS_FIGURES.values())
+    return (f"<table class='per-class-figures'><tr><th class='l' scope='col'>class</th>{head}</tr>{rows}</table>"
+            f"<p class='muted'>{escape(units)}.</p>")
+
+
+def _class_figure(name: str, value) -> str:
+    """One per-class figure as shown: a count, a share in %, or why it is undefined for the class."""
+    if name == "support":
+        return str(value or 0)
+    if value is None:
+        return "– " + {"precision": "never served", "recall": "no actual row"}.get(name, "undefined")
+    return _num(value, pct=PER_CLASS_FIGURES[name].share)
+
+
+def _confusion_heat_map(view: dict[str, Any]) -> str:
+    """The confusion matrix as a table: rows the actual class, columns the served one, each cell its
+    count and its share of the row, shaded by that share; the diagonal (served right) bold and framed."""
+    classes, matrix = view["classes"], view["confusion_matrix"]
+    if not matrix:
+        return ""
+    head = "".join(f"<th scope='col'>{escape(c)}</th>" for c in classes)
+    rows = []
+    for i, (actual, counts) in enumerate(zip(classes, matrix, strict=True)):
+        total = sum(counts)
+        cells = []
+        for j, count in enumerate(counts):
+            share = count / total if total else None
+            # the diagonal's marks are inline, as the shading: a mail client may drop the page's <style>
+            diagonal = (" class='diagonal'", ";font-weight:bold;outline:2px solid #222;outline-offset:-3px") \
+                if i == j else ("", "")
+            cells.append(f"<td{diagonal[0]} style='{_heat(share)}{diagonal[1]}' "
+                         f"data-share='{'' if share is None else f'{share:.4f}'}'>"
+                         f"{count}<br><small>{_num(share, pct=True)}</small></td>")
+        rows.append(f"<tr><th class='l' scope='row'>{escape(actual)}</th>{''.join(cells)}<td>{total}</td></tr>")
+    caption = ("Confusion matrix: a row per actual class, a column per served class; each cell holds the rows "
+               "and their share of the actual class's rows (the shading repeats that share, darker is more; "
+               "the diagonal, served right, is bold and framed).")
+    return (f"<table class='confusion' data-table='confusion-matrix'><caption>{caption}</caption>"
+            f"<tr><th class='l' scope='col'>actual ↓ · served →</th>{head}<th scope='col'>actual rows</th></tr>"
+            f"{''.join(rows)}</table>")
+
+
+def _heat(share: float | None) -> str:
+    """A heat-map cell's colours: white to the full shade by ``share``; black or white text, whichever
+    contrasts more with the background (WCAG relative luminance), so every share stays legible."""
+    if share is None:
+        return "background:#fafafa;color:#555"
+    rgb = [round(255 + (full - 255) * share) for full in HEAT_RGB]
+    linear = [c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    text = "#fff" if 1.05 / (luminance + 0.05) > (luminance + 0.05) / 0.05 else "#000"
+    return f"background:rgb({rgb[0]},{rgb[1]},{rgb[2]});color:{text}"
+
+
+def _recall_trend(classes: list[str], trend: list[dict[str, Any]], step: str) -> str:
+    """Recall by class over the stored windows: a line per class with a legend of each class's
+    latest recall, or the values when one window is stored."""
+    series = {c: [(t["window_end"], t["per_class_recall"][c]) for t in trend
+                  if (t.get("per_class_recall") or {}).get(c) is not None] for c in classes}
+    days = sorted({day for points in series.values() for day, _ in points})
+    latest = "; ".join(f"<span style='display:inline-block;width:12px;height:4px;margin:0 4px 3px 0;"
+                       f"background:{colour}'></span>{escape(c)} {_num(points[-1][1], pct=True) if points else '–'}"
+                       for (c, points), colour in zip(series.items(), _series_colours(len(series)), strict=True))
+    if len(days) < 2:
+        when = f" on {_day(days[0])}" if days else ""
+        return (f"<p class='series' data-chart='recall-by-class-values'>Recall by class{when} (one stored "
+                f"window, no trend yet): {latest or 'none stored'}</p>")
+    chart = _line_chart("recall-by-class", f"recall by class by {step}", series, bounds=(0.0, 1.0), pct=True)
+    return (f"<div class='charts'>{chart}</div><p class='series'>Latest recall ({_day(days[-1])}): {latest}</p>")
+
+
+def _class_notes(view: dict[str, Any]) -> str:
+    """Classes without an actual row, actual labels outside the class list, and why a figure is missing."""
+    items = []
+    if view["absent_classes"]:
+        items.append(f"Classes without an actual row in the window (no recall): "
+                     f"{escape(', '.join(view['absent_classes']))}.")
+    if view["unknown_actual"]:
+        counts = ", ".join(f"{escape(label)} ({count})" for label, count in sorted(view["unknown_actual"].items()))
+        items.append(f"Actual labels outside the model's class list, left out of every figure: {counts}; "
+                     "extend the class list when the model serves them.")
+    items.extend(f"{escape(name.replace('_', ' '))} not computed: {escape(reason)}."  # the others: in the table
+                 for name, reason in view["unavailable"].items() if name not in MULTICLASS_FIGURES)
+    return f"<ul class='class-notes'>{''.join(f'<li>{item}</li>' for item in items)}</ul>" if items else ""
 
 
 def _baseline_block(baseline: dict[str, Any] | None, drift: dict[str, Any] | None = None) -> str:
@@ -209,24 +352,40 @@ def _current_table(current: dict[str, dict[str, Any]]) -> str:
 def _trend_chart(trend: list[dict[str, Any]], step: str = "week", width: int = 340, height: int = 180) -> str:
     metric = next((m for m in MAIN_METRICS if any(m in t for t in trend)), None)
     points = [(t["window_end"], t[metric]) for t in trend if metric and t.get(metric) is not None]
-    body = [f"<text x='10' y='16' font-size='12'>{metric.upper() if metric else 'metric'} by {step}</text>"]
-    if not points:
+    title = f"{metric.upper() if metric else 'metric'} by {step}"
+    return _line_chart("trend", title, {metric or "metric": points}, width=width, height=height)
+
+
+def _line_chart(kind: str, title: str, series: dict[str, list[tuple[str, float]]], *, width: int = 340,
+                height: int = 180, bounds: tuple[float, float] | None = None, pct: bool = False) -> str:
+    """A line per series over the days any series has a point (``bounds``: the y range, else the
+    values'); each point names its day and value in a tooltip, the axes their range and days."""
+    body = [f"<text x='10' y='16' font-size='12'>{escape(title)}</text>"]
+    days = sorted({day for points in series.values() for day, _ in points})
+    if not days:
         body.append("<text x='10' y='90' font-size='12' fill='#777'>no data</text>")
-    else:
-        values = [v for _, v in points]
-        low, high = min(values), max(values)
-        span = (high - low) or abs(high) or 1.0
-        x = [40 + i * (width - 60) / max(1, len(points) - 1) for i in range(len(points))]
-        y = [height - 30 - (v - low) / span * (height - 60) for v in values]
-        body.append("<polyline fill='none' stroke='#3068b8' stroke-width='2' points='"
-                    + " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y, strict=True)) + "'/>")
-        body.extend(f"<circle cx='{a:.1f}' cy='{b:.1f}' r='3' fill='#3068b8'><title>{_day(d)}: {_num(v)}</title>"
-                    "</circle>" for a, b, (d, v) in zip(x, y, points, strict=True))
-        body.append(f"<text x='4' y='{height - 26}' font-size='10'>{_num(low)}</text>"
-                    f"<text x='4' y='34' font-size='10'>{_num(high)}</text>"
-                    f"<text x='40' y='{height - 8}' font-size='10'>{_day(points[0][0])}</text>"
-                    f"<text x='{width - 80}' y='{height - 8}' font-size='10'>{_day(points[-1][0])}</text>")
-    return _svg("trend", width, height, body)
+        return _svg(kind, width, height, body)
+    low, high = bounds or (min(v for points in series.values() for _, v in points),
+                           max(v for points in series.values() for _, v in points))
+    span = (high - low) or abs(high) or 1.0
+    column = {day: 40 + i * (width - 60) / max(1, len(days) - 1) for i, day in enumerate(days)}
+    for (name, points), colour in zip(series.items(), _series_colours(len(series)), strict=True):
+        xy = [(column[day], height - 30 - (value - low) / span * (height - 60)) for day, value in points]
+        named = f"{escape(name)} " if len(series) > 1 else ""
+        if len(xy) > 1:
+            body.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' data-series='{escape(name)}' "
+                        "points='" + " ".join(f"{a:.1f},{b:.1f}" for a, b in xy) + "'/>")
+        body.extend(f"<circle cx='{a:.1f}' cy='{b:.1f}' r='3' fill='{colour}'><title>{named}{_day(d)}: "
+                    f"{_num(v, pct=pct)}</title></circle>" for (a, b), (d, v) in zip(xy, points, strict=True))
+    body.append(f"<text x='4' y='{height - 26}' font-size='10'>{_num(low, pct=pct)}</text>"
+                f"<text x='4' y='34' font-size='10'>{_num(high, pct=pct)}</text>"
+                f"<text x='40' y='{height - 8}' font-size='10'>{_day(days[0])}</text>"
+                f"<text x='{width - 80}' y='{height - 8}' font-size='10'>{_day(days[-1])}</text>")
+    return _svg(kind, width, height, body)
+
+
+def _series_colours(count: int) -> list[str]:
+    return [SERIES_COLOURS[i % len(SERIES_COLOURS)] for i in range(count)]
 
 
 def _histogram_chart(histogram: dict[str, list[float]], width: int = 340, height: int = 180) -> str:

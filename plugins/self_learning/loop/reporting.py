@@ -12,17 +12,27 @@ while none is stored the young model's provisional default its latest checks use
 period's latest checks used another one (moved by a promotion or a manual pin since), that too.
 Each finding carries "since": the day its CUSUM's change started (``core.monitoring``), so a
 model owner reads "audience_size drifted since 2026-10-28", not only "drifted on every day".
+
+A multiclass model's figures beyond the stored metric columns live in its performance's JSON result
+(``core.performance.MulticlassPerformance``): its headline figures and per-class recall, precision
+and support come along with every window's metrics (``current`` per version, and each trend point,
+so a per-class recall trend needs no second query), and the latest window's per-class view
+(``per_class_view``: per-class table, confusion matrix, absent and unknown classes, metrics not
+computable) sits next to them. Lists, not objects, carry the class order: a stored report is JSON,
+whose objects keep no key order on PostgreSQL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..core.importance import importance_trends
+from ..core.performance import performance_from_dict
 from ..core.tasks import STORED_METRICS
-from ..core.types import as_utc
+from ..core.types import TaskKind, as_utc
 from ..store import ALL_VERSIONS
 
 METRICS = STORED_METRICS  # the stored metrics a report carries, in the core's order
@@ -31,6 +41,42 @@ SECTIONS = ("performance", "error_distribution", "baselines", "drift_results", "
 # every kind of drift report the daily run stores (core.monitoring.reports), in the order shown
 DRIFT_KINDS = ("feature_drift", "prediction_drift", "concept_drift", "performance_degradation")
 IMPORTANCE_TREND_DAYS = 90
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """How a figure is named wherever it is shown: its title, its unit or scale (what a reader needs
+    to read the number), and whether it is a share (shown in %)."""
+
+    title: str
+    unit: str
+    share: bool = False
+
+
+# A multiclass window's headline figures, in the order shown (``{k}``: the window's top_k).
+MULTICLASS_FIGURES: dict[str, Figure] = {
+    "accuracy": Figure("Accuracy", "share of labelled rows served their actual class", share=True),
+    "macro_f1": Figure("Macro F1", "unweighted mean of the classes' F1, 0–1"),
+    "weighted_f1": Figure("Weighted F1", "mean of the classes' F1 weighted by their actual rows, 0–1"),
+    "log_loss": Figure("Log loss", "mean −ln P(actual class) per row, in nats; lower is better"),
+    "top_k_accuracy": Figure("Top-{k} accuracy", "share of rows whose actual class is among the {k} most probable",
+                             share=True),
+    "roc_auc": Figure("ROC AUC (one-vs-rest, macro)", "mean of the classes' one-vs-rest AUC; 0.5 chance, 1 perfect"),
+    "brier_score": Figure("Brier score", "sum over classes of (p − 1[actual class])², mean per row, 0–2; "
+                                         "lower is better"),
+    "expected_calibration_error": Figure("Calibration error (class-wise ECE)",
+                                         "mean over classes of |observed rate − mean probability| in 10 "
+                                         "probability bins, 0–1"),
+}
+# The per-class figures of a multiclass window (``per_class_<name>`` in its result).
+PER_CLASS_FIGURES: dict[str, Figure] = {
+    "support": Figure("actual rows", "labelled rows whose actual class it is"),
+    "precision": Figure("precision", "share of the rows served the class whose actual class it is", share=True),
+    "recall": Figure("recall", "share of the class's actual rows served the class", share=True),
+    "calibration_error": Figure("calibration error", "ECE of P(class) against the class occurring, 0–1"),
+}
+# The per-class figures every window's metrics carry (the rest are in the latest window's view).
+PER_CLASS_IN_METRICS = ("support", "precision", "recall")
 
 
 def learning_report(store, *, period_start: datetime, period_end: datetime, models: Sequence[str],
@@ -135,7 +181,29 @@ def _performance(store, model: str, end: datetime, window: timedelta, step: time
     trend = [{"window_end": _iso(window_end), **_metrics(row)}
              for (version, window_end), row in sorted(rows.items(), key=lambda item: item[0][1])
              if version == ALL_VERSIONS]
-    return {"current": current, "trend": trend}
+    latest = rows.get((ALL_VERSIONS, end))
+    view = per_class_view(latest["result"]) if latest else None
+    return {"current": current, "trend": trend, **({"per_class": view} if view else {})}
+
+
+def per_class_view(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A stored multiclass performance (its JSON result) as the report and the page show its
+    per-class part: headline ``figures`` (None where not computable, the reason in ``unavailable``),
+    one ``per_class`` row per class and the ``confusion_matrix`` (rows the actual class, columns the
+    served one), both in the model's class order; the absent classes, the actual labels outside
+    the class list and the notes. None for a window of another task kind."""
+    if (result or {}).get("task_kind") != TaskKind.MULTICLASS_CLASSIFICATION.value:
+        return None
+    performance = performance_from_dict(result)
+    return {"status": performance.status.value, "sample_count": performance.sample_count,
+            "top_k": performance.top_k, "classes": list(performance.classes),
+            "figures": {name: getattr(performance, name) for name in MULTICLASS_FIGURES},
+            "per_class": [{"class": label, **{name: getattr(performance, f"per_class_{name}").get(label)
+                                              for name in PER_CLASS_FIGURES}}
+                          for label in performance.classes],
+            "confusion_matrix": [list(row) for row in performance.confusion_matrix],
+            "absent_classes": list(performance.absent_classes), "unknown_actual": dict(performance.unknown_actual),
+            "unavailable": dict(performance.unavailable), "notes": list(performance.notes)}
 
 
 def _importance(store, model: str, end: datetime) -> dict[str, Any]:
@@ -152,8 +220,16 @@ def _importance(store, model: str, end: datetime) -> dict[str, Any]:
 
 
 def _metrics(row: dict[str, Any]) -> dict[str, Any]:
-    return {"sample_count": row["sample_count"], "label_coverage": row["label_coverage"],
-            "provisional": row["provisional"], **{m: row[m] for m in METRICS if row.get(m) is not None}}
+    """A stored window's metric columns; for a multiclass window also its headline figures and its
+    per-class support, precision and recall (``per_class_<name>``: class -> value) from the result."""
+    metrics = {"sample_count": row["sample_count"], "label_coverage": row["label_coverage"],
+               "provisional": row["provisional"], **{m: row[m] for m in METRICS if row.get(m) is not None}}
+    result = row.get("result") or {}
+    if result.get("task_kind") == TaskKind.MULTICLASS_CLASSIFICATION.value:
+        metrics.update({m: result[m] for m in MULTICLASS_FIGURES if result.get(m) is not None})
+        metrics.update({f"per_class_{name}": dict(result.get(f"per_class_{name}") or {})
+                        for name in PER_CLASS_IN_METRICS})
+    return metrics
 
 
 def _drift_by_day(store, model: str, span: tuple[datetime, datetime], days: list[datetime]

@@ -10,6 +10,11 @@ performance_degradation (the sequential monitor's degraded metrics, also counted
 ``degraded_metrics``). The baseline every finding is measured against is exported as its start and
 end (labelled with its source, and ``provisional`` while a young model's default is not pinned), so
 an alert rule or a Grafana panel can tell "drifted" from "drifted against a baseline moved yesterday".
+
+A multiclass model also exports its accuracy and macro F1, and per class (label ``class``) its
+recall, precision and support, per version like the other metrics: a per-class recall alert rule
+needs no second source. A class whose recall or precision is undefined in the window (no actual
+row, never served) has no sample, not a 0.
 """
 
 from __future__ import annotations
@@ -23,15 +28,25 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..core.types import Severity
+from ..loop.reporting import PER_CLASS_FIGURES, PER_CLASS_IN_METRICS
 
 PREFIX = "self_learning"
 PERFORMANCE_METRICS = {
-    "mae": "Mean absolute error", "rmse": "Root mean squared error", "mape": "Mean absolute percentage error (%)",
-    "wape": "Weighted absolute percentage error (%)", "r2": "Coefficient of determination",
-    "roc_auc": "Area under the ROC curve", "log_loss": "Log loss",
-    "label_coverage": "Share of the window's predictions with a real outcome",
+    "mae": "Mean absolute error (the outcome's unit)", "rmse": "Root mean squared error (the outcome's unit)",
+    "mape": "Mean absolute percentage error (percent, 12.5 = 12.5 %)",
+    "wape": "Weighted absolute percentage error, sum |error| / sum |actual| (ratio, 0.125 = 12.5 %)",
+    "r2": "Coefficient of determination (1 perfect, 0 no better than the mean)",
+    "roc_auc": "Area under the ROC curve (0.5 chance, 1 perfect; multiclass: mean of the one-vs-rest AUCs)",
+    "log_loss": "Log loss, mean -ln P(actual outcome) per row (nats; lower is better)",
+    "accuracy": "Share of labelled rows served their actual class (ratio 0-1; multiclass models)",
+    "macro_f1": "Unweighted mean of the classes' F1 scores (0-1; multiclass models)",
+    "label_coverage": "Share of the window's predictions with a real outcome (ratio 0-1)",
     "sample_count": "Labelled predictions the metrics are computed on",
 }
+# Per-class gauges of a multiclass model (``self_learning_class_<name>``, label ``class``)
+PER_CLASS_HELP = {name: f"Per class: {PER_CLASS_FIGURES[name].unit}"
+                        f"{' (ratio 0-1)' if PER_CLASS_FIGURES[name].share else ''}, latest window"
+                  for name in PER_CLASS_IN_METRICS}
 SEVERITY_HELP = "0 none, 1 low, 2 medium, 3 high, 4 critical"
 
 
@@ -51,6 +66,8 @@ class _HealthCollector(Collector):
         performance = {name: GaugeMetricFamily(f"{PREFIX}_{name}", f"{text}, latest window",
                                                labels=["model", "version"])
                        for name, text in PERFORMANCE_METRICS.items()}
+        per_class = {name: GaugeMetricFamily(f"{PREFIX}_class_{name}", text, labels=["model", "version", "class"])
+                     for name, text in PER_CLASS_HELP.items()}
         window_end = GaugeMetricFamily(f"{PREFIX}_window_end_timestamp_seconds",
                                        "End of the latest analysed window (Unix time)", labels=["model"])
         provisional = GaugeMetricFamily(f"{PREFIX}_provisional", "1 when label coverage was below the minimum",
@@ -91,6 +108,10 @@ class _HealthCollector(Collector):
                     if values.get(metric) is not None:
                         family.add_metric([name, version], float(values[metric]))
                 provisional.add_metric([name, version], float(bool(values.get("provisional"))))
+                for figure, family in per_class.items():
+                    for label, value in (values.get(f"per_class_{figure}") or {}).items():
+                        if value is not None:
+                            family.add_metric([name, version, label], float(value))
             for kind, check in model["drift"].items():
                 if check["status"] == "ok":  # insufficient data has no severity to report
                     drift.add_metric([name, kind.removesuffix("_drift")], Severity(check["severity"]).rank)
@@ -113,5 +134,6 @@ class _HealthCollector(Collector):
                 if test["running_min_p"] is not None:
                     ab_p.add_metric([name, test["test_id"]], float(test["running_min_p"]))
         yield from performance.values()
+        yield from per_class.values()
         yield from (provisional, window_end, champion, drift, drifted, degraded, baseline_start, baseline_end,
                     baseline_provisional, alerts, ab_running, ab_difference, ab_p)
