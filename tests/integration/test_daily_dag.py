@@ -114,7 +114,6 @@ def test_a_multiclass_model_runs_next_to_the_others(daily_dag, feedback_db):
     checks = reports["hook_classifier", "prediction_drift"]["result"]["statistical_tests"]["checks"]
     assert {"class:distribution", "proba_question:distribution"} <= set(checks)
 
-
     # the run's daily summary and /metrics show the per-class figures
     from prometheus_client.parser import text_string_to_metric_families
     from self_learning.loop.reporting import model_health
