@@ -94,6 +94,7 @@ class Candidate:
     holdout_start: datetime
     trainer: str
     artifact: bytes = dataclasses.field(default=b"", repr=False)
+    notes: tuple[str, ...] = ()  # training rows left out and why (``training.class_training_rows``)
 
     def metrics(self) -> dict[str, Any]:
         """What the registry stores with the version; ``training_start`` / ``training_end`` are the
@@ -106,16 +107,18 @@ class Candidate:
                 "champion_holdout": self.champion.to_dict() if self.champion else None,
                 "champion_source": self.champion_source, "training_rows": self.training_rows,
                 "holdout_rows": self.holdout_rows, "holdout_start": self.holdout_start.isoformat(),
-                "trainer": self.trainer, "scikit_learn": sklearn.__version__}
+                "trainer": self.trainer, "scikit_learn": sklearn.__version__, "notes": list(self.notes)}
 
 
 def train_candidate(store, model: str, *, window_end: datetime, artifact_root: str, training_window_days: int = 30,
                     holdout_share: float = 0.2, margin: float = 0.02, trainer: str | None = None,
                     version: str | None = None, allow_pickle: bool = False) -> Candidate:
     """Train on the labelled outcomes of the window, hold out its latest ``holdout_share`` and score
-    candidate and champion there with the same metrics. The champion is the registry's champion
-    artifact when there is one (loaded from under ``artifact_root`` only, see ``load_artifact``),
-    else the predictions that were actually served."""
+    candidate and champion there with the same metrics. A window that cannot give a candidate
+    (fewer than ``MIN_TRAINING_ROWS``; a multiclass window of fewer than two usable classes, see
+    ``training.class_training_rows``) raises ``training.NotTrainable`` naming the reason. The
+    champion is the registry's champion artifact when there is one (loaded from under
+    ``artifact_root`` only, see ``load_artifact``), else the predictions that were actually served."""
     spec = store.get_model(model)
     if isinstance(training_window_days, bool) or not isinstance(training_window_days, int) \
             or training_window_days < 1:
@@ -123,8 +126,8 @@ def train_candidate(store, model: str, *, window_end: datetime, artifact_root: s
     start = window_end - timedelta(days=training_window_days)
     frame = store.read_window(spec.name, start, window_end)
     if len(frame) < MIN_TRAINING_ROWS:
-        raise ValueError(f"training window {start:%Y-%m-%d}..{window_end:%Y-%m-%d}: {len(frame)} labelled outcomes "
-                         f"of {spec.name!r}; at least {MIN_TRAINING_ROWS} are needed to train")
+        raise training.NotTrainable(f"training window {start:%Y-%m-%d}..{window_end:%Y-%m-%d}: {len(frame)} labelled "
+                                    f"outcomes of {spec.name!r}; at least {MIN_TRAINING_ROWS} are needed to train")
     kinds = {key: kind for key, (kind, _) in store.feature_registry(spec.name).items()}
     if not kinds:
         raise ValueError(f"model: {spec.name!r} has no stored features to train on")
@@ -132,6 +135,9 @@ def train_candidate(store, model: str, *, window_end: datetime, artifact_root: s
     train, holdout = training.time_holdout(frame, holdout_share=holdout_share)
     factory = training.load_trainer(trainer) if trainer else training.default_trainer
     task = task_spec(spec.task_kind)
+    notes: tuple[str, ...] = ()
+    if spec.classes is not None:
+        train, notes = training.class_training_rows(train, spec.classes, target=task.target)
     estimator = training.fit(factory(spec.task_kind, kinds), train, kinds, target=task.target)
     artifact = artifact_bytes(estimator, trusted_types=trusted)  # before scoring: an unloadable candidate fails here
     version = version or version_name(window_end)
@@ -150,7 +156,7 @@ def train_candidate(store, model: str, *, window_end: datetime, artifact_root: s
     return Candidate(spec.name, version, estimator, training.judge(candidate, champion, margin=margin), candidate,
                      champion, source, (start, window_end), len(train), len(holdout),
                      holdout["served_at"].iloc[0].to_pydatetime(), trainer or "self_learning.training:default_trainer",
-                     artifact)
+                     artifact, notes)
 
 
 def _on_model_classes(spec, predicted):
