@@ -168,3 +168,32 @@ def test_the_default_multiclass_trainer_fails_on_a_single_example_class_once_ear
         fit(trainer, rows, kinds, target="actual_label")
     kept, _ = class_training_rows(rows, HOOKS)
     assert list(fit(trainer, kept, kinds, target="actual_label").classes_) == ["question", "statistic"]
+
+
+def test_multiclass_candidates_are_judged_on_the_log_loss_and_on_accuracy_against_a_labels_only_champion():
+    from self_learning.core.multiclass import ClassPredictions
+    from self_learning.performance import compute_performance
+
+    rng = np.random.default_rng(5)
+    n = 2_000
+    scores = 2.0 * rng.normal(size=(n, len(HOOKS)))
+    truth = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    actual = np.asarray(HOOKS, dtype=object)[(rng.random((n, 1)) > truth.cumsum(axis=1)).sum(axis=1).clip(max=2)]
+
+    def served(noise):
+        seen = scores + noise * rng.normal(size=scores.shape)
+        return ClassPredictions(HOOKS, np.exp(seen) / np.exp(seen).sum(axis=1, keepdims=True))
+
+    kind = TaskKind.MULTICLASS_CLASSIFICATION
+    better, worse = served(0.3), served(1.5)
+    candidate = compute_performance(kind, actual, better, model_version="new")
+    champion = compute_performance(kind, actual, worse, model_version="old")
+    verdict = judge(candidate, champion)
+    assert (verdict.metric, verdict.accept) == ("log_loss", True)
+    assert verdict.champion == pytest.approx(metrics.log_loss(actual, worse.probabilities, labels=list(HOOKS)))
+    labels_only = compute_performance(kind, actual, ClassPredictions(HOOKS, np.eye(3)[worse.predicted]),
+                                      model_version="old")
+    assert labels_only.log_loss is None  # one-hot probabilities: no log loss to compare with
+    verdict = judge(candidate, labels_only)
+    assert (verdict.metric, verdict.accept) == ("error_rate", True)
+    assert verdict.champion == pytest.approx(1 - metrics.accuracy_score(actual, worse.predicted_labels))
