@@ -7,6 +7,7 @@ out of training, saying so, while candidate and champion are still judged on the
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -104,6 +105,14 @@ def test_rows_of_a_class_outside_the_list_are_left_out_of_training_saying_so(sto
     assert candidate.candidate.sample_count == candidate.champion.sample_count
     assert candidate.verdict.metric == "log_loss" and candidate.verdict.champion == candidate.champion.log_loss
     assert spec.classes == HOOK_CLASSES
+    # the retrain step registers the version with the note
+    settings = RetrainSettings(model=MODEL, window_end=END, request_id=f"{MODEL}@test", training_window_days=8)
+    context = {"dag": SimpleNamespace(dag_id="retrain"), "dag_run": SimpleNamespace(run_id="test")}
+    summary = TrainCandidateOperator(task_id="train", artifact_root=f"file://{tmp_path}").run(
+        store, spec, settings, context)
+    assert summary["notes"] == [note] and summary["status"] in ("challenger", "rejected")
+    (version,) = store.version_history(MODEL)
+    assert version.metrics["notes"] == [note]
 
 
 def test_a_holdout_class_the_training_rows_lack_is_judged_not_refused(store, tmp_path):
