@@ -337,6 +337,10 @@ def test_make_demo_runs_the_daily_dag_on_the_embedded_default(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "== window ending 2026-11-01" in result.stdout
     assert "ctr_predictor: MAPE" in result.stdout and "concept_drift: " in result.stdout
+    # the hook classifier is served as a multiclass model over five hook types
+    assert re.search(r"hook_classifier: accuracy 0\.\d+, macro F1 0\.\d+, log loss \d\.\d+ on", result.stdout)
+    assert re.search(r"actual classes: question \d+%, statistic \d+%, story \d+%, offer \d+%, testimonial \d+%",
+                     result.stdout)
     assert "RETRAIN requested" in result.stdout
     assert "then self_learning_retrain for ctr_predictor@2026-11-01T00:00Z" in result.stdout
     assert "request ctr_predictor@2026-11-01T00:00Z: done -> r20261101T0000Z" in result.stdout

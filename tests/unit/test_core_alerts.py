@@ -107,3 +107,34 @@ def test_a_finding_reported_every_day_alerts_once_per_episode_and_again_when_wor
     assert raise_(16, "medium") == "open"  # a gap of days without it: a new episode, past the cooldown
     assert raise_(18, "medium") == "suppressed"  # within the cooldown of day 16
     assert repeat_status("low", [], window_end=day0, cooldown=timedelta(0)) == "open"
+
+
+def test_systematic_errors_of_classifiers_on_the_zero_one_loss_are_worded_in_error_rate_points():
+    from self_learning.core.performance import ModelPerformance, MulticlassPerformance
+    from self_learning.core.types import TaskKind
+
+    common = dict(sample_count=500, label_coverage=1.0, provisional=False, model_type=None, model_version=None)
+    # multiclass: the pattern is on the 0/1 loss centred on the window's error rate (1 - 0.78 = 0.22)
+    multiclass = MulticlassPerformance(task_kind=TaskKind.MULTICLASS_CLASSIFICATION, accuracy=0.78, **common)
+    pattern = {"feature": "platform", "bucket": "tiktok", "mean_error": 0.12, "deviation": 0.16,
+               "relative_effect": 0.16 / 0.34, "sample_count": 120}  # 0.34 = mean |centred loss|
+    (found,) = window_findings([], multiclass, RetrainThresholds(), [{"result": {"patterns": [pattern]}}])
+    assert found["details"]["summary"] == ("errs more often where platform=tiktok (error rate 34% vs 18% "
+                                           "elsewhere, n=120)")
+    assert found["severity"] == "high"  # 0.16 / 0.22 = 73 % of the error rate (the ladder's 0.5 .. 1.0)
+    without_mean = {k: v for k, v in pattern.items() if k != "mean_error"}
+    (found,) = window_findings([], multiclass, RetrainThresholds(), [{"result": {"patterns": [without_mean]}}])
+    assert "(error rate +16 points vs elsewhere, n=120)" in found["details"]["summary"]
+
+    # a hard-label binary classifier: its signed error's deviation in points of the rows
+    hard = ModelPerformance(task_kind=TaskKind.BINARY_CLASSIFICATION, accuracy=0.8, log_loss=None, **common)
+    signed = {"feature": "platform", "bucket": "meta", "mean_error": 0.1, "deviation": 0.12, "relative_effect": 0.6,
+              "sample_count": 90}
+    (found,) = window_findings([], hard, RetrainThresholds(), [{"result": {"patterns": [signed]}}])
+    assert found["details"]["summary"] == ("over-predicts where platform=meta (wrong 1s net of wrong 0s: 12 points "
+                                           "of the rows above elsewhere; error rate 20% overall, n=90)")
+    assert found["severity"] == "high"
+    # a scored classifier (it has a log loss) keeps the MAE wording
+    scored = ModelPerformance(task_kind=TaskKind.BINARY_CLASSIFICATION, accuracy=0.8, log_loss=0.4, **common)
+    (found,) = window_findings([], scored, RetrainThresholds(), [{"result": {"patterns": [signed]}}])
+    assert found["details"]["summary"] == "over-predicts where platform=meta (deviation 0.12, 60% of MAE, n=90)"

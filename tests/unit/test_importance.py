@@ -65,3 +65,48 @@ def test_trends_give_the_slope_per_30_days():
     trends = {t.feature: t for t in importance_trends(history)}
     assert trends["spend"].slope_per_30_days == pytest.approx(0.01 / 7 * 30)
     assert trends["noise"].slope_per_30_days is None and len(trends["noise"].points) == 2
+
+
+HOOKS = ("question", "statistic", "story", "offer", "testimonial")
+
+
+def _class_frame(n: int = 4000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """A class outcome driven by spend (skewed) and platform; noise and hook unrelated."""
+    frame, _ = _frame(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    logits = np.column_stack([(np.log(frame["spend"]) - 5) * (j - 2) * 0.6 for j in range(len(HOOKS))])
+    logits[:, 3] += np.where(frame["platform"] == "tiktok", 2.0, 0.0)
+    logits += rng.gumbel(size=logits.shape)
+    return frame, np.asarray(HOOKS, dtype=object)[logits.argmax(axis=1)]
+
+
+def test_a_class_outcome_is_weighed_by_rank_correlation_ratio_and_cramers_v():
+    frame, classes = _class_frame()
+    # read as numbers, a class label is missing on every row: no association at all
+    assert all(w.association is None for w in update_feature_weights(frame, classes, feature_kinds=KINDS).weights)
+    weights = update_feature_weights(frame, classes, feature_kinds=KINDS, task_kind="multiclass_classification")
+    by_name = {w.feature: w for w in weights.weights}
+    assert sum(w.weight for w in weights.weights) == pytest.approx(1.0)
+    assert [w.feature for w in weights.weights[:2]] == ["spend", "platform"]
+    # unrelated features: η² of 5 groups is biased up by about 4 / n, so their weights are small, not 0
+    assert by_name["noise"].weight < 0.1 and by_name["hook"].weight < 0.1
+    assert (by_name["spend"].method, by_name["platform"].method) == ("rank_correlation_ratio", "cramers_v")
+    # η² of the ranks is Kruskal-Wallis' H / (n - 1) (no ties); V from the χ² of the table
+    h = stats.kruskal(*(frame["spend"][classes == c] for c in HOOKS)).statistic
+    assert by_name["spend"].association == pytest.approx(np.sqrt(h / (len(frame) - 1)))
+    table = pd.crosstab(frame["platform"], classes)
+    chi2, p_value, _, _ = stats.chi2_contingency(table, correction=False)
+    assert by_name["platform"].association == pytest.approx(np.sqrt(chi2 / (len(frame) * 2)))
+    assert by_name["platform"].p_value == pytest.approx(p_value)
+    assert by_name["spend"].p_value < 1e-10 and by_name["noise"].p_value > 1e-3
+
+
+def test_permutation_importance_of_a_multiclass_model_leaves_out_classes_it_never_saw():
+    frame, classes = _class_frame(n=3000)
+    rows = frame.assign(actual_label=classes).iloc[1500:]  # scored on rows it was not fitted to
+    trained = frame.assign(actual_label=classes).iloc[:1500]
+    trained = trained[trained["actual_label"] != "testimonial"]
+    model = fit(default_trainer("multiclass_classification", KINDS), trained, KINDS, target="actual_label")
+    assert "testimonial" in set(rows["actual_label"])  # the window has a class the model has not
+    importance = permutation_weights(model, rows, KINDS, "multiclass_classification", repeats=3)
+    assert importance["spend"]["mean"] > importance["platform"]["mean"] > 10 * max(importance["noise"]["mean"], 1e-4)

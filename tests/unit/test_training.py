@@ -120,3 +120,80 @@ def test_a_hard_label_champion_is_judged_on_the_zero_one_loss():
     assert (verdict.metric, verdict.accept) == ("error_rate", True)
     assert verdict.champion == pytest.approx(1 - champion.accuracy)
     assert not judge(champion, candidate).accept  # the hard labels do not beat the scores
+
+
+HOOKS = ("question", "statistic", "story")
+
+
+def class_rows(labels) -> pd.DataFrame:
+    return pd.DataFrame({"actual_label": np.asarray(labels, dtype=object), "spend": np.arange(len(labels))})
+
+
+def test_multiclass_training_rows_leave_out_unknown_and_single_example_classes_saying_so():
+    from self_learning.core.training import class_training_rows
+
+    rows = class_rows(["question"] * 5 + ["statistic"] * 4 + ["story"] + ["carousel"] * 3)
+    kept, notes = class_training_rows(rows, HOOKS)
+    assert list(kept["actual_label"]) == ["question"] * 5 + ["statistic"] * 4
+    assert notes == ("3 training rows of classes outside the model's class list left out ['carousel'] (a model "
+                     "serving the list cannot serve them; extend it to train on them)",
+                     "classes with fewer than 2 training rows left out ['story']")
+    unchanged, none = class_training_rows(class_rows(["question", "story"] * 3), HOOKS)
+    assert len(unchanged) == 6 and none == ()
+
+
+@pytest.mark.parametrize(("labels", "found"), [
+    (["story"] * 8, "only class 'story'"),
+    (["story"] * 8 + ["question"] + ["carousel"] * 2, "only class 'story'"),
+    (["carousel"] * 8, "no class of the model's list"),
+])
+def test_a_multiclass_window_of_fewer_than_two_classes_is_not_trainable(labels, found):
+    from self_learning.core.training import NotTrainable, class_training_rows
+
+    with pytest.raises(NotTrainable, match=rf"actual_label: the training window has {found} with at least 2 rows.*"
+                                           "a classifier needs two classes"):
+        class_training_rows(class_rows(labels), HOOKS)
+
+
+def test_the_default_multiclass_trainer_fails_on_a_single_example_class_once_early_stopping_is_on():
+    """Why single-example classes are left out: over 10,000 rows HistGradientBoosting's early
+    stopping splits a stratified validation set, which a class of one row cannot be in."""
+    from self_learning.core.training import class_training_rows
+
+    rng = np.random.default_rng(0)
+    rows = class_rows(["question", "statistic"] * 5_001 + ["story"]).assign(spend=rng.normal(size=10_003))
+    kinds = {"spend": "numeric"}
+    trainer = default_trainer("multiclass_classification", kinds).set_params(model__max_iter=3)
+    with pytest.raises(ValueError, match="least populated class"):
+        fit(trainer, rows, kinds, target="actual_label")
+    kept, _ = class_training_rows(rows, HOOKS)
+    assert list(fit(trainer, kept, kinds, target="actual_label").classes_) == ["question", "statistic"]
+
+
+def test_multiclass_candidates_are_judged_on_the_log_loss_and_on_accuracy_against_a_labels_only_champion():
+    from self_learning.core.multiclass import ClassPredictions
+    from self_learning.performance import compute_performance
+
+    rng = np.random.default_rng(5)
+    n = 2_000
+    scores = 2.0 * rng.normal(size=(n, len(HOOKS)))
+    truth = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    actual = np.asarray(HOOKS, dtype=object)[(rng.random((n, 1)) > truth.cumsum(axis=1)).sum(axis=1).clip(max=2)]
+
+    def served(noise):
+        seen = scores + noise * rng.normal(size=scores.shape)
+        return ClassPredictions(HOOKS, np.exp(seen) / np.exp(seen).sum(axis=1, keepdims=True))
+
+    kind = TaskKind.MULTICLASS_CLASSIFICATION
+    better, worse = served(0.3), served(1.5)
+    candidate = compute_performance(kind, actual, better, model_version="new")
+    champion = compute_performance(kind, actual, worse, model_version="old")
+    verdict = judge(candidate, champion)
+    assert (verdict.metric, verdict.accept) == ("log_loss", True)
+    assert verdict.champion == pytest.approx(metrics.log_loss(actual, worse.probabilities, labels=list(HOOKS)))
+    labels_only = compute_performance(kind, actual, ClassPredictions(HOOKS, np.eye(3)[worse.predicted]),
+                                      model_version="old")
+    assert labels_only.log_loss is None  # one-hot probabilities: no log loss to compare with
+    verdict = judge(candidate, labels_only)
+    assert (verdict.metric, verdict.accept) == ("error_rate", True)
+    assert verdict.champion == pytest.approx(1 - metrics.accuracy_score(actual, worse.predicted_labels))

@@ -23,7 +23,7 @@ test may be looked at after every batch of outcomes; the Welch test is reported 
   ``max_days`` is a hard maximum of 90 days (it was 28: at ~15 outcomes per arm per day the cap came
   long before the evidence); a test normally ends at its planned size first.
 - ``row_losses``: the per-prediction loss the arms are compared on (absolute error for regressors,
-  log loss for classifiers: the primary losses of the retrain verdict).
+  log loss for classifiers, binary or multiclass: the primary losses of the retrain verdict).
 """
 
 from __future__ import annotations
@@ -46,14 +46,16 @@ UNITS = RANDOMISATION_UNITS
 # each is the task kind's loss. ``ab_metrics``' docstring says how each is compared and why.
 AB_METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("mae", "squared_error", "business_value"),
-    "binary_classification": ("log_loss", "accuracy", "roc_auc", "calibration_error", "business_value")}
+    "binary_classification": ("log_loss", "accuracy", "roc_auc", "calibration_error", "business_value"),
+    "multiclass_classification": ("log_loss", "accuracy", "business_value")}
 ALL_AB_METRICS = tuple(dict.fromkeys(m for names in AB_METRICS.values() for m in names))
 # Metrics that may guard a test but not decide it (``ab_metrics``: a calibration gain alone is
 # had by recalibrating the champion, and a binned error's level is partly binning noise).
 GUARDRAIL_ONLY = ("calibration_error",)
 # What a challenger must not break unless a test says otherwise (the primary metric is dropped).
 DEFAULT_GUARDRAILS: dict[str, tuple[str, ...]] = {"regression": ("mae",),
-                                                  "binary_classification": ("accuracy", "roc_auc", "calibration_error")}
+                                                  "binary_classification": ("accuracy", "roc_auc", "calibration_error"),
+                                                  "multiclass_classification": ("accuracy",)}
 DEFAULT_GUARDRAIL_MARGIN = 0.02
 # Per-metric defaults where 0.02 of the metric's reference is not a usable margin (``ab_metrics``).
 DEFAULT_GUARDRAIL_MARGINS = {"calibration_error": 0.10}

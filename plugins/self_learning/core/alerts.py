@@ -81,7 +81,8 @@ def repeat_status(severity: Severity | str, earlier: Iterable[tuple[datetime, Se
     return alert_status(severity, [level for end, level, status in rows if status != SUPPRESSED and end >= since])
 
 
-# Severity of a systematic-error pattern by its deviation relative to the model's MAE.
+# Severity of a systematic-error pattern by its deviation relative to the model's MAE (for a model
+# scored on the 0/1 loss, its error rate: the mean of that loss).
 SYSTEMATIC_ERROR_LADDER = (("low", 0.1), ("medium", 0.25), ("high", 0.5), ("critical", 1.0))
 
 
@@ -153,7 +154,7 @@ def window_findings(drift_reports: Iterable[Mapping[str, Any]], performance: Mod
     for row in systematic_errors:
         for pattern in row["result"]["patterns"]:
             if pattern_alpha is None or pattern.get("p_adjusted", 0.0) < pattern_alpha:
-                findings.extend(_systematic_error_finding(pattern))
+                findings.extend(_systematic_error_finding(pattern, performance))
     return findings
 
 
@@ -175,13 +176,49 @@ def _degradation_finding(row: Mapping[str, Any], concept: Mapping[str, Any] | No
     return finding("performance_degradation", PERFORMANCE_CAUSE, severity.value, {"summary": summary, **details})
 
 
-def _systematic_error_finding(pattern: Mapping[str, Any]) -> list[dict[str, Any]]:
-    effect = abs(pattern["relative_effect"] or 0.0)
+def _error_rate(performance: ModelPerformance | None) -> float | None:
+    """The window's error rate (1 - accuracy) of a classifier whose systematic errors are in 0/1
+    loss units: a multiclass model (the 0/1 loss of the served class) or a binary classifier serving
+    hard labels (its MAE is its error rate; its log loss is None). None for anything else."""
+    if performance is None or performance.accuracy is None:
+        return None
+    kind = str(performance.task_kind)
+    hard_binary = kind == "binary_classification" and performance.log_loss is None
+    return 1.0 - performance.accuracy if kind == "multiclass_classification" or hard_binary else None
+
+
+def _systematic_error_finding(pattern: Mapping[str, Any], performance: ModelPerformance | None = None
+                              ) -> list[dict[str, Any]]:
+    """A pattern as a finding, its severity by ``SYSTEMATIC_ERROR_LADDER``. Regressors and scored
+    classifiers: "over-predicts where c=a (deviation 1.5, 30 % of MAE)". Classifiers on the 0/1 loss
+    (``_error_rate``) in error-rate points, as their owners read accuracy: a multiclass model's
+    pattern is on its 0/1 loss centred on the window's error rate (``operators.daily``), so the
+    segment's rate is the window's plus the pattern's mean ("error rate 34 % vs 18 % elsewhere") and
+    the effect is the deviation relative to the window's error rate; a hard-label binary classifier's
+    is on its signed error (predicted - actual, each -1, 0 or 1), whose deviation is the share of
+    rows wrongly predicted 1, net of those wrongly predicted 0, above the rest's."""
+    error_rate = _error_rate(performance)
+    multiclass = error_rate is not None and str(performance.task_kind) == "multiclass_classification"
+    relative = pattern["relative_effect"]
+    if multiclass:
+        relative = pattern["deviation"] / error_rate if error_rate > 0 else relative
+    effect = abs(relative or 0.0)
     severity = next((s for s, cut in reversed(SYSTEMATIC_ERROR_LADDER) if effect >= cut), None)
     if not severity:
         return []
     cause = f"{pattern['feature']}={pattern['bucket']}"
-    direction = "over" if pattern["deviation"] > 0 else "under"
-    return [finding("systematic_error", cause, severity, {
-        "summary": f"{direction}-predicts where {cause} (deviation {pattern['deviation']:.4g}, "
-                   f"{effect:.0%} of MAE, n={pattern['sample_count']})", **pattern})]
+    deviation, n = pattern["deviation"], pattern["sample_count"]
+    if multiclass and pattern.get("mean_error") is not None:
+        rate = min(max(error_rate + pattern["mean_error"], 0.0), 1.0)  # rows of unknown classes: not in accuracy
+        summary = f"errs more often where {cause} (error rate {rate:.0%} vs {rate - deviation:.0%} elsewhere, n={n})"
+    elif multiclass:
+        summary = f"errs more often where {cause} (error rate {deviation * 100:+.0f} points vs elsewhere, n={n})"
+    elif error_rate is not None:
+        wrong = ("1s", "0s") if deviation > 0 else ("0s", "1s")
+        summary = (f"{'over' if deviation > 0 else 'under'}-predicts where {cause} (wrong {wrong[0]} net of wrong "
+                   f"{wrong[1]}: {abs(deviation) * 100:.0f} points of the rows above elsewhere; error rate "
+                   f"{error_rate:.0%} overall, n={n})")
+    else:
+        summary = (f"{'over' if deviation > 0 else 'under'}-predicts where {cause} (deviation {deviation:.4g}, "
+                   f"{effect:.0%} of MAE, n={n})")
+    return [finding("systematic_error", cause, severity, {"summary": summary, **pattern})]

@@ -5,7 +5,13 @@ and how both move over time.
   real outcome, comparable across feature kinds: Spearman's |ρ| for numeric features (rank based, so
   skewed spend or audience sizes do not dominate) and the correlation ratio η for categorical ones
   (the share of the outcome's spread explained by the categories, square-rooted, on the same 0..1
-  scale), each with its p-value; weights are the associations normalised to sum to 1.
+  scale), each with its p-value; weights are the associations normalised to sum to 1. A multiclass
+  model's outcome is a class label, which has no ranks or mean (its ``actual_value`` is NULL, and
+  every association read as missing): against it, a numeric feature's association is the
+  correlation ratio of the feature's ranks by actual class (η² of the ranks is Kruskal-Wallis' H /
+  (n - 1): rank based like Spearman's, and on the same 0..1 scale) and a categorical feature's is
+  Cramér's V (χ² of the feature-by-class table), each with its p-value (the one-way ANOVA F test of
+  the ranks, the χ² test).
 - ``permutation_weights``: the drop in the champion's primary loss when one feature is shuffled
   (scikit-learn's permutation importance), on a bounded sample.
 - ``importance_trends`` (the seed's ``get_feature_importance_trends``): per feature, the stored
@@ -34,7 +40,7 @@ MIN_ROWS = 20
 class FeatureWeight(Result):
     feature: str
     kind: str
-    method: str  # "spearman" | "correlation_ratio"
+    method: str  # "spearman" | "correlation_ratio"; a class outcome: "rank_correlation_ratio" | "cramers_v"
     association: float | None
     p_value: float | None
     weight: float
@@ -48,11 +54,19 @@ class FeatureWeights(Result):
     status: Status = Status.OK
 
 
-def update_feature_weights(features: pd.DataFrame, outcome, *, feature_kinds: Mapping[str, str] | None = None
-                           ) -> FeatureWeights:
+def update_feature_weights(features: pd.DataFrame, outcome, *, feature_kinds: Mapping[str, str] | None = None,
+                           task_kind: TaskKind | str | None = None) -> FeatureWeights:
     """Association of each feature with the outcome, normalised to weights that sum to 1 (all zero
-    when nothing is associated). Rows with a missing value are left out feature by feature."""
-    y = pd.to_numeric(pd.Series(np.asarray(outcome)), errors="coerce").to_numpy(dtype=float)
+    when nothing is associated). Rows with a missing value are left out feature by feature.
+    ``outcome`` is the task kind's target (``TaskSpec.target``): a value, or for a multiclass model
+    (``task_kind``) the actual class labels."""
+    class_outcome = task_kind is not None and task_spec(task_kind).target == "actual_label"
+    if class_outcome:
+        y_labels = pd.Series(np.asarray(outcome, dtype=object)).astype(object)
+        present = y_labels.notna().to_numpy()
+        y = np.where(present, 0.0, np.nan)  # only which rows have an outcome
+    else:
+        y = pd.to_numeric(pd.Series(np.asarray(outcome)), errors="coerce").to_numpy(dtype=float)
     if len(features) != y.size:
         raise ValueError(f"outcome: {y.size} values for {len(features)} feature rows")
     kinds = dict(feature_kinds or {c: "categorical" if not pd.api.types.is_numeric_dtype(features[c]) else "numeric"
@@ -65,17 +79,43 @@ def update_feature_weights(features: pd.DataFrame, outcome, *, feature_kinds: Ma
         if kind == "numeric":
             x = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
             ok = np.isfinite(x) & np.isfinite(y)
-            association, p_value = _spearman(x[ok], y[ok])
-            rows.append((feature, kind, "spearman", association, p_value, int(ok.sum())))
+            if class_outcome:
+                association, p_value = _correlation_ratio(_text(y_labels[ok]), stats.rankdata(x[ok]))
+                rows.append((feature, kind, "rank_correlation_ratio", association, p_value, int(ok.sum())))
+            else:
+                association, p_value = _spearman(x[ok], y[ok])
+                rows.append((feature, kind, "spearman", association, p_value, int(ok.sum())))
         else:
             labels = column.astype(object).where(column.notna(), None).to_numpy()
             ok = np.array([v is not None for v in labels]) & np.isfinite(y)
-            association, p_value = _correlation_ratio(pd.Series(labels[ok]).astype(str).to_numpy(), y[ok])
-            rows.append((feature, kind, "correlation_ratio", association, p_value, int(ok.sum())))
+            if class_outcome:
+                association, p_value = _cramers_v(_text(labels[ok]), _text(y_labels[ok]))
+                rows.append((feature, kind, "cramers_v", association, p_value, int(ok.sum())))
+            else:
+                association, p_value = _correlation_ratio(_text(labels[ok]), y[ok])
+                rows.append((feature, kind, "correlation_ratio", association, p_value, int(ok.sum())))
     total = sum(a for *_, a, _, _ in rows if a is not None)
     weights = [FeatureWeight(f, k, m, a, p, (a / total) if total > 0 and a is not None else 0.0, n)
                for f, k, m, a, p, n in rows]
     return FeatureWeights(sorted(weights, key=lambda w: -w.weight), int(y.size))
+
+
+def _text(labels) -> np.ndarray:
+    return pd.Series(np.asarray(labels, dtype=object)).astype(str).to_numpy()
+
+
+def _cramers_v(feature: np.ndarray, outcome: np.ndarray) -> tuple[float | None, float | None]:
+    """Cramér's V = sqrt(χ² / (n (min(r, c) - 1))) of the feature-by-class table and the χ² test's
+    p-value (no continuity correction); None with fewer than ``MIN_ROWS`` rows, 0 when either side
+    has one value."""
+    n = feature.size
+    if n < MIN_ROWS:
+        return None, None
+    table = pd.crosstab(feature, outcome).to_numpy()
+    if min(table.shape) < 2:
+        return 0.0, 1.0
+    chi2, p_value, _, _ = stats.chi2_contingency(table, correction=False)
+    return math.sqrt(min(chi2 / (n * (min(table.shape) - 1)), 1.0)), float(p_value)
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None]:
@@ -118,6 +158,13 @@ def permutation_weights(estimator, frame: pd.DataFrame, feature_kinds: Mapping[s
                                                                           random_state=random_state)
     scoring = "neg_mean_absolute_error" if TaskKind(task_kind) is TaskKind.REGRESSION else "neg_log_loss"
     target = task_spec(task_kind).target  # a multiclass model's outcome is its class label
+    known = getattr(estimator, "classes_", None)
+    if target == "actual_label" and known is not None:
+        # a class the champion was never trained on has no probability column: the log loss scorer
+        # refuses such rows (a new class shows in the drift and error reports, not here)
+        rows = rows[rows[target].astype(str).isin([str(c) for c in known])]
+        if len(rows) < MIN_ROWS:
+            return {}
     result = permutation_importance(estimator, feature_frame(rows, feature_kinds), rows[target].to_numpy(),
                                     scoring=scoring, n_repeats=repeats, random_state=random_state)
     return {feature: {"mean": float(result.importances_mean[i]), "std": float(result.importances_std[i])}

@@ -19,6 +19,17 @@ predicts ``core.multiclass.ClassPredictions``: the probability matrix in the fit
 class order (the labels seen in training, sorted) and the most probable class. A class in the
 model's list that the training window lacks has no column; ``ClassPredictions.with_classes``
 puts the matrix in the model's class order, the missing classes at probability 0.
+
+Class windows a trainer cannot take as they are (``class_training_rows``), each measured on
+scikit-learn 1.9's HistGradientBoostingClassifier: a training window of a single class "fits" and
+then serves two probability columns for its one class (no model of the list's classes: refused,
+``NotTrainable``); a class with one example fails the fit once early stopping turns on (over 10,000
+rows: "The least populated classes in y have only 1 member"), so such a class is left out, as are
+rows whose actual class is outside the model's class list (a model serving that list could never
+serve it; extend the list to train on it). Each leaving-out is a note on the candidate; the holdout
+keeps every row, so candidate and champion are judged on the same rows. ``NotTrainable`` (a
+``ValueError``) carries the reason a window cannot give a candidate; the retrain step closes the
+request with it instead of failing the run.
 """
 
 from __future__ import annotations
@@ -36,6 +47,14 @@ from sklearn.preprocessing import OrdinalEncoder
 from .performance import ModelPerformance, compute_performance
 from .tasks import task_kinds, task_spec
 from .types import Result, TaskKind
+
+MIN_ROWS_PER_CLASS = 2  # a class with fewer training rows is left out (see the module docstring)
+
+
+class NotTrainable(ValueError):
+    """The labelled window cannot give a candidate (too few rows, fewer than two classes); the
+    message names the reason. The retrain request ends with it instead of failing the run."""
+
 
 # Kept for callers of the old constant; the registry (core.tasks) is the source.
 PRIMARY_LOSS = {TaskKind(kind): spec.primary_metric for kind, spec in task_kinds().items()}
@@ -107,6 +126,32 @@ def feature_frame(frame: pd.DataFrame, feature_kinds: Mapping[str, str]) -> pd.D
         columns[name] = values.astype(object).where(values.notna(), np.nan) if kind == "categorical" \
             else pd.to_numeric(values, errors="coerce")
     return pd.DataFrame(columns, index=frame.index)
+
+
+def class_training_rows(train: pd.DataFrame, classes, *, target: str = "actual_label"
+                        ) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The rows of a multiclass training window a trainer can take, and a note per leaving-out:
+    rows whose class is outside ``classes`` (the model's list), then classes with fewer than
+    ``MIN_ROWS_PER_CLASS`` rows. ``NotTrainable`` naming the classes when fewer than two remain."""
+    from .multiclass import encode_actual
+
+    index, unknown = encode_actual(classes, train[target].to_numpy(dtype=object), field=target)
+    notes = []
+    if unknown:
+        notes.append(f"{sum(unknown.values())} training rows of classes outside the model's class list left out "
+                     f"{sorted(unknown)} (a model serving the list cannot serve them; extend it to train on them)")
+    counts = np.bincount(index[index >= 0], minlength=len(classes))
+    rare = [j for j, n in enumerate(counts) if 0 < n < MIN_ROWS_PER_CLASS]
+    if rare:
+        notes.append(f"classes with fewer than {MIN_ROWS_PER_CLASS} training rows left out "
+                     f"{[classes[j] for j in rare]}")
+    kept = (index >= 0) & ~np.isin(index, rare)
+    present = [classes[j] for j in np.unique(index[kept])]
+    if len(present) < 2:
+        found = f"only class {present[0]!r}" if present else "no class of the model's list"
+        raise NotTrainable(f"{target}: the training window has {found} with at least {MIN_ROWS_PER_CLASS} rows"
+                           f"{' (' + '; '.join(notes) + ')' if notes else ''}; a classifier needs two classes")
+    return train[kept], tuple(notes)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Creates an embedded feedback store (SQLite) and an embedded Airflow metadata DB under ``.demo/``,
 generates 60 days of synthetic ad-campaign traffic for the four default models (feature drift
-injected from day 52, a concept shift in ``ctr_predictor`` from day 50), loads the predictions
+injected from day 52, a concept shift in ``ctr_predictor`` from day 50; ``hook_classifier`` is a
+multiclass model over five hook types whose ``offer`` class grows more prevalent with the feature
+drift, and the summary shows its accuracy, macro F1 and actual class shares), loads the predictions
 and the outcomes that had arrived before the demo's first day, leaves the later outcomes in the
 outcome inbox, runs the daily DAG for the last days with ``dag.test()`` (what ``airflow dags test``
 runs; all runs in one Airflow process, ``self_learning.demo.airflow_runs``), then the retrain DAG
@@ -25,7 +27,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from ..core.types import Severity
+from ..core.types import Severity, TaskKind
 from ..store import ALL_VERSIONS, FeedbackStore
 from .airflow_runs import DAG_ID, RETRAIN_DAG_ID, WEEKLY_DAG_ID
 from .synthetic import Scenario, generate
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(home, ignore_errors=True)
     (home / "logs").mkdir(parents=True)
     scenario = Scenario(days=60, rows_per_day=args.rows_per_day, seed=args.seed, feature_drift_day=52,
-                        concept_shift_day=50, concept_shift_model="ctr_predictor")
+                        concept_shift_day=50, concept_shift_model="ctr_predictor", multiclass_hooks=True)
     ends = [scenario.end - timedelta(days=n) for n in reversed(range(args.days_to_run))]
 
     store_url = f"sqlite:///{home / 'feedback.db'}"
@@ -122,6 +124,7 @@ def summary(store: FeedbackStore, ends) -> str:
     from ..loop.reporting import DRIFT_KINDS, drift_findings
 
     lines = []
+    kinds = {spec.name: spec.task_kind for spec in store.list_models(active_only=False)}
     for end in ends:
         lines.append(f"== window ending {end:%Y-%m-%d} (the current 7 days vs each model's baseline) ==")
         drift = {(r["model"], r["kind"]): r for r in store.read_results("drift_reports", window_end=end)}
@@ -131,10 +134,12 @@ def summary(store: FeedbackStore, ends) -> str:
         requests = {r["model"]: r for r in store.retrain_request_list(window_end=end)}
         for model in sorted(performance):
             p = performance[model]
-            metric = f"MAPE {p['mape']:.1f} %" if p["mape"] is not None else (
-                f"ROC AUC {p['roc_auc']:.3f}" if p["roc_auc"] is not None else "no metric")
-            lines.append(f"  {model}: {metric} on {p['sample_count']:,} labelled rows, label coverage "
-                         f"{p['label_coverage']:.0%}{' (provisional)' if p['provisional'] else ''}")
+            multiclass = kinds.get(model) == TaskKind.MULTICLASS_CLASSIFICATION
+            provisional = " (provisional)" if p["provisional"] else ""
+            lines.append(f"  {model}: {_headline_metric(p, multiclass=multiclass)} on {p['sample_count']:,} labelled "
+                         f"rows, label coverage {p['label_coverage']:.0%}{provisional}")
+            if multiclass:
+                lines.append(f"    actual classes: {_class_shares(p['result'])}")
             baseline = next((r["result"]["statistical_tests"].get("baseline") for (m, _), r in drift.items()
                              if m == model), None)
             lines.append(f"    baseline: {baseline['start'][:10]}..{baseline['end'][:10]} ({baseline['source']}"
@@ -165,6 +170,26 @@ def summary(store: FeedbackStore, ends) -> str:
             lines.append("  (no results)")
     return "\n".join(lines)
 
+
+
+def _headline_metric(snapshot, *, multiclass: bool) -> str:
+    """A stored performance snapshot's headline: MAPE, a multiclass model's accuracy and macro F1
+    (from its stored ``MulticlassPerformance``), else ROC AUC."""
+    if multiclass:
+        result = snapshot["result"]
+        shown = [f"{name} {result[key]:.3f}" for name, key in (("accuracy", "accuracy"), ("macro F1", "macro_f1"),
+                                                               ("log loss", "log_loss")) if result.get(key) is not None]
+        return ", ".join(shown) or "no metric"
+    if snapshot["mape"] is not None:
+        return f"MAPE {snapshot['mape']:.1f} %"
+    return f"ROC AUC {snapshot['roc_auc']:.3f}" if snapshot["roc_auc"] is not None else "no metric"
+
+
+def _class_shares(result) -> str:
+    """Each class's share of the window's labelled rows (its support), as in ``MulticlassPerformance``."""
+    support = result.get("per_class_support") or {}
+    total = sum(support.values())
+    return ", ".join(f"{c} {n / total:.0%}" for c, n in support.items()) if total else "none labelled"
 
 
 def loop_summary(store: FeedbackStore, model: str) -> str:

@@ -15,7 +15,8 @@ so a stable scenario has no drift. Two changes can be injected at a known day:
   value drops by ``concept_shift_factor``) while features and predictions stay as they were.
 
 ``Scenario(multiclass_hooks=True)`` serves ``hook_classifier`` as a multiclass model instead (issue
-17; off by default until the DAGs monitor multiclass models): it picks one of ``HOOK_CLASSES`` for
+17; ``make demo`` turns it on; off by default, where tests of the binary hook classifier use the
+stream): it picks one of ``HOOK_CLASSES`` for
 an ad, served with one ``proba_<class>`` column per class and the most probable class as
 ``predicted_label``; its outcomes are ``actual_label``. The feature drift also makes ``offer``
 (``DRIFTING_HOOK_CLASS``) more prevalent, in the truth and in the served probabilities alike (the

@@ -28,6 +28,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from ..core import training
 from ..core.ab import (
     DEFAULT_GUARDRAILS,
@@ -40,7 +43,14 @@ from ..core.ab import (
     parse_guardrails,
     sample_ratio_mismatch,
 )
-from ..core.ab_metrics import clustered_auc_variance, compare_metric, guardrail, metric_losses, primary_metric
+from ..core.ab_metrics import (
+    arms_hard_labels,
+    clustered_auc_variance,
+    compare_metric,
+    guardrail,
+    metric_losses,
+    primary_metric,
+)
 from ..core.ab_plan import ABTestPlan, cuped, plan_ab_test, plan_from_spread
 from ..core.degradation import delong_auc_variance
 from ..core.performance import ModelPerformance, compute_performance
@@ -84,6 +94,7 @@ class Candidate:
     holdout_start: datetime
     trainer: str
     artifact: bytes = dataclasses.field(default=b"", repr=False)
+    notes: tuple[str, ...] = ()  # training rows left out and why (``training.class_training_rows``)
 
     def metrics(self) -> dict[str, Any]:
         """What the registry stores with the version; ``training_start`` / ``training_end`` are the
@@ -96,16 +107,18 @@ class Candidate:
                 "champion_holdout": self.champion.to_dict() if self.champion else None,
                 "champion_source": self.champion_source, "training_rows": self.training_rows,
                 "holdout_rows": self.holdout_rows, "holdout_start": self.holdout_start.isoformat(),
-                "trainer": self.trainer, "scikit_learn": sklearn.__version__}
+                "trainer": self.trainer, "scikit_learn": sklearn.__version__, "notes": list(self.notes)}
 
 
 def train_candidate(store, model: str, *, window_end: datetime, artifact_root: str, training_window_days: int = 30,
                     holdout_share: float = 0.2, margin: float = 0.02, trainer: str | None = None,
                     version: str | None = None, allow_pickle: bool = False) -> Candidate:
     """Train on the labelled outcomes of the window, hold out its latest ``holdout_share`` and score
-    candidate and champion there with the same metrics. The champion is the registry's champion
-    artifact when there is one (loaded from under ``artifact_root`` only, see ``load_artifact``),
-    else the predictions that were actually served."""
+    candidate and champion there with the same metrics. A window that cannot give a candidate
+    (fewer than ``MIN_TRAINING_ROWS``; a multiclass window of fewer than two usable classes, see
+    ``training.class_training_rows``) raises ``training.NotTrainable`` naming the reason. The
+    champion is the registry's champion artifact when there is one (loaded from under
+    ``artifact_root`` only, see ``load_artifact``), else the predictions that were actually served."""
     spec = store.get_model(model)
     if isinstance(training_window_days, bool) or not isinstance(training_window_days, int) \
             or training_window_days < 1:
@@ -113,8 +126,8 @@ def train_candidate(store, model: str, *, window_end: datetime, artifact_root: s
     start = window_end - timedelta(days=training_window_days)
     frame = store.read_window(spec.name, start, window_end)
     if len(frame) < MIN_TRAINING_ROWS:
-        raise ValueError(f"training window {start:%Y-%m-%d}..{window_end:%Y-%m-%d}: {len(frame)} labelled outcomes "
-                         f"of {spec.name!r}; at least {MIN_TRAINING_ROWS} are needed to train")
+        raise training.NotTrainable(f"training window {start:%Y-%m-%d}..{window_end:%Y-%m-%d}: {len(frame)} labelled "
+                                    f"outcomes of {spec.name!r}; at least {MIN_TRAINING_ROWS} are needed to train")
     kinds = {key: kind for key, (kind, _) in store.feature_registry(spec.name).items()}
     if not kinds:
         raise ValueError(f"model: {spec.name!r} has no stored features to train on")
@@ -122,6 +135,9 @@ def train_candidate(store, model: str, *, window_end: datetime, artifact_root: s
     train, holdout = training.time_holdout(frame, holdout_share=holdout_share)
     factory = training.load_trainer(trainer) if trainer else training.default_trainer
     task = task_spec(spec.task_kind)
+    notes: tuple[str, ...] = ()
+    if spec.classes is not None:
+        train, notes = training.class_training_rows(train, spec.classes, target=task.target)
     estimator = training.fit(factory(spec.task_kind, kinds), train, kinds, target=task.target)
     artifact = artifact_bytes(estimator, trusted_types=trusted)  # before scoring: an unloadable candidate fails here
     version = version or version_name(window_end)
@@ -140,7 +156,7 @@ def train_candidate(store, model: str, *, window_end: datetime, artifact_root: s
     return Candidate(spec.name, version, estimator, training.judge(candidate, champion, margin=margin), candidate,
                      champion, source, (start, window_end), len(train), len(holdout),
                      holdout["served_at"].iloc[0].to_pydatetime(), trainer or "self_learning.training:default_trainer",
-                     artifact)
+                     artifact, notes)
 
 
 def _on_model_classes(spec, predicted):
@@ -235,14 +251,23 @@ def served_champion(store, model: str, *, start: datetime, end: datetime) -> str
 PLAN_LOOKBACK_DAYS = 28  # the champion's recent outcomes a plan (and CUPED's pre-period) is taken from
 
 
-def judged_on(task_kind, config: ABTestConfig) -> tuple[str, list[tuple[str, float]]]:
-    """The test's primary metric and guardrails ``(metric, margin)`` for the model's task kind;
-    ``ValueError`` naming ``primary_metric`` or ``guardrails`` when the kind has not the metric."""
-    metric = primary_metric(task_kind, config.primary_metric)
+def judged_on(task_kind, config: ABTestConfig, *, hard_labels: bool = False) -> tuple[str, list[tuple[str, float]]]:
+    """The test's primary metric and guardrails ``(metric, margin)`` for the model's task kind
+    (``hard_labels``: the arms serve hard labels, see ``ab_metrics.primary_metric``); ``ValueError``
+    naming ``primary_metric`` or ``guardrails`` when the kind has not the metric."""
+    metric = primary_metric(task_kind, config.primary_metric, hard_labels=hard_labels)
     wanted = DEFAULT_GUARDRAILS[str(getattr(task_kind, "value", task_kind))] if config.guardrails is None \
         else config.guardrails
     return metric, parse_guardrails(wanted, task_kind=str(getattr(task_kind, "value", task_kind)),
                                     primary_metric=metric)
+
+
+def labelled_rows(spec, rows) -> tuple:
+    """(actual, predicted) of a window's labelled rows in the shapes the metrics take: float arrays
+    of ``actual_value`` / ``predicted_value``, or a multiclass model's class labels (``actual_label``)
+    and ``ClassPredictions`` over its class list (``TaskSpec.window_rows``)."""
+    actual, predicted = task_spec(spec.task_kind).window_rows(rows, spec.classes)
+    return tuple(np.asarray(v) if isinstance(v, pd.Series) else v for v in (actual, predicted))
 
 
 def _unit_ids(rows):
@@ -250,11 +275,9 @@ def _unit_ids(rows):
     return rows["unit_id"].astype(object).where(rows["unit_id"].notna(), rows["prediction_id"]).to_numpy()
 
 
-def _pre_period_covariate(task_kind, metric: str, history, units) -> dict[Any, float]:
+def _pre_period_covariate(spec, metric: str, history, units) -> dict[Any, float]:
     """Each unit's mean loss on ``metric`` in ``history`` (the champion before the test): CUPED's covariate."""
-    import pandas as pd
-
-    loss = metric_losses(metric, task_kind, history["actual_value"].to_numpy(), history["predicted_value"].to_numpy())
+    loss = metric_losses(metric, spec.task_kind, *labelled_rows(spec, history))
     return pd.Series(loss).groupby(pd.Series(units)).mean().to_dict()
 
 
@@ -265,13 +288,14 @@ def plan_test(store, spec, config: ABTestConfig, *, champion_version: str, start
     of that period is planned with each unit's loss in the first half as CUPED's covariate, and a
     plan needing more units than served in the whole period says it cannot be reached. None
     when there are fewer than 2 units or (ROC AUC) fewer than 2 rows of a class."""
-    metric, _ = judged_on(spec.task_kind, config)
     start = started_at - timedelta(days=PLAN_LOOKBACK_DAYS)
     rows = store.read_window(spec.name, start, started_at, version=champion_version, with_ids=True, features=False)
     if len(rows) < 2:
         rows = store.read_window(spec.name, start, started_at, with_ids=True, features=False)
     if len(rows) < 2:
         return None
+    actual, predicted = labelled_rows(spec, rows)
+    metric, _ = judged_on(spec.task_kind, config, hard_labels=bool(arms_hard_labels(spec.task_kind, predicted)))
     units = None if config.unit == "prediction" else _unit_ids(rows)
     first = rows["served_at"].iloc[0].to_pydatetime()
     days = min(PLAN_LOOKBACK_DAYS, max(1.0, (started_at - first).total_seconds() / 86_400))
@@ -279,7 +303,6 @@ def plan_test(store, spec, config: ABTestConfig, *, champion_version: str, start
     options = dict(mde=config.mde, power=config.power, alpha=config.alpha, traffic_split=config.traffic_split,
                    margin=config.margin, units_per_day=per_day, max_days=config.max_days,
                    available_units=None if units is None else len(set(units)))
-    actual, predicted = rows["actual_value"].to_numpy(), rows["predicted_value"].to_numpy()
     try:
         if metric == "roc_auc" and units is None:
             auc, variance = delong_auc_variance(actual, predicted)
@@ -297,7 +320,7 @@ def plan_test(store, spec, config: ABTestConfig, *, champion_version: str, start
         later = (rows["served_at"] >= middle).to_numpy()
         if units is None or later.all() or not later.any():
             return plan_ab_test(loss, units=units, **options)
-        covariate_of = _pre_period_covariate(spec.task_kind, metric, rows[~later], units[~later])
+        covariate_of = _pre_period_covariate(spec, metric, rows[~later], units[~later])
         covariate = [covariate_of.get(unit, math.nan) for unit in units[later]]
         return plan_ab_test(loss[later], units=units[later], covariate=covariate, **options)
     except ValueError:  # no spread or no positive mean loss: nothing to plan with
@@ -370,7 +393,7 @@ def _cuped_adjuster(store, spec, test, config, metric, arm_units):
                                 version=test.champion_version, with_ids=True, features=False)
     if len(history) < 3:
         return None
-    covariate_of = _pre_period_covariate(spec.task_kind, metric, history, _unit_ids(history))
+    covariate_of = _pre_period_covariate(spec, metric, history, _unit_ids(history))
     covariates = [[covariate_of.get(unit, math.nan) for unit in units] for units in arm_units]
 
     def adjust(champion_loss, challenger_loss):
@@ -399,13 +422,12 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
     served = store.read_window(spec.name, test.started_at, end, version=test.challenger_version,
                                labelled_only=False, features=False)["served_at"]
     start = served.min().to_pydatetime() if len(served) else test.started_at
-    metric, guardrails = judged_on(spec.task_kind, config)
     arms = (test.champion_version, test.challenger_version)
     counts = store.arm_counts(spec.name, start, end)
     performances, data, units, values = [], [], [], []
     for version in arms:
         rows = store.read_window(spec.name, start, end, version=version, with_ids=True, features=False)
-        actual, predicted = rows["actual_value"].to_numpy(), rows["predicted_value"].to_numpy()
+        actual, predicted = labelled_rows(spec, rows)
         data.append((actual, predicted))
         values.append(rows["business_value"].to_numpy(dtype=float, na_value=math.nan))
         if config.unit != "prediction":
@@ -413,6 +435,8 @@ def get_ab_test_results(store, test_id: str, *, as_of: datetime) -> ABTestResult
         performances.append(compute_performance(
             spec.task_kind, actual, predicted, n_predicted=counts.get(version, {}).get("predictions", 0),
             model_version=version, model_type=spec.name))
+    metric, guardrails = judged_on(spec.task_kind, config,
+                                   hard_labels=bool(arms_hard_labels(spec.task_kind, *(p for _, p in data))))
     key = "predictions" if config.unit == "prediction" else "units"
     sample_ratio = sample_ratio_mismatch([counts.get(v, {}).get(key, 0) for v in arms], config.weights)
     looks = [look for look in ((test.result or {}).get("looks") or [])

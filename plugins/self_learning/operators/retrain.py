@@ -115,10 +115,16 @@ def pickle_artifacts_allowed(allow_pickle: bool | None) -> bool:
     return str(Variable.get(ALLOW_PICKLE_VARIABLE, default="false")).strip().lower() in ("true", "1", "yes")
 
 
+NOT_TRAINED = "not_trained"  # a train step's status when the window cannot give a candidate
+
+
 class TrainCandidateOperator(RetrainStepOperator):
     """Train a candidate on the labelled window, judge it against the champion on the same
     time-based holdout, write its artifact and register the version: ``challenger`` when it beats
-    the champion by the margin, ``rejected`` (with the numbers) otherwise.
+    the champion by the margin, ``rejected`` (with the numbers) otherwise. A window that cannot
+    give a candidate (``training.NotTrainable``: too few rows, a multiclass window of one class)
+    registers nothing and returns status ``not_trained`` with the reason; the request is then
+    closed ``done`` without a version, the reason in its detail (a data condition, not a failed run).
 
     The artifact goes to ``<artifact_root>/<model>/<version>/model.skops`` through Airflow's
     ``ObjectStoragePath`` (see ``artifact_storage``); ``artifact_conn_id`` names an Airflow
@@ -135,18 +141,24 @@ class TrainCandidateOperator(RetrainStepOperator):
         self.allow_pickle = allow_pickle
 
     def run(self, store, spec, settings, context):
+        from ..core.training import NotTrainable
         from ..loop.lifecycle import ARTIFACT_FILE, train_candidate
         from ..loop.locations import uri_under_root
 
         if spec.thresholds.get("trainer_dag_id"):
             raise AirflowSkipException(f"{spec.name} is trained by DAG {spec.thresholds['trainer_dag_id']}")
         root = artifact_storage(self.artifact_root, self.artifact_conn_id)
-        with refused_artifacts_fail_at_once():
-            candidate = train_candidate(store, spec.name, window_end=settings.window_end, artifact_root=str(root),
-                                        training_window_days=settings.training_window_days,
-                                        holdout_share=settings.holdout_share, margin=settings.margin,
-                                        trainer=spec.thresholds.get("trainer"),
-                                        allow_pickle=pickle_artifacts_allowed(self.allow_pickle))
+        try:
+            with refused_artifacts_fail_at_once():
+                candidate = train_candidate(store, spec.name, window_end=settings.window_end, artifact_root=str(root),
+                                            training_window_days=settings.training_window_days,
+                                            holdout_share=settings.holdout_share, margin=settings.margin,
+                                            trainer=spec.thresholds.get("trainer"),
+                                            allow_pickle=pickle_artifacts_allowed(self.allow_pickle))
+        except NotTrainable as error:  # the window's data, not the run: the request closes with the reason
+            self.log.warning("%s: no candidate trained: %s", spec.name, error)
+            return {"model": spec.name, "version": None, "status": NOT_TRAINED, "accept": False,
+                    "verdict": f"no candidate trained: {error}"}
         path = root / spec.name / candidate.version / ARTIFACT_FILE
         artifact_uri = uri_under_root("artifact_uri", str(path), str(root))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,14 +168,14 @@ class TrainCandidateOperator(RetrainStepOperator):
                                training_window=candidate.training_window, metrics=candidate.metrics(),
                                created_by=f"{context['dag'].dag_id}/{context['dag_run'].run_id}")
         log = self.log.info if candidate.verdict.accept else self.log.warning
-        log("%s %s registered as %s (%d training rows, %d holdout rows from %s): %s", spec.name, candidate.version,
+        log("%s %s registered as %s (%d training rows, %d holdout rows from %s): %s%s", spec.name, candidate.version,
             status, candidate.training_rows, candidate.holdout_rows, candidate.holdout_start,
-            candidate.verdict.reason)
+            candidate.verdict.reason, "".join(f"; {note}" for note in candidate.notes))
         return {"model": spec.name, "version": candidate.version, "status": status,
                 "accept": candidate.verdict.accept, "verdict": candidate.verdict.reason,
                 "metric": candidate.verdict.metric, "candidate": candidate.verdict.candidate,
                 "champion": candidate.verdict.champion, "champion_source": candidate.champion_source,
-                "artifact_uri": artifact_uri}
+                "artifact_uri": artifact_uri, "notes": list(candidate.notes)}
 
 
 class StartABTestOperator(RetrainStepOperator):

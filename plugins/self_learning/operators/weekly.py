@@ -124,13 +124,15 @@ class FeatureImportanceOperator(ModelStepOperator):
 
     def run(self, store, spec, settings):
         from ..core.importance import permutation_weights, update_feature_weights
+        from ..core.tasks import task_spec
         from ..loop.lifecycle import load_artifact, model_trusted_types
         from ..store import ALL_VERSIONS
         from .retrain import artifact_storage, pickle_artifacts_allowed, refused_artifacts_fail_at_once
 
         kinds = {key: kind for key, (kind, _) in store.feature_registry(spec.name).items()}
         window = store.read_window(spec.name, settings.current_start, settings.window_end)
-        weights = update_feature_weights(window[list(kinds)], window["actual_value"], feature_kinds=kinds)
+        weights = update_feature_weights(window[list(kinds)], window[task_spec(spec.task_kind).target],
+                                         feature_kinds=kinds, task_kind=spec.task_kind)
         champion = store.get_champion(spec.name)
         permutation, source = {}, None
         if champion and champion.artifact_uri and len(window) >= 20:
