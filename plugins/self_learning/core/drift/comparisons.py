@@ -287,6 +287,13 @@ def compare_categorical(reference, current, *, min_expected_count: float = 5.0) 
     codes, labels = pd.factorize(np.concatenate((ref_values, cur_values)), use_na_sentinel=True)
     ref_counts = np.bincount(codes[:ref_values.size][codes[:ref_values.size] >= 0], minlength=labels.size)
     cur_counts = np.bincount(codes[ref_values.size:][codes[ref_values.size:] >= 0], minlength=labels.size)
+    return compare_category_counts(labels, ref_counts, cur_counts, min_expected_count=min_expected_count)
+
+
+def compare_category_counts(labels, ref_counts: np.ndarray, cur_counts: np.ndarray, *,
+                            min_expected_count: float = 5.0) -> CategoricalComparison:
+    """``compare_categorical`` of two windows given as counts per label (``labels[i]`` counted
+    ``ref_counts[i]`` and ``cur_counts[i]`` times): what daily profiles compare (core/profiles.py)."""
     n1, n2 = int(ref_counts.sum()), int(cur_counts.sum())
     if n1 == 0 or n2 == 0:
         raise ValueError(f"reference/current: both need values, got {n1} and {n2}")
