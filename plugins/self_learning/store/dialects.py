@@ -14,6 +14,7 @@ new predictions         binary COPY (staging on conflict)    look-up, then execu
 new outcomes            staging COPY + one checking DELETE   look-ups, then executemany
 window read             two COPY TO STDOUT streams           one SELECT, decoded in Python
 its plan (O(window))    EXPLAIN: nested loop, outcomes_pkey  EXPLAIN QUERY PLAN
+UTC day of a timestamp  ``timezone('UTC', ts)::date``        ``date(ts)`` (ISO text)
 numeric feature vector  packed float8 ``bytea``              JSON list (null = missing)
 mark many rows          one UPDATE with an id array          IN lists of 10,000
 deadlock                the victim's transaction re-run      (cannot happen: one writer)
@@ -113,6 +114,10 @@ class Dialect(abc.ABC):
         row's stored vector predates)."""
 
     @abc.abstractmethod
+    def utc_day(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """The UTC calendar day of a timestamp column (a date, or its ISO text on SQLite)."""
+
+    @abc.abstractmethod
     def window_read_plan(self, conditions: list, labelled_only: bool, names: list[str],
                          numeric: list[tuple[int, str]], categorical: list[str],
                          classes: tuple[str, ...] | None = None, *, analyze: bool = False) -> str:
@@ -189,6 +194,9 @@ class PostgresDialect(Dialect):
         return read_window_by_copy(self.engine.url, conditions, labelled_only, [k for _, k in numeric], categorical,
                                    [c for c in names if c in TEXT_COLUMNS], classes)
 
+    def utc_day(self, column):
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+
     def window_read_plan(self, conditions, labelled_only, names, numeric, categorical, classes=None, *,
                          analyze=False):
         statements, params = window_statements(conditions, labelled_only, [k for _, k in numeric], categorical,
@@ -256,6 +264,10 @@ class SqliteDialect(Dialect):
         with self.engine.connect() as conn:
             return _decode_sqlite_window(conn.execute(self._window_query(conditions, labelled_only, names)).all(),
                                          names, numeric, categorical, classes)
+
+    def utc_day(self, column):
+        """Timestamps are stored as UTC text: the day is its first ten characters."""
+        return sa.func.date(column)
 
     def window_read_plan(self, conditions, labelled_only, names, numeric, categorical, classes=None, *,
                          analyze=False):
