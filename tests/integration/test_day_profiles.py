@@ -97,3 +97,19 @@ def test_migration_0012_goes_down_and_up(two_labelled_days):
     assert store.ensure_schema() == "0012"
     assert "ix_outcomes_recorded_at" in {i["name"] for i in sa.inspect(store.engine).get_indexes("outcomes")}
     assert row_count(store, "day_profiles") == 0 and len(store.read_window(MODEL, DAY, NEXT_DAY)) == 300
+
+
+def test_the_store_builds_each_versions_profile_from_one_read_of_the_day(two_labelled_days):
+    store = two_labelled_days
+    extra = prediction_frame(50, seed=5, start=2_000).assign(model_version="v2")
+    store.register_predictions(extra)  # unlabelled rows of another version on the first day
+    labelled = store.build_day_profiles(MODEL, FIRST, labelled=True)
+    assert [p.covers for p in labelled] == [(("v1", FIRST),)]
+    # the registry's features, the model's task kind (300 rows < KLL_K: the sketches hold every value, so equal)
+    assert labelled[0] == day_profile(store, FIRST)
+    served = store.build_day_profiles(MODEL, FIRST, labelled=False)
+    assert [(p.model_versions, p.rows, p.labelled) for p in served] == [(("v1",), 300, False), (("v2",), 50, False)]
+    assert set(served[1].numeric) == {"spend", "ctr"} and set(served[1].categorical) == {"platform"}
+    assert store.build_day_profiles(MODEL, FIRST - timedelta(days=5), labelled=True) == []
+    store.save_day_profiles(served)
+    assert len(store.day_profile_index(MODEL, FIRST, FIRST + timedelta(days=1), labelled=False)) == 2

@@ -12,12 +12,12 @@ to their predictions by key, so the question costs O(new outcomes), not O(histor
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from ..core.profiles import PROFILE_FORMAT, DayProfile, profile_from_bytes
+from ..core.profiles import PROFILE_FORMAT, DayProfile, build_day_profile, profile_from_bytes
 from ..core.types import as_utc, model_name, shown
 from .tables import day_profiles, outcomes, predictions
 
@@ -46,6 +46,23 @@ def _check_days(since: date, until: date) -> None:
 
 class DayProfilesMixin:
     """Writing and reading day profiles; finding the days late labels changed."""
+
+    def build_day_profiles(self, model: str, day: date, *, labelled: bool) -> list[DayProfile]:
+        """Read ``day``'s rows of ``model`` once (``read_window``: its labelled rows, or every served
+        row) and profile each model version's (``core.profiles.build_day_profile``, with the
+        model's task kind and registered features; versions by name). Nothing is stored: pass the
+        result to ``save_day_profiles``. A day without rows gives no profile."""
+        _check_days(day, day + timedelta(days=1))
+        spec = self.get_model(model)
+        registry = self.feature_registry(model)
+        numeric = sorted(k for k, (kind, _) in registry.items() if kind == "numeric")
+        categorical = sorted(k for k, (kind, _) in registry.items() if kind == "categorical")
+        start = day_start(day)
+        window = self.read_window(model, start, start + timedelta(days=1), labelled_only=labelled)
+        return [build_day_profile(rows, model=spec.name, model_version=str(version), day=day,
+                                  task_kind=spec.task_kind, labelled=labelled, numeric_features=numeric,
+                                  categorical_features=categorical)
+                for version, rows in sorted(window.groupby("model_version", observed=True), key=lambda g: str(g[0]))]
 
     def save_day_profiles(self, profiles: Iterable[DayProfile]) -> int:
         """Upsert day profiles (each covering one model version and day) in one transaction;
