@@ -575,7 +575,9 @@ class ProfileNumericComparison(Result):
     eps_ref + eps_cur of the exact one; ``ks_decision_statistic`` = max(0, ks_statistic -
     ks_error_bound) is what a decision uses and ``p_value`` its p-value. ``wasserstein`` is
     Wasserstein-1 between the sketches' CDFs, within ``wasserstein_error_bound`` = (eps_ref +
-    eps_cur) x (the pooled max - min). Means and stds are exact."""
+    eps_cur) x (the pooled max - min). Means and stds are exact. ``wasserstein_excess`` and
+    ``psi_excess`` are the raw path's effects, so ``core.drift.checks.numeric_outcome`` rates this
+    comparison as it rates a ``NumericComparison``."""
 
     n_reference: int
     n_current: int
@@ -589,6 +591,8 @@ class ProfileNumericComparison(Result):
     psi: float
     psi_bins: int
     psi_excess: float
+    wasserstein_null: float | None  # E[W / reference std] with no drift, from the reference sketch
+    wasserstein_excess: float | None  # sqrt(max(0, wasserstein_norm² - wasserstein_null²)), as the raw path
     mean_reference: float
     mean_current: float
     mean_shift: float
@@ -627,12 +631,19 @@ def compare_numeric_profiles(reference: NumericProfile, current: NumericProfile,
     psi, psi_bins = _psi_from_sketches(ref_sketch, cur_sketch, n1, n2, bins)
     std = reference.std
     shift = current.mean - reference.mean
+    w_norm = w_null = w_excess = None
+    if std > 0:  # as _compare_sorted: the null mean from the reference's CDF (here the sketch's)
+        spread = float(np.sqrt(ref_cdf[:-1] * (1 - ref_cdf[:-1])) @ np.diff(ref_items))
+        w_norm = wasserstein / std
+        w_null = float(np.sqrt(2 / np.pi) * np.sqrt(1 / n1 + 1 / n2) * spread) / std
+        w_excess = float(np.sqrt(max(0.0, w_norm * w_norm - w_null * w_null)))
     return ProfileNumericComparison(
         n_reference=n1, n_current=n2, ks_statistic=ks, ks_error_bound=error, ks_decision_statistic=decision,
         p_value=ks_asymptotic_p_value(decision, n1 * n2 / (n1 + n2)), wasserstein=wasserstein,
         wasserstein_error_bound=error * float(points[-1] - points[0]),
-        wasserstein_norm=wasserstein / std if std > 0 else None, psi=psi, psi_bins=psi_bins,
-        psi_excess=max(0.0, psi - psi_null_mean(psi_bins, n1, n2)), mean_reference=reference.mean,
+        wasserstein_norm=w_norm, psi=psi, psi_bins=psi_bins,
+        psi_excess=max(0.0, psi - psi_null_mean(psi_bins, n1, n2)), wasserstein_null=w_null,
+        wasserstein_excess=w_excess, mean_reference=reference.mean,
         mean_current=current.mean, mean_shift=shift, mean_shift_std=shift / std if std > 0 else None)
 
 
