@@ -305,8 +305,8 @@ def test_profile_decisions_equal_raw_row_decisions_on_the_simulation_scenarios(s
     where no effect sits on a ladder step: a 0.2 sigma shift's W / std is the low/medium step
     itself (0.19-0.21 either way). Not covered, and why the raw path stays for small windows: at
     2,000 vs 1,000 rows a null feature's effects sit near the "low" step and the sketches' error
-    (a shifted lognormal's Wasserstein is off by up to 0.07 std at 10k rows, its tail being a few
-    retained items) flipped 2 of ~400 null draws (one each way) in our runs."""
+    (a shifted lognormal's Wasserstein from sketches is off by 0.01-0.03 std at 10k rows, once
+    0.07: its tail is a few retained items) flipped 2 of ~400 null draws (one each way)."""
     thresholds = DriftThresholds()
     rng = np.random.default_rng(18)
     draws = [rng.standard_normal]
