@@ -34,13 +34,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins")]
 from self_learning.core.drift.comparisons import compare_numeric  # noqa: E402
-from self_learning.core.profiles import (  # noqa: E402
-    build_day_profile,
+from self_learning.core.profile_comparisons import (  # noqa: E402
     compare_categorical_profiles,
     compare_numeric_profiles,
-    merge_profiles,
     profile_performance,
 )
+from self_learning.core.profiles import build_day_profile, merge_profiles  # noqa: E402
 
 CATEGORICAL = 5
 FIRST_DAY = date(2026, 10, 1)

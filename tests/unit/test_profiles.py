@@ -16,15 +16,17 @@ from self_learning.core import profiles
 from self_learning.core.drift.checks import DriftThresholds, numeric_outcome
 from self_learning.core.drift.comparisons import compare_categorical, compare_numeric
 from self_learning.core.performance import classification_performance, regression_performance
+from self_learning.core.profile_comparisons import (
+    compare_categorical_profiles,
+    compare_numeric_profiles,
+    profile_performance,
+)
 from self_learning.core.profiles import (
     CATEGORY_CAP,
     build_day_profile,
-    compare_categorical_profiles,
-    compare_numeric_profiles,
     merge_profiles,
     numeric_profile,
     profile_from_bytes,
-    profile_performance,
 )
 from self_learning.core.types import Severity, TaskKind
 from sklearn import metrics
