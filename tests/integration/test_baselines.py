@@ -222,7 +222,7 @@ def test_migration_0008_goes_down_and_up(store):
     downgrade(store, "0007")
     tables = set(sa.inspect(store.engine).get_table_names())
     assert not {"model_baselines", "day_statistics"} & tables and "predictions" in tables
-    assert store.ensure_schema() == "0011"
+    assert store.ensure_schema() == "0012"
     assert row_count(store, "model_baselines") == row_count(store, "day_statistics") == 0
     assert store.set_baseline(MODEL, day(0), day(2)).source == "explicit"
     assert isinstance(store.get_baseline(MODEL), Baseline)
@@ -252,6 +252,6 @@ def test_migration_0009_goes_down_and_up(store):
     downgrade(store, "0008")
     assert "calibration" not in {c["name"] for c in sa.inspect(store.engine).get_columns("model_baselines")}
     assert row_count(store, "model_baselines") == 1  # the baseline itself survives
-    assert store.ensure_schema() == "0011"
+    assert store.ensure_schema() == "0012"
     assert store.get_baseline(MODEL).start == day(0)
     assert store.baseline_calibration(MODEL, "k") is None

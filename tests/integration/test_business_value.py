@@ -89,7 +89,7 @@ def test_migration_0010_goes_down_and_up(store):
     for table in ("outcomes", "outcome_history", "outcome_inbox"):
         assert "business_value" not in {c["name"] for c in sa.inspect(store.engine).get_columns(table)}
     assert row_count(store, "outcomes") == 5 and store.count_orphan_outcomes() == 0  # the view still works
-    assert store.ensure_schema() == "0011"
+    assert store.ensure_schema() == "0012"
     window = store.read_window(MODEL, DAY, NEXT_DAY)
     assert window["actual_value"].tolist() == [2.0] * 5 and window["business_value"].isna().all()
     assert store.record_outcome("p0", 2.0, business_value=8.0) == "corrected"

@@ -201,5 +201,5 @@ def test_migration_0011_goes_down_and_up(multiclass):
         assert "actual_label" not in {c["name"] for c in inspector.get_columns(table)}
     # the label-only outcome could not stay; the others did, and the view still works
     assert row_count(multiclass, "outcomes") == 3 and multiclass.count_orphan_outcomes() == 0
-    assert multiclass.ensure_schema() == "0011"
+    assert multiclass.ensure_schema() == "0012"
     assert multiclass.count_orphan_outcomes() == 0

@@ -13,7 +13,13 @@ from hypothesis.extra.numpy import arrays
 from scipy import stats
 from scipy.spatial import distance
 from self_learning.core.drift import JS_LADDER, PSI_LADDER, WASSERSTEIN_LADDER, CheckOutcome
-from self_learning.core.drift.comparisons import js_null_divergence, psi_null_mean, wasserstein_null_mean
+from self_learning.core.drift.comparisons import (
+    ASYMPTOTIC_KS_MIN_N_EFF,
+    js_null_divergence,
+    ks_asymptotic_p_value,
+    psi_null_mean,
+    wasserstein_null_mean,
+)
 from self_learning.domain import DriftType, Severity, Status
 from self_learning.drift import (
     EFFECT_LADDER,
@@ -45,6 +51,28 @@ def test_numeric_comparison_equals_scipy(rng, n1, n2):
     assert result.wasserstein == pytest.approx(stats.wasserstein_distance(ref, cur), rel=1e-9)
     assert result.wasserstein_norm == pytest.approx(result.wasserstein / ref.std(), rel=1e-12)
     assert result.mean_shift == pytest.approx(cur.mean() - ref.mean())
+
+
+@pytest.mark.parametrize("n_eff", [ASYMPTOTIC_KS_MIN_N_EFF, 40_000])
+def test_large_sample_ks_p_values_agree_with_kstwo_within_the_stated_bound(n_eff):
+    """Kolmogorov's limit distribution (Stephens' correction) replaces kstwo from n_eff = 10,000:
+    within 0.0015 absolute and 3 % relative (p > 1e-10) of it, 1/sqrt(n) tighter beyond."""
+    scale = np.sqrt(ASYMPTOTIC_KS_MIN_N_EFF / n_eff)
+    for statistic in np.linspace(0.01, 7.0, 25) / np.sqrt(n_eff):
+        exact = stats.kstwo.sf(statistic, n_eff)
+        fast = ks_asymptotic_p_value(statistic, n_eff)
+        assert abs(fast - exact) <= 0.0015 * scale, (statistic, exact, fast)
+        if exact > 1e-10:
+            assert abs(fast - exact) <= 0.03 * exact, (statistic, exact, fast)
+    below = ASYMPTOTIC_KS_MIN_N_EFF - 1  # kstwo itself below the limit
+    assert ks_asymptotic_p_value(0.01, below) == pytest.approx(stats.kstwo.sf(0.01, below), rel=1e-12)
+
+
+def test_a_million_rows_a_side_get_their_p_value_from_the_statistic_without_the_slow_path(rng):
+    """1M vs 1M rows of one unshifted column (D ~ 0.001): p equals ks_2samp's within the bound."""
+    ref, cur = rng.standard_normal(1_000_000), rng.standard_normal(1_000_000)
+    result = compare_numeric(ref, cur)
+    assert result.p_value == pytest.approx(stats.ks_2samp(ref, cur).pvalue, abs=0.0015 * np.sqrt(1 / 50))
 
 
 def test_numeric_comparison_with_ties_equals_scipy(rng):

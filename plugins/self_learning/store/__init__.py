@@ -14,7 +14,8 @@ keeps one flat API for serving code and operators):
   in and deadlock re-runs); ``inbox.py`` the outcome inbox and source watermarks;
 - ``windows.py`` window reads (PostgreSQL's COPY reader in ``copy_out.py``);
 - ``results.py`` results and learning reports; ``day_statistics.py`` the sequential monitor's
-  statistics per model, check and day; ``alerts.py`` alerts and retrain requests;
+  statistics per model, check and day; ``profiles.py`` each day's profile (``core/profiles.py``);
+  ``alerts.py`` alerts and retrain requests;
 - ``baselines.py`` each model's pinned baseline (set from the serving client with
   ``store.set_baseline(model, start, end)`` or ``store.baseline_from_champion(model)``);
 - ``registry.py`` model versions and champions; ``ab_tests.py`` A/B tests;
@@ -62,6 +63,7 @@ from .ingest import WriteMixin
 from .models import ModelsMixin, model_row
 from .outcomes import OutcomesMixin
 from .predictions import PredictionsMixin
+from .profiles import DayProfilesMixin
 from .registry import RegistryMixin
 from .results import ResultsMixin
 from .retention import RETENTION_DEFAULTS, RetentionMixin, retention_policy
@@ -76,7 +78,7 @@ __all__ = ["ALL_VERSIONS", "DEFAULT_VERSION", "MAX_FEATURES", "MIGRATIONS", "RET
 
 class FeedbackStore(UsesDialect, ModelsMixin, FeatureRegistryMixin, WriteMixin, PredictionsMixin, OutcomesMixin,
                     OutcomeInboxMixin, WindowsMixin, ResultsMixin, AlertsMixin, RetrainRequestsMixin, RegistryMixin,
-                    ABTestsMixin, RetentionMixin, BaselinesMixin, DayStatisticsMixin):
+                    ABTestsMixin, RetentionMixin, BaselinesMixin, DayStatisticsMixin, DayProfilesMixin):
     """The store API, usable from serving code (no Airflow needed) and from the operators."""
 
     def __init__(self, engine: sa.Engine):

@@ -23,6 +23,23 @@ _NO_LABEL = -(2**31)
 TEXT_COLUMNS = ("prediction_id", "model_version", "unit_id", "predicted_class", "actual_label")
 _OUTCOME_TEXT = ("actual_label",)  # text columns of the outcome: the text stream then reads the join
 ID_COLUMNS = ("prediction_id", "unit_id")  # unique per row: plain text, not categorical
+# Set in each window read's transaction (and in its EXPLAIN, ``explain_window_read``):
+# - a million-row hash join spills to disk at the default 4 MB work_mem (measured: 2.4 s -> 1.2 s);
+# - JIT compiles each read's expressions again (0.8-0.9 s per query measured at 700k rows) and the
+#   read is a scan with no expensive expression to gain from it;
+# - no hash or merge join: both read every stored outcome, so a day's read grew with the history
+#   (a 1-day window of 100k rows: 0.44 s with the day alone stored, 0.69 s with 10 days; EXPLAIN
+#   showed a Seq Scan of all 1M outcomes and at 9.7M, issue 18, a 738 MB hash table). A nested loop
+#   looks each window row's outcome up in ``outcomes_pkey``: 4 buffer hits per row, whatever the
+#   history (bench/window_read_bench.py; test_window_reads.py checks the plan). With planner
+#   statistics of a window the size of all history the hash join would be ~2x faster; a store
+#   holds far more history than one window, and a read must not grow with it.
+WINDOW_READ_SETTINGS = (
+    "SET LOCAL work_mem = '256MB'",
+    "SET LOCAL jit = off",
+    "SET LOCAL enable_hashjoin = off",
+    "SET LOCAL enable_mergejoin = off",
+)
 
 
 def read_window_by_copy(url: sa.URL, conditions, labelled_only: bool, numeric: list[str], categorical: list[str],
@@ -40,37 +57,8 @@ def read_window_by_copy(url: sa.URL, conditions, labelled_only: bool, numeric: l
     probabilities padded with 0 to the class list's width (a vector stored before the list grew
     gives the appended classes 0), returned as one ``proba_<class>`` column per class.
     """
-    dialect = postgresql.psycopg2.dialect()
-    where = sa.and_(*conditions).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-    source = "predictions JOIN outcomes" if labelled_only else "predictions LEFT JOIN outcomes"
-    source += " ON outcomes.prediction_id = predictions.prediction_id"
+    statements, params = window_statements(conditions, labelled_only, numeric, categorical, text_columns, classes)
     width = len(numeric)
-    # Pad older, shorter vectors with NaN; cut a vector that grew after the registry was read.
-    vector = ("CASE WHEN length(num_features) = 8 * %(width)s THEN num_features "
-              "WHEN length(num_features) > 8 * %(width)s THEN substring(num_features FROM 1 FOR 8 * %(width)s) "
-              "ELSE num_features || decode(repeat('7ff8000000000000', %(width)s - length(num_features) / 8), "
-              "'hex') END")
-    # timestamptz travels as its own binary form (microseconds since 2000-01-01); a missing
-    # observed_at as -infinity, whose binary form is numpy's NaT.
-    fixed = ["predictions.row_id", "predictions.served_at", "COALESCE(outcomes.observed_at, '-infinity')",
-             "predicted_value",
-             "COALESCE(actual_value, 'NaN')", f"COALESCE(predicted_label, {_NO_LABEL})",
-             "COALESCE(outcomes.business_value, 'NaN')",
-             *([vector] if width else []), *([_PADDED_PROBABILITIES] if classes else [])]
-    # Every present text value gets a "=" prefix, so a NULL (an empty field) cannot be confused
-    # with any value, "\\N" and "" included.
-    texts = ["predictions.row_id",
-             *(f"'=' || {'outcomes' if c in _OUTCOME_TEXT else 'predictions'}.{c}" for c in text_columns),
-             *(f"'=' || (cat_features ->> %(cat_{i})s)" for i in range(len(categorical)))]
-    params = dict(where.params, width=width, classes=len(classes or ()),
-                  **{f"cat_{i}": key for i, key in enumerate(categorical)})
-    # The text stream skips the join (its filter is on predictions alone): it may carry
-    # unlabelled rows too, which the matching below drops; the join costs more than they do.
-    statements = [
-        (f"SELECT {', '.join(columns)} FROM {table} WHERE {where.string}", fmt, io.BytesIO())
-        for columns, table, fmt in ((fixed, source, "binary"),
-                                    (texts, source if set(text_columns) & set(_OUTCOME_TEXT) else "predictions", "csv"))
-    ]
     _parallel_copy_out(url, statements, params)
     (_, _, binary), (_, _, csv) = statements
     numbers = _decode_fixed_rows(binary.getbuffer(), width, len(classes or ()))
@@ -120,6 +108,65 @@ def read_window_by_copy(url: sa.URL, conditions, labelled_only: bool, numeric: l
         values = values.byteswap(inplace=True).view(values.dtype.newbyteorder("="))
     return pd.concat([frame, pd.DataFrame(values, columns=numeric, copy=False)], axis=1)
 
+def window_statements(conditions, labelled_only: bool, numeric: list[str], categorical: list[str],
+                      text_columns: list[str], classes: tuple[str, ...] | None = None
+                      ) -> tuple[list[tuple[str, str, io.BytesIO]], dict]:
+    """The two SELECTs of a window read (numbers in binary, text as CSV), each with its COPY
+    format and an empty buffer, and their parameters (bound client-side)."""
+    dialect = postgresql.psycopg2.dialect()
+    where = sa.and_(*conditions).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    source = "predictions JOIN outcomes" if labelled_only else "predictions LEFT JOIN outcomes"
+    source += " ON outcomes.prediction_id = predictions.prediction_id"
+    width = len(numeric)
+    # Pad older, shorter vectors with NaN; cut a vector that grew after the registry was read.
+    vector = ("CASE WHEN length(num_features) = 8 * %(width)s THEN num_features "
+              "WHEN length(num_features) > 8 * %(width)s THEN substring(num_features FROM 1 FOR 8 * %(width)s) "
+              "ELSE num_features || decode(repeat('7ff8000000000000', %(width)s - length(num_features) / 8), "
+              "'hex') END")
+    # timestamptz travels as its own binary form (microseconds since 2000-01-01); a missing
+    # observed_at as -infinity, whose binary form is numpy's NaT.
+    fixed = ["predictions.row_id", "predictions.served_at", "COALESCE(outcomes.observed_at, '-infinity')",
+             "predicted_value",
+             "COALESCE(actual_value, 'NaN')", f"COALESCE(predicted_label, {_NO_LABEL})",
+             "COALESCE(outcomes.business_value, 'NaN')",
+             *([vector] if width else []), *([_PADDED_PROBABILITIES] if classes else [])]
+    # Every present text value gets a "=" prefix, so a NULL (an empty field) cannot be confused
+    # with any value, "\\N" and "" included.
+    texts = ["predictions.row_id",
+             *(f"'=' || {'outcomes' if c in _OUTCOME_TEXT else 'predictions'}.{c}" for c in text_columns),
+             *(f"'=' || (cat_features ->> %(cat_{i})s)" for i in range(len(categorical)))]
+    params = dict(where.params, width=width, classes=len(classes or ()),
+                  **{f"cat_{i}": key for i, key in enumerate(categorical)})
+    # The text stream skips the join (its filter is on predictions alone): it may carry
+    # unlabelled rows too, which the matching below drops; the join costs more than they do.
+    statements = [
+        (f"SELECT {', '.join(columns)} FROM {table} WHERE {where.string}", fmt, io.BytesIO())
+        for columns, table, fmt in ((fixed, source, "binary"),
+                                    (texts, source if set(text_columns) & set(_OUTCOME_TEXT) else "predictions", "csv"))
+    ]
+    return statements, params
+
+
+def explain_window_read(url: sa.URL, statements: list[tuple[str, str, io.BytesIO]], params: dict,
+                        analyze: bool = False) -> str:
+    """The plan of a window read's numbers statement (the one joining outcomes) under the read's
+    own settings, as PostgreSQL's text EXPLAIN."""
+    import psycopg2  # PostgreSQL only
+
+    connection = psycopg2.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        cursor = connection.cursor()
+        for setting in WINDOW_READ_SETTINGS:
+            cursor.execute(setting)
+        select = statements[0][0]
+        options = "ANALYZE, BUFFERS, SETTINGS" if analyze else "SETTINGS"  # SETTINGS: the ones changed
+        cursor.execute(f"EXPLAIN ({options}) {cursor.mogrify(select, params).decode()}")
+        return "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        connection.rollback()
+        connection.close()
+
+
 # -- results -------------------------------------------------------------------------------
 
 
@@ -142,8 +189,8 @@ def _parallel_copy_out(url: sa.URL, statements: list[tuple[str, str, io.BytesIO]
                 snapshot = cursor.fetchone()[0]
             else:
                 cursor.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
-            # A million-row hash join spills to disk at the default 4 MB (measured: 2.4 s -> 1.2 s).
-            cursor.execute("SET LOCAL work_mem = '256MB'")
+            for setting in WINDOW_READ_SETTINGS:
+                cursor.execute(setting)
             cursors.append(cursor)
 
         def run(cursor, select, fmt, buffer):

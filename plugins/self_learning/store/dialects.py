@@ -13,6 +13,8 @@ serialising writers     advisory transaction locks           BEGIN IMMEDIATE (on
 new predictions         binary COPY (staging on conflict)    look-up, then executemany
 new outcomes            staging COPY + one checking DELETE   look-ups, then executemany
 window read             two COPY TO STDOUT streams           one SELECT, decoded in Python
+its plan (O(window))    EXPLAIN: nested loop, outcomes_pkey  EXPLAIN QUERY PLAN
+UTC day of a timestamp  ``timezone('UTC', ts)::date``        ``date(ts)`` (ISO text)
 numeric feature vector  packed float8 ``bytea``              JSON list (null = missing)
 mark many rows          one UPDATE with an id array          IN lists of 10,000
 deadlock                the victim's transaction re-run      (cannot happen: one writer)
@@ -37,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..core.multiclass import probability_rows
 from . import ingest
-from .copy_out import TEXT_COLUMNS, read_window_by_copy
+from .copy_out import TEXT_COLUMNS, explain_window_read, read_window_by_copy, window_statements
 from .rows import PROBABILITY_PREFIX, _chunks, _pack, _plain, _utc
 from .tables import ANALYZE_AFTER_ROWS, OUTCOME_WINDOW_COLUMNS, RESERVED, outcomes, predictions
 
@@ -111,6 +113,16 @@ class Dialect(abc.ABC):
         and with ``classes`` one float64 ``proba_<class>`` column per class (0 for a class the
         row's stored vector predates)."""
 
+    @abc.abstractmethod
+    def utc_day(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """The UTC calendar day of a timestamp column (a date, or its ISO text on SQLite)."""
+
+    @abc.abstractmethod
+    def window_read_plan(self, conditions: list, labelled_only: bool, names: list[str],
+                         numeric: list[tuple[int, str]], categorical: list[str],
+                         classes: tuple[str, ...] | None = None, *, analyze: bool = False) -> str:
+        """The database's plan of ``read_window``'s join as text (what runs, not a copy of it)."""
+
     def update_by_ids(self, conn, column: sa.Column, ids: list[int], **values: Any) -> None:
         """Set ``values`` on the rows of ``column``'s table whose ``column`` is in ``ids``."""
         for chunk in _chunks(ids, 10_000):
@@ -182,6 +194,15 @@ class PostgresDialect(Dialect):
         return read_window_by_copy(self.engine.url, conditions, labelled_only, [k for _, k in numeric], categorical,
                                    [c for c in names if c in TEXT_COLUMNS], classes)
 
+    def utc_day(self, column):
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+
+    def window_read_plan(self, conditions, labelled_only, names, numeric, categorical, classes=None, *,
+                         analyze=False):
+        statements, params = window_statements(conditions, labelled_only, [k for _, k in numeric], categorical,
+                                               [c for c in names if c in TEXT_COLUMNS], classes)
+        return explain_window_read(self.engine.url, statements, params, analyze=analyze)
+
     def update_by_ids(self, conn, column, ids, **values):
         """One UPDATE with an array (binding 200k ids as IN lists cost 1.6 s of query text)."""
         conn.execute(column.table.update().where(column == sa.any_(
@@ -240,14 +261,30 @@ class SqliteDialect(Dialect):
         return served, set(new["prediction_id"])
 
     def read_window(self, conditions, labelled_only, names, numeric, categorical, classes=None):
+        with self.engine.connect() as conn:
+            return _decode_sqlite_window(conn.execute(self._window_query(conditions, labelled_only, names)).all(),
+                                         names, numeric, categorical, classes)
+
+    def utc_day(self, column):
+        """Timestamps are stored as UTC text: the day is its first ten characters."""
+        return sa.func.date(column)
+
+    def window_read_plan(self, conditions, labelled_only, names, numeric, categorical, classes=None, *,
+                         analyze=False):
+        """SQLite's EXPLAIN QUERY PLAN (it has no ANALYZE form): one line per step."""
+        query = self._window_query(conditions, labelled_only, names).compile(
+            self.engine, compile_kwargs={"literal_binds": True})
+        with self.engine.connect() as conn:
+            return "\n".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
+
+    def _window_query(self, conditions, labelled_only, names):
         p, o = predictions.c, outcomes.c
         join = predictions.join(outcomes, p.prediction_id == o.prediction_id, isouter=not labelled_only)
         columns = [(o if c in OUTCOME_WINDOW_COLUMNS else p)[c] for c in names]
         # the JSON columns as their text, decoded in one parse per column (``_decode_sqlite_window``)
         query = sa.select(*columns, sa.type_coerce(p.num_features, sa.Text), sa.type_coerce(p.cat_features, sa.Text),
                           sa.type_coerce(p.class_probabilities, sa.Text)).select_from(join).where(*conditions)
-        with self.engine.connect() as conn:
-            return _decode_sqlite_window(conn.execute(query).all(), names, numeric, categorical, classes)
+        return query
 
 
 DIALECTS: dict[str, type[Dialect]] = {"postgresql": PostgresDialect, "sqlite": SqliteDialect}

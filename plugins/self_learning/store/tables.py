@@ -150,6 +150,14 @@ day_statistics = sa.Table(
     sa.Column("status", sa.String(32)), sa.Column("details", _JSON), sa.Column("window_end", _TS),
     sa.Column("computed_at", _TS),
 )
+# One day's profile per (model, version, UTC day, labelled) as ``core.profiles``' bytes (migration 0012).
+day_profiles = sa.Table(
+    "day_profiles", metadata,
+    sa.Column("model", sa.String(128), primary_key=True), sa.Column("model_version", sa.String(128), primary_key=True),
+    sa.Column("day", _TS, primary_key=True), sa.Column("labelled", sa.Boolean, primary_key=True),
+    sa.Column("format", sa.Integer), sa.Column("row_count", sa.BigInteger), sa.Column("payload", sa.LargeBinary),
+    sa.Column("built_at", _TS),
+)
 ingest_rejects = sa.Table(
     "ingest_rejects", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("record_kind", sa.String(32)),

@@ -72,6 +72,19 @@ class WindowsMixin:
         frame.insert(names.index("observed_at") + 1, "error", frame["predicted_value"] - frame["actual_value"])
         return frame
 
+    def window_read_plan(self, model: str, start: datetime, end: datetime, *, version: str | None = None,
+                         labelled_only: bool = True, analyze: bool = False) -> str:
+        """The database's plan of ``read_window``'s join for this window, as text: PostgreSQL's
+        EXPLAIN (with ``analyze``, EXPLAIN (ANALYZE, BUFFERS), which runs it) under the read's own
+        settings, SQLite's EXPLAIN QUERY PLAN. A window read must cost O(window), not O(history):
+        no sequential scan of ``outcomes`` (tests/integration/test_window_reads.py)."""
+        registry = self.feature_registry(model)
+        numeric = sorted((p, k) for k, (kind, p) in registry.items() if kind == "numeric")
+        categorical = sorted(k for k, (kind, _) in registry.items() if kind == "categorical")
+        names = [c for c in WINDOW_COLUMNS if c not in ("prediction_id", "unit_id")]
+        return self.dialect.window_read_plan(self._window(model, start, end, version), labelled_only, names, numeric,
+                                             categorical, self._window_classes(model), analyze=analyze)
+
     def _window_classes(self, model: str) -> tuple[str, ...] | None:
         """A multiclass model's class list (None for another kind or an unknown model)."""
         with self.engine.connect() as conn:
