@@ -236,3 +236,16 @@ def test_multiclass_input_errors_name_the_field():
         estimator.estimate(window.drop(columns=["predicted_label"]))
     with pytest.raises(ValueError, match="classes"):
         fit_estimator(_binary_window(rng, 600, 0.0), task_kind="binary_classification", classes=CLASSES)
+
+
+def test_a_large_window_is_scored_on_a_sample_whose_error_widens_the_band():
+    rng = np.random.default_rng(19)
+    reference, current = _regression_window(rng, 4_000, 0.0), _regression_window(rng, 6_000, 0.5)
+    unlabelled = current.drop(columns="actual_value")
+    full = fit_estimator(reference, task_kind="regression").estimate(unlabelled)
+    sampled = fit_estimator(reference, task_kind="regression", max_estimate_rows=1_500).estimate(unlabelled)
+    for metric in ("mae", "rmse"):
+        assert sampled.metrics[metric].sampling_error > full.metrics[metric].sampling_error
+        assert abs(sampled.value(metric) - full.value(metric)) <= 3 * sampled.metrics[metric].sampling_error
+    with pytest.raises(ValueError, match="max_estimate_rows"):
+        fit_estimator(reference, task_kind="regression", max_estimate_rows=10)

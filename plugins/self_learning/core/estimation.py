@@ -21,8 +21,12 @@ reference also carry its day-to-day variation, which a bootstrap of rows removes
 ``MIN_BAND_CHUNKS`` (20) windows is cut into 20 smaller chunks and their deviation scaled by
 sqrt(chunk / window), the 1/sqrt(n) of a mean: a deviation from 5 chunks is off by +-30 % (a band
 for 250 rows came out 1.4 instead of 2 times the one for 1,000 rows); at most ``MAX_BAND_CHUNKS``
-chunks, evenly spread, are evaluated. The band says where the realized metric should fall if the estimator's assumption
-holds: P(y | x) and P(y | score) as in the reference (covariate shift is fine, concept shift is not).
+chunks, evenly spread, are evaluated, once per chunk size (cached on the estimator).
+DLE scores at most ``max_estimate_rows`` (250,000) current rows, a seeded sample: three boosted
+models cost ~0.7 s of CPU per 100,000 rows, so a 1M-row window would cost ~7 s a day; the sample
+mean's own standard error (without replacement) is added to the band in quadrature. The band
+says where the realized metric should fall if the estimator's assumption holds: P(y | x) and
+P(y | score) as in the reference (covariate shift is fine, concept shift is not).
 
 Measured on seeded synthetic data (``tests/unit/test_estimation.py``, 2,000-row chunks, covariate
 shift growing to 2 x a 0.7 sd move of the features):
@@ -73,6 +77,7 @@ MAX_BAND_CHUNKS = 50
 MIN_CHUNK_ROWS = 25
 MIN_REFERENCE_ROWS = MIN_BAND_CHUNKS * MIN_CHUNK_ROWS
 DEFAULT_MAX_FIT_ROWS = 200_000  # DLE's loss models are fitted on at most this many reference rows
+DEFAULT_MAX_ESTIMATE_ROWS = 250_000  # and score at most this many current rows (a seeded sample)
 DEFAULT_RELIABILITY_WINDOWS = 2
 # Columns of a window that are never features (the store's window reads and the serving frames)
 RESERVED_COLUMNS = frozenset({"predicted_value", "actual_value", "predicted_label", "actual_label", "prediction_id",
@@ -207,7 +212,7 @@ class _Binary:
         probability = self.calibrator(score)
         estimated = methods.expected_binary_metrics(probability, score >= self.threshold)
         estimated["roc_auc"] = methods.expected_roc_auc(score, probability)
-        return estimated
+        return estimated, {}
 
     def realized(self, rows) -> dict[str, float | None]:
         performance = classification_performance(self.outcome[rows], self.score[rows], threshold=self.threshold,
@@ -252,7 +257,7 @@ class _Multiclass:
             if len(rows) else np.zeros((0, len(self.classes)))
         sums = calibrated.sum(axis=1, keepdims=True)
         calibrated = np.where(sums > 0, calibrated / np.where(sums > 0, sums, 1.0), scores)
-        return methods.expected_multiclass_metrics(calibrated, rows.predicted, scores)
+        return methods.expected_multiclass_metrics(calibrated, rows.predicted, scores), {}
 
     def realized(self, rows) -> dict[str, float | None]:
         actual, predictions = self.actual[rows], self.predictions[rows]
@@ -276,7 +281,8 @@ class _Regression:
     method, metric_names, calibration = "dle", REGRESSION_METRICS, None
 
     def __init__(self, reference: pd.DataFrame, feature_kinds, rng: np.random.Generator, notes: list[str],
-                 random_state: int, max_fit_rows: int, **_):
+                 random_state: int, max_fit_rows: int, max_estimate_rows: int, **_):
+        self.random_state, self.max_estimate_rows = random_state, max_estimate_rows
         _require("reference", reference, ("predicted_value", "actual_value"))
         labelled = _labelled(reference, "actual_value", notes)
         self.prediction = _predictions("reference", labelled)
@@ -303,15 +309,32 @@ class _Regression:
             notes.append("mape not estimated: too few reference rows with a non-zero actual value")
         self.unsupported = None
 
-    def estimate(self, current: pd.DataFrame) -> dict[str, float | None]:
+    def estimate(self, current: pd.DataFrame) -> tuple[dict[str, float | None], dict[str, float]]:
+        """The estimated metrics and, when only a sample of the rows was scored, each estimate's own
+        standard error from the sampling (without replacement), which the band adds."""
         _require("current", current, ("predicted_value", *self.coder.kinds))
-        design = self.coder.matrix(current, _predictions("current", current), "current")
-        if not design.shape[0]:
-            return dict.fromkeys(self.metric_names)
-        return {"mae": float(methods.predict_loss(self.absolute, design).mean()),
-                "rmse": float(math.sqrt(methods.predict_loss(self.squared, design).mean())),
-                "mape": None if self.percentage is None
-                else float(methods.predict_loss(self.percentage, design).mean() * 100.0)}
+        prediction = _predictions("current", current)
+        n = prediction.size
+        if not n:
+            return dict.fromkeys(self.metric_names), {}
+        rows = np.arange(n)
+        if n > self.max_estimate_rows:
+            rows = np.sort(np.random.default_rng(self.random_state).choice(n, self.max_estimate_rows, replace=False))
+        design = self.coder.matrix(current.iloc[rows], prediction[rows], "current")
+        absolute = methods.predict_loss(self.absolute, design)
+        squared = methods.predict_loss(self.squared, design)
+        percentage = None if self.percentage is None else methods.predict_loss(self.percentage, design) * 100.0
+        values = {"mae": float(absolute.mean()), "rmse": float(math.sqrt(squared.mean())),
+                  "mape": None if percentage is None else float(percentage.mean())}
+        if rows.size == n:
+            return values, {}
+        shrink = (1 - rows.size / n) / rows.size  # the variance of a sample mean without replacement, per unit
+        errors = {"mae": float(math.sqrt(absolute.var() * shrink)),
+                  # delta method: sd(sqrt(m)) = sd(m) / (2 sqrt(m))
+                  "rmse": float(math.sqrt(squared.var() * shrink) / (2 * values["rmse"])) if values["rmse"] else 0.0}
+        if percentage is not None:
+            errors["mape"] = float(math.sqrt(percentage.var() * shrink))
+        return values, errors
 
     def realized(self, rows) -> dict[str, float | None]:
         performance = regression_performance(self.actual[rows], self.prediction[rows])
@@ -330,7 +353,7 @@ class PerformanceEstimator:
                  status: Status):
         self.task_kind, self._model, self.reference_count = task_kind, model, reference_count
         self.band_z, self.notes, self.status = band_z, tuple(notes), status
-        self._bands: dict[int, tuple[dict[str, float | None], int, int]] = {}
+        self._bands: dict[int, tuple[dict[str, float | None], int]] = {}
         self._reference_values: dict[str, float | None] | None = None
 
     @property
@@ -352,19 +375,23 @@ class PerformanceEstimator:
         return self._reference_values
 
     def sampling_errors(self, window_rows: int) -> tuple[dict[str, float | None], int, int]:
-        """(standard deviation per metric at ``window_rows`` rows, chunk size, chunks evaluated)."""
-        if window_rows not in self._bands:
-            chunk = min(window_rows, self.reference_count // MIN_BAND_CHUNKS)
+        """(standard deviation per metric at ``window_rows`` rows, chunk size, chunks evaluated). The
+        chunks' deviations are computed once per chunk size and cached: every window at least
+        reference / ``MIN_BAND_CHUNKS`` rows long (a 7-day window against a 30-day reference) uses
+        the same chunks, so a daily run pays for them once per baseline."""
+        chunk = min(window_rows, self.reference_count // MIN_BAND_CHUNKS)
+        if chunk not in self._bands:
             count = self.reference_count // chunk
             starts = np.unique(np.linspace(0, count - 1, min(count, MAX_BAND_CHUNKS)).round().astype(int)) * chunk
             realized = [self._model.realized(slice(s, s + chunk)) for s in starts]
-            errors = {}
+            deviations = {}
             for metric in self.metric_names:
                 values = np.array([r[metric] for r in realized if r[metric] is not None], dtype=float)
-                errors[metric] = (float(values.std(ddof=1) * math.sqrt(chunk / window_rows))
-                                  if values.size >= MIN_DEFINED_CHUNKS else None)
-            self._bands[window_rows] = (errors, chunk, len(starts))
-        return self._bands[window_rows]
+                deviations[metric] = float(values.std(ddof=1)) if values.size >= MIN_DEFINED_CHUNKS else None
+            self._bands[chunk] = (deviations, len(starts))
+        deviations, chunks = self._bands[chunk]
+        scale = math.sqrt(chunk / window_rows)
+        return {m: None if d is None else d * scale for m, d in deviations.items()}, chunk, chunks
 
     def estimate(self, current, *, chunk_size: int | None = None) -> PerformanceEstimate:
         """The estimated metrics of ``current`` (its predictions; a regressor's features too), each
@@ -381,8 +408,10 @@ class PerformanceEstimator:
         if current.empty:
             return self._unestimated(common, Status.INSUFFICIENT_DATA, "the current window has no rows",
                                      validate=current)
-        values = self._model.estimate(current)
+        values, estimate_errors = self._model.estimate(current)
         errors, chunk, chunks = self.sampling_errors(chunk_size or len(current))
+        errors = {m: e if e is None or m not in estimate_errors else math.hypot(e, estimate_errors[m])
+                  for m, e in errors.items()}
         reference = self.reference_values()
         bounded = self.task_kind is not TaskKind.REGRESSION
         estimated = {}
@@ -412,7 +441,8 @@ class PerformanceEstimator:
 
 def fit_estimator(reference, *, task_kind: TaskKind | str, classes=None, feature_kinds: Mapping[str, str] | None = None,
                   threshold: float = 0.5, band_z: float = DEFAULT_BAND_Z, random_state: int = 0,
-                  max_fit_rows: int = DEFAULT_MAX_FIT_ROWS) -> PerformanceEstimator:
+                  max_fit_rows: int = DEFAULT_MAX_FIT_ROWS,
+                  max_estimate_rows: int = DEFAULT_MAX_ESTIMATE_ROWS) -> PerformanceEstimator:
     """Fit the estimator of ``task_kind`` on a labelled ``reference`` window (fit once per baseline).
 
     ``reference`` columns: ``predicted_value`` (binary: the score P(y = 1); regression: the
@@ -429,12 +459,14 @@ def fit_estimator(reference, *, task_kind: TaskKind | str, classes=None, feature
         raise ValueError(f"threshold: must be in (0, 1), got {shown(threshold)}")
     if isinstance(max_fit_rows, bool) or not isinstance(max_fit_rows, int) or max_fit_rows < MIN_REFERENCE_ROWS:
         raise ValueError(f"max_fit_rows: must be an integer >= {MIN_REFERENCE_ROWS}, got {shown(max_fit_rows)}")
+    if isinstance(max_estimate_rows, bool) or not isinstance(max_estimate_rows, int) or max_estimate_rows < 1_000:
+        raise ValueError(f"max_estimate_rows: must be an integer >= 1000, got {shown(max_estimate_rows)}")
     if kind is not TaskKind.MULTICLASS_CLASSIFICATION and classes is not None:
         raise ValueError(f"classes: only multiclass_classification estimates take a class list, not {kind.value} ones")
     notes: list[str] = []
     model = _KINDS[kind](reference, classes=classes, threshold=threshold, feature_kinds=feature_kinds,
                          rng=np.random.default_rng(random_state), notes=notes, random_state=random_state,
-                         max_fit_rows=max_fit_rows)
+                         max_fit_rows=max_fit_rows, max_estimate_rows=max_estimate_rows)
     rows = len(model.actual if hasattr(model, "actual") else model.outcome)
     status = Status.OK
     if model.unsupported:

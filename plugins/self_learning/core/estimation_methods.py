@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .types import shown
+from .validation import label_text
 
 MAX_CATEGORIES = 250  # HistGradientBoosting's categorical limit is 255 bins; keep room for "other"
 CALIBRATIONS = ("identity", "platt", "isotonic")
@@ -174,8 +175,7 @@ class FeatureCoder:
         self.codes: dict[str, dict[str, int]] = {}
         for name, kind in self.kinds.items():
             if kind == "categorical":
-                counts = reference[name].dropna().astype(str).value_counts()
-                self.codes[name] = {c: i for i, c in enumerate(counts.index[:MAX_CATEGORIES])}
+                self.codes[name] = category_index(reference[name], MAX_CATEGORIES)
 
     @property
     def categorical_mask(self) -> list[bool]:
@@ -194,12 +194,29 @@ class FeatureCoder:
                 column = numeric.to_numpy(dtype=np.float64)
                 columns.append(np.where(np.isfinite(column), column, np.nan))
             else:
-                codes = self.codes[name]
-                other = float(len(codes))
-                text = values.astype(str).where(values.notna())
-                columns.append(text.map(codes).astype(float).fillna(other).where(values.notna()).to_numpy())
+                columns.append(category_codes(values, self.codes[name]))
         columns.append(prediction)
         return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
+
+
+def category_index(values: pd.Series, limit: int) -> dict[str, int]:
+    """The ``limit`` most frequent labels (as text) of a column, most frequent first, numbered 0..;
+    counted per distinct value, not per row."""
+    counts = values.value_counts(dropna=True)
+    counts = counts[counts > 0]
+    merged = counts.groupby([label_text(v) for v in counts.index], sort=False).sum()
+    ranked = merged.sort_values(ascending=False, kind="stable").index[:limit]
+    return {label: i for i, label in enumerate(ranked)}
+
+
+def category_codes(values: pd.Series, codes: dict[str, int]) -> np.ndarray:
+    """Each value's code in ``codes`` (its label as text), ``len(codes)`` for any other label, NaN
+    where missing. Labels are converted once per distinct value (``pandas.factorize``), not per row:
+    1M rows of a categorical column took 0.5 s through ``astype(str)``."""
+    index, uniques = pd.factorize(values, use_na_sentinel=True)
+    other = float(len(codes))
+    lookup = np.array([codes.get(label_text(u), other) for u in uniques] + [np.nan], dtype=np.float64)
+    return lookup[index]  # the sentinel -1 reads the trailing NaN
 
 
 def fit_loss_model(design: np.ndarray, loss: np.ndarray, categorical_mask: list[bool], random_state: int):
@@ -209,8 +226,8 @@ def fit_loss_model(design: np.ndarray, loss: np.ndarray, categorical_mask: list[
 
     if not np.any(loss > 0):
         return None
-    model = HistGradientBoostingRegressor(loss="poisson", max_iter=200, learning_rate=0.1, early_stopping=True,
-                                          validation_fraction=0.2, n_iter_no_change=10,
+    model = HistGradientBoostingRegressor(loss="poisson", max_iter=100, learning_rate=0.15, max_leaf_nodes=15,
+                                          early_stopping=True, validation_fraction=0.2, n_iter_no_change=10,
                                           categorical_features=categorical_mask, random_state=random_state)
     return model.fit(design, loss)
 

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..estimation_methods import category_codes, category_index
 from ..types import FEATURE_KINDS, DriftReport, DriftType, Severity, SeverityLadder, Status, shown
 
 METHODS = ("pca", "domain_classifier")
@@ -85,8 +86,7 @@ class _Encoder:
                 std = float(filled.std())
                 self.center[name], self.scale[name] = (median, float(filled.mean())), std if std > 0 else 1.0
             else:
-                counts = reference[name].dropna().astype(str).value_counts()
-                self.categories[name] = list(counts.index[:max_categories])
+                self.categories[name] = category_index(reference[name], max_categories)
 
     def matrix(self, frame: pd.DataFrame, field: str) -> np.ndarray:
         columns = []
@@ -96,13 +96,9 @@ class _Encoder:
                 median, mean = self.center[name]
                 columns.append((np.where(np.isfinite(values), values, median) - mean) / self.scale[name])
             else:
-                text = frame[name].astype(str).where(frame[name].notna()).to_numpy(dtype=object)
-                known = np.zeros(len(frame), dtype=bool)
-                for category in self.categories[name]:
-                    hit = text == category
-                    known |= hit
-                    columns.append(hit.astype(float))
-                columns.append((~known).astype(float))
+                categories = self.categories[name]
+                codes = np.nan_to_num(category_codes(frame[name], categories), nan=len(categories)).astype(np.int64)
+                columns.extend((codes == j).astype(float) for j in range(len(categories) + 1))  # + "other"
         return np.column_stack(columns)
 
 
@@ -138,7 +134,9 @@ def _pca_check(reference: np.ndarray, current: np.ndarray, variance_kept: float,
 
     fit_rows = reference if len(reference) <= MAX_PCA_FIT_ROWS else \
         reference[rng.choice(len(reference), MAX_PCA_FIT_ROWS, replace=False)]
-    pca = PCA(n_components=variance_kept, svd_solver="full").fit(fit_rows)
+    # the eigendecomposition of the d x d covariance, not an SVD of the n x d matrix: 100,000 rows x
+    # 90 encoded columns took 2.8 s with the full SVD
+    pca = PCA(n_components=variance_kept, svd_solver="covariance_eigh").fit(fit_rows)
 
     def errors(matrix):
         return np.linalg.norm(matrix - pca.inverse_transform(pca.transform(matrix)), axis=1)
