@@ -79,8 +79,8 @@ def bench(rows: int) -> None:
         metric = "accuracy" if task_kind == "binary_classification" else "mae"
         shown = first.metrics[metric]
         print(f"{rows:>9,} rows  {first.method:4} {task_kind:22} fit {fit_s:5.2f}  first estimate {first_s:5.2f}  "
-              f"estimate {again_s:5.2f}  ({metric} {shown.value:.4f} in [{shown.lower:.4f}, {shown.upper:.4f}])",
-              flush=True)
+              f"estimate {again_s:5.2f}  ({metric} {shown.value:.4f} in [{shown.lower:.4f}, {shown.upper:.4f}], "
+              f"sd {shown.sampling_error:.5f})", flush=True)
     reference, kinds = make_window(rows, "regression", 0.0, seed=3)
     current, _ = make_window(rows, "regression", 0.0, seed=4)
     report, drift_s = timed(lambda: detect_multivariate_drift(reference[list(kinds)], current[list(kinds)],

@@ -102,3 +102,19 @@ def test_bad_input_names_the_field(change, kwargs, message):
     reference, current = change(_window(rng, 400, 0.8), _window(rng, 300, 0.8))
     with pytest.raises(ValueError, match=message):
         detect_multivariate_drift(reference, current, **kwargs)
+
+
+def test_large_windows_are_scored_on_capped_samples(monkeypatch):
+    """The caps that bound the cost at a million rows (``MAX_PCA_ROWS`` rows scored a window, a seeded
+    sample of the current one), shrunk so that a small window takes the same path."""
+    from self_learning.core.drift import multivariate
+
+    monkeypatch.setattr(multivariate, "MAX_PCA_ROWS", 2_000)
+    monkeypatch.setattr(multivariate, "MAX_PCA_FIT_ROWS", 3_000)
+    rng = np.random.default_rng(25)
+    reference = _window(rng, 8_000, 0.8)
+    broken = detect_multivariate_drift(reference, _window(rng, 5_000, 0.0), methods=("pca",))
+    stable = detect_multivariate_drift(reference, _window(rng, 5_000, 0.8), methods=("pca",))
+    assert broken.statistical_tests["pca"]["current_rows_scored"] == 2_000
+    assert broken.drift_detected and not stable.drift_detected
+    assert abs(stable.statistical_tests["pca"]["z"]) < 3
