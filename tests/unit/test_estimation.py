@@ -21,6 +21,7 @@ import pytest
 from self_learning.core.types import Status, TaskKind
 from self_learning.estimation import (
     MaturedEstimate,
+    PerformanceEstimate,
     estimate_performance,
     estimator_reliability,
     fit_estimator,
@@ -183,7 +184,8 @@ def test_fit_once_and_reuse_equals_estimate_performance():
         realized_metrics(reference, task_kind="binary_classification")["accuracy"])
     wider = fit_estimator(reference, task_kind="binary_classification").estimate(current, chunk_size=250)
     assert wider.metrics["accuracy"].sampling_error > 1.5 * reused.metrics["accuracy"].sampling_error
-    json.dumps(reused.to_dict())
+    stored = json.loads(json.dumps(reused.to_dict()))
+    assert PerformanceEstimate.from_dict(stored) == reused
 
 
 def test_data_that_cannot_support_the_metrics_gives_a_status():

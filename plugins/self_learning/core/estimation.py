@@ -125,6 +125,14 @@ class PerformanceEstimate(Result):
         estimated = self.metrics.get(metric)
         return None if estimated is None else estimated.value
 
+    @classmethod
+    def from_dict(cls, data: Mapping) -> PerformanceEstimate:
+        """A stored estimate (its ``to_dict()`` form) rebuilt, each metric an ``EstimatedMetric``."""
+        estimate = super().from_dict(data)
+        metrics = {name: m if isinstance(m, EstimatedMetric) else EstimatedMetric.from_dict(m)
+                   for name, m in (estimate.metrics or {}).items()}
+        return dataclasses.replace(estimate, metrics=metrics, reasons=tuple(estimate.reasons or ()))
+
 
 def _frame(field: str, frame) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
