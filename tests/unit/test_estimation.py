@@ -148,6 +148,7 @@ def test_concept_shift_is_outside_the_band_and_flags_the_estimator_within_two_ma
         realized = realized_metrics(window, task_kind="binary_classification")
         for metric in ("accuracy", "roc_auc"):
             band = estimate.metrics[metric]
+            assert (realized[metric] < band.lower) == concept, (day, metric, realized[metric], band)
             history.append(MaturedEstimate(metric, band.value, band.lower, band.upper, realized[metric],
                                            window_end=start + timedelta(days=day)))
         verdicts.append(estimator_reliability(history))
@@ -251,3 +252,17 @@ def test_a_large_window_is_scored_on_a_sample_whose_error_widens_the_band():
         assert abs(sampled.value(metric) - full.value(metric)) <= 3 * sampled.metrics[metric].sampling_error
     with pytest.raises(ValueError, match="max_estimate_rows"):
         fit_estimator(reference, task_kind="regression", max_estimate_rows=10)
+
+
+def test_a_class_missing_from_the_reference_is_noted_and_one_class_is_insufficient():
+    rng = np.random.default_rng(20)
+    window = _multiclass_window(rng, 3_000, 0.0, rng.normal(0.0, 1.0, (3, len(CLASSES))))
+    without_d = window[window.actual_label != "d"]
+    estimator = fit_estimator(without_d, task_kind="multiclass_classification", classes=CLASSES)
+    assert estimator.status is Status.OK and any("'d'" in note for note in estimator.notes)
+    estimate = estimator.estimate(window.drop(columns="actual_label"))
+    assert estimate.status is Status.OK and 0 < estimate.value("accuracy") < 1
+    only_a = window.assign(actual_label="a")
+    single = fit_estimator(only_a, task_kind="multiclass_classification", classes=CLASSES)
+    assert single.status is Status.INSUFFICIENT_DATA
+    assert single.estimate(window.drop(columns="actual_label")).metrics["accuracy"].value is None
