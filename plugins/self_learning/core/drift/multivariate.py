@@ -34,10 +34,10 @@ share the run's 5 %) AND the AUC passes ``AUC_LADDER`` (low 0.6, medium 0.65, hi
 
 Measured (``tests/unit/test_multivariate_drift.py``, seeded): correlation 0.8 -> 0 between two of
 six features, 5,000 reference vs 2,000 current rows, seeds 1-3: PCA mean error +19.7 % / +21.0 % /
-+20.9 % (low / medium / medium), domain classifier AUC 0.716 / 0.733 / 0.739 (medium), while
++20.9 % (low / medium / medium), domain classifier AUC 0.719 / 0.726 / 0.743 (medium), while
 ``detect_feature_drift`` flags no feature at all. Stable windows: 0 alarms in 50 windows of 200 rows
-(the test), and in 60 of 200 rows and 60 of 1,000 rows on other seeds (largest AUC 0.559 and
-0.526, largest |PCA change| 7.8 % and 3.0 %); the PCA check alone: 0 in 150 windows of 500 rows.
+(the test), and in 60 of 200 rows and 60 of 1,000 rows on other seeds (largest AUC 0.572 and
+0.529, largest |PCA change| 7.8 % and 3.0 %); the PCA check alone: 0 in 150 windows of 500 rows.
 Cost: ~0.02 s for the PCA check and ~0.15-0.3 s for the domain classifier per run at these sizes
 (one thread, on a loaded 2-core machine). At a million rows a side the first version encoded both
 windows whole (1M x 90 floats each) and took 15.9 s of CPU with a 4.4 GB peak; now the encoding and
