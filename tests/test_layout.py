@@ -13,7 +13,7 @@ from support import ROOT
 
 PACKAGE = ROOT / "plugins" / "self_learning"
 STATISTICS_MODULES = ["domain", "validation", "performance", "error_analysis", "drift", "retraining", "ab_testing",
-                      "training", "importance"]
+                      "training", "importance", "estimation"]
 ALLOWED_IMPORTS = {"__future__", "collections", "concurrent", "dataclasses", "datetime", "enum", "importlib", "reprlib",
                    "itertools", "math", "re", "typing", "warnings", "numpy", "pandas", "scipy", "sklearn"}
 
@@ -27,8 +27,8 @@ def hook(event, args):
     if event.startswith(FORBIDDEN) or (event == "open" and isinstance(args[1], str) and set(args[1]) & set("wax+")):
         events.append(event)
 import numpy as np, pandas as pd
-from self_learning import (ab_testing, domain, drift, error_analysis, importance, performance, retraining, training,
-                           validation)
+from self_learning import (ab_testing, domain, drift, error_analysis, estimation, importance, performance, retraining,
+                           training, validation)
 import joblib
 joblib.cpu_count(only_physical_cores=True)  # scikit-learn's one-time CPU probe (runs lscpu), cached from here on
 sys.addaudithook(hook)
@@ -56,6 +56,9 @@ training.holdout_performance("regression", holdout, training.predict(fitted, hol
 importance.update_feature_weights(frame, y, feature_kinds=kinds).to_dict()
 importance.permutation_weights(fitted, holdout, kinds, "regression", repeats=2)
 retraining.should_retrain(labelled_outcomes=300, feature_drift=fd, concept_drift=cd, performance=perf).to_dict()
+scored = frame.assign(predicted_value=p, actual_value=y)
+estimation.estimate_performance(scored, scored.drop(columns="actual_value"), task_kind="regression").to_dict()
+drift.detect_multivariate_drift(frame, frame.assign(x=frame.x + 1), classifier_rows=200).to_dict()
 print(json.dumps({"events": events, "airflow": sorted(m for m in sys.modules if m.split(".")[0] == "airflow")}))
 """
 
@@ -86,6 +89,7 @@ ROOMS = {"core": 0, "store": 1, "loop": 2, "airflow": 3, "demo": 4}
 AIRFLOW_LAYER = {"operators", "settings", "hooks", "outcome_sources", "notifications", "web"}
 REEXPORTS = {"domain": "core", "validation": "core", "performance": "core", "error_analysis": "core", "drift": "core",
              "retraining": "core", "ab_testing": "core", "training": "core", "importance": "core",
+             "estimation": "core",
              "pgcopy": "store", "lifecycle": "loop", "reporting": "loop", "report_html": "loop",
              "webapp": "airflow", "metrics": "airflow", "synthetic": "demo"}
 

@@ -14,6 +14,7 @@ from .core.drift import (
     compare_numeric,
     detect_concept_drift,
     detect_feature_drift,
+    detect_multivariate_drift,
     detect_prediction_drift,
     pointwise_loss,
     population_stability_index,
@@ -21,5 +22,6 @@ from .core.drift import (
 
 __all__ = ["CONCEPT_LADDER", "EFFECT_LADDER", "PSI_MIN_PER_BIN", "PSI_PSEUDO_COUNT", "RATE_LADDER",
            "CategoricalComparison", "DriftThresholds", "NumericComparison", "compare_categorical", "compare_numeric",
-           "detect_concept_drift", "detect_feature_drift", "detect_prediction_drift", "pointwise_loss",
+           "detect_concept_drift", "detect_feature_drift", "detect_multivariate_drift", "detect_prediction_drift",
+           "pointwise_loss",
            "population_stability_index"]

@@ -70,6 +70,7 @@ class DriftType(enum.StrEnum):
     CONCEPT_DRIFT = "concept_drift"
     PREDICTION_DRIFT = "prediction_drift"
     PERFORMANCE_DEGRADATION = "performance_degradation"
+    MULTIVARIATE_DRIFT = "multivariate_drift"  # how the features move together (``core.drift.multivariate``)
 
 
 class Severity(enum.StrEnum):

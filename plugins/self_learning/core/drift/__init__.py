@@ -35,8 +35,12 @@ calibrated on its own:
   (``js_excess``): with many categories the raw distance of pure noise passed 0.1.
 - Missing-rate change and unseen share (``RATE_LADDER``): 0.05 / 0.1 / 0.2 / 0.4.
 
+Multivariate drift (``multivariate``): PCA reconstruction error and a domain classifier, for a
+change in how the features move together that the per-feature checks cannot see.
+
 Layout: ``comparisons`` (two-sample statistics), ``checks`` (the registry and the thresholds),
-``features`` (the feature-drift report), ``outputs`` (prediction and concept drift).
+``features`` (the feature-drift report), ``outputs`` (prediction and concept drift),
+``multivariate`` (the multivariate-drift report).
 """
 
 from .checks import (
@@ -63,6 +67,7 @@ from .comparisons import (
     population_stability_index,
 )
 from .features import detect_feature_drift
+from .multivariate import detect_multivariate_drift
 from .outputs import detect_class_prediction_drift, detect_concept_drift, detect_prediction_drift, pointwise_loss
 
 __all__ = ["CONCEPT_LADDER", "EFFECT_LADDER", "JS_LADDER", "PSI_LADDER", "PSI_MIN_PER_BIN", "PSI_PSEUDO_COUNT",
@@ -70,5 +75,6 @@ __all__ = ["CONCEPT_LADDER", "EFFECT_LADDER", "JS_LADDER", "PSI_LADDER", "PSI_MI
            "CategoricalComparison", "CheckOutcome", "DriftCheck", "DriftThresholds", "FeatureSample",
            "NumericComparison", "checks_for", "compare_categorical", "compare_numeric", "detect_class_prediction_drift",
            "detect_concept_drift",
-           "detect_feature_drift", "detect_prediction_drift", "pointwise_loss", "population_stability_index",
+           "detect_feature_drift", "detect_multivariate_drift", "detect_prediction_drift", "pointwise_loss",
+           "population_stability_index",
            "register_check"]
