@@ -182,7 +182,8 @@ def interval_chart(kind: str, title: str, rows: Sequence[tuple[str, float, float
 
 STYLE = {"svg.fonttype": "none", "font.family": ["DejaVu Sans", "sans-serif"], "font.size": 8, "axes.titlesize": 9,
          "axes.titlelocation": "left", "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-         "grid.color": "#eeeeee", "axes.axisbelow": True, "svg.hashsalt": None, "legend.fontsize": 7, "legend.frameon": False}
+         "grid.color": "#eeeeee", "axes.axisbelow": True, "svg.hashsalt": None, "legend.fontsize": 7,
+         "legend.frameon": False}
 
 
 @contextlib.contextmanager

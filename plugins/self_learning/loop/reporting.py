@@ -20,6 +20,16 @@ so a per-class recall trend needs no second query), and the latest window's per-
 (``per_class_view``: per-class table, confusion matrix, absent and unknown classes, metrics not
 computable) sits next to them. Lists, not objects, carry the class order: a stored report is JSON,
 whose objects keep no key order on PostgreSQL.
+
+What a model owner asks first (issue 20): which model, since when, why, what was done. Each model
+therefore carries its incident (``loop.incidents``: one line per alert cause with first and last
+seen, its severity by day and the checks involved, and the retrain requests followed to their
+candidate, A/B test and outcome); its open alerts once per cause (a cause whose severity rose was
+listed at both severities); per drifted feature the reference-vs-current distribution the daily
+run stored (``loop.analysis.feature_distribution``); and per metric the lines its chart draws
+(``metric_references``): the retrain limit and the value on the baseline. Every stored metric has a
+human name and a unit (``METRIC_FIGURES``): MAPE is stored in percent, WAPE as a fraction, and both
+are shown in %.
 """
 
 from __future__ import annotations
@@ -32,12 +42,13 @@ from typing import Any
 from ..core.importance import importance_trends
 from ..core.performance import performance_from_dict
 from ..core.tasks import STORED_METRICS
-from ..core.types import TaskKind, as_utc
+from ..core.types import RETRAIN_DEFAULTS, Severity, TaskKind, as_utc
 from ..store import ALL_VERSIONS
+from .incidents import INCIDENT_DAYS, incident_view
 
 METRICS = STORED_METRICS  # the stored metrics a report carries, in the core's order
 SECTIONS = ("performance", "error_distribution", "baselines", "drift_results", "systematic_error_patterns",
-            "feature_importance", "retraining_recommendations", "ab_test_conclusions", "alerts")
+            "feature_importance", "retraining_recommendations", "ab_test_conclusions", "alerts", "incidents")
 # every kind of drift report the daily run stores (core.monitoring.reports), in the order shown
 DRIFT_KINDS = ("feature_drift", "prediction_drift", "concept_drift", "performance_degradation")
 IMPORTANCE_TREND_DAYS = 90
@@ -46,11 +57,46 @@ IMPORTANCE_TREND_DAYS = 90
 @dataclasses.dataclass(frozen=True)
 class Figure:
     """How a figure is named wherever it is shown: its title, its unit or scale (what a reader needs
-    to read the number), and whether it is a share (shown in %)."""
+    to read the number), whether it is a 0-1 share (shown in %) or already in percent; for a
+    chart, the range its axis spans (None: up to the data) and its short name (a table header)."""
 
     title: str
     unit: str
     share: bool = False
+    percent: bool = False
+    axis: tuple[float | None, float | None] = (0.0, None)
+    short: str = ""
+
+    def shown(self, value: float | None) -> str:
+        """A value as a reader reads it: 4 significant digits, a share or a percentage with %."""
+        if value is None:
+            return "–"
+        if self.share:
+            return f"{value:.1%}"
+        return f"{value:.3g} %" if self.percent else f"{value:.4g}"
+
+    @property
+    def label(self) -> str:
+        """A header or an axis label: the short name (else the title) with its unit."""
+        unit = "%" if self.share or self.percent else self.unit
+        return f"{self.short or self.title} ({unit})" if unit else (self.short or self.title)
+
+
+# The stored metrics (and the degradation check's), named for a reader.
+METRIC_FIGURES: dict[str, Figure] = {
+    "mae": Figure("Mean absolute error", "target units", short="MAE"),
+    "rmse": Figure("Root mean squared error", "target units", short="RMSE"),
+    "r2": Figure("R² (variance explained)", "1 perfect, 0 no better than the mean", axis=(None, 1.0), short="R²"),
+    "mape": Figure("Mean absolute percentage error", "%", percent=True, short="MAPE"),
+    "wape": Figure("Weighted absolute percentage error", "%", share=True, short="WAPE"),
+    "roc_auc": Figure("ROC AUC", "0.5 chance, 1 perfect", axis=(0.5, 1.0), short="ROC AUC"),
+    "log_loss": Figure("Log loss", "nats per row", short="Log loss"),
+    "accuracy": Figure("Accuracy", "%", share=True, axis=(0.0, 1.0), short="Accuracy"),
+    "f1": Figure("F1 score", "0–1", axis=(0.0, 1.0), short="F1"),
+}
+# The retrain limits a metric chart draws: (metric, setting, the side that retrains).
+METRIC_LIMITS = (("mape", "max_mape", "above"), ("log_loss", "max_log_loss", "above"),
+                 ("roc_auc", "min_roc_auc", "below"))
 
 
 # A multiclass window's headline figures, in the order shown (``{k}``: the window's top_k).
@@ -96,6 +142,7 @@ def learning_report(store, *, period_start: datetime, period_end: datetime, mode
     span = (period_start, period_end)
     report: dict[str, Any] = {"period": {"start": _iso(period_start), "end": _iso(period_end)},
                               "models": list(models), **{section: {} for section in SECTIONS}}
+    thresholds = {spec.name: spec.thresholds for spec in store.list_models(active_only=False)}
     for model in models:
         report["performance"][model] = _performance(store, model, period_end, metric_window or length, length,
                                                     trend_periods)
@@ -105,7 +152,8 @@ def learning_report(store, *, period_start: datetime, period_end: datetime, mode
         report["error_distribution"][model] = analyses.get(("error_distribution", latest))
         report["systematic_error_patterns"][model] = (analyses.get(("systematic_errors", latest)) or {}).get(
             "patterns", [])
-        report["drift_results"][model], measured = _drift_by_day(store, model, span, days)
+        report["drift_results"][model], measured, degradation = _drift_by_day(store, model, span, days)
+        report["performance"][model]["references"] = metric_references(thresholds.get(model) or {}, degradation)
         report["baselines"][model] = baseline_view(store, model, measured)
         report["feature_importance"][model] = _importance(store, model, period_end)
         report["retraining_recommendations"][model] = [
@@ -116,9 +164,12 @@ def learning_report(store, *, period_start: datetime, period_end: datetime, mode
                                     include_suppressed=True)
         report["alerts"][model] = [{"window_end": _iso(a.window_end), "type": a.alert_type, "severity": a.severity,
                                     "status": a.status, "summary": a.summary} for a in alerts]
+        report["incidents"][model] = incident_view(store, model, until=period_end,
+                                                   days=max(INCIDENT_DAYS, length.days))
+    # a test is in the period when it ran during any part of it, started on its last day included
     report["ab_test_conclusions"] = [
         _ab_summary(test) for test in store.list_ab_tests()
-        if (not models or test.model in models) and test.started_at < period_end
+        if (not models or test.model in models) and test.started_at <= period_end
         and (test.ended_at is None or test.ended_at > period_start)]
     return report
 
@@ -152,12 +203,17 @@ def model_health(store, *, trend_days: int = 30, report_kinds: Sequence[str] = (
                         "affected_features": r["affected_features"] or [],
                         "findings": drift_findings(r["kind"], r["result"])}
             for r in drift}
+        by_kind = {r["kind"]: r for r in drift}
+        health["distributions"] = feature_distributions((by_kind.get("feature_drift") or {}).get("result"))
+        health["references"] = metric_references(spec.thresholds, (by_kind.get("performance_degradation") or {}
+                                                                   ).get("result"))
         newest = max(drift, key=lambda r: as_utc(r["window_end"]), default=None)
         health["baseline"] = baseline_view(store, spec.name, _measured_baseline(newest))
-        health["open_alerts"] = [
-            {"id": a.id, "type": a.alert_type, "severity": a.severity, "window_end": _iso(a.window_end),
-             "summary": a.summary} for a in store.open_alerts(model=spec.name)]
+        health["open_alerts"] = open_alerts_by_cause(store.open_alerts(model=spec.name))
         health["ab_tests"] = [_ab_summary(test) for test in store.list_ab_tests(model=spec.name, status="running")]
+        # the incident up to the model's newest result (a replayed or idle model's alerts are not "now")
+        newest_end = max([as_utc(r["window_end"]) for r in drift] + ([end] if overall else []), default=None)
+        health["incident"] = incident_view(store, spec.name, until=newest_end)
         models.append(health)
     reports = {}
     for kind in report_kinds:
@@ -233,10 +289,11 @@ def _metrics(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _drift_by_day(store, model: str, span: tuple[datetime, datetime], days: list[datetime]
-                  ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+                  ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
     """Severities per day: a features x days and a degraded-metrics x days matrix, one row per
-    drift kind, and the findings of the period's latest day with a result (with their "since");
-    plus the baseline that day's checks were measured against."""
+    drift kind, and the findings of the period's latest day with a result (with their "since") and
+    its drifted features' distributions; plus the baseline that day's checks were measured against
+    and that day's performance degradation result."""
     rows = store.read_results("drift_reports", model=model, model_version=ALL_VERSIONS, window_ends=span)
     by_day = {(as_utc(r["window_end"]), r["kind"]): r for r in rows}
     matrices: dict[str, dict[str, list[str | None]]] = {"features": {}, "metrics": {}}
@@ -256,10 +313,12 @@ def _drift_by_day(store, model: str, span: tuple[datetime, datetime], days: list
     findings = [finding for kind in DRIFT_KINDS if (day_row := by_day.get((latest, kind)))
                 for finding in drift_findings(kind, day_row["result"])]
     measured = _measured_baseline(next((by_day[latest, k] for k in DRIFT_KINDS if (latest, k) in by_day), None))
+    latest_result = {kind: (by_day.get((latest, kind)) or {}).get("result") for kind in DRIFT_KINDS}
     return ({"days": [_iso(day) for day in days], **kinds,
              **{name: dict(sorted(matrix.items())) for name, matrix in matrices.items()},
-             "missing_days": missing, "findings": findings, "findings_window_end": _iso(latest) if latest else None},
-            measured)
+             "missing_days": missing, "findings": findings, "findings_window_end": _iso(latest) if latest else None,
+             "distributions": feature_distributions(latest_result["feature_drift"])},
+            measured, latest_result["performance_degradation"])
 
 
 def drift_findings(kind: str, result: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -282,6 +341,53 @@ def drift_findings(kind: str, result: dict[str, Any] | None) -> list[dict[str, A
         days = sorted(str(start)[:10] for start in starts if start and start != "?")
         findings.append({"kind": kind, "name": name, "severity": entry["severity"], "since": days[0] if days else None})
     return findings
+
+
+def feature_distributions(result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The reference-vs-current distribution of every drifted feature of a stored feature drift
+    result (``loop.analysis.feature_distribution``), with its severity and "since"; empty for a
+    report stored before distributions were."""
+    features = ((result or {}).get("statistical_tests") or {}).get("features") or {}
+    return {name: {**entry["distribution"], "severity": entry.get("severity"), "since": entry.get("since")}
+            for name, entry in features.items() if entry.get("drifted") and entry.get("distribution")}
+
+
+def metric_references(thresholds: Mapping[str, Any], degradation: Mapping[str, Any] | None
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """Per metric, the horizontal lines its chart draws: the retrain limit (the model's registered
+    threshold, else the default; a run's params can override it, which a page cannot know) and
+    the metric's value on the baseline (the stored performance degradation check's reference)."""
+    references: dict[str, list[dict[str, Any]]] = {}
+    for metric, setting, side in METRIC_LIMITS:
+        limit = thresholds.get(setting, RETRAIN_DEFAULTS[setting])
+        if limit is not None:
+            references.setdefault(metric, []).append(
+                {"kind": "limit", "label": f"retrain {side}", "value": float(limit)})
+    for metric, entry in (((degradation or {}).get("statistical_tests") or {}).get("metrics") or {}).items():
+        value = ((entry or {}).get("segment") or {}).get("reference_value")
+        if value is not None:
+            references.setdefault(metric, []).append({"kind": "baseline", "label": "on the baseline",
+                                                      "value": float(value)})
+    return references
+
+
+def open_alerts_by_cause(alerts) -> list[dict[str, Any]]:
+    """Open alerts, one per cause (dedupe key): its newest row, with the day it first opened and
+    the number of open days; a cause whose severity rose is one line at its newest severity, not
+    two. Most severe first, then newest."""
+    by_key: dict[str, list] = {}
+    for alert in alerts:
+        by_key.setdefault(alert.dedupe_key, []).append(alert)
+    shown = []
+    for rows in by_key.values():
+        rows.sort(key=lambda a: as_utc(a.window_end))
+        newest = rows[-1]
+        shown.append({"id": newest.id, "type": newest.alert_type, "severity": newest.severity,
+                      "window_end": _iso(newest.window_end), "summary": newest.summary, "cause": newest.dedupe_key,
+                      "first_open": _iso(rows[0].window_end), "open_days": len(rows),
+                      "earlier_severities": sorted({a.severity for a in rows[:-1]} - {newest.severity})})
+    shown.sort(key=lambda a: a["window_end"], reverse=True)
+    return sorted(shown, key=lambda a: -Severity(a["severity"]).rank)  # stable: newest first within a severity
 
 
 def baseline_view(store, model: str, measured: dict[str, Any] | None) -> dict[str, Any] | None:
