@@ -138,7 +138,7 @@ def timeline_chart(kind: str, title: str, days: Sequence[str], rows: Sequence[st
     muted dot drawn hollow; the legend names both kinds of dot. No day: ``empty_state``."""
     if not days:
         return empty_state(kind, title, {})
-    with _drawing(left=0.75, top=0.5) as (figure, ax):
+    with _drawing(left=0.75, top=0.6) as (figure, ax):
         for muted in (False, True):
             chosen = [(_date(day), rows.index(row), colours[row]) for day, row, hollow in points
                       if hollow is muted and row in rows]
@@ -153,10 +153,10 @@ def timeline_chart(kind: str, title: str, days: Sequence[str], rows: Sequence[st
         margin = max((last - first) / 20, timedelta(hours=12))
         ax.set_xlim(first - margin, last + margin)
         ax.set_ylabel("severity")
-        ax.set_title(title)
+        ax.set_title(title, pad=16)
         _date_axis(ax, list(days))
         if points:
-            ax.legend(loc="lower left", bbox_to_anchor=(0, 1.1), ncol=2, borderaxespad=0)
+            ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, borderaxespad=0.2)
         return _svg(figure, kind, title, series_names=[])
 
 

@@ -77,9 +77,16 @@ class Figure:
 
     @property
     def label(self) -> str:
-        """A header or an axis label: the short name (else the title) with its unit."""
+        """An axis label: the short name (else the title) with its unit or scale."""
         unit = "%" if self.share or self.percent else self.unit
         return f"{self.short or self.title} ({unit})" if unit else (self.short or self.title)
+
+    @property
+    def header(self) -> str:
+        """A table header: the short name with its unit when that is short (%, target units); a
+        longer scale is written under the table."""
+        unit = "%" if self.share or self.percent else self.unit
+        return f"{self.short or self.title} ({unit})" if unit and len(unit) <= 14 else (self.short or self.title)
 
 
 # The stored metrics (and the degradation check's), named for a reader.
