@@ -24,6 +24,7 @@ import dataclasses
 import io
 import itertools
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from html import escape
@@ -98,10 +99,12 @@ def empty_state(kind: str, title: str, series: Mapping[str, Sequence[tuple[str, 
 
 
 def bar_chart(kind: str, title: str, labels: Sequence[str], groups: Mapping[str, Sequence[float]], *,
-              x_label: str, y_label: str, share: bool = False, edges: Sequence[float] | None = None) -> str:
+              x_label: str, y_label: str, share: bool = False, edges: Sequence[float] | None = None,
+              ordinal: bool = False) -> str:
     """Bars per label, one bar per group side by side (a feature's reference and current windows,
     or the one group of the error histogram); ``share``: values are 0-1 shares drawn in %.
-    ``edges``: a numeric binning (len(labels) + 1 edges) drawn as adjacent bins on a real x-axis;
+    ``edges``: a numeric binning (len(labels) + 1 edges) drawn as adjacent bins on a real x-axis,
+    or with ``ordinal`` as equal-width bins with some edges as tick labels (bins cut at quantiles);
     else the labels are categories. The y-axis starts at zero. Nothing to draw: ``empty_state``."""
     if not labels or not any(any(values) for values in groups.values()):
         return empty_state(kind, title, {})
@@ -109,18 +112,22 @@ def bar_chart(kind: str, title: str, labels: Sequence[str], groups: Mapping[str,
     count = len(groups)
     crowded = edges is None and len(labels) > 4
     with _drawing(bottom=0.9 if crowded else 0.45) as (figure, ax):
+        positions = list(range(len(labels) + 1)) if ordinal and edges is not None else edges
         for i, ((name, values), colour) in enumerate(zip(groups.items(), _group_colours(count), strict=True)):
             heights = [v * scale for v in values]
-            if edges is not None:
-                widths = [(b - a) / count for a, b in itertools.pairwise(edges)]
-                lefts = [a + w * i for a, w in zip(edges, widths, strict=False)]
+            if positions is not None:
+                widths = [(b - a) / count for a, b in itertools.pairwise(positions)]
+                lefts = [a + w * i for a, w in zip(positions, widths, strict=False)]
                 ax.bar(lefts, heights, width=widths, align="edge", color=colour, label=name, edgecolor="white",
                        linewidth=0.3)
             else:
                 width = 0.8 / count
                 ax.bar([j - 0.4 + width * (i + 0.5) for j in range(len(labels))], heights, width=width, color=colour,
                        label=name)
-        if edges is None:
+        if ordinal and edges is not None:
+            ticks = sorted({0, len(labels), *range(0, len(labels), max(1, len(labels) // 4))})
+            ax.set_xticks(ticks, [f"{edges[t]:.3g}" for t in ticks])
+        elif edges is None:
             ax.set_xticks(range(len(labels)), [_short(label) for label in labels], rotation=30 if crowded else 0,
                           ha="right" if crowded else "center")
         ax.set_ylim(bottom=0)
@@ -186,15 +193,20 @@ STYLE = {"svg.fonttype": "none", "font.family": ["DejaVu Sans", "sans-serif"], "
          "legend.frameon": False}
 
 
+_DRAWING = threading.Lock()
+
+
 @contextlib.contextmanager
 def _drawing(height: float = SIZE[1], *, left: float = 0.6, bottom: float = 0.45, top: float = 0.3):
     """A figure's axes under the charts' style, with fixed margins in inches (a layout engine
     doubled the drawing time). A ``Figure`` made without pyplot: no GUI backend and no global
-    figure registry (the api-server renders pages in threads)."""
+    figure registry. One chart at a time per process: the style is matplotlib's global rcParams,
+    read again when the figure is saved, and the api-server renders pages in threads (two pages
+    at once drew one chart with the default style, its text as glyph outlines)."""
     import matplotlib
     from matplotlib.figure import Figure
 
-    with matplotlib.rc_context(STYLE):
+    with _DRAWING, matplotlib.rc_context(STYLE):
         figure = Figure(figsize=(SIZE[0], height))
         figure.subplots_adjust(left=left / SIZE[0], right=1 - 0.12 / SIZE[0], bottom=bottom / height,
                                top=1 - top / height)

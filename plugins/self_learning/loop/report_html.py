@@ -457,12 +457,13 @@ def _distributions(distributions: dict[str, Any]) -> str:
                   else f"current ({dist['rows']['current']} rows)":
                   [count / totals[side] if totals[side] else 0.0 for count in dist.get(side) or []]
                   for side in ("reference", "current")}
-        x_label = {"numeric": "value (bins of 5 % of the baseline's rows)", "values": "value"}.get(
+        x_label = {"numeric": "value (each bin: 5 % of the baseline's rows)", "values": "value"}.get(
             dist.get("kind"), "category")
         title = f"{name} ({dist.get('severity')}{', since ' + dist['since'] if dist.get('since') else ''})"
         out.append(f"<figure class='distribution' data-feature='{escape(name)}'>"
                    + charts.bar_chart("distribution", title, labels, shares, x_label=x_label,
-                                      y_label="share of rows (%)", share=True)
+                                      y_label="share of rows (%)", share=True, edges=dist.get("edges") or None,
+                                      ordinal=True)
                    + "</figure>")
         notes.append(f"<li data-feature='{escape(name)}'>{_distribution_text(name, labels, shares, dist)}</li>")
     out.append(f"</div><ul class='distribution-notes'>{''.join(notes)}</ul>")
