@@ -84,13 +84,13 @@ def line_chart(kind: str, title: str, series: Mapping[str, Sequence[tuple[str, f
 
 
 def empty_state(kind: str, title: str, series: Mapping[str, Sequence[tuple[str, float]]], *,
-                shown: Callable[[float], str] | None = None) -> str:
+                shown: Callable[[float], str] | None = None, nothing: str = "nothing stored yet") -> str:
     """What stands in for a chart of fewer than two windows: the value of the one stored window,
     or that none is stored; a one-point line says nothing about a trend."""
     shown = shown or _number
     points = [(name, day, value) for name, pts in series.items() for day, value in pts]
     if not points:
-        text = "nothing stored yet"
+        text = escape(nothing)
     else:
         named = len(series) > 1
         text = "one stored window, no trend yet: " + ", ".join(
@@ -167,11 +167,13 @@ def timeline_chart(kind: str, title: str, days: Sequence[str], rows: Sequence[st
         return _svg(figure, kind, title, series_names=[])
 
 
-def interval_chart(kind: str, title: str, rows: Sequence[tuple[str, float, float, float]], *, x_label: str) -> str:
+def interval_chart(kind: str, title: str, rows: Sequence[tuple[str, float, float, float]], *, x_label: str,
+                   nothing: str = "nothing stored yet") -> str:
     """One horizontal interval per row (label, estimate, low, high) around a dashed zero line:
-    green entirely below zero, red entirely above, blue across it. No row: ``empty_state``."""
+    green entirely below zero, red entirely above, blue across it. No row: ``empty_state``
+    saying ``nothing``."""
     if not rows:
-        return empty_state(kind, title, {})
+        return empty_state(kind, title, {}, nothing=nothing)
     with _drawing(height=1.1 + 0.28 * len(rows), left=0.9) as (figure, ax):
         for i, (_, estimate, low, high) in enumerate(rows):
             colour = "#2e8b57" if high < 0 else ("#b3202a" if low > 0 else "#3068b8")

@@ -562,7 +562,8 @@ def _ab_section(test: dict[str, Any]) -> str:
     metric = test.get("metric") or "loss"
     rows = [(_day(look["as_of"]), look["difference"], look["ci_low"], look["ci_high"]) for look in looks]
     chart = charts.interval_chart("ab-test", f"challenger − champion {metric}, always-valid interval per look", rows,
-                                  x_label=f"difference of mean {metric} (below 0: challenger better)")
+                                  x_label=f"difference of mean {metric} (below 0: challenger better)",
+                                  nothing="no look with enough outcomes for an interval yet")
     text = "".join(f"<li>{day}: {_num(difference)} [{_num(low)}, {_num(high)}]</li>"
                    for day, difference, low, high in rows)
     return head + chart + (f"<ul class='ab-looks'>{text}</ul>" if rows else "")
