@@ -185,6 +185,17 @@ def test_report_trend_holds_whole_weeks_back_and_html_escapes_text(feedback_db):
     html = render_learning_report(learning_report(feedback_db, period_start=WEEK_START, period_end=WEEK_END,
                                                   models=["roas_predictor"]))
     assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "No A/B test was running for these models" in html
+
+    # a test started on the period's last instant ran in it: the summary must not say none ran
+    feedback_db.register_version("roas_predictor", "v1", status="archived")
+    feedback_db.promote("roas_predictor", "v1")
+    feedback_db.register_version("roas_predictor", "v2")
+    feedback_db.start_ab_test(test_id="from-the-end", model="roas_predictor", champion_version="v1",
+                              challenger_version="v2", config={"n_star": 1000.0, "seed": "e"}, started_at=WEEK_END)
+    report = learning_report(feedback_db, period_start=WEEK_START, period_end=WEEK_END, models=["roas_predictor"])
+    assert [t["test_id"] for t in report["ab_test_conclusions"]] == ["from-the-end"]
+    assert "No A/B test was running" not in render_learning_report(report)
     with pytest.raises(ValueError, match="period_end"):
         learning_report(feedback_db, period_start=WEEK_END, period_end=WEEK_END, models=[])
 
