@@ -48,7 +48,7 @@ def test_a_metric_chart_starts_at_zero_and_draws_the_limit_and_the_baseline():
     assert "0" in texts and "MAPE (%)" in texts  # a 0.7-point change on an axis from zero, with its unit
     assert "retrain above: 30 %" in texts and "on the baseline: 21.5 %" in texts
     assert "window end (UTC), 2026" in texts
-    assert "http" not in svg.replace("http://www.w3.org", "")  # nothing fetched: no font, no image
+    assert "http" not in svg.replace("http://www.w3.org/2000/svg", "")  # no font, no image, no xlink
 
 
 def test_a_bounded_metric_spans_its_range_and_a_share_is_shown_in_percent():

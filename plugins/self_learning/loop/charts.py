@@ -216,13 +216,15 @@ def _drawing(height: float = SIZE[1], *, left: float = 0.6, bottom: float = 0.45
 
 
 def _svg(figure, kind: str, title: str, *, series_names: Sequence[str]) -> str:
-    """The figure as an ``<svg>`` element (no XML prolog, no metadata) marked with ``data-chart``
-    and an accessible name, each series' group with ``data-series``."""
+    """The figure as an ``<svg>`` element (no XML prolog, no metadata, no xlink) marked with
+    ``data-chart`` and an accessible name, each series' group with ``data-series``."""
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, count=1, flags=re.S)
+    # SVG 2's plain href: no xlink namespace to declare (the page is HTML; nothing names a URL)
+    svg = svg.replace(' xmlns:xlink="http://www.w3.org/1999/xlink"', "", 1).replace("xlink:href=", "href=")
     number = next(_ids)
     for i, name in enumerate(series_names):  # gids are ours ("series-<i>"); made unique on the page
         svg = svg.replace(f'<g id="series-{i}">', f'<g id="c{number}-series-{i}" data-series="{escape(name)}">', 1)
