@@ -18,9 +18,10 @@ from self_learning.core.records import ABTestRecord, AlertRecord, RetrainRequest
 from self_learning.core.types import DriftReport, DriftType, Severity
 from self_learning.loop import charts
 from self_learning.loop.analysis import feature_distribution, with_distributions
+from self_learning.loop.figures import METRIC_FIGURES
 from self_learning.loop.incidents import build_incident
 from self_learning.loop.report_html import render_learning_report, render_model_health
-from self_learning.loop.reporting import METRIC_FIGURES, feature_distributions, metric_references, open_alerts_by_cause
+from self_learning.loop.reporting import feature_distributions, metric_references, open_alerts_by_cause
 from support.html import Cells
 
 END = datetime(2026, 11, 2, tzinfo=UTC)
@@ -46,7 +47,7 @@ def test_a_metric_chart_starts_at_zero_and_draws_the_limit_and_the_baseline():
     texts = svg_texts(svg)
     assert svg.startswith('<svg class="chart" data-chart="trend"') and "<?xml" not in svg and "<metadata" not in svg
     assert "0" in texts and "MAPE (%)" in texts  # a 0.7-point change on an axis from zero, with its unit
-    assert "retrain above: 30 %" in texts and "on the baseline: 21.5 %" in texts
+    assert "retrain above: 30.0%" in texts and "on the baseline: 21.5%" in texts
     assert "window end (UTC), 2026" in texts
     assert "http" not in svg.replace("http://www.w3.org/2000/svg", "")  # no font, no image, no xlink
 
@@ -93,7 +94,7 @@ def test_metrics_have_human_names_and_units_and_mape_and_wape_are_both_percent()
     table = Cells(page).tables["metrics"]
     assert table[0] == ["version", "labelled rows", "label coverage (%)", "MAE (target units)", "R²", "MAPE (%)",
                         "WAPE (%)"]
-    assert table[1][3:] == ["0.56", "0.41", "21.6 %", "24.3%"]
+    assert table[1][3:] == ["0.56", "0.41", "21.6%", "24.3%"]
     assert "ROC_AUC" not in page and ">R2<" not in page and "Mean absolute percentage error" in page
 
 
@@ -146,6 +147,17 @@ def test_an_incident_has_one_line_per_cause_with_first_and_last_seen_and_its_che
     assert action["ab_test"]["status"] == "running" and action["ab_test"]["looks"] == 2
     assert action["outcome"] == "A/B test roas-r2 running since 2026-10-30 (2 looks, latest decision: continue)"
     assert incident["timeline"][1] == (day(3), "high", True)
+
+
+def test_degraded_metrics_are_named_with_their_units_in_the_incident():
+    details = {"summary": "worse", "metrics": {"mape": {"severity": "high", "change_start": day(5), "segment": {
+        "reference_value": 21.56, "current_value": 30.2}}, "wape": {"severity": "medium", "segment": {
+        "reference_value": 0.2, "current_value": 0.25}}}}
+    degraded = alert(9, 1, "performance_degradation", "performance", "high", "open", details)
+    (cause,) = build_incident("roas", [degraded], [], [], {})["causes"]
+    assert cause["title"] == "performance degradation"
+    assert cause["involved"] == [f"MAPE (high): 21.6% on the baseline → 30.2% now, since {day(5)[:10]}",
+                                 "WAPE (medium): 20.0% on the baseline → 25.0% now"]
 
 
 def test_a_promoted_candidate_ends_the_chain_with_its_promotion():

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..core.types import Severity, as_utc
+from .figures import METRIC_FIGURES
 
 INCIDENT_DAYS = 30  # how far back an incident view looks for its alerts
 ALERT_TITLES = {"feature_drift": "feature drift", "prediction_drift": "prediction drift",
@@ -122,9 +123,11 @@ def _check_text(name: str, check: Mapping[str, Any]) -> str:
 
 def _metric_text(name: str, entry: Mapping[str, Any]) -> str:
     segment = entry.get("segment") or {}
-    text = f"{name} ({entry.get('severity', '?')})"
+    figure = METRIC_FIGURES.get(name)
+    shown = figure.shown if figure else (lambda value: f"{value:.4g}")
+    text = f"{figure.short if figure else name} ({entry.get('severity', '?')})"
     if segment.get("reference_value") is not None and segment.get("current_value") is not None:
-        text += f": {segment['reference_value']:.4g} on the baseline → {segment['current_value']:.4g} now"
+        text += f": {shown(segment['reference_value'])} on the baseline → {shown(segment['current_value'])} now"
     if entry.get("change_start"):
         text += f", since {str(entry['change_start'])[:10]}"
     return text

@@ -37,7 +37,7 @@ from typing import Any
 from ..core.tasks import STORED_METRICS
 from ..core.types import ALERT_SEVERITY_NAMES as SEVERITY_ROWS
 from . import charts
-from .reporting import METRIC_FIGURES, MULTICLASS_FIGURES, PER_CLASS_FIGURES, Figure
+from .figures import METRIC_FIGURES, MULTICLASS_FIGURES, PER_CLASS_FIGURES, Figure
 
 SEVERITY_COLOURS = {"none": "#dcefdc", "low": "#fff3b0", "medium": "#ffc46b", "high": "#f07850",
                     "critical": "#b3202a", "insufficient_data": "#eeeeee", None: "#fafafa"}

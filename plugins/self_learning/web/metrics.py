@@ -28,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..core.types import Severity
-from ..loop.reporting import PER_CLASS_FIGURES, PER_CLASS_IN_METRICS
+from ..loop.figures import PER_CLASS_FIGURES, PER_CLASS_IN_METRICS
 
 PREFIX = "self_learning"
 PERFORMANCE_METRICS = {
