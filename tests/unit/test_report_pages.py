@@ -96,6 +96,10 @@ def test_metrics_have_human_names_and_units_and_mape_and_wape_are_both_percent()
                         "WAPE (%)"]
     assert table[1][3:] == ["0.56", "0.41", "21.6%", "24.3%"]
     assert "ROC_AUC" not in page and ">R2<" not in page and "Mean absolute percentage error" in page
+    finding = {"kind": "performance_degradation", "name": "roc_auc", "severity": "medium", "since": "2026-10-28"}
+    degraded = {"performance_degradation": {"window_end": day(0), "severity": "medium", "status": "ok",
+                                            "affected_features": ["roc_auc"], "findings": [finding]}}
+    assert "ROC AUC since 2026-10-28" in render_model_health(health({"drift": degraded}))
 
 
 def test_metric_references_take_the_models_limit_and_the_baseline_value():

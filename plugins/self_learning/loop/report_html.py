@@ -42,7 +42,6 @@ from .figures import METRIC_FIGURES, MULTICLASS_FIGURES, PER_CLASS_FIGURES, Figu
 SEVERITY_COLOURS = {"none": "#dcefdc", "low": "#fff3b0", "medium": "#ffc46b", "high": "#f07850",
                     "critical": "#b3202a", "insufficient_data": "#eeeeee", None: "#fafafa"}
 MAIN_METRICS = ("mape", "mae", "roc_auc", "log_loss")
-SERIES_COLOURS = charts.SERIES_COLOURS
 HEAT_RGB = (31, 79, 156)  # the confusion matrix's full shade (a row share of 100 %); white at 0 %
 DAILY_DAG = "self_learning_daily"
 BASELINE_HINT = (f"To change it: trigger {DAILY_DAG} with “Pin the baseline: start” and “end” (params baseline_start, "
@@ -282,7 +281,7 @@ def _recall_trend(classes: list[str], trend: list[dict[str, Any]], step: str) ->
     series = {c: [(t["window_end"], t["per_class_recall"][c]) for t in trend
                   if (t.get("per_class_recall") or {}).get(c) is not None] for c in classes}
     days = sorted({day for points in series.values() for day, _ in points})
-    colours = [SERIES_COLOURS[i % len(SERIES_COLOURS)] for i in range(len(series))]
+    colours = [charts.SERIES_COLOURS[i % len(charts.SERIES_COLOURS)] for i in range(len(series))]
     latest = "; ".join(f"<span style='display:inline-block;width:12px;height:4px;margin:0 4px 3px 0;"
                        f"background:{colour}'></span>{escape(c)} {_num(points[-1][1], pct=True) if points else '–'}"
                        for (c, points), colour in zip(series.items(), colours, strict=True))
@@ -332,7 +331,7 @@ def _baseline_block(baseline: dict[str, Any] | None, drift: dict[str, Any] | Non
     if drift and drift.get("findings_window_end"):
         items = "".join(f"<li><span style='background:{SEVERITY_COLOURS.get(f['severity'], '#eeeeee')}'>&nbsp;"
                         f"{escape(f['severity'])}&nbsp;</span> {escape(f['kind'].replace('_', ' '))}: "
-                        f"<b>{escape(f['name'])}</b>{_since(f)}</li>" for f in findings)
+                        f"<b>{escape(_finding_name(f))}</b>{_since(f)}</li>" for f in findings)
         out += (f"<h3>Findings on {_day(drift['findings_window_end'])}</h3>"
                 + (f"<ul class='findings'>{items}</ul>" if items
                    else "<p class='muted'>Nothing flagged against the baseline.</p>"))
@@ -357,7 +356,14 @@ def _flagged(findings: list[dict[str, Any]] | None, affected: list[str]) -> str:
     """The flagged features / metrics / checks of a drift kind, each with its "since"."""
     if findings is None:  # a snapshot of a report stored before findings
         return escape(", ".join(affected))
-    return ", ".join(f"{escape(f['name'])}{_since(f)}" for f in findings)
+    return ", ".join(f"{escape(_finding_name(f))}{_since(f)}" for f in findings)
+
+
+def _finding_name(finding: dict[str, Any]) -> str:
+    """A finding's feature or check as stored; a degraded metric by its name (MAE, ROC AUC)."""
+    if finding["kind"] == "performance_degradation" and finding["name"] in METRIC_FIGURES:
+        return METRIC_FIGURES[finding["name"]].short
+    return finding["name"]
 
 
 def _current_table(current: dict[str, dict[str, Any]]) -> str:
