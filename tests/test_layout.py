@@ -206,3 +206,16 @@ def test_dag_files_import_no_heavy_libraries_at_top_level():
 @pytest.mark.parametrize("module", STATISTICS_MODULES)
 def test_statistics_modules_have_a_docstring(module):
     assert ast.get_docstring(ast.parse((PACKAGE / f"{module}.py").read_text()))
+
+
+def test_dag_parsing_and_page_modules_load_no_plotting_library():
+    """matplotlib is imported when a chart is drawn, never when a DAG file is parsed or the pages'
+    modules are imported (the scheduler parses the DAG folder every 30 s)."""
+    code = ("import sys; from airflow.dag_processing.dagbag import DagBag; "
+            f"bag = DagBag(dag_folder={str(ROOT / 'dags')!r}); assert not bag.import_errors, bag.import_errors; "
+            "import self_learning.loop.report_html, self_learning.loop.reporting, self_learning.web.app; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                            cwd=ROOT / "plugins", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

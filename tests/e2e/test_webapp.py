@@ -102,9 +102,9 @@ def test_metrics_endpoint_exports_the_stored_state_in_prometheus_format(airflow,
     assert ("self_learning_champion_info", (("model", "roas_predictor"), ("version", "v3"))) not in samples
     assert value("drift_severity", model="ctr_predictor", kind="feature") >= Severity.LOW.rank  # audience_size
     assert value("drifted_features", model="ctr_predictor") >= 1
-    open_alerts = store.open_alerts()
-    assert open_alerts and sum(v for (name, _), v in samples.items() if name == "self_learning_open_alerts") == len(
-        open_alerts)
+    open_causes = {a.dedupe_key for a in store.open_alerts()}  # a cause open on two days is one
+    assert open_causes and sum(v for (name, _), v in samples.items() if name == "self_learning_open_alerts") == len(
+        open_causes)
     assert value("ab_test_running", model="ctr_predictor", test_id="ctr-v6", champion="v5", challenger="v6") == 1
 
     (row,) = store.latest_results("performance_snapshots", model=MULTICLASS, model_version=ALL_VERSIONS)
@@ -131,11 +131,12 @@ def test_model_health_page_renders_in_a_browser(airflow, store):
         page.screenshot("model_health.png")
         registered = {spec.name for spec in store.list_models()}
         assert set(re.findall(r"data-model=\"([a-z_]+)\"", dom)) == registered > set(MODELS)
-        assert len(re.findall(r"data-chart=\"trend\"", dom)) == len(registered)
+        assert len(re.findall(r"data-chart=\"trend(-empty)?\"", dom)) == len(registered)  # a chart or its empty state
         trends = re.findall(r"data-chart=\"trend\".*?</svg>", dom, flags=re.S)
-        assert sum("<polyline" in chart for chart in trends) == len(MODELS) + 1  # where the daily runs stored metrics
+        assert sum("data-series=" in chart for chart in trends) == len(MODELS) + 1  # where daily runs stored metrics
         assert "champion: <b>v5</b>" in dom and "ctr_predictor: v5 (champion) vs v6 (challenger)" in dom
-        assert f"Open alerts ({len(store.open_alerts(model='ctr_predictor'))})" in dom
+        causes = {a.dedupe_key for a in store.open_alerts(model="ctr_predictor")}
+        assert f"Open alerts ({len(causes)} causes)" in dom  # one line per cause, not per day and severity
         assert "/self-learning/reports/daily" in dom and "/self-learning/reports/weekly" not in dom  # none stored
 
         # the multiclass model's per-class section, as Chromium laid it out
@@ -158,6 +159,58 @@ def test_model_health_page_renders_in_a_browser(airflow, store):
         assert "/self-learning/" in ui and "Model health" in ui
 
 
+def test_incident_view_and_a_drifted_features_distribution_render_in_a_browser(airflow, store):
+    """ctr_predictor's features shifted on day 40 of 45: its incident (since when, why, what was
+    done) and the baseline-vs-current distribution of a drifted feature, as Chromium lays them out."""
+    with devtools_page(size=(1300, 1000)) as page:
+        page.open(f"{airflow.base_url}/self-learning/", cookies={"_token": airflow.token()},
+                  wait_for="document.querySelector('section[data-incident=ctr_predictor]')")
+        page.screenshot("incident_view.png", selector="section[data-incident=ctr_predictor]")
+        incident = page.call("Runtime.evaluate", returnByValue=True, expression=INCIDENT_LAYOUT)["result"]["value"]
+        alerts = store.check_alerts(until=END, hours=30 * 24, model="ctr_predictor", include_suppressed=True)
+        first_seen = min(a.window_end for a in alerts)
+        assert incident["heading"].startswith(f"Incident: open · first seen {first_seen:%Y-%m-%d} · last seen "
+                                              f"{END:%Y-%m-%d}")
+        assert sorted(incident["causes"]) == sorted({a.dedupe_key for a in alerts})  # one row per cause
+        rows = {row[0]: row for row in incident["rows"]}
+        drift = rows["feature drift of audience_size"]
+        drifted = [a.window_end for a in alerts if a.dedupe_key == "ctr_predictor|feature_drift|audience_size"]
+        assert drift[1:4] == [f"{min(drifted):%Y-%m-%d}", f"{max(drifted):%Y-%m-%d}", str(len(set(drifted)))]
+        assert re.match(r"\d\d-\d\d (low|medium|high|critical)", drift[4])  # severity by day, as text
+        assert "audience_size · " in drift[6] and "CUSUM" in drift[6] and "since 2026-" in drift[6]  # the checks
+        assert incident["chart_width"] > 250 and incident["legend"] >= 1
+        assert incident["actions"] and all("retrain request" in a and "outcome:" in a for a in incident["actions"])
+
+        page.screenshot("feature_distribution.png", selector="figure.distribution[data-feature=audience_size]")
+        chart = page.call("Runtime.evaluate", returnByValue=True, expression=DISTRIBUTION_LAYOUT)["result"]["value"]
+        assert chart["width"] > 250 and chart["height"] > 120
+        assert "share of rows (%)" in chart["texts"] and any(t.startswith("baseline (") for t in chart["texts"])
+        assert chart["note"].startswith("audience_size: ") and "the largest change is in" in chart["note"]
+
+
+# The incident section of ctr_predictor as laid out: heading, causes (their rows as text), the
+# severity chart's size and legend, and the actions.
+INCIDENT_LAYOUT = """(() => {
+  const section = document.querySelector('section[data-incident=ctr_predictor]');
+  const rows = [...section.querySelectorAll('table.incident-causes tr[data-cause]')];
+  const chart = section.querySelector('svg[data-chart=incident-severity]');
+  return {heading: section.querySelector('h3').innerText,
+          causes: rows.map(tr => tr.dataset.cause),
+          rows: rows.map(tr => [...tr.cells].map(td => td.innerText.replace(/\\s+/g, ' ').trim())),
+          chart_width: chart.getBoundingClientRect().width,
+          legend: [...chart.querySelectorAll('text')].filter(t => t.textContent.includes('suppressed')).length
+                  + [...chart.querySelectorAll('text')].filter(t => t.textContent.includes('raised')).length,
+          actions: [...section.querySelectorAll('ol.actions li')].map(li => li.innerText)};
+})()"""
+DISTRIBUTION_LAYOUT = """(() => {
+  const figure = document.querySelector('figure.distribution[data-feature=audience_size]');
+  const box = figure.querySelector('svg[data-chart=distribution]').getBoundingClientRect();
+  return {width: box.width, height: box.height,
+          texts: [...figure.querySelectorAll('text')].map(t => t.textContent.trim()),
+          note: document.querySelector('ul.distribution-notes li[data-feature=audience_size]').innerText};
+})()"""
+
+
 # The per-class section of the page as laid out: its model, the heat map's cells (text, computed
 # background, bold diagonal, rendered height) and the recall chart's lines.
 PER_CLASS_LAYOUT = """(() => {
@@ -172,7 +225,7 @@ PER_CLASS_LAYOUT = """(() => {
           cell_texts: cells.map(td => td.innerText.replace(/\\s+/g, ' ').trim()),
           backgrounds: cells.map(td => getComputedStyle(td).backgroundColor),
           diagonal_bold: cells.filter(td => Number(getComputedStyle(td).fontWeight) >= 700).length,
-          recall_lines: [...chart.querySelectorAll('polyline')].map(line => line.dataset.series),
+          recall_lines: [...chart.querySelectorAll('g[data-series]')].map(line => line.dataset.series),
           recall_chart_width: chart.getBoundingClientRect().width};
 })()"""
 

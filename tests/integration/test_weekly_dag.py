@@ -72,6 +72,22 @@ def test_weekly_run_stores_the_learning_report_of_the_week(dag_bag, feedback_db,
     assert {f["name"]: f["since"] for f in drift["findings"] if f["kind"] == "feature_drift"} == {
         "audience_size": shift_day, "hook_type": shift_day}
     assert drift["performance_degradation"][-2:] == ["none", "none"] and drift["performance_degradation"][0] is None
+    # the drifted features' baseline-vs-current distributions, stored by the daily run
+    distributions = drift["distributions"]
+    assert set(distributions) == {"audience_size", "hook_type"}
+    assert distributions["audience_size"]["kind"] == "numeric" and len(distributions["audience_size"]["edges"]) == 21
+    assert distributions["hook_type"]["kind"] == "categorical" and distributions["hook_type"]["since"] == shift_day
+    assert sum(distributions["hook_type"]["current"]) == distributions["hook_type"]["rows"]["current"] > 0
+    # the incident: since when, why, what was done
+    incident = report["incidents"]["ctr_predictor"]
+    causes = {c["key"]: c for c in incident["causes"]}
+    drifted = causes["ctr_predictor|feature_drift|audience_size"]
+    assert (drifted["first_seen"], drifted["last_seen"]) == (daily_ends[0].isoformat(), daily_ends[1].isoformat())
+    assert [status for _, _, status in drifted["timeline"]] == ["open", "suppressed"]
+    assert any("CUSUM" in line for line in drifted["involved"])
+    (action,) = incident["actions"]
+    assert (action["request_id"], action["outcome"]) == (f"ctr_predictor@{daily_ends[0]:%Y-%m-%dT%H:%M}Z",
+                                                         "waiting for a retrain run")
     assert drift["metrics"]["mae"][-2:] == ["none", "none"]  # the degradation kind's metrics x days
     assert report["error_distribution"]["ctr_predictor"]["sample_count"] > 0
     importance = report["feature_importance"]["ctr_predictor"]
@@ -92,11 +108,18 @@ def test_weekly_run_stores_the_learning_report_of_the_week(dag_bag, feedback_db,
     page = stored["artifact_uri"]
     assert page.startswith("file://") and page.endswith("weekly/learning_report_2026-11-02.html")
     html = Path(page.removeprefix("file://")).read_text()
-    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
+    namespaces = re.sub(r"http://www\.w3\.org/(2000/svg|1999/xlink)\b", "", html)  # SVG's names, nothing fetched
+    assert "http://" not in namespaces and "https://" not in html
     dom = render(page, screenshot="weekly_learning_report.png")
     charts = re.findall(r"data-chart=\"([a-z-]+)\"", dom)
-    assert {c: charts.count(c) for c in set(charts)} == {"trend": 2, "errors": 2, "alerts": 2, "drift-heatmap": 2,
-                                                         "ab-test": 1}
+    counts = {c: charts.count(c) for c in set(charts)}
+    # one weekly window stored per model: its value as text, not a one-point trend chart
+    assert {c: counts.get(c) for c in ("trend-empty", "trend", "errors", "drift-heatmap", "ab-test-empty")} == {
+        "trend-empty": 2, "trend": None, "errors": 2, "drift-heatmap": 2, "ab-test-empty": 1}  # SRM: no interval
+    assert counts["incident-severity"] == len([m for m in report["incidents"].values() if m["causes"]]) >= 1
+    assert counts["distribution"] == sum(len(d["distributions"]) for d in report["drift_results"].values()) >= 2
+    assert "one stored window, no trend yet" in dom and "MAPE (%)" in dom and "ROC_AUC" not in dom
+    assert "suppressed repeat (hollow)" in dom and "<table class=\"alerts\">" in dom  # alert details as text
     assert "ctr_predictor: v5 (champion) vs v6 (challenger)" in dom and "audience_size" in dom
     assert "Feature importance" in dom
     assert "2026-09-20 → 2026-10-20" in dom and "explicit, pinned" in dom and "after the relaunch" in dom
@@ -162,6 +185,17 @@ def test_report_trend_holds_whole_weeks_back_and_html_escapes_text(feedback_db):
     html = render_learning_report(learning_report(feedback_db, period_start=WEEK_START, period_end=WEEK_END,
                                                   models=["roas_predictor"]))
     assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "No A/B test was running for these models" in html
+
+    # a test started on the period's last instant ran in it: the summary must not say none ran
+    feedback_db.register_version("roas_predictor", "v1", status="archived")
+    feedback_db.promote("roas_predictor", "v1")
+    feedback_db.register_version("roas_predictor", "v2")
+    feedback_db.start_ab_test(test_id="from-the-end", model="roas_predictor", champion_version="v1",
+                              challenger_version="v2", config={"n_star": 1000.0, "seed": "e"}, started_at=WEEK_END)
+    report = learning_report(feedback_db, period_start=WEEK_START, period_end=WEEK_END, models=["roas_predictor"])
+    assert [t["test_id"] for t in report["ab_test_conclusions"]] == ["from-the-end"]
+    assert "No A/B test was running" not in render_learning_report(report)
     with pytest.raises(ValueError, match="period_end"):
         learning_report(feedback_db, period_start=WEEK_END, period_end=WEEK_END, models=[])
 

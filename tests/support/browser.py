@@ -72,9 +72,19 @@ class DevToolsPage:
             time.sleep(0.25)
         return self.call("Runtime.evaluate", expression="document.documentElement.outerHTML")["result"]["value"]
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, *, selector: str | None = None) -> Path:
+        """The whole page, or the element ``selector`` matches (its laid-out box), saved under
+        artifacts/screenshots/."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        clip = {}
+        if selector is not None:
+            box = self.call("Runtime.evaluate", returnByValue=True, expression=(
+                f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect(); "
+                "return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height, scale: 1}; })()"
+            ))["result"]["value"]
+            assert box["width"] > 0 and box["height"] > 0, f"{selector}: not laid out"
+            clip = {"clip": box}
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True, **clip)["data"]
         (ARTIFACTS / name).write_bytes(base64.b64decode(data))
         return ARTIFACTS / name
 

@@ -7,7 +7,6 @@ library's parser, so the assertions read cells, not substrings) and to the Prome
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from self_learning.core.performance import multiclass_performance
 from self_learning.loop.report_html import render_learning_report, render_model_health
 from self_learning.loop.reporting import MULTICLASS_FIGURES, _metrics, per_class_view
 from self_learning.web.metrics import exposition
+from support.html import Cells
 
 CLASSES = ("question", "statistic", "story", "offer")
 END = datetime(2026, 11, 2, tzinfo=UTC)
@@ -43,43 +43,6 @@ def stored_row(performance, window_end: datetime) -> dict:
             "sample_count": performance.sample_count, "label_coverage": performance.label_coverage,
             "provisional": performance.provisional,
             **{m: result[m] for m in ("mae", "rmse", "r2", "mape", "wape", "roc_auc", "log_loss")}}
-
-
-class Cells(HTMLParser):
-    """The text of every table row of a page, per table (``data-table`` or class), headers included."""
-
-    def __init__(self, html: str):
-        super().__init__()
-        self.tables: dict[str, list[list[str]]] = {}
-        self.styles: dict[str, list[list[str]]] = {}
-        self._table = self._row = None
-        self._cell: list[str] | None = None
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "table":
-            self._table = attrs.get("data-table") or attrs.get("class") or f"table{len(self.tables)}"
-            self.tables[self._table], self.styles[self._table] = [], []
-        elif tag == "tr" and self._table:
-            self.tables[self._table].append([])
-            self.styles[self._table].append([])
-        elif tag in ("td", "th") and self._table:
-            self._cell = []
-            self.styles[self._table][-1].append(f"{attrs.get('class') or ''}|{attrs.get('style') or ''}")
-        elif tag == "br" and self._cell is not None:
-            self._cell.append(" ")
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self.tables[self._table][-1].append("".join(self._cell).strip())
-            self._cell = None
-        elif tag == "table":
-            self._table = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
 
 
 def health(*performances_by_day) -> dict:
@@ -164,10 +127,10 @@ def test_a_figure_not_computable_says_why_in_its_row():
 def test_the_page_draws_the_recall_trend_one_line_per_class():
     better = window([*ROWS[:3], ("question", "question"), *ROWS[4:]])
     page = render_model_health(health(window(), window(), better))
-    chart = page.split("data-chart='recall-by-class'")[1].split("</svg>")[0]
-    lines = [part.split("'")[0] for part in chart.split("data-series='")[1:]]
+    chart = page.split('data-chart="recall-by-class"')[1].split("</svg>")[0]
+    lines = [part.split('"')[0] for part in chart.split('data-series="')[1:]]
     assert lines == ["question", "statistic", "story"]  # offer has no recall (no actual row): no line
-    assert "question 2026-11-02: 100.0%" in chart and "question 2026-10-31: 75.0%" in chart
+    assert ">recall (%)</text>" in chart and ">0</text>" in chart and ">100</text>" in chart  # 0-100 %, labelled
     assert "Latest recall (2026-11-02):" in page and "question 100.0%" in page and "offer –" in page
     assert "data-per-class='4'" in page and "data-table='confusion-matrix'" in page
 

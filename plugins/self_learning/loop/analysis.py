@@ -20,16 +20,27 @@ Why it reads what it reads:
 
 ``settings`` is the daily run's ``RunSettings`` (duck-typed: this room does not import the Airflow
 layer).
+
+Each drifted feature's stored entry also carries a small ``distribution`` of the baseline and the
+current feature window (``feature_distribution``: shares of rows in 20 bins cut at the baseline's
+quantiles, or the top categories and "other"), so the report and the page can draw the reference
+against the current window. Computed here, from the rows the run already holds, because at page
+time the rows would have to be read again (the baseline's 30 days, per model, per page view) and may
+be gone (retention); stored for the drifted features only (about 1 kB each), since those are the
+ones a reader is sent to look at.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..core.baselines import Baseline, check_baseline_before
@@ -94,7 +105,78 @@ def monitor_model(store, spec, settings, kinds, current: pd.DataFrame, *, set_by
                             classes=spec.classes or None)
     if key and len(reference) and cached is None:
         store.save_baseline_calibration(spec.name, key, result.calibration.to_dict())
-    return result, baseline, reference
+    return with_distributions(result, reference, current, kinds), baseline, reference
+
+
+DISTRIBUTION_BINS = 20  # numeric: bins cut at the baseline's quantiles (5 % of its rows each)
+DISTRIBUTION_CATEGORIES = 10  # categorical: the most frequent categories over both windows, then "other"
+OTHER, MISSING = "(other)", "(missing)"
+
+
+def with_distributions(result: MonitoringResult, reference: pd.DataFrame, current: pd.DataFrame,
+                       kinds: Mapping[str, str]) -> MonitoringResult:
+    """``result`` with a ``distribution`` in the feature drift report's entry of every drifted
+    feature: the baseline's rows against the rows of the feature window (the days the feature
+    checks read, from ``details["feature_window_start"]``)."""
+    report = result.reports.get("feature_drift")
+    if report is None or not report.affected_features or not len(reference):
+        return result
+    since = pd.Timestamp(result.details["feature_window_start"])
+    window = current[(current["served_at"] >= since) & (current["served_at"] < pd.Timestamp(result.details[
+        "window_end"]))]
+    entries = dict(report.statistical_tests["features"])
+    for name in report.affected_features:
+        if name in reference.columns and name in window.columns and kinds.get(name):
+            entries[name] = {**entries[name],
+                             "distribution": feature_distribution(reference[name], window[name], kinds[name])}
+    tests = {**report.statistical_tests, "features": entries}
+    return dataclasses.replace(result, reports={**result.reports,
+                                                "feature_drift": dataclasses.replace(report, statistical_tests=tests)})
+
+
+def feature_distribution(reference: pd.Series, current: pd.Series, kind: str) -> dict[str, Any]:
+    """A feature's rows in bins, counted for both windows: ``labels`` (a bin's range, a value or a
+    category), ``reference`` and ``current`` counts per label, ``missing`` counts and row totals.
+    Numeric: bins cut at the baseline's quantiles (``edges``; the outer bins also hold the current
+    values beyond the baseline's range), or one bin per value for a feature of at most
+    ``DISTRIBUTION_BINS`` distinct values. Categorical: the ``DISTRIBUTION_CATEGORIES`` most
+    frequent categories over both windows, the rest as "(other)"."""
+    totals = {"rows": {"reference": len(reference), "current": len(current)},
+              "missing": {"reference": int(reference.isna().sum()), "current": int(current.isna().sum())}}
+    if kind == "numeric":
+        ref = pd.to_numeric(reference, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        cur = pd.to_numeric(current, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
+        values = np.unique(ref)
+        if 0 < len(values) <= DISTRIBUTION_BINS:
+            return {"kind": "values", "labels": [f"{v:g}" for v in values], **totals,
+                    "reference": _counts_at(ref, values), "current": _counts_at(cur, values),
+                    "beyond": int(np.isin(cur, values, invert=True).sum())}
+        edges = np.unique(np.quantile(ref, np.linspace(0, 1, DISTRIBUTION_BINS + 1))) if len(ref) else np.array([])
+        if len(edges) < 2:
+            return {"kind": "numeric", "labels": [], "edges": [], "reference": [], "current": [], **totals}
+        return {"kind": "numeric", "labels": [f"{a:.3g}–{b:.3g}" for a, b in itertools.pairwise(edges)],
+                "edges": [float(e) for e in edges], **totals,
+                "reference": _binned(ref, edges), "current": _binned(cur, edges),
+                "beyond": int(((cur < edges[0]) | (cur > edges[-1])).sum())}
+    ref, cur = reference.dropna().astype(str), current.dropna().astype(str)
+    both = pd.concat([ref, cur]).value_counts()
+    top = sorted(both.index[:DISTRIBUTION_CATEGORIES], key=lambda c: (-int(both[c]), c))
+    labels = [*top, *([OTHER] if len(both) > len(top) else [])]
+    counted = {side: values.where(values.isin(top), OTHER).value_counts() for side, values in
+               (("reference", ref), ("current", cur))}
+    return {"kind": "categorical", "labels": labels, **totals,
+            **{side: [int(counts.get(label, 0)) for label in labels] for side, counts in counted.items()}}
+
+
+def _binned(values: np.ndarray, edges: np.ndarray) -> list[int]:
+    """Counts per bin [edges[i], edges[i+1]), the last bin closed; values beyond go to the outer bins."""
+    index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+    return [int(c) for c in np.bincount(index, minlength=len(edges) - 1)]
+
+
+def _counts_at(values: np.ndarray, points: np.ndarray) -> list[int]:
+    return [int(c) for c in (values[:, None] == points[None, :]).sum(axis=0)] if len(values) else [0] * len(points)
 
 
 # Bump when the monitor computes a baseline's calibration differently: cached ones are then recomputed.

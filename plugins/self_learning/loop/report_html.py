@@ -1,11 +1,20 @@
 """The learning report as one self-contained HTML page: inline SVG charts and CSS, no script, no
 network, so it opens anywhere it is copied to (object storage, an e-mail, a ticket).
 
-Charts: the main metric's trend per model, a features x days drift heat map (with a row per drift
-kind, performance degradation included, and one per degraded metric), the error histogram, an
-alerts timeline per model and, per A/B test, the always-valid interval of (challenger - champion)
-loss at every look. Above the charts, each model's baseline (what every finding is measured
-against, and how to change it) and its current findings, each "since" the day its change started.
+Charts (``loop.charts``, matplotlib): the main metric's trend per model on an axis from zero (or
+the metric's natural range) with its retrain limit and its value on the baseline drawn, a features
+x days drift heat map (with a row per drift kind, performance degradation included, and one per
+degraded metric), the error histogram, per drifted feature its baseline-vs-current distribution,
+the incident's severity by day and, per A/B test, the always-valid interval of (challenger -
+champion) loss at every look. Fewer than two windows give their values as text, not a one-point
+chart. Metrics carry human names and units (``reporting.METRIC_FIGURES``; MAPE and WAPE both in %).
+
+What a chart shows is also written out as text next to it (the alerts with their summaries, the
+incident's causes and checks, the A/B looks, a distribution's largest change): a mail client may
+drop inline SVG, and nothing may live only in a hover tooltip. Above the charts, each model's
+baseline (what every finding is measured against, and how to change it), its current findings,
+each "since" the day its change started, and its incident (``loop.incidents``): since when, why,
+and what the loop did (retrain request -> candidate -> A/B test -> outcome).
 
 A multiclass model gets a per-class section on the report and on the Model health page alike: its
 headline figures with their names and units, a per-class table, the confusion matrix as a small heat
@@ -20,19 +29,19 @@ Pure: the report dict in, text out.
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from html import escape
 from typing import Any
 
 from ..core.tasks import STORED_METRICS
 from ..core.types import ALERT_SEVERITY_NAMES as SEVERITY_ROWS
-from .reporting import MULTICLASS_FIGURES, PER_CLASS_FIGURES
+from . import charts
+from .figures import METRIC_FIGURES, MULTICLASS_FIGURES, PER_CLASS_FIGURES, Figure
 
 SEVERITY_COLOURS = {"none": "#dcefdc", "low": "#fff3b0", "medium": "#ffc46b", "high": "#f07850",
                     "critical": "#b3202a", "insufficient_data": "#eeeeee", None: "#fafafa"}
 MAIN_METRICS = ("mape", "mae", "roc_auc", "log_loss")
-# Line colours of a chart's series (the first is the single-series trend's), distinct in greyscale too.
-SERIES_COLOURS = ("#3068b8", "#d9771e", "#2e8b57", "#b3202a", "#7b4fa0", "#8c6d31", "#e377c2", "#555555")
 HEAT_RGB = (31, 79, 156)  # the confusion matrix's full shade (a row share of 100 %); white at 0 %
 DAILY_DAG = "self_learning_daily"
 BASELINE_HINT = (f"To change it: trigger {DAILY_DAG} with “Pin the baseline: start” and “end” (params baseline_start, "
@@ -47,6 +56,8 @@ svg.chart{background:#fff;border:1px solid #eee}.muted{color:#777}.legend span{d
 padding:1px 8px;margin-right:4px;border:1px solid #ddd}
 table.confusion td{min-width:56px;text-align:center}table.confusion caption{caption-side:top;text-align:left;color:#555;
 max-width:640px}
+section.incident{border-left:4px solid #ddd;padding-left:12px}section.incident.open{border-color:#b3202a}
+ul.involved{margin:0;padding-left:16px;text-align:left;font-size:12px}.chart-empty{color:#555}
 """
 
 
@@ -63,7 +74,8 @@ def render_learning_report(report: dict[str, Any], *, title: str = "Learning rep
     tests = report.get("ab_test_conclusions") or []
     parts.extend(_ab_section(test) for test in tests)
     if not tests:
-        parts.append("<p class='muted'>No A/B test ran in this period.</p>")
+        parts.append("<p class='muted'>No A/B test was running for these models at any time in this period "
+                     "(as stored when the report was written).</p>")
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -93,7 +105,8 @@ def _health_section(model: dict[str, Any]) -> str:
            f"<p>champion: <b>{escape(model['champion'] or 'none promoted yet')}</b> · "
            f"{escape(model['task_kind'].replace('_', ' '))} · {window}</p>",
            _baseline_block(model.get("baseline")),
-           _current_table(model["current"]), "<div class='charts'>", _trend_chart(model["trend"], "day"), "</div>",
+           _current_table(model["current"]), "<div class='charts'>",
+           _trend_chart(model["trend"], "day", model.get("references") or {}), "</div>",
            _per_class_section(model.get("per_class"), model["trend"], "day", model["window_end"])]
     drift = "".join(
         f"<tr data-kind='{escape(kind)}'><td class='l'>{escape(kind.replace('_', ' '))}</td><td style='background:"
@@ -106,12 +119,16 @@ def _health_section(model: dict[str, Any]) -> str:
         f"<table><tr><th class='l'>check</th><th>severity</th><th class='l'>features / metrics (since)"
         f"</th><th>window end</th></tr>{drift}</table>" if drift
         else "<p class='muted'>No drift check stored yet.</p>"))
+    out.append(_distributions(model.get("distributions") or {}))
     alerts = model["open_alerts"]
-    items = "".join(f"<li><span style='background:{SEVERITY_COLOURS[a['severity']]}'>&nbsp;{escape(a['severity'])}"
-                    f"&nbsp;</span> {_day(a['window_end'])} {escape(a['type'])}: {escape(a['summary'])}</li>"
+    items = "".join(f"<li data-cause='{escape(a.get('cause', ''))}'>{_severity(a['severity'])} {_day(a['window_end'])} "
+                    f"{escape(a['type'].replace('_', ' '))}: {escape(a['summary'])}{_open_since(a)}</li>"
                     for a in alerts[:10])
     more = f"<li class='muted'>and {len(alerts) - 10} more</li>" if len(alerts) > 10 else ""
-    out.append(f"<h3>Open alerts ({len(alerts)})</h3>" + (f"<ul>{items}{more}</ul>" if alerts else ""))
+    out.append(f"<h3>Open alerts ({len(alerts)} {'cause' if len(alerts) == 1 else 'causes'})</h3>"
+               + (f"<ul class='open-alerts'>{items}{more}</ul>" if alerts else ""))
+    if model.get("incident"):
+        out.append(_incident_section(model["incident"]))
     if model["ab_tests"]:
         out.append("<h3>Running A/B tests</h3>")
         out.extend(_ab_section(test) for test in model["ab_tests"])
@@ -129,10 +146,14 @@ def _model_section(report: dict[str, Any], model: str) -> str:
            _baseline_block((report.get("baselines") or {}).get(model), drift),
            _current_table(performance.get("current") or {}),
            _per_class_section(performance.get("per_class"), performance.get("trend") or [], step, period["end"]),
-           "<div class='charts'>", _trend_chart(performance.get("trend") or [], step),
-           _histogram_chart(errors.get("histogram") or {}),
-           _alerts_chart(report["alerts"].get(model) or [], drift.get("days") or []), "</div>",
-           "<h3>Drift by day</h3>", _heat_map(drift)]
+           "<div class='charts'>",
+           _trend_chart(performance.get("trend") or [], step, performance.get("references") or {}),
+           _histogram_chart(errors.get("histogram") or {}), "</div>",
+           _alerts_list(report["alerts"].get(model) or []),
+           "<h3>Drift by day</h3>", _heat_map(drift), _distributions(drift.get("distributions") or {})]
+    incident = (report.get("incidents") or {}).get(model)
+    if incident:
+        out.append(_incident_section(incident))
     patterns = report["systematic_error_patterns"].get(model) or []
     if patterns:
         rows = "".join(f"<tr><td class='l'>{escape(str(p['feature']))}={escape(str(p['bucket']))}</td>"
@@ -260,14 +281,16 @@ def _recall_trend(classes: list[str], trend: list[dict[str, Any]], step: str) ->
     series = {c: [(t["window_end"], t["per_class_recall"][c]) for t in trend
                   if (t.get("per_class_recall") or {}).get(c) is not None] for c in classes}
     days = sorted({day for points in series.values() for day, _ in points})
+    colours = [charts.SERIES_COLOURS[i % len(charts.SERIES_COLOURS)] for i in range(len(series))]
     latest = "; ".join(f"<span style='display:inline-block;width:12px;height:4px;margin:0 4px 3px 0;"
                        f"background:{colour}'></span>{escape(c)} {_num(points[-1][1], pct=True) if points else '–'}"
-                       for (c, points), colour in zip(series.items(), _series_colours(len(series)), strict=True))
+                       for (c, points), colour in zip(series.items(), colours, strict=True))
     if len(days) < 2:
         when = f" on {_day(days[0])}" if days else ""
         return (f"<p class='series' data-chart='recall-by-class-values'>Recall by class{when} (one stored "
                 f"window, no trend yet): {latest or 'none stored'}</p>")
-    chart = _line_chart("recall-by-class", f"recall by class by {step}", series, bounds=(0.0, 1.0), pct=True)
+    chart = charts.line_chart("recall-by-class", f"Recall by class by {step}", series, y_label="recall (%)",
+                              axis=(0.0, 1.0), share=True)
     return (f"<div class='charts'>{chart}</div><p class='series'>Latest recall ({_day(days[-1])}): {latest}</p>")
 
 
@@ -308,7 +331,7 @@ def _baseline_block(baseline: dict[str, Any] | None, drift: dict[str, Any] | Non
     if drift and drift.get("findings_window_end"):
         items = "".join(f"<li><span style='background:{SEVERITY_COLOURS.get(f['severity'], '#eeeeee')}'>&nbsp;"
                         f"{escape(f['severity'])}&nbsp;</span> {escape(f['kind'].replace('_', ' '))}: "
-                        f"<b>{escape(f['name'])}</b>{_since(f)}</li>" for f in findings)
+                        f"<b>{escape(_finding_name(f))}</b>{_since(f)}</li>" for f in findings)
         out += (f"<h3>Findings on {_day(drift['findings_window_end'])}</h3>"
                 + (f"<ul class='findings'>{items}</ul>" if items
                    else "<p class='muted'>Nothing flagged against the baseline.</p>"))
@@ -333,162 +356,228 @@ def _flagged(findings: list[dict[str, Any]] | None, affected: list[str]) -> str:
     """The flagged features / metrics / checks of a drift kind, each with its "since"."""
     if findings is None:  # a snapshot of a report stored before findings
         return escape(", ".join(affected))
-    return ", ".join(f"{escape(f['name'])}{_since(f)}" for f in findings)
+    return ", ".join(f"{escape(_finding_name(f))}{_since(f)}" for f in findings)
+
+
+def _finding_name(finding: dict[str, Any]) -> str:
+    """A finding's feature or check as stored; a degraded metric by its name (MAE, ROC AUC)."""
+    if finding["kind"] == "performance_degradation" and finding["name"] in METRIC_FIGURES:
+        return METRIC_FIGURES[finding["name"]].short
+    return finding["name"]
 
 
 def _current_table(current: dict[str, dict[str, Any]]) -> str:
+    """The window's metrics per version, each header its metric's name and unit."""
     if not current:
         return "<p class='muted'>No performance stored for this period.</p>"
     metrics = [m for m in STORED_METRICS
                if any(m in row for row in current.values())]
-    head = "".join(f"<th>{m.upper()}</th>" for m in metrics)
+    head = "".join(f"<th title='{escape(_figure(m).title)}' data-metric='{m}'>{escape(_figure(m).header)}</th>"
+                   for m in metrics)
     rows = "".join(
         f"<tr><td class='l'>{'all versions' if version == '*' else escape(version)}</td><td>{row['sample_count']}</td>"
         f"<td>{_num(row['label_coverage'], pct=True)}{' (provisional)' if row['provisional'] else ''}</td>"
-        + "".join(f"<td>{_num(row.get(m))}</td>" for m in metrics) + "</tr>" for version, row in current.items())
-    return f"<table><tr><th class='l'>version</th><th>labelled</th><th>coverage</th>{head}</tr>{rows}</table>"
+        + "".join(f"<td>{escape(_figure(m).shown(row.get(m)))}</td>" for m in metrics) + "</tr>"
+        for version, row in current.items())
+    names = "; ".join(f"{_figure(m).short}: {_figure(m).title}, {_figure(m).unit}" for m in metrics)
+    return (f"<table class='metrics'><tr><th class='l'>version</th><th>labelled rows</th><th>label coverage (%)</th>"
+            f"{head}</tr>{rows}</table>" + (f"<p class='muted'>{escape(names)}.</p>" if metrics else ""))
 
 
-def _trend_chart(trend: list[dict[str, Any]], step: str = "week", width: int = 340, height: int = 180) -> str:
+def _figure(metric: str) -> Figure:
+    return METRIC_FIGURES.get(metric) or Figure(metric.replace("_", " "), "")
+
+
+def _trend_chart(trend: list[dict[str, Any]], step: str, references: dict[str, list[dict[str, Any]]]) -> str:
+    """The model's main metric by window, with its retrain limit and its baseline value drawn."""
     metric = next((m for m in MAIN_METRICS if any(m in t for t in trend)), None)
-    points = [(t["window_end"], t[metric]) for t in trend if metric and t.get(metric) is not None]
-    title = f"{metric.upper() if metric else 'metric'} by {step}"
-    return _line_chart("trend", title, {metric or "metric": points}, width=width, height=height)
+    if metric is None:
+        return charts.empty_state("trend", f"metric by {step}", {})
+    figure = _figure(metric)
+    points = [(t["window_end"], t[metric]) for t in trend if t.get(metric) is not None]
+    lines = [charts.Reference(r["label"], r["value"], r["kind"]) for r in references.get(metric) or []]
+    return charts.line_chart("trend", f"{figure.short or figure.title} by {step}", {metric: points},
+                             y_label=figure.label, axis=figure.axis, references=lines, share=figure.share,
+                             shown=figure.shown)
 
 
-def _line_chart(kind: str, title: str, series: dict[str, list[tuple[str, float]]], *, width: int = 340,
-                height: int = 180, bounds: tuple[float, float] | None = None, pct: bool = False) -> str:
-    """A line per series over the days any series has a point (``bounds``: the y range, else the
-    values'); each point names its day and value in a tooltip, the axes their range and days."""
-    body = [f"<text x='10' y='16' font-size='12'>{escape(title)}</text>"]
-    days = sorted({day for points in series.values() for day, _ in points})
-    if not days:
-        body.append("<text x='10' y='90' font-size='12' fill='#777'>no data</text>")
-        return _svg(kind, width, height, body)
-    low, high = bounds or (min(v for points in series.values() for _, v in points),
-                           max(v for points in series.values() for _, v in points))
-    span = (high - low) or abs(high) or 1.0
-    column = {day: 40 + i * (width - 60) / max(1, len(days) - 1) for i, day in enumerate(days)}
-    for (name, points), colour in zip(series.items(), _series_colours(len(series)), strict=True):
-        xy = [(column[day], height - 30 - (value - low) / span * (height - 60)) for day, value in points]
-        named = f"{escape(name)} " if len(series) > 1 else ""
-        if len(xy) > 1:
-            body.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' data-series='{escape(name)}' "
-                        "points='" + " ".join(f"{a:.1f},{b:.1f}" for a, b in xy) + "'/>")
-        body.extend(f"<circle cx='{a:.1f}' cy='{b:.1f}' r='3' fill='{colour}'><title>{named}{_day(d)}: "
-                    f"{_num(v, pct=pct)}</title></circle>" for (a, b), (d, v) in zip(xy, points, strict=True))
-    body.append(f"<text x='4' y='{height - 26}' font-size='10'>{_num(low, pct=pct)}</text>"
-                f"<text x='4' y='34' font-size='10'>{_num(high, pct=pct)}</text>"
-                f"<text x='40' y='{height - 8}' font-size='10'>{_day(days[0])}</text>"
-                f"<text x='{width - 80}' y='{height - 8}' font-size='10'>{_day(days[-1])}</text>")
-    return _svg(kind, width, height, body)
-
-
-def _series_colours(count: int) -> list[str]:
-    return [SERIES_COLOURS[i % len(SERIES_COLOURS)] for i in range(count)]
-
-
-def _histogram_chart(histogram: dict[str, list[float]], width: int = 340, height: int = 180) -> str:
+def _histogram_chart(histogram: dict[str, list[float]]) -> str:
     counts, edges = histogram.get("counts") or [], histogram.get("edges") or []
-    body = ["<text x='10' y='16' font-size='12'>error (predicted − actual)</text>"]
-    if not counts:
-        body.append("<text x='10' y='90' font-size='12' fill='#777'>no data</text>")
-    else:
-        top = max(counts) or 1
-        bar = (width - 40) / len(counts)
-        for i, count in enumerate(counts):
-            h = count / top * (height - 60)
-            body.append(f"<rect x='{20 + i * bar:.1f}' y='{height - 30 - h:.1f}' width='{max(bar - 1, 1):.1f}' "
-                        f"height='{h:.1f}' fill='#7a9cc6'><title>{_num(edges[i])} .. {_num(edges[i + 1])}: "
-                        f"{count}</title></rect>")
-        body.append(f"<text x='20' y='{height - 12}' font-size='10'>{_num(edges[0])}</text>"
-                    f"<text x='{width - 70}' y='{height - 12}' font-size='10'>{_num(edges[-1])}</text>")
-    return _svg("errors", width, height, body)
+    labels = [f"{a:.3g}–{b:.3g}" for a, b in itertools.pairwise(edges)]
+    return charts.bar_chart("errors", "Error distribution", labels, {"rows": counts}, edges=edges or None,
+                            x_label="error: predicted − actual (target units)", y_label="labelled rows")
 
 
-def _alerts_chart(alerts: list[dict[str, Any]], days: list[str], width: int = 340, height: int = 180) -> str:
-    body = ["<text x='10' y='16' font-size='12'>alerts by day and severity</text>"]
-    if not days:
-        return _svg("alerts", width, height, body)
-    column = {day: i for i, day in enumerate(days)}
-    step = (width - 90) / max(1, len(days) - 1)
-    for r, severity in enumerate(SEVERITY_ROWS):
-        y = height - 40 - r * 30
-        body.append(f"<text x='4' y='{y + 4}' font-size='10'>{severity}</text>")
-        stacked: dict[int, int] = {}
-        for alert in alerts:
-            i = column.get(alert["window_end"])
-            if alert["severity"] != severity or i is None:
-                continue
-            k = stacked[i] = stacked.get(i, 0) + 1
-            opacity = 1.0 if alert["status"] == "open" else 0.35
-            body.append(f"<circle cx='{70 + i * step + (k - 1) * 3:.1f}' cy='{y}' r='5' opacity='{opacity}' "
-                        f"fill='{SEVERITY_COLOURS[severity]}' stroke='#444'><title>{escape(alert['type'])} "
-                        f"({escape(alert['status'])}): {escape(alert['summary'])}</title></circle>")
-    body.append(f"<text x='70' y='{height - 8}' font-size='10'>{_day(days[0])}</text>"
-                f"<text x='{width - 80}' y='{height - 8}' font-size='10'>{_day(days[-1])}</text>")
-    return _svg("alerts", width, height, body)
+def _alerts_list(alerts: list[dict[str, Any]]) -> str:
+    """The period's alerts as text: day, severity, type, status and summary; a suppressed alert
+    (a repeat of a cause already alerted) is marked as one."""
+    if not alerts:
+        return "<h3>Alerts</h3><p class='muted'>No alert in this period.</p>"
+    rows = "".join(
+        f"<tr data-status='{escape(a['status'])}'><td>{_day(a['window_end'])}</td><td>{_severity(a['severity'])}</td>"
+        f"<td class='l'>{escape(a['type'].replace('_', ' '))}</td><td class='l'>{escape(a['status'])}"
+        f"{' (repeat of an alerted cause)' if a['status'] == 'suppressed' else ''}</td>"
+        f"<td class='l'>{escape(a['summary'])}</td></tr>"
+        for a in sorted(alerts, key=lambda a: a["window_end"]))
+    return ("<h3>Alerts</h3><table class='alerts'><tr><th>day (window end)</th><th>severity</th><th class='l'>type</th>"
+            f"<th class='l'>status</th><th class='l'>details</th></tr>{rows}</table>")
 
 
 def _heat_map(drift: dict[str, Any]) -> str:
+    """Severity per check and day as a table (a cell states its severity; the colour repeats it)."""
     days = drift.get("days") or []
     rows = [(name, drift["features"][name]) for name in drift.get("features", {})]
     rows += [(kind.replace("_", " "), drift.get(kind) or [None] * len(days))
              for kind in ("prediction_drift", "concept_drift", "performance_degradation")]
-    rows += [(f"performance: {name}", severities) for name, severities in (drift.get("metrics") or {}).items()]
-    cell, label = 34, 150
-    width, height = label + cell * len(days) + 10, 30 + 20 * len(rows)
-    body = [f"<text x='{label + i * cell + 2}' y='14' font-size='10'>{day[5:10]}</text>" for i, day in enumerate(days)]
-    for r, (name, severities) in enumerate(rows):
-        y = 22 + r * 20
-        body.append(f"<text x='4' y='{y + 13}' font-size='11'>{escape(name)}</text>")
-        for i, severity in enumerate(severities):
-            body.append(f"<rect x='{label + i * cell}' y='{y}' width='{cell - 2}' height='18' "
-                        f"fill='{SEVERITY_COLOURS.get(severity, '#eeeeee')}'><title>{escape(name)} "
-                        f"{_day(days[i])}: {escape(str(severity or 'no result'))}</title></rect>")
+    rows += [(f"performance: {_figure(name).short or name}", severities)
+             for name, severities in (drift.get("metrics") or {}).items()]
+    head = "".join(f"<th scope='col'>{_day(day)[5:]}</th>" for day in days)
+    body = "".join(
+        f"<tr><th class='l' scope='row'>{escape(name)}</th>"
+        + "".join(f"<td style='background:{SEVERITY_COLOURS.get(severity, '#eeeeee')};"
+                  f"color:{'#fff' if severity == 'critical' else '#222'}'>"
+                  f"{escape(_SHORT_SEVERITY.get(severity, str(severity)))}</td>" for severity in severities)
+        + "</tr>" for name, severities in rows)
     missing = drift.get("missing_days") or []
     note = f"<p class='muted'>No daily results for {', '.join(map(_day, missing))}.</p>" if missing else ""
-    return _svg("drift-heatmap", width, height, body) + note
+    return (f"<table class='heat' data-chart='drift-heatmap'><tr><th class='l' scope='col'>check · day (UTC)</th>"
+            f"{head}</tr>{body}</table><p class='muted'>–: no result that day; insufficient: too little data "
+            f"to judge.</p>{note}")
 
 
-def _ab_section(test: dict[str, Any], width: int = 520) -> str:
+_SHORT_SEVERITY = {None: "–", "insufficient_data": "insufficient", "none": "none", "low": "low", "medium": "medium",
+                   "high": "high", "critical": "critical"}
+
+
+def _distributions(distributions: dict[str, Any]) -> str:
+    """Per drifted feature, its baseline-vs-current distribution (shares of rows) and, as text,
+    the rows compared and the bin that changed most."""
+    if not distributions:
+        return ""
+    out = ["<h3>Drifted features: baseline vs current window</h3><div class='charts'>"]
+    notes = []
+    for name, dist in distributions.items():
+        labels = dist.get("labels") or []
+        totals = {side: sum(dist.get(side) or []) for side in ("reference", "current")}
+        shares = {f"baseline ({dist['rows']['reference']} rows)" if side == "reference"
+                  else f"current ({dist['rows']['current']} rows)":
+                  [count / totals[side] if totals[side] else 0.0 for count in dist.get(side) or []]
+                  for side in ("reference", "current")}
+        x_label = {"numeric": "value (each bin: 5 % of the baseline's rows)", "values": "value"}.get(
+            dist.get("kind"), "category")
+        title = f"{name} ({dist.get('severity')}{', since ' + dist['since'] if dist.get('since') else ''})"
+        out.append(f"<figure class='distribution' data-feature='{escape(name)}'>"
+                   + charts.bar_chart("distribution", title, labels, shares, x_label=x_label,
+                                      y_label="share of rows (%)", share=True, edges=dist.get("edges") or None,
+                                      ordinal=True)
+                   + "</figure>")
+        notes.append(f"<li data-feature='{escape(name)}'>{_distribution_text(name, labels, shares, dist)}</li>")
+    out.append(f"</div><ul class='distribution-notes'>{''.join(notes)}</ul>")
+    return "".join(out)
+
+
+def _distribution_text(name: str, labels: list[str], shares: dict[str, list[float]], dist: dict[str, Any]) -> str:
+    reference, current = shares.values()
+    text = (f"<b>{escape(name)}</b>: {dist['rows']['reference']} baseline rows, {dist['rows']['current']} current "
+            f"rows")
+    if labels and reference and current:
+        i = max(range(len(labels)), key=lambda j: abs(current[j] - reference[j]))
+        text += (f"; the largest change is in {escape(labels[i])}: {_num(reference[i], pct=True)} of the baseline's "
+                 f"rows, {_num(current[i], pct=True)} of the current window's")
+    if dist.get("beyond"):
+        text += f"; {dist['beyond']} current rows outside the baseline's values"
+    missing = dist.get("missing") or {}
+    if missing.get("reference") or missing.get("current"):
+        text += f"; missing: {missing.get('reference', 0)} baseline, {missing.get('current', 0)} current rows"
+    return text + "."
+
+
+def _incident_section(incident: dict[str, Any]) -> str:
+    """Since when, why and what was done: the model's alert causes with their first and last day,
+    severity by day and checks involved; the severity-over-time chart; and each retrain request
+    followed to its candidate, A/B test and outcome."""
+    causes, actions = incident.get("causes") or [], incident.get("actions") or []
+    model = incident["model"]
+    if not causes:
+        return (f"<section class='incident' data-incident='{escape(model)}'><h3>Incident</h3>"
+                "<p class='muted'>No alert in the last 30 days.</p></section>")
+    state = "open" if incident["open"] else "no open alert"
+    head = (f"<h3>Incident: {state} · first seen {_day(incident['first_seen'])} · last seen "
+            f"{_day(incident['last_seen'])} · worst {_severity(incident['worst'])}</h3>")
+    rows = "".join(
+        f"<tr data-cause='{escape(c['key'])}'><td class='l'>{escape(c['title'])}</td><td>{_day(c['first_seen'])}</td>"
+        f"<td>{_day(c['last_seen'])}</td><td>{c['days']}</td><td class='l'>{_severity_days(c['timeline'])}</td>"
+        f"<td>{escape(c['status'])}</td><td class='l'>{escape(c['summary'])}"
+        + (f"<ul class='involved'>{''.join(f'<li>{escape(line)}</li>' for line in c['involved'])}</ul>"
+           if c["involved"] else "") + "</td></tr>" for c in causes)
+    table = ("<table class='incident-causes'><tr><th class='l'>cause</th><th>first seen</th><th>last seen</th>"
+             "<th>days alerted</th><th class='l'>severity by day</th><th>status</th>"
+             f"<th class='l'>what was found (features, metrics, checks)</th></tr>{rows}</table>")
+    days = sorted({day for day, _, _ in incident["timeline"]})
+    chart = charts.timeline_chart("incident-severity", "Alert severity by day", days, list(SEVERITY_ROWS),
+                                  incident["timeline"], colours=SEVERITY_COLOURS)
+    done = "".join(f"<li data-request='{escape(a['request_id'])}'>{_action_text(a)}</li>" for a in actions)
+    return (f"<section class='incident{' open' if incident['open'] else ''}' data-incident='{escape(model)}'>{head}"
+            f"{table}<div class='charts'>{chart}</div><h3>What was done</h3>"
+            + (f"<ol class='actions'>{done}</ol>" if done
+               else "<p class='muted'>No retrain request since the first alert.</p>") + "</section>")
+
+
+def _severity_days(timeline: list) -> str:
+    return ", ".join(f"{_day(day)[5:]} {escape(severity)}{' (suppressed)' if status == 'suppressed' else ''}"
+                     for day, severity, status in timeline)
+
+
+def _action_text(action: dict[str, Any]) -> str:
+    """retrain request -> candidate -> A/B test -> outcome, as far as the chain got."""
+    causes = ", ".join(f"{escape(cause)} ({escape(severity)})" for cause, severity in action["causes"].items())
+    steps = [f"{_day(action['window_end'])}: retrain request <b>{escape(action['status'])}</b> for {causes}"]
+    if action.get("candidate"):
+        candidate = action["candidate"]
+        steps.append(f"candidate <b>{escape(candidate['version'])}</b>"
+                     f"{' (' + escape(candidate['status']) + ')' if candidate.get('status') else ''}")
+    if action.get("ab_test"):
+        test = action["ab_test"]
+        steps.append(f"A/B test {escape(test['test_id'])} <b>{escape(test['status'])}</b> ({test['looks']} looks"
+                     f"{', ' + escape(test['decision']) if test.get('decision') else ''})")
+    steps.append(f"outcome: {escape(action['outcome'])}")
+    return " → ".join(steps)
+
+
+def _severity(severity: str | None) -> str:
+    colour = SEVERITY_COLOURS.get(severity, "#eeeeee")
+    text = "#fff" if severity == "critical" else "#222"
+    return f"<span class='severity' style='background:{colour};color:{text}'>&nbsp;{escape(str(severity))}&nbsp;</span>"
+
+
+def _open_since(alert: dict[str, Any]) -> str:
+    if alert.get("open_days", 1) <= 1:
+        return ""
+    earlier = alert.get("earlier_severities")
+    earlier = f"; earlier at {escape(', '.join(earlier))}" if earlier else ""
+    return f" <span class='muted'>(open since {_day(alert['first_open'])}, {alert['open_days']} days{earlier})</span>"
+
+
+def _ab_section(test: dict[str, Any]) -> str:
     looks = [look for look in test.get("looks") or [] if look.get("ci_low") is not None]
     head = (f"<h3>{escape(test['model'])}: {escape(test['champion_version'])} (champion) vs "
             f"{escape(test['challenger_version'])} (challenger) — {escape(test['status'])}"
             f"{', ' + escape(test['decision']) if test.get('decision') else ''}</h3>"
             f"<p>{escape('; '.join(test.get('reasons') or []))}</p>"
             + (f"<p class='muted'>{escape(test['plan_summary'])}</p>" if test.get("plan_summary") else ""))
-    height = 40 + 24 * max(1, len(looks))
-    metric = escape(test.get("metric") or "loss")
-    body = [f"<text x='10' y='14' font-size='12'>challenger − champion {metric}, always-valid interval per look</text>"]
-    if looks:
-        bound = max(max(abs(look["ci_low"]), abs(look["ci_high"])) for look in looks) or 1.0
-        scale = (width - 180) / (2 * bound)
-        zero = 150 + bound * scale
-        body.append(f"<line x1='{zero:.1f}' y1='22' x2='{zero:.1f}' y2='{height - 6}' stroke='#999' "
-                    "stroke-dasharray='3'/>")
-        for i, look in enumerate(looks):
-            y = 34 + i * 24
-            x1, x2 = zero + look["ci_low"] * scale, zero + look["ci_high"] * scale
-            colour = "#2e8b57" if look["ci_high"] < 0 else ("#b3202a" if look["ci_low"] > 0 else "#3068b8")
-            body.append(f"<text x='4' y='{y + 4}' font-size='10'>{_day(look['as_of'])}</text>"
-                        f"<line x1='{x1:.1f}' y1='{y}' x2='{x2:.1f}' y2='{y}' stroke='{colour}' stroke-width='4'/>"
-                        f"<circle cx='{zero + look['difference'] * scale:.1f}' cy='{y}' r='4' fill='{colour}'>"
-                        f"<title>{_num(look['difference'])} [{_num(look['ci_low'])}, {_num(look['ci_high'])}]"
-                        "</title></circle>")
-    else:
-        body.append("<text x='10' y='40' font-size='12' fill='#777'>not enough outcomes yet</text>")
-    return head + _svg("ab-test", width, height, body)
+    metric = test.get("metric") or "loss"
+    rows = [(_day(look["as_of"]), look["difference"], look["ci_low"], look["ci_high"]) for look in looks]
+    chart = charts.interval_chart("ab-test", f"challenger − champion {metric}, always-valid interval per look", rows,
+                                  x_label=f"difference of mean {metric} (below 0: challenger better)",
+                                  nothing="no look with enough outcomes for an interval yet")
+    text = "".join(f"<li>{day}: {_num(difference)} [{_num(low)}, {_num(high)}]</li>"
+                   for day, difference, low, high in rows)
+    return head + chart + (f"<ul class='ab-looks'>{text}</ul>" if rows else "")
 
 
 def _legend() -> str:
     spans = "".join(f"<span style='background:{SEVERITY_COLOURS[s]}'>{s}</span>" for s in ("none", *SEVERITY_ROWS))
     return f"<p class='legend'>severity: {spans}</p>"
-
-
-def _svg(kind: str, width: int, height: int, body: list[str]) -> str:
-    return (f"<svg class='chart' data-chart='{kind}' xmlns='http://www.w3.org/2000/svg' width='{width}' "
-            f"height='{height}' viewBox='0 0 {width} {height}'>{''.join(body)}</svg>")
 
 
 def _num(value, *, pct: bool = False) -> str:

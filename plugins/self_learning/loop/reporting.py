@@ -20,11 +20,20 @@ so a per-class recall trend needs no second query), and the latest window's per-
 (``per_class_view``: per-class table, confusion matrix, absent and unknown classes, metrics not
 computable) sits next to them. Lists, not objects, carry the class order: a stored report is JSON,
 whose objects keep no key order on PostgreSQL.
+
+What a model owner asks first (issue 20): which model, since when, why, what was done. Each model
+therefore carries its incident (``loop.incidents``: one line per alert cause with first and last
+seen, its severity by day and the checks involved, and the retrain requests followed to their
+candidate, A/B test and outcome); its open alerts once per cause (a cause whose severity rose was
+listed at both severities); per drifted feature the reference-vs-current distribution the daily
+run stored (``loop.analysis.feature_distribution``); and per metric the lines its chart draws
+(``metric_references``): the retrain limit and the value on the baseline. Every stored metric has a
+human name and a unit (``METRIC_FIGURES``): MAPE is stored in percent, WAPE as a fraction, and both
+are shown in %.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,51 +41,19 @@ from typing import Any
 from ..core.importance import importance_trends
 from ..core.performance import performance_from_dict
 from ..core.tasks import STORED_METRICS
-from ..core.types import TaskKind, as_utc
+from ..core.types import RETRAIN_DEFAULTS, Severity, TaskKind, as_utc
 from ..store import ALL_VERSIONS
+from .figures import METRIC_LIMITS, MULTICLASS_FIGURES, PER_CLASS_FIGURES, PER_CLASS_IN_METRICS
+from .incidents import INCIDENT_DAYS, incident_view
 
 METRICS = STORED_METRICS  # the stored metrics a report carries, in the core's order
 SECTIONS = ("performance", "error_distribution", "baselines", "drift_results", "systematic_error_patterns",
-            "feature_importance", "retraining_recommendations", "ab_test_conclusions", "alerts")
+            "feature_importance", "retraining_recommendations", "ab_test_conclusions", "alerts", "incidents")
 # every kind of drift report the daily run stores (core.monitoring.reports), in the order shown
 DRIFT_KINDS = ("feature_drift", "prediction_drift", "concept_drift", "performance_degradation")
 IMPORTANCE_TREND_DAYS = 90
 
 
-@dataclasses.dataclass(frozen=True)
-class Figure:
-    """How a figure is named wherever it is shown: its title, its unit or scale (what a reader needs
-    to read the number), and whether it is a share (shown in %)."""
-
-    title: str
-    unit: str
-    share: bool = False
-
-
-# A multiclass window's headline figures, in the order shown (``{k}``: the window's top_k).
-MULTICLASS_FIGURES: dict[str, Figure] = {
-    "accuracy": Figure("Accuracy", "share of labelled rows served their actual class", share=True),
-    "macro_f1": Figure("Macro F1", "unweighted mean of the classes' F1, 0–1"),
-    "weighted_f1": Figure("Weighted F1", "mean of the classes' F1 weighted by their actual rows, 0–1"),
-    "log_loss": Figure("Log loss", "mean −ln P(actual class) per row, in nats; lower is better"),
-    "top_k_accuracy": Figure("Top-{k} accuracy", "share of rows whose actual class is among the {k} most probable",
-                             share=True),
-    "roc_auc": Figure("ROC AUC (one-vs-rest, macro)", "mean of the classes' one-vs-rest AUC; 0.5 chance, 1 perfect"),
-    "brier_score": Figure("Brier score", "sum over classes of (p − 1[actual class])², mean per row, 0–2; "
-                                         "lower is better"),
-    "expected_calibration_error": Figure("Calibration error (class-wise ECE)",
-                                         "mean over classes of |observed rate − mean probability| in 10 "
-                                         "probability bins, 0–1"),
-}
-# The per-class figures of a multiclass window (``per_class_<name>`` in its result).
-PER_CLASS_FIGURES: dict[str, Figure] = {
-    "support": Figure("actual rows", "labelled rows whose actual class it is"),
-    "precision": Figure("precision", "share of the rows served the class whose actual class it is", share=True),
-    "recall": Figure("recall", "share of the class's actual rows served the class", share=True),
-    "calibration_error": Figure("calibration error", "ECE of P(class) against the class occurring, 0–1"),
-}
-# The per-class figures every window's metrics carry (the rest are in the latest window's view).
-PER_CLASS_IN_METRICS = ("support", "precision", "recall")
 
 
 def learning_report(store, *, period_start: datetime, period_end: datetime, models: Sequence[str],
@@ -96,6 +73,7 @@ def learning_report(store, *, period_start: datetime, period_end: datetime, mode
     span = (period_start, period_end)
     report: dict[str, Any] = {"period": {"start": _iso(period_start), "end": _iso(period_end)},
                               "models": list(models), **{section: {} for section in SECTIONS}}
+    thresholds = {spec.name: spec.thresholds for spec in store.list_models(active_only=False)}
     for model in models:
         report["performance"][model] = _performance(store, model, period_end, metric_window or length, length,
                                                     trend_periods)
@@ -105,7 +83,8 @@ def learning_report(store, *, period_start: datetime, period_end: datetime, mode
         report["error_distribution"][model] = analyses.get(("error_distribution", latest))
         report["systematic_error_patterns"][model] = (analyses.get(("systematic_errors", latest)) or {}).get(
             "patterns", [])
-        report["drift_results"][model], measured = _drift_by_day(store, model, span, days)
+        report["drift_results"][model], measured, degradation = _drift_by_day(store, model, span, days)
+        report["performance"][model]["references"] = metric_references(thresholds.get(model) or {}, degradation)
         report["baselines"][model] = baseline_view(store, model, measured)
         report["feature_importance"][model] = _importance(store, model, period_end)
         report["retraining_recommendations"][model] = [
@@ -116,9 +95,12 @@ def learning_report(store, *, period_start: datetime, period_end: datetime, mode
                                     include_suppressed=True)
         report["alerts"][model] = [{"window_end": _iso(a.window_end), "type": a.alert_type, "severity": a.severity,
                                     "status": a.status, "summary": a.summary} for a in alerts]
+        report["incidents"][model] = incident_view(store, model, until=period_end,
+                                                   days=max(INCIDENT_DAYS, length.days))
+    # a test is in the period when it ran during any part of it, started on its last day included
     report["ab_test_conclusions"] = [
         _ab_summary(test) for test in store.list_ab_tests()
-        if (not models or test.model in models) and test.started_at < period_end
+        if (not models or test.model in models) and test.started_at <= period_end
         and (test.ended_at is None or test.ended_at > period_start)]
     return report
 
@@ -152,12 +134,17 @@ def model_health(store, *, trend_days: int = 30, report_kinds: Sequence[str] = (
                         "affected_features": r["affected_features"] or [],
                         "findings": drift_findings(r["kind"], r["result"])}
             for r in drift}
+        by_kind = {r["kind"]: r for r in drift}
+        health["distributions"] = feature_distributions((by_kind.get("feature_drift") or {}).get("result"))
+        health["references"] = metric_references(spec.thresholds, (by_kind.get("performance_degradation") or {}
+                                                                   ).get("result"))
         newest = max(drift, key=lambda r: as_utc(r["window_end"]), default=None)
         health["baseline"] = baseline_view(store, spec.name, _measured_baseline(newest))
-        health["open_alerts"] = [
-            {"id": a.id, "type": a.alert_type, "severity": a.severity, "window_end": _iso(a.window_end),
-             "summary": a.summary} for a in store.open_alerts(model=spec.name)]
+        health["open_alerts"] = open_alerts_by_cause(store.open_alerts(model=spec.name))
         health["ab_tests"] = [_ab_summary(test) for test in store.list_ab_tests(model=spec.name, status="running")]
+        # the incident up to the model's newest result (a replayed or idle model's alerts are not "now")
+        newest_end = max([as_utc(r["window_end"]) for r in drift] + ([end] if overall else []), default=None)
+        health["incident"] = incident_view(store, spec.name, until=newest_end)
         models.append(health)
     reports = {}
     for kind in report_kinds:
@@ -233,10 +220,11 @@ def _metrics(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _drift_by_day(store, model: str, span: tuple[datetime, datetime], days: list[datetime]
-                  ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+                  ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
     """Severities per day: a features x days and a degraded-metrics x days matrix, one row per
-    drift kind, and the findings of the period's latest day with a result (with their "since");
-    plus the baseline that day's checks were measured against."""
+    drift kind, and the findings of the period's latest day with a result (with their "since") and
+    its drifted features' distributions; plus the baseline that day's checks were measured against
+    and that day's performance degradation result."""
     rows = store.read_results("drift_reports", model=model, model_version=ALL_VERSIONS, window_ends=span)
     by_day = {(as_utc(r["window_end"]), r["kind"]): r for r in rows}
     matrices: dict[str, dict[str, list[str | None]]] = {"features": {}, "metrics": {}}
@@ -256,10 +244,12 @@ def _drift_by_day(store, model: str, span: tuple[datetime, datetime], days: list
     findings = [finding for kind in DRIFT_KINDS if (day_row := by_day.get((latest, kind)))
                 for finding in drift_findings(kind, day_row["result"])]
     measured = _measured_baseline(next((by_day[latest, k] for k in DRIFT_KINDS if (latest, k) in by_day), None))
+    latest_result = {kind: (by_day.get((latest, kind)) or {}).get("result") for kind in DRIFT_KINDS}
     return ({"days": [_iso(day) for day in days], **kinds,
              **{name: dict(sorted(matrix.items())) for name, matrix in matrices.items()},
-             "missing_days": missing, "findings": findings, "findings_window_end": _iso(latest) if latest else None},
-            measured)
+             "missing_days": missing, "findings": findings, "findings_window_end": _iso(latest) if latest else None,
+             "distributions": feature_distributions(latest_result["feature_drift"])},
+            measured, latest_result["performance_degradation"])
 
 
 def drift_findings(kind: str, result: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -282,6 +272,53 @@ def drift_findings(kind: str, result: dict[str, Any] | None) -> list[dict[str, A
         days = sorted(str(start)[:10] for start in starts if start and start != "?")
         findings.append({"kind": kind, "name": name, "severity": entry["severity"], "since": days[0] if days else None})
     return findings
+
+
+def feature_distributions(result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The reference-vs-current distribution of every drifted feature of a stored feature drift
+    result (``loop.analysis.feature_distribution``), with its severity and "since"; empty for a
+    report stored before distributions were."""
+    features = ((result or {}).get("statistical_tests") or {}).get("features") or {}
+    return {name: {**entry["distribution"], "severity": entry.get("severity"), "since": entry.get("since")}
+            for name, entry in features.items() if entry.get("drifted") and entry.get("distribution")}
+
+
+def metric_references(thresholds: Mapping[str, Any], degradation: Mapping[str, Any] | None
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """Per metric, the horizontal lines its chart draws: the retrain limit (the model's registered
+    threshold, else the default; a run's params can override it, which a page cannot know) and
+    the metric's value on the baseline (the stored performance degradation check's reference)."""
+    references: dict[str, list[dict[str, Any]]] = {}
+    for metric, setting, side in METRIC_LIMITS:
+        limit = thresholds.get(setting, RETRAIN_DEFAULTS[setting])
+        if limit is not None:
+            references.setdefault(metric, []).append(
+                {"kind": "limit", "label": f"retrain {side}", "value": float(limit)})
+    for metric, entry in (((degradation or {}).get("statistical_tests") or {}).get("metrics") or {}).items():
+        value = ((entry or {}).get("segment") or {}).get("reference_value")
+        if value is not None:
+            references.setdefault(metric, []).append({"kind": "baseline", "label": "on the baseline",
+                                                      "value": float(value)})
+    return references
+
+
+def open_alerts_by_cause(alerts) -> list[dict[str, Any]]:
+    """Open alerts, one per cause (dedupe key): its newest row, with the day it first opened and
+    the number of open days; a cause whose severity rose is one line at its newest severity, not
+    two. Most severe first, then newest."""
+    by_key: dict[str, list] = {}
+    for alert in alerts:
+        by_key.setdefault(alert.dedupe_key, []).append(alert)
+    shown = []
+    for rows in by_key.values():
+        rows.sort(key=lambda a: as_utc(a.window_end))
+        newest = rows[-1]
+        shown.append({"id": newest.id, "type": newest.alert_type, "severity": newest.severity,
+                      "window_end": _iso(newest.window_end), "summary": newest.summary, "cause": newest.dedupe_key,
+                      "first_open": _iso(rows[0].window_end), "open_days": len(rows),
+                      "earlier_severities": sorted({a.severity for a in rows[:-1]} - {newest.severity})})
+    shown.sort(key=lambda a: a["window_end"], reverse=True)
+    return sorted(shown, key=lambda a: -Severity(a["severity"]).rank)  # stable: newest first within a severity
 
 
 def baseline_view(store, model: str, measured: dict[str, Any] | None) -> dict[str, Any] | None:

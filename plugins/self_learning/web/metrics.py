@@ -28,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..core.types import Severity
-from ..loop.reporting import PER_CLASS_FIGURES, PER_CLASS_IN_METRICS
+from ..loop.figures import PER_CLASS_FIGURES, PER_CLASS_IN_METRICS
 
 PREFIX = "self_learning"
 PERFORMANCE_METRICS = {
@@ -88,7 +88,8 @@ class _HealthCollector(Collector):
                                          labels=["model", "source"])
         baseline_provisional = GaugeMetricFamily(f"{PREFIX}_baseline_provisional", "1 while the baseline is a young "
                                                  "model's default, not yet pinned", labels=["model"])
-        alerts = GaugeMetricFamily(f"{PREFIX}_open_alerts", "Alerts neither acknowledged nor resolved",
+        alerts = GaugeMetricFamily(f"{PREFIX}_open_alerts", "Causes (model, type, cause) with an alert neither "
+                                   "acknowledged nor resolved, at the cause's newest severity",
                                    labels=["model", "severity"])
         ab_running = GaugeMetricFamily(f"{PREFIX}_ab_test_running", "A running champion-vs-challenger test (value 1)",
                                        labels=["model", "test_id", "champion", "challenger"])
