@@ -67,6 +67,7 @@ from .results import ResultsMixin
 from .retention import RETENTION_DEFAULTS, RetentionMixin, retention_policy
 from .rows import ConflictError, IngestReport, RowError
 from .tables import ALL_VERSIONS, DEFAULT_VERSION, MAX_FEATURES, MIGRATIONS, VERSION_TABLE, models, predictions
+from .urls import checked_url
 from .windows import WindowsMixin
 
 __all__ = ["ALL_VERSIONS", "DEFAULT_VERSION", "MAX_FEATURES", "MIGRATIONS", "RETENTION_DEFAULTS", "VERSION_TABLE",
@@ -91,8 +92,9 @@ class FeedbackStore(UsesDialect, ModelsMixin, FeatureRegistryMixin, WriteMixin, 
 
     @classmethod
     def from_url(cls, url: str | sa.URL, **engine_options: Any) -> FeedbackStore:
-        """``postgresql://user@host/db`` (psycopg 3 is used) or ``sqlite:////abs/path.db``."""
-        return cls(create_engine(url, **engine_options))
+        """``postgresql://user@host/db`` (psycopg 3 is used) or ``sqlite:////abs/path.db``; any
+        other URL is a ``ValueError`` naming ``url`` (PostgreSQL or SQLite only)."""
+        return cls(create_engine(checked_url(url), **engine_options))
 
     def ensure_schema(self, revision: str = "head") -> str:
         """Apply pending migrations up to ``revision`` (idempotent, safe to run concurrently);
