@@ -10,8 +10,9 @@ health page, as one self-contained HTML file; ``migrate`` creates or upgrades th
 
 The store is named by ``--db URL``, else the ``FEEDBACK_DB_URL`` environment variable (what
 ``make migrate`` takes), else ``AIRFLOW_CONN_FEEDBACK_DB`` when it is a URL, else the demo's
-``.demo/feedback.db`` when it exists. Only ``demo`` (and ``report`` of the Model health page's
-charts, if they need it) imports Airflow; the rest runs on the client install (``pip install .``).
+``.demo/feedback.db`` when it exists. No command imports Airflow (``demo`` runs it in a
+subprocess), so all of them work on the client install (``pip install .``; ``demo`` also needs
+Airflow and a checkout).
 """
 
 from __future__ import annotations
