@@ -51,8 +51,7 @@ test: system-deps lint
 # Create or upgrade the feedback-store schema (idempotent): make migrate FEEDBACK_DB_URL=postgresql://...
 migrate: install
 	mkdir -p .demo
-	PYTHONPATH=plugins $(BIN)/python -c "import sys; from self_learning.store import FeedbackStore; \
-	print('feedback store at revision', FeedbackStore.from_url(sys.argv[1]).ensure_schema())" '$(FEEDBACK_DB_URL)'
+	PYTHONPATH=plugins $(BIN)/python -m self_learning migrate --db '$(FEEDBACK_DB_URL)'
 
 # The daily loop on the embedded default: SQLite store + SQLite Airflow under .demo/, synthetic data,
 # the daily DAG run for the last days with `airflow dags test`, and a summary of what it found.

@@ -6,6 +6,9 @@ import sqlalchemy as sa
 from airflow.providers.postgres.hooks.postgres import PostgresHook
 
 from .store import FeedbackStore
+from .store.urls import SUPPORTED
+
+STORE_CONN_TYPES = ("postgres", "postgresql", "sqlite")
 
 LIBPQ_OPTIONS = {
     "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslcrl", "connect_timeout", "options",
@@ -33,6 +36,9 @@ class FeedbackStoreHook(PostgresHook):
     def store_url(self) -> str | sa.URL:
         """The SQLAlchemy URL of the store behind the connection."""
         connection = self.get_connection(self.postgres_conn_id)
+        if connection.conn_type and connection.conn_type not in STORE_CONN_TYPES:  # not read as PostgreSQL
+            raise ValueError(f"{self.postgres_conn_id}: a {connection.conn_type!r} connection; the feedback store "
+                             f"runs on {SUPPORTED} (connection type postgres or sqlite)")
         if connection.conn_type == "sqlite":
             path = connection.host or connection.schema
             if not path:

@@ -1,6 +1,7 @@
 """The README's Python blocks, executed against a real PostgreSQL store: what a reader copies must
-run. The test defines only the names a block leaves to the reader (``frame``, ``outcomes_frame``,
-``start``, ``end``, ``unit_id``, ``deployed_version``) and points the URL at the session's server."""
+run. The serving block is self-contained (its URL from ``FEEDBACK_DB_URL``, pointed at the session's
+server; ``test_readme_serving`` runs it on SQLite without Airflow); the A/B block is given only the
+names it leaves to the reader (``unit_id``, ``deployed_version``)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from conftest import ROOT
 from self_learning import lifecycle
 from self_learning.ab_testing import arm_version
 from self_learning.store import FeedbackStore
-from support.stores import DAY, NEXT_DAY, prediction_frame
+from support.stores import DAY
 
-README_URL = '"postgresql://svc@db:5432/feedback"'
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
 
 
@@ -33,17 +33,14 @@ def test_every_python_block_of_the_readme_is_executed_here():
     assert len(BLOCKS) == 2, "a new ```python block in README.md: execute it in this module"
 
 
-def test_the_serving_store_block_runs_against_a_real_store(pg_url):
-    source = block("FeedbackStore.from_url")
-    assert README_URL in source
-    frame = prediction_frame(50)
-    outcomes_frame = frame[["prediction_id"]].head(20).assign(actual_value=3.0)
-    names = execute(source.replace(README_URL, repr(pg_url)), frame=frame, outcomes_frame=outcomes_frame,
-                    start=DAY, end=NEXT_DAY)
+def test_the_serving_store_block_runs_against_a_real_store(pg_url, monkeypatch):
+    monkeypatch.setenv("FEEDBACK_DB_URL", pg_url)
+    names = execute(block("FeedbackStore.from_url"))
     report = names["report"]  # the outcomes' report
-    assert (report.inserted, report.rejected) == (20, [])
-    assert len(names["window"]) == 20  # the labelled predictions of the window
+    assert (report.inserted, report.rejected) == (2, [])
+    assert len(names["window"]) == 3  # the single prediction and the two of the frame, all labelled
     assert FeedbackStore.from_url(pg_url).record_outcome(names["pid"], 2.9) == "unchanged"
+    assert execute(block("FeedbackStore.from_url"))["report"].unchanged == 2  # a restart: no conflict
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ CLASSES = ("question", "statistic", "story")
 
 @pytest.fixture
 def multiclass(store):
-    store.register_model(ModelSpec(MODEL, TaskKind.MULTICLASS_CLASSIFICATION, {"spend": "numeric"},
-                                   classes=CLASSES))
+    store.register_model(ModelSpec(MODEL, TaskKind.MULTICLASS_CLASSIFICATION,
+                                   {"spend": "numeric", "platform": "categorical"}, classes=CLASSES))
     return store
 
 

@@ -128,8 +128,9 @@ def test_window_reads_are_half_open_and_filter_versions(store):
         store.read_window("roas_predictor", datetime(2026, 11, 1), NEXT_DAY, with_ids=True)
 
 
-def test_new_feature_keys_extend_the_registry(store):
+def test_added_feature_keys_extend_the_registry(store):
     store.register_prediction("roas_predictor", 1.0, {"spend": 1.0}, prediction_id="old", served_at=DAY)
+    store.add_features("roas_predictor", {"cpm": "numeric", "hook": "categorical"})  # a closed key set grows on purpose
     store.register_predictions(pd.DataFrame({"prediction_id": ["new"], "model": "roas_predictor",
                                              "predicted_value": [2.0], "served_at": [DAY], "spend": [2.0],
                                              "cpm": [7.5], "hook": ["question"]}))

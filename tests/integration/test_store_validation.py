@@ -163,7 +163,8 @@ def test_a_bulk_batch_decides_a_new_features_kind_on_all_its_values(store):
 
 @pytest.mark.parametrize("bulk", [False, True])
 def test_a_models_feature_registry_is_capped(store, bulk):
-    store.register_model(ModelSpec("capped", "regression", {"a": "numeric"}, {"max_features": 3}))
+    store.register_model(ModelSpec("capped", "regression", {"a": "numeric"}, {"max_features": 3,
+                                                                                "extend_features": True}))
     store.register_prediction("capped", 1.0, {"a": 1.0, "b": 2.0, "c": "x"}, prediction_id="c0", served_at=DAY)
     cap_message = "the model 'capped' has 3 registered features, its cap (thresholds.max_features) is 3"
     if bulk:
@@ -183,6 +184,7 @@ def test_a_models_feature_registry_is_capped(store, bulk):
 
 def test_the_default_cap_stops_a_stream_of_new_keys(store):
     """The probe's case: batches of new keys kept registering features (3,000 after six)."""
+    store.register_model(ModelSpec("roas_predictor", "regression", thresholds={"extend_features": True}))
     batches = [pd.DataFrame({"prediction_id": [f"g{b}-{i}" for i in range(3)], "model": "roas_predictor",
                              "predicted_value": 1.0, "served_at": DAY,
                              **{f"k{b}_{j}": np.arange(3.0) for j in range(100)}}) for b in range(6)]

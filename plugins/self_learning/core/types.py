@@ -237,7 +237,9 @@ class ModelSpec(Result):
     authoritative: they are registered with the model, before any data, and a value of the other
     kind is refused naming the feature. Undeclared features get their kind from the data (see
     ``store.rows``). ``thresholds["max_features"]`` caps the model's registered features
-    (default ``DEFAULT_MAX_FEATURES``); the declared features count towards it.
+    (default ``DEFAULT_MAX_FEATURES``); the declared features count towards it. The model's feature
+    keys are closed by its first stored prediction (``store.features``) unless
+    ``thresholds["extend_features"]`` is true.
 
     ``classes``: a ``multiclass_classification`` model's class list (``class_list``), required for
     it and refused for the other kinds; its order is the order of the probability columns.
@@ -267,6 +269,9 @@ class ModelSpec(Result):
                 raise ValueError(
                     f"feature_schema[{shown(feature)}]: kind must be 'numeric' or 'categorical', got {shown(kind)}"
                 )
+        if not isinstance(self.thresholds.get("extend_features", False), bool):
+            raise ValueError("thresholds.extend_features: must be true or false, got "
+                             f"{shown(self.thresholds['extend_features'])}")
         cap = feature_cap(self.thresholds)
         if len(self.feature_schema) > cap:
             raise ValueError(f"feature_schema: declares {len(self.feature_schema)} features, more than the model's "

@@ -37,7 +37,8 @@ RETRAINED_MODEL = "ctr_predictor"  # the model with the concept shift
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m self_learning.demo", description=__doc__.replace("``", ""),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # plain text, not RST
     parser.add_argument("--home", type=Path, default=ROOT / ".demo", help="demo state directory (recreated)")
     parser.add_argument("--days-to-run", type=int, default=3, help="daily runs, ending at the data's last day")
     parser.add_argument("--rows-per-day", type=int, default=500, help="predictions per model and day")

@@ -69,6 +69,8 @@ from .results import ResultsMixin
 from .retention import RETENTION_DEFAULTS, RetentionMixin, retention_policy
 from .rows import ConflictError, IngestReport, RowError
 from .tables import ALL_VERSIONS, DEFAULT_VERSION, MAX_FEATURES, MIGRATIONS, VERSION_TABLE, models, predictions
+from .urls import checked_url
+from .versions import ServedVersionsMixin
 from .windows import WindowsMixin
 
 __all__ = ["ALL_VERSIONS", "DEFAULT_VERSION", "MAX_FEATURES", "MIGRATIONS", "RETENTION_DEFAULTS", "VERSION_TABLE",
@@ -76,9 +78,9 @@ __all__ = ["ALL_VERSIONS", "DEFAULT_VERSION", "MAX_FEATURES", "MIGRATIONS", "RET
            "retention_policy"]
 
 
-class FeedbackStore(UsesDialect, ModelsMixin, FeatureRegistryMixin, WriteMixin, PredictionsMixin, OutcomesMixin,
-                    OutcomeInboxMixin, WindowsMixin, ResultsMixin, AlertsMixin, RetrainRequestsMixin, RegistryMixin,
-                    ABTestsMixin, RetentionMixin, BaselinesMixin, DayStatisticsMixin, DayProfilesMixin):
+class FeedbackStore(UsesDialect, ModelsMixin, FeatureRegistryMixin, ServedVersionsMixin, WriteMixin, PredictionsMixin,
+                    OutcomesMixin, OutcomeInboxMixin, WindowsMixin, ResultsMixin, AlertsMixin, RetrainRequestsMixin,
+                    RegistryMixin, ABTestsMixin, RetentionMixin, BaselinesMixin, DayStatisticsMixin, DayProfilesMixin):
     """The store API, usable from serving code (no Airflow needed) and from the operators."""
 
     def __init__(self, engine: sa.Engine):
@@ -87,14 +89,17 @@ class FeedbackStore(UsesDialect, ModelsMixin, FeatureRegistryMixin, WriteMixin, 
         self._registry_cache: dict[str, dict[str, tuple[str, int]]] = {}  # append-only, so safe to cache
         self._known_models: set[str] = set()
         self._multiclass_models: set[str] = set()  # their rows need class probabilities
+        self._registered_versions: dict[str, frozenset[str]] = {}  # model -> its registry's versions (versions.py)
+        self._unregistered_seen: set[tuple[str, str]] = set()  # (model, version) accepted without a registry
         # Built once: the statement (and its compiled form) is reused by every single registration.
         self._insert_prediction = self.dialect.insert(predictions).on_conflict_do_nothing().returning(
             predictions.c.prediction_id)
 
     @classmethod
     def from_url(cls, url: str | sa.URL, **engine_options: Any) -> FeedbackStore:
-        """``postgresql://user@host/db`` (psycopg 3 is used) or ``sqlite:////abs/path.db``."""
-        return cls(create_engine(url, **engine_options))
+        """``postgresql://user@host/db`` (psycopg 3 is used) or ``sqlite:////abs/path.db``; any
+        other URL is a ``ValueError`` naming ``url`` (PostgreSQL or SQLite only)."""
+        return cls(create_engine(checked_url(url), **engine_options))
 
     def ensure_schema(self, revision: str = "head") -> str:
         """Apply pending migrations up to ``revision`` (idempotent, safe to run concurrently);

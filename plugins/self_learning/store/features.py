@@ -6,10 +6,19 @@ carries the key: a bulk batch decides on all of the batch's values for it, a sin
 on its one value, refusing decimal text ("120.5") that could be either (see ``rows._scalar_kind``).
 After that the kind never changes: a value of the other kind is refused naming the feature.
 A model registers at most ``feature_cap(thresholds)`` keys (500 unless it sets ``max_features``).
+
+A model's set of keys is closed by its first stored prediction (issue 20: a typo, ``spendd``,
+silently became a new feature, split the data of ``spend`` and was drift-tested on its own): the
+keys declared with the model plus those of its first registration (a bulk batch: every column of
+it; several batches of one call are taken one by one). Later, a key outside the set is refused
+naming it and the closest registered key (``difflib``). The set is extended on purpose only:
+``add_features(model, {key: kind})``, ``register_model`` with a larger ``feature_schema``, or a
+model whose ``thresholds["extend_features"]`` is true (keys register as they come, as before).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +26,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ..core.types import feature_cap
+from ..core.types import FEATURE_KINDS, feature_cap, model_name, shown
 from . import codec
 from .rows import (
     RowError,
@@ -30,7 +39,7 @@ from .rows import (
     _scalar_kind,
     _undecided_kind,
 )
-from .tables import RESERVED, model_features, models
+from .tables import RESERVED, model_features, models, predictions
 
 
 class FeatureRegistryMixin:
@@ -46,24 +55,46 @@ class FeatureRegistryMixin:
                             .where(model_features.c.model == model))
         return {feature: (kind, position) for feature, kind, position in rows}
 
+    def add_features(self, model: str, feature_schema: Mapping[str, str]) -> dict[str, tuple[str, int]]:
+        """Extend a model's closed set of feature keys on purpose: ``{key: "numeric" | "categorical"}``.
+        The keys join the registry and the model's declared ``feature_schema``; a key already
+        registered with the same kind is a no-op, with the other kind a ``ValueError``. Returns
+        the registry (key -> (kind, position))."""
+        name = model_name(model)
+        for key, kind in feature_schema.items():
+            if kind not in FEATURE_KINDS:
+                raise ValueError(f"feature_schema[{shown(key)}]: kind must be 'numeric' or 'categorical', "
+                                 f"got {shown(kind)}")
+        with self.engine.begin() as conn:
+            declared = conn.execute(sa.select(models.c.feature_schema).where(models.c.name == name)).first()
+            if declared is None:
+                raise ValueError(f"model: {name!r} is not registered (register_model first)")
+            registry = self._register_features(conn, name, dict(feature_schema))
+            conn.execute(models.update().where(models.c.name == name).values(
+                feature_schema={**(declared.feature_schema or {}), **feature_schema}))
+        return registry
+
     def _register_features(self, conn, model: str, kinds: Mapping[str, str]) -> dict[str, tuple[str, int]]:
-        """Register a model's declared features (``register_model``): a declared kind that differs
-        from the key's registered one, a bad key or one beyond the cap is a ``ValueError``."""
+        """Register a model's declared features (``register_model``, ``add_features``): a declared
+        kind that differs from the key's registered one, a bad key or one beyond the cap is a
+        ``ValueError``. Declared keys extend a closed key set."""
         registry = self._registry_cache.get(model) or self._feature_registry(conn, model)
         for key, kind in kinds.items():
             if key in registry and registry[key][0] != kind:
                 raise ValueError(f"feature_schema[{key!r}]: declared {kind}, but the feature is registered as "
                                  f"{registry[key][0]} (a feature's kind never changes: use a new feature name)")
-        registry, refused = self._add_features(conn, model, kinds)
+        registry, refused = self._add_features(conn, model, kinds, declared=True)
         for key, reason in refused.items():
             raise ValueError(f"feature_schema[{key!r}]: {reason}")
         return registry
 
-    def _add_features(self, conn, model: str, kinds: Mapping[str, str]
+    def _add_features(self, conn, model: str, kinds: Mapping[str, str], *, declared: bool = False
                       ) -> tuple[dict[str, tuple[str, int]], dict[str, str]]:
         """Add unknown feature keys at the next free position of their kind, up to the model's cap.
-        Returns the registry (a key registered meanwhile keeps its registered kind) and, by key,
-        why a key was refused."""
+        Keys sent with predictions (not ``declared``) join only a model without a stored prediction
+        yet (its first registration) or one whose ``thresholds["extend_features"]`` is true. Returns the
+        registry (a key registered meanwhile keeps its registered kind) and, by key, why a key
+        was refused."""
         registry = self._registry_cache.get(model, {})
         if all(key in registry for key in kinds):
             return registry, {}
@@ -75,10 +106,16 @@ class FeatureRegistryMixin:
         # re-read once it is held, since a concurrent writer may have added keys meanwhile.
         self.dialect.lock(conn, f"self_learning.features.{model}")
         registry = self._feature_registry(conn, model)
-        cap = feature_cap(conn.execute(sa.select(models.c.thresholds).where(models.c.name == model)).scalar() or {})
+        thresholds = conn.execute(sa.select(models.c.thresholds).where(models.c.name == model)).scalar() or {}
+        cap = feature_cap(thresholds)
+        closed = dict(registry) if not declared and not extends_features(thresholds) and conn.execute(
+            sa.select(predictions.c.prediction_id).where(predictions.c.model == model).limit(1)).first() else None
         refused = {}
         for key, kind in kinds.items():
             if key in registry:
+                continue
+            if closed is not None:
+                refused[key] = unknown_feature(model, key, closed)
                 continue
             problem = _key_problem(key)
             if problem or len(registry) >= cap:
@@ -173,3 +210,23 @@ class FeatureRegistryMixin:
         rows = meta.loc[keep, [*RESERVED, "predicted_class", "class_probabilities", "_served_given"]].reset_index()
         rows["cat_json"] = codec.json_objects(pd.DataFrame(categorical, index=rows.index))
         return (rows, matrix), errors
+
+
+def extends_features(thresholds: Mapping[str, Any]) -> bool:
+    """Whether a model registers new feature keys as they come (``thresholds["extend_features"]``,
+    false unless set): its key set is otherwise closed after its declaration or first registration."""
+    extend = thresholds.get("extend_features", False)
+    if not isinstance(extend, bool):
+        raise ValueError(f"thresholds.extend_features: must be true or false, got {shown(extend)}")
+    return extend
+
+
+def unknown_feature(model: str, key: str, registry: Mapping[str, tuple[str, int]]) -> str:
+    """Why ``key`` is refused for a model whose key set is closed: the closest registered key (a
+    typo) and how to add a new one on purpose."""
+    close = difflib.get_close_matches(key, list(registry), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    known = sorted(registry)
+    listed = (", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")) or "none"
+    return (f"not a feature of {model!r} ({hint}its features: {listed}); a new feature is added on purpose: "
+            f"store.add_features({model!r}, {{{key!r}: 'numeric' or 'categorical'}})")

@@ -61,6 +61,10 @@ class PredictionsMixin:
     ) -> str:
         """Store one prediction; return its id (a new UUID unless given).
 
+        ``model_version``: a version of the model registry once the model has one (else any, with
+        a warning logged; see ``store/versions.py``). Feature keys outside the model's closed set
+        are refused naming the closest known one (``store/features.py``).
+
         A multiclass model's prediction is its ``probabilities`` ({class: p}, non-negative, summing
         to 1 within ``core.multiclass.PROBABILITY_TOLERANCE``; a class left out is 0) and the
         served class ``predicted_label`` (text; the most probable class when not sent). Its
@@ -77,6 +81,7 @@ class PredictionsMixin:
         row = _single_prediction_row(model, predicted_value, features, prediction_id=prediction_id,
                                      model_version=model_version, predicted_label=predicted_label,
                                      unit_id=unit_id, served_at=served_at)
+        self._check_served_version(model, model_version)  # after the row's checks: a text of 1..128 characters
         present = {key: value for key, value in features.items() if not _is_missing(value)}
         cached = self._registry_cache.get(model)
         # The usual call (known model, known feature keys) is one INSERT: on PostgreSQL it runs in
@@ -171,6 +176,12 @@ class PredictionsMixin:
                     errors.append(RowError(offset + int(i), meta.at[i, "prediction_id"], "model",
                                            f"{meta.at[i, 'model']!r} is not registered (register_model first)"))
                 meta.loc[unknown, "_ok"] = False
+                for (model, version), pairs in meta[meta["_ok"]].groupby(["model", "model_version"], sort=False):
+                    problem = self._version_problem(conn, model, version)
+                    errors.extend(RowError(offset + int(i), meta.at[i, "prediction_id"], "model_version", problem)
+                                  for i in pairs.index if problem)
+                    if problem:
+                        meta.loc[pairs.index, "_ok"] = False
                 if pd.isna(meta["served_at"]).any():
                     meta["served_at"] = meta["served_at"].fillna(_database_now(conn))  # _served_given keeps which
                 inserted, unchanged = 0, int(meta["_repeat"].sum())

@@ -62,6 +62,7 @@ class RegistryMixin:
                 set_={k: statement.excluded[k] for k in ("training_window_start", "training_window_end", "metrics",
                                                           "created_by")}
                 | {"artifact_uri": sa.func.coalesce(model_versions.c.artifact_uri, statement.excluded.artifact_uri)}))
+            self._forget_versions(name)  # predictions of a model with versions must name one of them
             stored_row = conn.execute(sa.select(model_versions).where(*this_version)).mappings().one()
             result = ModelVersion.from_row(stored_row)
             if artifact_uri is not None:  # a concurrent registration wrote another artifact first: roll back
