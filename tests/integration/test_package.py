@@ -82,10 +82,26 @@ assert arm_version("seed", "campaign-42", "v7", "v8", 0.5) in ("v7", "v8")
 from self_learning.cli import main
 assert main(["migrate", "--db", {url!r}]) == 0
 assert main(["status", "roas_predictor", "--db", {url!r}]) == 0
+import sys, importlib.metadata as md
+owners = md.packages_distributions()
+third_party = {{m.split(".")[0] for m in sys.modules}} - set(sys.stdlib_module_names) - {{"self_learning"}}
+print("DISTRIBUTIONS", sorted({{d.lower() for m in third_party for d in owners.get(m, ())}}))
 """, tmp_path, pythonpath=str(unpacked), env_extra={"FEEDBACK_DB_URL": url})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "schema at revision" in result.stdout
     assert "roas_predictor (regression)" in result.stdout
+    # every distribution the client imported is a base requirement or one of theirs: a serving app's
+    # `pip install .` gets what the store needs (datasketches was once missed)
+    used = set(eval(result.stdout.split("DISTRIBUTIONS", 1)[1].strip().splitlines()[0]))
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = email.message_from_bytes(archive.read(next(n for n in archive.namelist()
+                                                             if n.endswith(".dist-info/METADATA"))))
+    base = {r.split(">")[0].split("[")[0].split(";")[0].strip().lower() for r in metadata.get_all("Requires-Dist")
+            if "extra ==" not in r}
+    assert used, result.stdout[-2000:]
+    # (optional imports of the libraries themselves, e.g. psutil or rich when present, are not checked)
+    assert {"numpy", "pandas", "scipy", "scikit-learn", "sqlalchemy", "datasketches"} <= used
+    assert {"numpy", "pandas", "scipy", "scikit-learn", "sqlalchemy", "datasketches"} <= base
 
 
 @pytest.mark.install
@@ -107,3 +123,4 @@ def test_pip_install_of_the_wheel_into_a_fresh_venv(wheel, tmp_path):
                             capture_output=True, text=True, timeout=300, check=False)
     assert status.returncode == 0, status.stderr[-3000:]
     assert "roas_predictor (regression)" in status.stdout
+
