@@ -28,7 +28,8 @@ from support.scenarios import DAYS, END, load
 
 MODEL = "hook_classifier"  # a classifier served as two versions: three performance rows a day
 DAY_TABLES = ("performance_snapshots", "drift_reports", "error_analyses")
-FULL_DAY = {"performance_snapshots": 3, "drift_reports": 4, "error_analyses": 2}  # rows per model and day
+# rows per model and day: performance over all versions, per version (2) and estimated; 5 drift kinds
+FULL_DAY = {"performance_snapshots": 4, "drift_reports": 5, "error_analyses": 2}
 PREVIOUS_END = END - timedelta(days=1)
 
 # The child: the analysis step for one model, killed with SIGKILL as it is about to send its
