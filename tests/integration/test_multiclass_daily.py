@@ -59,6 +59,11 @@ def test_the_analyse_step_stores_multiclass_performance_equal_to_sklearn(store):
                                                                    "multivariate_drift"}
     assert set(stored["performance_degradation"]["result"]["statistical_tests"]["metrics"]) == {
         "accuracy", "log_loss", "macro_f1"}
+    # before the labels: CBPE's one-vs-rest estimate of the window, with a band per metric
+    assert summary["estimated"]["status"] == "ok" and summary["estimated"]["metric"] == "accuracy"
+    (estimated,) = store.read_results("performance_snapshots", model=MODEL, kind="estimated")
+    accuracy = estimated["result"]["estimate"]["metrics"]["accuracy"]
+    assert accuracy["lower"] < accuracy["value"] < accuracy["upper"]
 
     window = store.read_window(MODEL, run.current_start, END, labelled_only=False)
     stored = {row["model_version"]: row for row in store.read_results("performance_snapshots", model=MODEL,
