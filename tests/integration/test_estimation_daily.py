@@ -73,7 +73,8 @@ def test_estimates_with_bands_are_stored_and_get_their_realized_values_when_the_
     store.record_outcomes(data.outcomes_received(start=first, end=END + timedelta(days=30)))
     for model in ("hook_classifier", "roas_predictor"):
         summary = analyse(store, model, END)
-        assert summary["estimated"]["cached"] is True  # fitted once per baseline in this process
+        # fitted once per baseline in this process; roas_predictor's baseline days got late labels since
+        assert summary["estimated"]["cached"] is (model == "hook_classifier")
         assert first.isoformat() in summary["estimated"]["matured_since"]
         (old,) = estimated(store, model, first)
         assert old["result"]["matured"] is True and old["provisional"] is False
@@ -85,8 +86,11 @@ def test_estimates_with_bands_are_stored_and_get_their_realized_values_when_the_
         (now,) = estimated(store, model, END)
         reliability = now["result"]["reliability"]
         assert reliability["reliable"] is True and reliability["windows_checked"][main] == 2  # END-3 and END
-        analyse(store, model, END)  # a re-run replaces its rows (natural key), adds none
-        assert len(estimated(store, model)) == 2
+    clear_estimator_cache()
+    for model in ("hook_classifier", "roas_predictor"):
+        before = [r["result"] for r in estimated(store, model)]
+        analyse(store, model, END)  # a re-run (refitting) replaces its rows with the same ones, adds none
+        assert [r["result"] for r in estimated(store, model)] == before and len(before) == 2
     # the realized performance the alert step and the report read is still the realized one
     from self_learning.operators.daily import _stored_performance
 

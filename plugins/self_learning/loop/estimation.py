@@ -29,7 +29,9 @@ models (seconds at a million rows), plus the reference chunks behind the bands. 
 models cannot be stored as JSON (only pickles, which this project does not load from its database),
 so the fitted estimator is cached in the process (``_ESTIMATORS``, keyed by the model and the
 baseline calibration's key, which covers the baseline's dates and the monitor settings, plus
-``ESTIMATION_VERSION``); a new process (each Airflow task runs in its own) refits. The measured
+``ESTIMATION_VERSION``, and the reference's row and labelled-row counts, so late labels of the
+baseline's days refit it and a cached estimator gives what a refit would); a new process (each
+Airflow task runs in its own) refits. The measured
 refit cost is in the README ("Estimated performance").
 
 Multivariate drift is stored as a drift report of kind ``multivariate_drift`` (current window vs
@@ -59,7 +61,7 @@ MULTIVARIATE_KIND = "multivariate_drift"
 # version are not mixed with new ones.
 ESTIMATION_VERSION = 1
 _CACHE_SIZE = 16
-_ESTIMATORS: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_ESTIMATORS: OrderedDict[tuple, Any] = OrderedDict()
 
 
 def estimator_key(calibration_key: str | None) -> str | None:
@@ -73,8 +75,13 @@ def fitted_estimator(spec, reference: pd.DataFrame, kinds, key: str | None) -> t
     ``key``, else fitted (and cached under ``key`` when there is one). Returns it and how it was
     obtained (``cached``, ``fit_seconds``)."""
     from ..core.estimation import fit_estimator
+    from ..core.tasks import task_spec
 
-    cache_key = (spec.name, key) if key else None
+    # the reference's row and labelled-row counts are part of the cache key: late labels of the
+    # baseline's days make a refit give another estimator, and a cached one must give what a refit
+    # would (a re-run in a new process refits)
+    labelled = int(reference[task_spec(spec.task_kind).target].notna().sum())
+    cache_key = (spec.name, key, len(reference), labelled) if key else None
     if cache_key is not None and cache_key in _ESTIMATORS:
         _ESTIMATORS.move_to_end(cache_key)
         return _ESTIMATORS[cache_key], {"key": key, "cached": True, "fit_seconds": 0.0}
@@ -166,7 +173,9 @@ def estimation_rows(store, spec, settings, kinds, recent: pd.DataFrame, referenc
     result: dict[str, Any] = {
         "status": estimate.status.value,
         "reason": None if estimate.status is Status.OK else "; ".join(estimate.reasons),
-        "estimate": estimate.to_dict(), "estimator": how, "label_coverage": coverage, "matured": matured,
+        # the estimator's key, not the fit's time or cache hit: a re-run must store the same row
+        "estimate": estimate.to_dict(), "estimator": {"key": key},
+        "label_coverage": coverage, "matured": matured,
         "realized": None, "day": {"window_start": (end - timedelta(days=1)).isoformat(), "metric": metric,
                                   "sample_count": day_estimate.sample_count, "z": z,
                                   "value": None if watched is None else watched.value,
