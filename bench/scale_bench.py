@@ -16,7 +16,8 @@ per model, exactly what the daily DAG's ``profile`` task runs (``ProfileDaysOper
 
 Only ``--distinct-days`` days are stored as rows (loading 37 days of 1M rows takes longer than a
 bench run may): the first reference day (the pinned baseline needs served rows) and the last
-``distinct-days - 1`` days. The other days of both windows are copies of a built day's profiles
+``distinct-days - 1`` days; with 1, the last day only (no baseline pinned, the backfill run has
+nothing to build). The other days of both windows are copies of a built day's profiles
 under their dates (a merge costs the same whatever the values), so the analysis reads and merges
 full-size windows. The loading runs in a child process, so ``peak_rss_mb`` (this process's
 ``ru_maxrss``) is the profile step's and the analysis', not the load's.
@@ -57,7 +58,10 @@ def feature_names(features: int) -> tuple[list[str], list[str]]:
 
 
 def stored_days(current: int, reference: int, distinct: int) -> list[datetime]:
-    """The days stored as rows: the first reference day and the last ``distinct - 1`` days."""
+    """The days stored as rows: the first reference day and the last ``distinct - 1`` days (one:
+    the last day only, and no baseline is pinned)."""
+    if distinct == 1:
+        return [END - timedelta(days=1)]
     first = END - timedelta(days=current + reference)
     last = [END - timedelta(days=i) for i in range(distinct - 1, 0, -1)]
     return [first, *[d for d in last if d > first]]
@@ -90,8 +94,9 @@ def load(url: str, args) -> None:
                 store.register_predictions(frame)
                 store.record_outcomes(pd.DataFrame({"prediction_id": frame["prediction_id"], "actual_value": truth,
                                                     "observed_at": frame["served_at"] + pd.Timedelta(hours=6)}))
-        store.set_baseline(model, END - timedelta(days=args.current_days + args.reference_days),
-                           END - timedelta(days=args.current_days), note="scale bench")
+        if args.distinct_days > 1:  # a baseline needs served rows; the analysis reads profiles by date
+            store.set_baseline(model, END - timedelta(days=args.current_days + args.reference_days),
+                               END - timedelta(days=args.current_days), note="scale bench")
 
 
 def profile_step(store, model: str, window_end: datetime) -> tuple[float, dict]:
@@ -152,12 +157,12 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=50)
     parser.add_argument("--current-days", type=int, default=7)
     parser.add_argument("--reference-days", type=int, default=30)
-    parser.add_argument("--distinct-days", type=int, default=2, help="days stored as rows (>= 2; see the docstring)")
+    parser.add_argument("--distinct-days", type=int, default=2, help="days stored as rows (see the docstring)")
     parser.add_argument("--json", action="store_true", help="print the figures as a JSON line last")
     parser.add_argument("--load-into", help=argparse.SUPPRESS)  # the child process that fills the store
     args = parser.parse_args()
-    if args.distinct_days < 2 or args.distinct_days > args.current_days + 1:
-        parser.error("--distinct-days: between 2 and current-days + 1")
+    if args.distinct_days < 1 or args.distinct_days > args.current_days + 1:
+        parser.error("--distinct-days: between 1 and current-days + 1")
     if args.load_into:
         load(args.load_into, args)
         return

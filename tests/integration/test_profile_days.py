@@ -171,3 +171,12 @@ def test_a_multiclass_model_is_skipped_with_a_status_not_an_error():
     settings = SimpleNamespace(window_end=datetime(2026, 11, 1, tzinfo=UTC))
     summary = operator.run(None, spec, settings)  # returns before touching the store
     assert summary["status"] == "unsupported_task_kind" and summary["task_kind"] == "multiclass_classification"
+
+
+def test_a_fully_labelled_day_is_sketched_once_and_gives_the_same_profiles(store):
+    load_days(store, [0], labelled_share=1.0)
+    unlabelled, labelled = store.build_all_day_profiles(MODEL, day(0))
+    # 120 values per column: below KLL's k, the sketches hold every value, so their bytes compare
+    assert unlabelled == store.build_day_profiles(MODEL, day(0), labelled=False)[0]
+    assert labelled == store.build_day_profiles(MODEL, day(0), labelled=True)[0]
+    assert not unlabelled.labelled and unlabelled.performance is None and labelled.performance.count == 120

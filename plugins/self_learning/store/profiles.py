@@ -19,6 +19,7 @@ not re-read every run.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -82,7 +83,8 @@ class DayProfilesMixin:
     def build_all_day_profiles(self, model: str, day: date) -> list[DayProfile]:
         """``build_day_profiles`` for both flags from one read of ``day``: every version's
         unlabelled profile (every served row) and, where the version has labelled rows, its
-        labelled one. Nothing is stored."""
+        labelled one. When every row is labelled the sketches are built once: the unlabelled
+        profile is the labelled one without its error and performance. Nothing is stored."""
         _check_days(day, day + timedelta(days=1))
         spec = self.get_model(model)
         registry = self.feature_registry(model)
@@ -94,8 +96,12 @@ class DayProfilesMixin:
         for version, rows in sorted(window.groupby("model_version", observed=True), key=lambda g: str(g[0])):
             common = dict(model=spec.name, model_version=str(version), day=day, task_kind=spec.task_kind,
                           numeric_features=numeric, categorical_features=categorical)
-            built.append(build_day_profile(rows, labelled=False, **common))
             labelled = rows[rows["actual_value"].notna()]
+            if len(labelled) == len(rows):  # every row labelled: one pass, the features' part is the same
+                profile = build_day_profile(rows, labelled=True, **common)
+                built += [dataclasses.replace(profile, labelled=False, error=None, performance=None), profile]
+                continue
+            built.append(build_day_profile(rows, labelled=False, **common))
             if len(labelled):
                 built.append(build_day_profile(labelled, labelled=True, **common))
         return built
