@@ -2,7 +2,10 @@
 ### Self-learning loop, daily
 
 For the day that just ended (the run's data interval): pull the outcomes that arrived and join
-them to their predictions, then for every model in parallel: one `analyse` step (performance per
+them to their predictions, then for every model in parallel: a `profile` step (each complete day
+the monitor reads profiled once - mergeable summaries in `day_profiles` - and a day's labelled
+profile rebuilt when late outcomes arrive for it; the analysis does not read them yet), one
+`analyse` step (performance per
 version over the current window, feature / prediction / concept drift against the reference
 window, error analysis, all stored in one transaction so a model's day appears whole or not at
 all), alerts (deduplicated with a cooldown) and the retrain decision, which triggers
@@ -38,6 +41,7 @@ from self_learning.operators import (
     EnsureSchemaOperator,
     LearningReportOperator,
     NotifyAlertsOperator,
+    ProfileDaysOperator,
     PullOutcomesOperator,
     RetrainDecisionOperator,
     RetrainTriggerOperator,
@@ -71,12 +75,14 @@ with DAG(
 
     @task_group(group_id="model")
     def per_model(model):
+        # the model's day profiles: new days built once, days with late labels rebuilt, backfill bounded
+        profile = ProfileDaysOperator(task_id="profile", model=model)
         # performance, drift and error analysis in one task: one read of the window, one transaction
         analyse = AnalyseModelOperator(task_id="analyse", model=model)
         alerts = AlertOperator(task_id="alerts", model=model)
         decision = RetrainDecisionOperator(task_id="retrain_decision", model=model)
         trigger = RetrainTriggerOperator(task_id="trigger_retrain", decision=decision.output, pool="default_pool")
-        analyse >> alerts >> decision >> trigger
+        profile >> analyse >> alerts >> decision >> trigger
 
     analysed = per_model.expand(model=models.output)
     # all_done: a skipped retrain trigger (no retrain needed) or one failed model must not hold back

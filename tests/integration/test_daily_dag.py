@@ -93,8 +93,15 @@ def test_stable_scenario_raises_no_drift_alert(daily_dag, feedback_db):
     assert {r["model"] for r in estimated if r["result"]["status"] == "ok"} == set(MODEL_FEATURES)
     assert not {t for _, t in alert_types(feedback_db) if t == "estimated_performance"}
     assert mapped_labels(result, "model.analyse") == mapped_labels(result, "model.trigger_retrain") \
-        == set(MODEL_FEATURES)
+        == mapped_labels(result, "model.profile") == set(MODEL_FEATURES)
     assert all(r["result"]["status"] == "ok" and 0 < r["label_coverage"] < 1 for r in performance)
+    # the profile step, mapped per model: every day the monitor reads (the default 30-day baseline
+    # from the first served day, the 14-day label window) profiled, labelled where outcomes arrived
+    days = {(END - timedelta(days=i)).date() for i in range(1, DAYS + 1)}
+    for model in MODEL_FEATURES:
+        index = feedback_db.day_profile_index(model, min(days), END.date())
+        assert {r["day"] for r in index if not r["labelled"]} == days, model
+        assert {r["day"] for r in index if r["labelled"]} and all(r["row_count"] > 0 for r in index), model
 
 
 def test_a_multiclass_model_runs_next_to_the_others(daily_dag, feedback_db):

@@ -81,7 +81,8 @@ def test_the_defaults_delete_only_what_has_expired_and_never_what_is_still_neede
     deleted = store.apply_retention(now=NOW, batch_size=2)  # batches of two: every loop turns
     assert deleted == {"outcome_inbox": 1, "ingest_rejects": 1, "outcome_history": 1, "alerts": 2,
                        "retrain_requests": 1, "error_analyses": 1, "performance_snapshots": 0, "drift_reports": 0,
-                       "feature_importance": 0, "learning_reports": 1, "day_statistics": 0}
+                       "feature_importance": 0, "learning_reports": 1, "day_statistics": 0,
+                       "day_profiles": 0}
     assert _ids(store, "outcome_inbox") == {"inbox-old-waiting", "inbox-recent-done"}  # unprocessed: kept
     assert _ids(store, "ingest_rejects") == _ids(store, "outcome_history") == {"recent"}
     with store.engine.connect() as conn:

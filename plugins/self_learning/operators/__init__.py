@@ -43,6 +43,7 @@ from .daily import (
 )
 from .maintenance import RetentionOperator
 from .outcomes import PullOutcomesOperator
+from .profiles import ProfileDaysOperator
 from .retrain import (
     ClaimRetrainRequestOperator,
     DelegateTrainingOperator,
@@ -82,6 +83,7 @@ __all__ = [
     "ModelStepOperator",
     "NotifyAlertsOperator",
     "PerformanceOperator",
+    "ProfileDaysOperator",
     "PullOutcomesOperator",
     "RetentionOperator",
     "RetrainDecisionOperator",

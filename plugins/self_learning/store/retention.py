@@ -20,6 +20,10 @@ Defaults (days; ``None`` keeps everything), and why:
   trends look back 14 days to 90 days);
 - ``day_statistics`` 400: the sequential monitor reads ``lookback_days`` (28, at most 90) back; a
   year and a margin for the same trends as the other results;
+- ``day_profiles`` 400: a model's day profiles (``store/profiles.py``); like ``day_statistics``,
+  a year and a margin. A profile of a day inside its model's pinned baseline (``model_baselines``)
+  is kept whatever its age: once the raw rows of a baseline day are purged (``predictions`` set)
+  its profile cannot be rebuilt, and the monitor compares every window against it;
 - ``predictions`` None: the training and drift windows read them; when set, a prediction goes
   with its outcome; a model's predictions served since its running A/B test started (the
   test's looks read both arms) and those in its pinned baseline (``model_baselines``: the daily
@@ -27,8 +31,8 @@ Defaults (days; ``None`` keeps everything), and why:
 - ``outcomes`` None: when set, deletes orphan outcomes (no stored prediction) observed before the
   cutoff; an outcome of a stored prediction lives and dies with its prediction.
 
-Floors: predictions, outcomes 60 days (the daily run reads 37 days back by default, retraining 30)
-and results 90 days (the 90-day feature-importance trend; the day statistics' longest lookback);
+Floors: predictions, outcomes, day_profiles 60 days (the daily run reads 37 days back by default,
+retraining 30) and results 90 days (the 90-day feature-importance trend; the day statistics' longest lookback);
 below them is an error naming the table.
 Deletes run in batches (``batch_size`` rows per transaction), so the weekly clean-up never holds
 long locks against the ingest path.
@@ -47,6 +51,7 @@ from .tables import (
     RESULT_TABLES,
     ab_tests,
     alerts,
+    day_profiles,
     day_statistics,
     ingest_rejects,
     learning_reports,
@@ -59,10 +64,11 @@ from .tables import (
 
 RETENTION_DEFAULTS: dict[str, int | None] = {
     "outcome_inbox": 30, "ingest_rejects": 30, "outcome_history": 365, "alerts": 180, "retrain_requests": 400,
-    **dict.fromkeys(RESULT_TABLES, 400), "learning_reports": 400, "day_statistics": 400, "predictions": None,
+    **dict.fromkeys(RESULT_TABLES, 400), "learning_reports": 400, "day_statistics": 400, "day_profiles": 400,
+    "predictions": None,
     "outcomes": None,
 }
-MIN_RETENTION_DAYS = {"predictions": 60, "outcomes": 60,
+MIN_RETENTION_DAYS = {"predictions": 60, "outcomes": 60, "day_profiles": 60,
                       **dict.fromkeys((*RESULT_TABLES, "learning_reports", "day_statistics"), 90)}
 MAX_RETENTION_DAYS = 36_600
 
@@ -112,7 +118,7 @@ class RetentionMixin:
                 deleted["predictions"] = removed
                 deleted["outcomes"] = deleted.get("outcomes", 0) + labels
                 continue
-            target, condition = _expired(table, cutoff)
+            target, condition = _expired(table, cutoff, self.dialect)
             deleted[table] = deleted.get(table, 0) + self._delete_in_batches(target, condition, batch_size)
         return deleted
 
@@ -147,7 +153,7 @@ class RetentionMixin:
                 return removed, labels
 
 
-def _expired(table: str, cutoff: datetime) -> tuple[sa.Table, sa.ColumnElement[bool]]:
+def _expired(table: str, cutoff: datetime, dialect) -> tuple[sa.Table, sa.ColumnElement[bool]]:
     """The table and the condition of its rows that may go (see the module docstring)."""
     if table in RESULT_TABLES:
         return RESULT_TABLES[table], RESULT_TABLES[table].c.window_end < cutoff
@@ -161,7 +167,16 @@ def _expired(table: str, cutoff: datetime) -> tuple[sa.Table, sa.ColumnElement[b
                                                        retrain_requests.c.window_end < cutoff)),
         "learning_reports": (learning_reports, learning_reports.c.period_end < cutoff),
         "day_statistics": (day_statistics, day_statistics.c.day < cutoff),
+        "day_profiles": (day_profiles, sa.and_(day_profiles.c.day < cutoff, ~_in_pinned_baseline(dialect))),
         "outcomes": (outcomes, sa.and_(outcomes.c.observed_at < cutoff, ~sa.select(1).where(
             predictions.c.prediction_id == outcomes.c.prediction_id).exists())),
     }
     return rules[table]
+
+
+def _in_pinned_baseline(dialect) -> sa.ColumnElement[bool]:
+    """A day profile whose UTC day overlaps its model's pinned baseline [start, end) (the day of
+    the baseline's start, and every day starting before its end)."""
+    d, b = day_profiles.c, model_baselines.c
+    return sa.select(1).where(b.model == d.model, dialect.utc_day(b.start) <= dialect.utc_day(d.day),
+                              b.end > d.day).exists()
