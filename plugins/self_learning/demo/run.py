@@ -130,7 +130,7 @@ def summary(store: FeedbackStore, ends) -> str:
         lines.append(f"== window ending {end:%Y-%m-%d} (the current 7 days vs each model's baseline) ==")
         drift = {(r["model"], r["kind"]): r for r in store.read_results("drift_reports", window_end=end)}
         performance = {r["model"]: r for r in store.read_results("performance_snapshots", window_end=end,
-                                                                   model_version=ALL_VERSIONS)}
+                                                                   model_version=ALL_VERSIONS, kind="performance")}
         alerts = store.check_alerts(until=end, include_suppressed=True)
         requests = {r["model"]: r for r in store.retrain_request_list(window_end=end)}
         for model in sorted(performance):

@@ -160,7 +160,7 @@ def _performance(store, model: str, end: datetime, window: timedelta, step: time
     """Metrics of the ``window`` ending at ``end`` per version, and the trend over all versions of
     the windows of that length ending whole ``step`` s before it."""
     rows = {(r["model_version"], as_utc(r["window_end"])): r
-            for r in store.read_results("performance_snapshots", model=model,
+            for r in store.read_results("performance_snapshots", model=model, kind="performance",
                                         window_ends=(end - step * (trend_periods + 1), end))
             if as_utc(r["window_start"]) == as_utc(r["window_end"]) - window
             and (end - as_utc(r["window_end"])) % step == timedelta(0)}  # whole periods back, not every day
