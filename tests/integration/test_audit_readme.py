@@ -1,7 +1,8 @@
 """The README's Python blocks, executed against a real PostgreSQL store: what a reader copies must
 run. The serving block is self-contained (its URL from ``FEEDBACK_DB_URL``, pointed at the session's
 server; ``test_readme_serving`` runs it on SQLite without Airflow); the A/B block is given only the
-names it leaves to the reader (``unit_id``, ``deployed_version``)."""
+names it leaves to the reader (``unit_id``, ``deployed_version``), the estimation block its two
+windows (``baseline_rows``, ``todays_window``)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def execute(source: str, **names) -> dict:
 
 
 def test_every_python_block_of_the_readme_is_executed_here():
-    assert len(BLOCKS) == 2, "a new ```python block in README.md: execute it in this module"
+    assert len(BLOCKS) == 3, "a new ```python block in README.md: execute it in this module"
 
 
 def test_the_serving_store_block_runs_against_a_real_store(pg_url, monkeypatch):
@@ -64,3 +65,24 @@ def test_the_ab_serving_block_serves_the_champion_then_the_arm_of_the_unit(servi
     test = lifecycle.ab_test_model_versions(store, "ctr_predictor", "v5", "v6", started_at=DAY)
     expected = arm_version(test["config"]["seed"], "campaign-42", "v5", "v6", test["config"]["traffic_split"])
     assert execute(block("arm_version"), **serving)["version"] == expected
+
+
+def test_the_estimation_block_estimates_a_window_before_its_labels():
+    """A calibrated binary classifier: the block's estimated ROC AUC, from scores only, is within
+    its band of the AUC the withheld labels give."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(19)
+
+    def rows(n: int, shift: float) -> pd.DataFrame:
+        x = rng.normal(shift, 1, n)
+        p = 1 / (1 + np.exp(-1.5 * x))
+        return pd.DataFrame({"x": x, "predicted_value": p, "actual_value": (rng.uniform(size=n) < p).astype(float)})
+
+    baseline, today = rows(20_000, 0.0), rows(2_000, 0.5)
+    names = execute(block("fit_estimator"), baseline_rows=baseline, todays_window=today.drop(columns="actual_value"))
+    estimated = names["estimate"].metrics["roc_auc"]
+    realized = roc_auc_score(today["actual_value"], today["predicted_value"])
+    assert estimated.lower <= realized <= estimated.upper, (estimated, realized)
