@@ -75,14 +75,16 @@ with DAG(
 
     @task_group(group_id="model")
     def per_model(model):
-        # the model's day profiles: new days built once, days with late labels rebuilt, backfill bounded
-        profile = ProfileDaysOperator(task_id="profile", model=model)
+        # the model's day profiles: new days built once, days with late labels rebuilt, backfill bounded;
+        # beside the analysis, not before it: it does not read them yet, so a failed profile step must
+        # not hold back the model's day
+        ProfileDaysOperator(task_id="profile", model=model)
         # performance, drift and error analysis in one task: one read of the window, one transaction
         analyse = AnalyseModelOperator(task_id="analyse", model=model)
         alerts = AlertOperator(task_id="alerts", model=model)
         decision = RetrainDecisionOperator(task_id="retrain_decision", model=model)
         trigger = RetrainTriggerOperator(task_id="trigger_retrain", decision=decision.output, pool="default_pool")
-        profile >> analyse >> alerts >> decision >> trigger
+        analyse >> alerts >> decision >> trigger
 
     analysed = per_model.expand(model=models.output)
     # all_done: a skipped retrain trigger (no retrain needed) or one failed model must not hold back

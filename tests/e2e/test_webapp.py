@@ -94,7 +94,7 @@ def test_metrics_endpoint_exports_the_stored_state_in_prometheus_format(airflow,
         return samples[(f"self_learning_{name}", tuple(sorted(labels.items())))]
 
     (stored,) = [r for r in store.latest_results("performance_snapshots", model="roas_predictor",
-                                                 model_version=ALL_VERSIONS)]
+                                                 model_version=ALL_VERSIONS, kind="performance")]
     assert value("mae", model="roas_predictor", version=ALL_VERSIONS) == pytest.approx(stored["mae"])
     assert value("sample_count", model="roas_predictor", version="v3") > 0
     assert value("window_end_timestamp_seconds", model="ctr_predictor") == END.timestamp()
@@ -107,7 +107,8 @@ def test_metrics_endpoint_exports_the_stored_state_in_prometheus_format(airflow,
         open_causes)
     assert value("ab_test_running", model="ctr_predictor", test_id="ctr-v6", champion="v5", challenger="v6") == 1
 
-    (row,) = store.latest_results("performance_snapshots", model=MULTICLASS, model_version=ALL_VERSIONS)
+    (row,) = store.latest_results("performance_snapshots", model=MULTICLASS, model_version=ALL_VERSIONS,
+                                  kind="performance")
     hooks = performance_from_dict(row["result"])
     for label in HOOK_CLASSES:
         assert value("class_recall", model=MULTICLASS, version=ALL_VERSIONS, **{"class": label}) == pytest.approx(

@@ -63,18 +63,23 @@ def _check_days(since: date, until: date) -> None:
 class DayProfilesMixin:
     """Writing and reading day profiles; finding the days late labels changed."""
 
-    def build_day_profiles(self, model: str, day: date, *, labelled: bool) -> list[DayProfile]:
-        """Read ``day``'s rows of ``model`` once (``read_window``: its labelled rows, or every served
-        row) and profile each model version's (``core.profiles.build_day_profile``, with the
-        model's task kind and registered features; versions by name). Nothing is stored: pass the
-        result to ``save_day_profiles``. A day without rows gives no profile."""
+    def _day_rows(self, model: str, day: date, *, labelled_only: bool):
+        """(the model's spec, its numeric and categorical feature keys, ``day``'s rows) for profiling."""
         _check_days(day, day + timedelta(days=1))
         spec = self.get_model(model)
         registry = self.feature_registry(model)
         numeric = sorted(k for k, (kind, _) in registry.items() if kind == "numeric")
         categorical = sorted(k for k, (kind, _) in registry.items() if kind == "categorical")
         start = day_start(day)
-        window = self.read_window(model, start, start + timedelta(days=1), labelled_only=labelled)
+        return spec, numeric, categorical, self.read_window(model, start, start + timedelta(days=1),
+                                                            labelled_only=labelled_only)
+
+    def build_day_profiles(self, model: str, day: date, *, labelled: bool) -> list[DayProfile]:
+        """Read ``day``'s rows of ``model`` once (``read_window``: its labelled rows, or every served
+        row) and profile each model version's (``core.profiles.build_day_profile``, with the
+        model's task kind and registered features; versions by name). Nothing is stored: pass the
+        result to ``save_day_profiles``. A day without rows gives no profile."""
+        spec, numeric, categorical, window = self._day_rows(model, day, labelled_only=labelled)
         return [build_day_profile(rows, model=spec.name, model_version=str(version), day=day,
                                   task_kind=spec.task_kind, labelled=labelled, numeric_features=numeric,
                                   categorical_features=categorical)
@@ -85,13 +90,7 @@ class DayProfilesMixin:
         unlabelled profile (every served row) and, where the version has labelled rows, its
         labelled one. When every row is labelled the sketches are built once: the unlabelled
         profile is the labelled one without its error and performance. Nothing is stored."""
-        _check_days(day, day + timedelta(days=1))
-        spec = self.get_model(model)
-        registry = self.feature_registry(model)
-        numeric = sorted(k for k, (kind, _) in registry.items() if kind == "numeric")
-        categorical = sorted(k for k, (kind, _) in registry.items() if kind == "categorical")
-        start = day_start(day)
-        window = self.read_window(model, start, start + timedelta(days=1), labelled_only=False)
+        spec, numeric, categorical, window = self._day_rows(model, day, labelled_only=False)
         built = []
         for version, rows in sorted(window.groupby("model_version", observed=True), key=lambda g: str(g[0])):
             common = dict(model=spec.name, model_version=str(version), day=day, task_kind=spec.task_kind,
