@@ -28,8 +28,7 @@ from support.scenarios import DAYS, END, load
 
 MODEL = "hook_classifier"  # a classifier served as two versions: three performance rows a day
 DAY_TABLES = ("performance_snapshots", "drift_reports", "error_analyses")
-# rows per model and day: performance over all versions, per version (2) and estimated; 5 drift kinds
-FULL_DAY = {"performance_snapshots": 4, "drift_reports": 5, "error_analyses": 2}
+FULL_DAY = {"performance_snapshots": 3, "drift_reports": 4, "error_analyses": 2}  # rows per model and day
 PREVIOUS_END = END - timedelta(days=1)
 
 # The child: the analysis step for one model, killed with SIGKILL as it is about to send its
@@ -94,20 +93,13 @@ def latest_window_ends(store: FeedbackStore) -> dict[str, set]:
     return {table: {row["window_end"] for row in store.latest_results(table, model=MODEL)} for table in DAY_TABLES}
 
 
-# What only the single step stores (``loop.estimation``): the three separate steps never did
-ANALYSE_ONLY_KINDS = ("estimated", "multivariate_drift")
-
-
-def stored_rows(store: FeedbackStore, *, leave_out: tuple[str, ...] = ()) -> dict[str, list[tuple]]:
-    """Every result row of the three tables, without the write time, sorted; rows of the kinds in
-    ``leave_out`` left out."""
+def stored_rows(store: FeedbackStore) -> dict[str, list[tuple]]:
+    """Every result row of the three tables, without the write time, sorted."""
     out = {}
     with store.engine.connect() as conn:
         for table in DAY_TABLES:
-            target = RESULT_TABLES[table]
-            columns = [c for c in target.columns if c.name != "computed_at"]
-            query = sa.select(*columns).where(target.c.kind.not_in(leave_out)) if leave_out else sa.select(*columns)
-            out[table] = sorted(repr(tuple(row)) for row in conn.execute(query))
+            columns = [c for c in RESULT_TABLES[table].columns if c.name != "computed_at"]
+            out[table] = sorted(repr(tuple(row)) for row in conn.execute(sa.select(*columns)))
     return out
 
 
@@ -130,7 +122,7 @@ def test_a_step_killed_while_writing_leaves_no_row_of_its_day(loaded, feedback_u
     summary = analyse(loaded, MODEL, END)  # the re-run stores the whole day
     assert rows_of_day(loaded, END) == FULL_DAY
     assert latest_window_ends(loaded) == {table: {END} for table in DAY_TABLES}
-    assert set(summary) == {"performance", "drift", "error_analysis", "estimated"}
+    assert set(summary) == {"performance", "drift", "error_analysis"}
 
 
 def test_the_harness_sees_the_partial_day_that_per_result_writes_leave(loaded, feedback_url):
@@ -160,9 +152,7 @@ def test_the_single_step_stores_what_the_three_steps_stored(store, model):
     assert stored_rows(store) == {table: [] for table in DAY_TABLES}
 
     together = analyse(store, model, END)
-    assert stored_rows(store, leave_out=ANALYSE_ONLY_KINDS) == three_steps
-    assert together.pop("estimated")["status"] == "ok"
-    assert together["drift"].pop("multivariate_drift")["status"] == "ok"
+    assert stored_rows(store) == three_steps
     assert together == separate
     assert separate["drift"]["feature_drift"]["affected_features"]  # the comparison covers a finding
     assert 0 < separate["performance"]["*"]["label_coverage"] < 1  # and unlabelled rows in the window

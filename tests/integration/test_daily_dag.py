@@ -82,16 +82,12 @@ def test_stable_scenario_raises_no_drift_alert(daily_dag, feedback_db):
     load(feedback_db, Scenario(days=DAYS, rows_per_day=300, seed=11))
     result = run(daily_dag)
     reports = drift(feedback_db)
-    assert len(reports) == 5 * len(MODEL_FEATURES)  # feature, prediction, concept, multivariate drift, degradation
+    assert len(reports) == 4 * len(MODEL_FEATURES)  # feature, prediction, concept drift, performance degradation
     assert {k: r["severity"] for k, r in reports.items() if r["severity"] != "none"} == {}
     assert not {t for _, t in alert_types(feedback_db) if t.endswith("_drift")}
     assert requested(feedback_db) == set()
-    performance = feedback_db.read_results("performance_snapshots", window_end=END, model_version=ALL_VERSIONS,
-                                           kind="performance")
+    performance = feedback_db.read_results("performance_snapshots", window_end=END, model_version=ALL_VERSIONS)
     assert {r["model"] for r in performance} == set(MODEL_FEATURES)
-    estimated = feedback_db.read_results("performance_snapshots", window_end=END, kind="estimated")
-    assert {r["model"] for r in estimated if r["result"]["status"] == "ok"} == set(MODEL_FEATURES)
-    assert not {t for _, t in alert_types(feedback_db) if t == "estimated_performance"}
     assert mapped_labels(result, "model.analyse") == mapped_labels(result, "model.trigger_retrain") \
         == mapped_labels(result, "model.profile") == set(MODEL_FEATURES)
     assert all(r["result"]["status"] == "ok" and 0 < r["label_coverage"] < 1 for r in performance)
@@ -114,14 +110,14 @@ def test_a_multiclass_model_runs_next_to_the_others(daily_dag, feedback_db):
     result = run(daily_dag)
     assert mapped_labels(result, "model.analyse") == set(MODEL_FEATURES)
     performance = {r["model"]: r for r in feedback_db.read_results("performance_snapshots", window_end=END,
-                                                                   model_version=ALL_VERSIONS, kind="performance")}
+                                                                   model_version=ALL_VERSIONS)}
     hooks = performance_from_dict(performance["hook_classifier"]["result"])
     assert isinstance(hooks, MulticlassPerformance) and hooks.status.value == "ok" and hooks.accuracy > 0.4
     assert len(hooks.confusion_matrix) == len(hooks.classes) == 5
     kinds = {r["kind"] for r in feedback_db.read_results("error_analyses", model="hook_classifier", window_end=END)}
     assert kinds == {"error_distribution", "systematic_errors"}
     reports = drift(feedback_db)
-    assert all(len({k for m, k in reports if m == model}) == 5 for model in MODEL_FEATURES)
+    assert all(len({k for m, k in reports if m == model}) == 4 for model in MODEL_FEATURES)
     checks = reports["hook_classifier", "prediction_drift"]["result"]["statistical_tests"]["checks"]
     assert {"class:distribution", "proba_question:distribution"} <= set(checks)
 
@@ -214,13 +210,11 @@ def test_late_labels_raise_coverage_and_update_metrics_in_place(daily_dag, feedb
     scenario = Scenario(days=DAYS, rows_per_day=200, seed=15)
     load(feedback_db, scenario)
     run(daily_dag, models=["roas_predictor"])
-    before = feedback_db.read_results("performance_snapshots", model="roas_predictor", model_version=ALL_VERSIONS,
-                                      kind="performance")
+    before = feedback_db.read_results("performance_snapshots", model="roas_predictor", model_version=ALL_VERSIONS)
     late = generate(scenario).outcomes_received(END, END + timedelta(days=10))
     feedback_db.enqueue_outcomes(late.assign(received_at=END - timedelta(hours=1)))  # arrives within the interval
     run(daily_dag, models=["roas_predictor"])
-    after = feedback_db.read_results("performance_snapshots", model="roas_predictor", model_version=ALL_VERSIONS,
-                                     kind="performance")
+    after = feedback_db.read_results("performance_snapshots", model="roas_predictor", model_version=ALL_VERSIONS)
     assert len(before) == len(after) == 1
     assert after[0]["label_coverage"] > before[0]["label_coverage"] + 0.2
     assert after[0]["sample_count"] > before[0]["sample_count"]

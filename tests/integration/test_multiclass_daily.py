@@ -55,19 +55,12 @@ def test_the_analyse_step_stores_multiclass_performance_equal_to_sklearn(store):
     summary = analyse(store, spec, run)
     stored = {row["kind"]: row for row in store.read_results("drift_reports", model=MODEL)}
     assert set(stored) == set(summary["drift"]) - {"baseline"} == {"feature_drift", "prediction_drift",
-                                                                   "concept_drift", "performance_degradation",
-                                                                   "multivariate_drift"}
+                                                                   "concept_drift", "performance_degradation"}
     assert set(stored["performance_degradation"]["result"]["statistical_tests"]["metrics"]) == {
         "accuracy", "log_loss", "macro_f1"}
-    # before the labels: CBPE's one-vs-rest estimate of the window, with a band per metric
-    assert summary["estimated"]["status"] == "ok" and summary["estimated"]["metric"] == "accuracy"
-    (estimated,) = store.read_results("performance_snapshots", model=MODEL, kind="estimated")
-    accuracy = estimated["result"]["estimate"]["metrics"]["accuracy"]
-    assert accuracy["lower"] < accuracy["value"] < accuracy["upper"]
 
     window = store.read_window(MODEL, run.current_start, END, labelled_only=False)
-    stored = {row["model_version"]: row for row in store.read_results("performance_snapshots", model=MODEL,
-                                                                      kind="performance")}
+    stored = {row["model_version"]: row for row in store.read_results("performance_snapshots", model=MODEL)}
     assert set(stored) == {ALL_VERSIONS, "v1", "v2"}
     for version, row in stored.items():
         rows = window if version == ALL_VERSIONS else window[window["model_version"] == version]

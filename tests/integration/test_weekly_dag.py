@@ -129,16 +129,14 @@ def test_weekly_run_stores_the_learning_report_of_the_week(dag_bag, feedback_db,
     run(weekly, end=WEEK_END, models=["roas_predictor", "ctr_predictor"])  # a re-run replaces, not adds
     (again,) = feedback_db.learning_reports(kind="weekly")
     assert again["report"] == report
-    weekly_rows = feedback_db.read_results("performance_snapshots", model="roas_predictor", window_end=WEEK_END,
-                                           kind="performance")
+    weekly_rows = feedback_db.read_results("performance_snapshots", model="roas_predictor", window_end=WEEK_END)
     assert len(weekly_rows) == 2
 
     # the "Model health" page and /metrics on the same store: baseline, kinds and "since"
     health = {m["name"]: m for m in model_health(feedback_db)["models"]}
     ctr = health["ctr_predictor"]
     assert ctr["baseline"] == report["baselines"]["ctr_predictor"]
-    assert set(ctr["drift"]) == {"feature_drift", "prediction_drift", "concept_drift", "performance_degradation",
-                                 "multivariate_drift"}
+    assert set(ctr["drift"]) == {"feature_drift", "prediction_drift", "concept_drift", "performance_degradation"}
     assert {(f["name"], f["since"]) for f in ctr["drift"]["feature_drift"]["findings"]} == {
         ("audience_size", shift_day), ("hook_type", shift_day)}
     assert ctr["drift"]["performance_degradation"]["findings"] == []

@@ -114,8 +114,7 @@ PERFORMANCE_CAUSE = "performance"
 
 def window_findings(drift_reports: Iterable[Mapping[str, Any]], performance: ModelPerformance | None,
                     thresholds: RetrainThresholds, systematic_errors: Iterable[Mapping[str, Any]], *,
-                    pattern_alpha: float | None = None, estimated: Mapping[str, Any] | None = None
-                    ) -> list[dict[str, Any]]:
+                    pattern_alpha: float | None = None) -> list[dict[str, Any]]:
     """A window's findings from its stored results, in order: drift (feature by feature; the
     prediction report as one finding; the model getting worse on its labels as one finding),
     performance limits crossed (``high``), systematic errors rated by ``SYSTEMATIC_ERROR_LADDER``
@@ -132,11 +131,7 @@ def window_findings(drift_reports: Iterable[Mapping[str, Any]], performance: Mod
     bench's stable 500 rows/day regressor: one ten-day excursion of the outcome opened RMSE, then
     concept drift, then MAE, then concept drift again after a one-day gap), and a model owner was
     told four times about one cause. A new metric joining does not re-alert; a higher severity does
-    (``repeat_status``).
-
-    ``estimated``: the window's stored ``estimated`` result row (``loop.estimation``); its CUSUM's
-    alarm (``core.estimation_alerts``) is an ``estimated_performance`` finding, marked estimated,
-    unless the estimator is flagged unreliable (``estimated_finding``)."""
+    (``repeat_status``)."""
     from .retraining import performance_breaches  # scikit-learn: not at import (DAG parsing imports the policy)
 
     flagged = {row["kind"]: row for row in drift_reports if row["status"] == "ok" and row["severity"] != "none"}
@@ -160,30 +155,7 @@ def window_findings(drift_reports: Iterable[Mapping[str, Any]], performance: Mod
         for pattern in row["result"]["patterns"]:
             if pattern_alpha is None or pattern.get("p_adjusted", 0.0) < pattern_alpha:
                 findings.extend(_systematic_error_finding(pattern, performance))
-    if estimated is not None and (found := estimated_finding(estimated)) is not None:
-        findings.append(found)
     return findings
-
-
-ESTIMATED_CAUSE = "estimated"
-
-
-def estimated_finding(row: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The ``estimated_performance`` finding of a stored ``estimated`` row: when its CUSUM alarms
-    and the estimator is not flagged unreliable; its details say it is an estimate (``estimated``
-    True, the band, the reliability verdict). None otherwise."""
-    result = row.get("result") or {}
-    verdict = result.get("alert") or {}
-    if result.get("status") != "ok" or not verdict.get("alarm") or verdict.get("suppressed") \
-            or not verdict.get("severity"):
-        return None
-    metric = verdict["metric"]
-    estimated = ((result.get("estimate") or {}).get("metrics") or {}).get(metric, {})
-    return finding("estimated_performance", f"{ESTIMATED_CAUSE}:{metric}", verdict["severity"], {
-        "summary": verdict.get("summary", f"estimated {metric} worse than the baseline's"), "estimated": True,
-        "metric": metric, "estimate": estimated, "cusum": {k: verdict.get(k) for k in
-                                                           ("cusum", "h", "k", "arl0_days", "change_start")},
-        "reliability": (result.get("reliability") or {}).get("reason")})
 
 
 def _degradation_finding(row: Mapping[str, Any], concept: Mapping[str, Any] | None) -> dict[str, Any]:

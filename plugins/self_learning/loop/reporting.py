@@ -50,7 +50,7 @@ METRICS = STORED_METRICS  # the stored metrics a report carries, in the core's o
 SECTIONS = ("performance", "error_distribution", "baselines", "drift_results", "systematic_error_patterns",
             "feature_importance", "retraining_recommendations", "ab_test_conclusions", "alerts", "incidents")
 # every kind of drift report the daily run stores (core.monitoring.reports), in the order shown
-DRIFT_KINDS = ("feature_drift", "prediction_drift", "concept_drift", "performance_degradation", "multivariate_drift")
+DRIFT_KINDS = ("feature_drift", "prediction_drift", "concept_drift", "performance_degradation")
 IMPORTANCE_TREND_DAYS = 90
 
 

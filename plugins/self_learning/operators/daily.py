@@ -104,35 +104,14 @@ class AnalyseModelOperator(ModelStepOperator):
         set_by = f"daily run ending {settings.window_end:%Y-%m-%d}"
         recent, monitoring, baseline, reference = analyse_recent(store, spec, settings, kinds, set_by=set_by)
         current = recent[recent["served_at"] >= settings.current_start]
-        before_labels, before_summary = self._before_labels(store, spec, settings, kinds, recent, current, reference,
-                                                            baseline)
         del recent
         drift_summary = _monitoring_summary(spec, monitoring, baseline, log=self.log)
-        drift_summary.update(before_summary.pop("drift", {}))
-        summary = self._store_window(store, spec, settings, kinds, current, reference,
-                                     [*monitoring_rows(spec, settings, monitoring, baseline), *before_labels],
-                                     drift_summary)
-        return {**summary, **before_summary}
-
-    def _before_labels(self, store, spec, settings, kinds, recent, current, reference, baseline):
-        """The estimated performance of the window (and the realized values of earlier windows whose
-        labels matured since) and the multivariate drift report (``loop.estimation``)."""
-        from ..loop.analysis import calibration_key, monitor_settings
-        from ..loop.estimation import estimation_rows, multivariate_row
-
-        key = (calibration_key(baseline, monitor_settings(settings))
-               if baseline is not None and not baseline.provisional else None)
-        estimated, estimated_summary = estimation_rows(store, spec, settings, kinds, recent, reference, baseline, key,
-                                                       log=self.log)
-        multivariate, multivariate_summary = multivariate_row(store, spec, settings, kinds, current, reference,
-                                                              baseline)
-        rows = [*estimated, *([multivariate] if multivariate else [])]
-        drift = {"multivariate_drift": {**multivariate_summary, "affected_features": []}} if multivariate else {}
-        return rows, {"estimated": estimated_summary, "drift": drift}
+        return self._store_window(store, spec, settings, kinds, current, reference,
+                                  monitoring_rows(spec, settings, monitoring, baseline), drift_summary)
 
     def _store_window(self, store, spec, settings, kinds, current, reference, monitoring, drift_summary):
         """Performance and error analysis of ``current`` (every row served in the window), stored in
-        one transaction with the monitor's (and the estimation's) rows."""
+        one transaction with the monitor's rows."""
         served_per_version = {str(version): int(count) for version, count in
                               current["model_version"].value_counts(sort=False).items() if count}
         labelled = _labelled(spec, current)
@@ -322,9 +301,7 @@ def findings_of(store, spec, settings: RunSettings) -> list[dict[str, Any]]:
         store.read_results("drift_reports", model=spec.name, model_version=ALL_VERSIONS, window_end=end),
         _stored_performance(store, spec.name, end), settings.retrain_thresholds(),
         store.read_results("error_analyses", model=spec.name, kind="systematic_errors", window_end=end),
-        pattern_alpha=systematic_alpha(settings.false_alarm_days, settings.current_window_days),
-        estimated=next(iter(store.read_results("performance_snapshots", model=spec.name, model_version=ALL_VERSIONS,
-                                               window_end=end, kind="estimated")), None))
+        pattern_alpha=systematic_alpha(settings.false_alarm_days, settings.current_window_days))
 
 
 def _stored_performance(store, model: str, end: datetime):
@@ -332,8 +309,7 @@ def _stored_performance(store, model: str, end: datetime):
     from ..core.performance import performance_from_dict
     from ..store import ALL_VERSIONS
 
-    rows = store.read_results("performance_snapshots", model=model, model_version=ALL_VERSIONS, window_end=end,
-                              kind="performance")
+    rows = store.read_results("performance_snapshots", model=model, model_version=ALL_VERSIONS, window_end=end)
     return performance_from_dict(rows[-1]["result"]) if rows else None
 
 
