@@ -133,8 +133,8 @@ def test_a_backfill_then_a_reprocessing_backfill_leave_identical_results(api, ai
             assert duplicates == 0, table
         per_day = conn.execute("SELECT window_end, count(*), count(DISTINCT kind) FROM drift_reports "
                                "GROUP BY window_end").fetchall()
-        # feature, prediction, concept and multivariate drift and performance degradation, each once a day
-        assert {(count, kinds) for _, count, kinds in per_day} == {(5, 5)}, per_day
+        # feature, prediction and concept drift and performance degradation, each once a day
+        assert {(count, kinds) for _, count, kinds in per_day} == {(4, 4)}, per_day
     _backfill(api, airflow, "completed", first=1)  # the last two days again, side by side
     assert _results(feedback) == before
 
