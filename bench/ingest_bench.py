@@ -36,14 +36,15 @@ WINDOW = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
 RESEND_ROWS = 100_000
 
 
-def make_frame(rows: int, seed: int = 1) -> pd.DataFrame:
+def make_frame(rows: int, seed: int = 1, *, day: datetime = WINDOW[0], id_prefix: str = "bench",
+               versions: tuple[str, ...] = ("v1", "v2")) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({
-        "prediction_id": [f"bench-{i:010d}" for i in range(rows)],
+        "prediction_id": [f"{id_prefix}-{i:010d}" for i in range(rows)],
         "model": "roas_predictor",
-        "model_version": rng.choice(["v1", "v2"], rows),
+        "model_version": rng.choice(list(versions), rows) if len(versions) > 1 else versions[0],
         "predicted_value": rng.gamma(2.0, 1.5, rows),
-        "served_at": pd.Timestamp(WINDOW[0]) + pd.to_timedelta(rng.integers(0, 86_400_000_000, rows), unit="us"),
+        "served_at": pd.Timestamp(day) + pd.to_timedelta(rng.integers(0, 86_400_000_000, rows), unit="us"),
     })
     for i in range(16):
         frame[f"num_{i:02d}"] = rng.standard_normal(rows)

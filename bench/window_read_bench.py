@@ -19,11 +19,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "tests")]
+from ingest_bench import make_frame  # noqa: E402
 from self_learning import store  # noqa: E402
 from self_learning.store import copy_out  # noqa: E402
 from self_learning.store.tables import outcomes, predictions  # noqa: E402
@@ -35,20 +35,8 @@ WINDOW_ROWS = [0]
 
 
 def day_frame(rows: int, seed: int = 1) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "prediction_id": [f"w-{i:010d}" for i in range(rows)],
-        "model": MODEL,
-        "model_version": "v1",
-        "predicted_value": rng.gamma(2.0, 1.5, rows),
-        "served_at": pd.Timestamp(DAY) + pd.to_timedelta(rng.integers(0, 86_400_000_000, rows), unit="us"),
-    })
-    for i in range(16):
-        frame[f"num_{i:02d}"] = rng.standard_normal(rows)
-    for i, labels in enumerate((["meta", "tiktok", "google"], ["video", "image", "carousel"],
-                                ["question", "shock", "story", "offer"], ["mon", "tue", "wed", "thu", "fri"])):
-        frame[f"cat_{i}"] = rng.choice(labels, rows)
-    return frame
+    """One served day of ``MODEL`` at ``DAY`` (ingest_bench's rows: 16 numeric, 4 categorical features)."""
+    return make_frame(rows, seed, day=DAY, id_prefix="w", versions=("v1",))
 
 
 def add_history_days(feedback: store.FeedbackStore, days: range) -> None:
